@@ -1,0 +1,90 @@
+import { Schema } from "effect"
+import { JobId } from "./JobId.js"
+import { JobStatus } from "./JobStatus.js"
+
+const Timestamp = Schema.DateTimeUtc
+const NullableTimestamp = Schema.NullOr(Schema.DateTimeUtc)
+
+/** What enqueue answers: enough to find the job again. `existing` is true when an idempotency key matched. */
+export class JobRef extends Schema.Class<JobRef>("JobRef")({
+  id: JobId,
+  name: Schema.String,
+  queue: Schema.String,
+  status: JobStatus,
+  scheduledAt: Timestamp,
+  createdAt: Timestamp,
+  existing: Schema.Boolean
+}) {}
+
+/** The latest progress a worker reported. */
+export class JobProgress extends Schema.Class<JobProgress>("JobProgress")({
+  percent: Schema.Number,
+  step: Schema.NullOr(Schema.String),
+  message: Schema.NullOr(Schema.String),
+  data: Schema.Unknown,
+  updatedAt: NullableTimestamp
+}) {}
+
+/** Why a job (or its last attempt) failed. */
+export class JobError extends Schema.Class<JobError>("JobError")({
+  code: Schema.NullOr(Schema.String),
+  message: Schema.String
+}) {}
+
+/** Everything about a job. `queuePosition` is 1-based among pending jobs of its queue, `null` otherwise. */
+export class JobInfo extends Schema.Class<JobInfo>("JobInfo")({
+  id: JobId,
+  name: Schema.String,
+  queue: Schema.String,
+  owner: Schema.NullOr(Schema.String),
+  priority: Schema.Int,
+  status: JobStatus,
+  terminal: Schema.Boolean,
+  progress: JobProgress,
+  payload: Schema.Unknown,
+  result: Schema.Unknown,
+  error: Schema.NullOr(JobError),
+  attempt: Schema.Int,
+  maxAttempts: Schema.Int,
+  timeoutSeconds: Schema.NullOr(Schema.Number),
+  idempotencyKey: Schema.NullOr(Schema.String),
+  cancelRequested: Schema.Boolean,
+  workerId: Schema.NullOr(Schema.String),
+  leaseExpiresAt: NullableTimestamp,
+  queuePosition: Schema.NullOr(Schema.Int),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  scheduledAt: Timestamp,
+  claimedAt: NullableTimestamp,
+  startedAt: NullableTimestamp,
+  finishedAt: NullableTimestamp,
+  version: Schema.Int
+}) {}
+
+/** The lightweight status of a job, for cheap polling. */
+export class JobStatusInfo extends Schema.Class<JobStatusInfo>("JobStatusInfo")({
+  id: JobId,
+  status: JobStatus,
+  terminal: Schema.Boolean,
+  percent: Schema.Number,
+  version: Schema.Int
+}) {}
+
+export class Pagination extends Schema.Class<Pagination>("Pagination")({
+  total: Schema.Int,
+  page: Schema.Int,
+  limit: Schema.Int,
+  pages: Schema.Int
+}) {}
+
+/** A page of jobs (`page`/`limit`), newest first. */
+export class JobPage extends Schema.Class<JobPage>("JobPage")({
+  jobs: Schema.Array(JobInfo),
+  pagination: Pagination
+}) {}
+
+/** A keyset page of jobs, newest first; pass `nextCursor` back for the next one (`null`: no more). */
+export class JobCursorPage extends Schema.Class<JobCursorPage>("JobCursorPage")({
+  jobs: Schema.Array(JobInfo),
+  nextCursor: Schema.NullOr(Schema.String)
+}) {}

@@ -1,0 +1,184 @@
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import * as Path from "node:path"
+
+/** jobwatch's configuration: one record, with defaults for everything but the database. */
+export interface JobWatchConfigShape {
+  /** PostgreSQL to use; `None` starts an embedded PostgreSQL in `dataDir`. */
+  readonly databaseUrl: Option.Option<Redacted.Redacted>
+  /** The schema that holds jobwatch's tables (created by the migrations). */
+  readonly schema: string
+  /** Where the embedded PostgreSQL (and the generated secrets) live. */
+  readonly dataDir: string
+  readonly host: string
+  readonly port: number
+  /** Connections in the pool (the LISTEN connection is extra). */
+  readonly poolSize: number
+  readonly maxPayloadBytes: number
+  readonly maxBatchSize: number
+  readonly defaultPageSize: number
+  readonly maxPageSize: number
+  /** How long a graceful shutdown may take before the process gives up waiting. */
+  readonly shutdownTimeout: Duration.Duration
+}
+
+/** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
+export type JobWatchConfigInput = {
+  readonly [K in keyof JobWatchConfigShape]?: JobWatchConfigShape[K] extends Duration.Duration ? Duration.DurationInput
+    : JobWatchConfigShape[K] extends Option.Option<Duration.Duration> ? Duration.DurationInput | null
+    : JobWatchConfigShape[K] extends Option.Option<Redacted.Redacted> ? string | Redacted.Redacted | Option.Option<Redacted.Redacted>
+    : JobWatchConfigShape[K]
+}
+
+export const defaults: JobWatchConfigShape = {
+  databaseUrl: Option.none(),
+  schema: "jobwatch",
+  dataDir: ".jobwatch",
+  host: "127.0.0.1",
+  port: 8080,
+  poolSize: 10,
+  maxPayloadBytes: 1024 * 1024,
+  maxBatchSize: 1000,
+  defaultPageSize: 10,
+  maxPageSize: 100,
+  shutdownTimeout: Duration.seconds(4)
+}
+
+/** The environment variable behind each field (`layerConfig`). */
+export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
+  databaseUrl: "DATABASE_URL",
+  schema: "JOBWATCH_SCHEMA",
+  dataDir: "JOBWATCH_DATA_DIR",
+  host: "HOST",
+  port: "PORT",
+  poolSize: "JOBWATCH_POOL_SIZE",
+  maxPayloadBytes: "JOBWATCH_MAX_PAYLOAD_BYTES",
+  maxBatchSize: "JOBWATCH_MAX_BATCH_SIZE",
+  defaultPageSize: "JOBWATCH_DEFAULT_PAGE_SIZE",
+  maxPageSize: "JOBWATCH_MAX_PAGE_SIZE",
+  shutdownTimeout: "JOBWATCH_SHUTDOWN_TIMEOUT"
+}
+
+type Field = keyof JobWatchConfigShape
+type Invalid = { readonly field: Field; readonly message: string }
+
+const identifier = /^[a-z_][a-z0-9_]{0,62}$/
+
+const intIn = (field: Field, value: unknown, min: number, max: number): Either.Either<number, Invalid> =>
+  typeof value === "number" && Number.isInteger(value) && value >= min && value <= max
+    ? Either.right(value)
+    : Either.left({ field, message: `expected an integer from ${min} to ${max}, got ${String(value)}` })
+
+const shorthand = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i
+const shorthandUnits = { ms: "millis", s: "seconds", m: "minutes", h: "hours", d: "days" } as const
+
+/** Parses a duration: a `DurationInput`, or a string like `5 seconds`, `500 millis`, `5s`, `250ms`. */
+export const parseDuration = (input: unknown): Option.Option<Duration.Duration> => {
+  if (typeof input === "string") {
+    const m = shorthand.exec(input)
+    if (m !== null) {
+      const unit = shorthandUnits[m[2]!.toLowerCase() as keyof typeof shorthandUnits]
+      return Duration.decodeUnknown(`${m[1]} ${unit}`)
+    }
+    return Duration.decodeUnknown(input.trim())
+  }
+  if (typeof input === "number") return Number.isFinite(input) && input >= 0 ? Option.some(Duration.millis(input)) : Option.none()
+  return Duration.decodeUnknown(input)
+}
+
+const duration = (field: Field, value: unknown): Either.Either<Duration.Duration, Invalid> =>
+  Option.match(parseDuration(value), {
+    onNone: () => Either.left({ field, message: `expected a duration such as "5 seconds" or "250ms", got ${String(value)}` }),
+    onSome: Either.right
+  })
+
+const str = (field: Field, value: unknown): Either.Either<string, Invalid> =>
+  typeof value === "string" && value.trim() !== ""
+    ? Either.right(value.trim())
+    : Either.left({ field, message: `expected a non-empty string, got ${JSON.stringify(value)}` })
+
+const url = (value: unknown): Either.Either<Option.Option<Redacted.Redacted>, Invalid> => {
+  const inner = Option.isOption(value) ? Option.getOrUndefined(value) : value
+  if (inner === undefined || inner === null) return Either.right(Option.none())
+  const text = Redacted.isRedacted(inner) ? Redacted.value(inner) : inner
+  if (typeof text !== "string") return Either.left({ field: "databaseUrl", message: "expected a connection string" })
+  if (text.trim() === "") return Either.right(Option.none())
+  return /^postgres(ql)?:\/\//.test(text.trim())
+    ? Either.right(Option.some(Redacted.make(text.trim())))
+    : Either.left({ field: "databaseUrl", message: "expected a postgres:// or postgresql:// URL" })
+}
+
+type RawInput = { readonly [K in Field]?: unknown }
+
+const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
+  Either.gen(function*() {
+    const v: { readonly [K in Field]: unknown } = { ...defaults, ...input }
+    const schema = yield* str("schema", v.schema)
+    if (!identifier.test(schema)) {
+      return yield* Either.left<Invalid>({
+        field: "schema",
+        message: `expected a lower-case SQL identifier (letters, digits, _), got ${JSON.stringify(schema)}`
+      })
+    }
+    const defaultPageSize = yield* intIn("defaultPageSize", v.defaultPageSize, 1, 10_000)
+    return {
+      databaseUrl: yield* url(v.databaseUrl),
+      schema,
+      dataDir: Path.resolve(yield* str("dataDir", v.dataDir)),
+      host: yield* str("host", v.host),
+      port: yield* intIn("port", v.port, 0, 65535),
+      poolSize: yield* intIn("poolSize", v.poolSize, 1, 1000),
+      maxPayloadBytes: yield* intIn("maxPayloadBytes", v.maxPayloadBytes, 1, 512 * 1024 * 1024),
+      maxBatchSize: yield* intIn("maxBatchSize", v.maxBatchSize, 1, 10_000),
+      defaultPageSize,
+      maxPageSize: yield* intIn("maxPageSize", v.maxPageSize, defaultPageSize, 10_000),
+      shutdownTimeout: yield* duration("shutdownTimeout", v.shutdownTimeout)
+    }
+  })
+
+/** jobwatch's configuration record. */
+export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfig, JobWatchConfigShape>() {
+  /** Validates a partial configuration over the defaults; a bad value fails naming its field. */
+  static readonly make = (
+    input: JobWatchConfigInput | RawInput,
+    nameOf: (field: Field) => string = (field) => field
+  ): Effect.Effect<JobWatchConfigShape, ConfigError.ConfigError> =>
+    Either.match(check(input), {
+      onLeft: ({ field, message }) => Effect.fail(ConfigError.InvalidData([nameOf(field)], message)),
+      onRight: Effect.succeed
+    })
+
+  /** For embedders: the defaults overridden by `input`. */
+  static readonly layer = (input: JobWatchConfigInput = {}): Layer.Layer<JobWatchConfig, ConfigError.ConfigError> =>
+    Layer.effect(JobWatchConfig, JobWatchConfig.make(input))
+
+  /** Read from the environment (`DATABASE_URL`, `JOBWATCH_SCHEMA`, `PORT`, …); errors name the variable. */
+  static readonly layerConfig: Layer.Layer<JobWatchConfig, ConfigError.ConfigError> = Layer.effect(
+    JobWatchConfig,
+    Effect.gen(function*() {
+      const str = (field: Field) => Config.option(Config.string(envNames[field]))
+      // integers are read as strings so that a bad value reaches our check and its message
+      const int = (field: Field) =>
+        Config.option(Config.string(envNames[field])).pipe(
+          Config.map(Option.map((text) => (/^-?\d+$/.test(text.trim()) ? Number(text) : text)))
+        )
+      const raw = yield* Config.all({
+        databaseUrl: Config.option(Config.redacted(envNames.databaseUrl)),
+        schema: str("schema"),
+        dataDir: str("dataDir"),
+        host: str("host"),
+        port: int("port"),
+        poolSize: int("poolSize"),
+        maxPayloadBytes: int("maxPayloadBytes"),
+        maxBatchSize: int("maxBatchSize"),
+        defaultPageSize: int("defaultPageSize"),
+        maxPageSize: int("maxPageSize"),
+        shutdownTimeout: str("shutdownTimeout")
+      })
+      const input: Partial<Record<Field, unknown>> = {}
+      for (const [field, value] of Object.entries(raw)) {
+        if (Option.isSome<unknown>(value)) input[field as Field] = value.value
+      }
+      return yield* JobWatchConfig.make(input, (field) => envNames[field])
+    })
+  )
+}

@@ -1,0 +1,208 @@
+import type { DateTime, Duration } from "effect"
+import { Effect, Option } from "effect"
+import { JobWatchConfig } from "./Config.js"
+import { InvalidInput } from "./Domain/Errors.js"
+import { JobCursorPage, JobPage, JobRef, JobStatusInfo, Pagination } from "./Domain/Job.js"
+import { makeJobId } from "./Domain/JobId.js"
+import type { JobStatus } from "./Domain/JobStatus.js"
+import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
+import * as V from "./internal/validate.js"
+import type { ListFilter, NewJob } from "./JobsRepo.js"
+import { JobsRepo } from "./JobsRepo.js"
+
+/** What a job is enqueued with. */
+export interface EnqueueOptions {
+  /** What the job does (1–200 characters). */
+  readonly name: string
+  /** Default `default`. */
+  readonly queue?: string | undefined
+  /** Any JSON value, at most `maxPayloadBytes` (1 MiB by default) serialised. */
+  readonly payload?: unknown
+  /** Higher runs first; an integer, default 0. */
+  readonly priority?: number | undefined
+  /** When to run it (a future time makes it `scheduled`). Give `runAt` or `delay`, not both. */
+  readonly runAt?: Date | DateTime.DateTime | string | undefined
+  readonly delay?: Duration.DurationInput | undefined
+  /** Attempts before it fails for good; default 1. */
+  readonly maxAttempts?: number | undefined
+  /** How long one attempt may run. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Who the job belongs to (the JWT `sub` on the HTTP API). */
+  readonly owner?: string | undefined
+  /** The same owner and key answer the existing job instead of creating another. */
+  readonly idempotencyKey?: string | undefined
+}
+
+export interface ListOptions {
+  /** Canonical statuses or their aliases (`queued`, `active`, `IN_PROGRESS`, …), one or several. */
+  readonly status?: string | ReadonlyArray<string> | undefined
+  readonly queue?: string | undefined
+  readonly name?: string | undefined
+  readonly owner?: string | undefined
+  /** 1-based; default 1. */
+  readonly page?: number | undefined
+  /** Default `defaultPageSize`, at most `maxPageSize`. */
+  readonly limit?: number | undefined
+}
+
+/** Restricts an operation to one owner's jobs: another owner's job is `JobNotFound`. */
+export interface OwnerScope {
+  readonly owner?: string | undefined
+}
+
+const INT32 = 2 ** 31 - 1
+
+/** Enqueue, read, list, cancel and delete jobs. */
+export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
+  dependencies: [JobsRepo.Default],
+  effect: Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    const config = yield* JobWatchConfig
+
+    const validate = (options: EnqueueOptions, prefix: string): Effect.Effect<NewJob, V.Invalid> =>
+      Effect.gen(function*() {
+        const f = (field: string) => `${prefix}${field}`
+        if (typeof options !== "object" || options === null) return yield* V.invalid(prefix || "job", "must be an object")
+        if (options.runAt !== undefined && options.delay !== undefined) {
+          return yield* V.invalid(f("delay"), "give runAt or delay, not both")
+        }
+        return {
+          id: makeJobId(),
+          name: yield* V.text(f("name"), options.name, { max: 200 }),
+          queue: options.queue === undefined ? "default" : yield* V.text(f("queue"), options.queue, { max: 200 }),
+          owner: yield* V.optionalText(f("owner"), options.owner, 200),
+          payloadJson: yield* V.jsonValue(f("payload"), options.payload, config.maxPayloadBytes),
+          priority: options.priority === undefined ? 0 : yield* V.integer(f("priority"), options.priority, -INT32, INT32),
+          runAt: options.runAt === undefined ? null : yield* V.instant(f("runAt"), options.runAt),
+          delayMs: options.delay === undefined ? null : yield* V.duration(f("delay"), options.delay),
+          maxAttempts: options.maxAttempts === undefined ? 1 : yield* V.integer(f("maxAttempts"), options.maxAttempts, 1, 1000),
+          timeoutMs: options.timeout === undefined ? null : Math.ceil(yield* V.duration(f("timeout"), options.timeout, 1)),
+          idempotencyKey: yield* V.optionalText(f("idempotencyKey"), options.idempotencyKey, 200)
+        }
+      })
+
+    const enqueueBatch = Effect.fn("Jobs.enqueueBatch")(function*(batch: ReadonlyArray<EnqueueOptions>) {
+      if (!Array.isArray(batch) || batch.length === 0 || batch.length > config.maxBatchSize) {
+        return yield* V.invalid("jobs", `must hold 1 to ${config.maxBatchSize} jobs, got ${Array.isArray(batch) ? batch.length : "none"}`)
+      }
+      const valid = yield* Effect.forEach(batch, (options, i) => validate(options, `jobs[${i}].`))
+      // the same key twice in one batch: the first one creates, the others answer it
+      const firstByKey = new Map<string, number>()
+      const unique: Array<NewJob> = []
+      const origin: Array<number> = []
+      const slot = valid.map((job, n) => {
+        const key = job.idempotencyKey === null ? undefined : `${job.owner ?? ""}\u0000${job.idempotencyKey}`
+        const seen = key === undefined ? undefined : firstByKey.get(key)
+        if (seen !== undefined) return seen
+        if (key !== undefined) firstByKey.set(key, unique.length)
+        origin.push(n)
+        return unique.push(job) - 1
+      })
+      const refs = yield* repo.insert(unique)
+      return slot.map((i, n) => origin[i] === n ? refs[i]! : JobRef.make({ ...refs[i]!, existing: true }))
+    })
+
+    const enqueue = Effect.fn("Jobs.enqueue")(function*(options: EnqueueOptions) {
+      const job = yield* validate(options, "")
+      const [ref] = yield* repo.insert([job])
+      return ref!
+    })
+
+    const get = Effect.fn("Jobs.get")(function*(id: string, scope: OwnerScope = {}) {
+      return yield* repo.get(yield* V.jobId(id), scope.owner)
+    })
+
+    const status = Effect.fn("Jobs.status")(function*(id: string, scope: OwnerScope = {}) {
+      const row = yield* repo.status(yield* V.jobId(id), scope.owner)
+      return JobStatusInfo.make({ ...row, terminal: isTerminal(row.status) })
+    })
+
+    const exists = Effect.fn("Jobs.exists")(function*(id: string, scope: OwnerScope = {}) {
+      return yield* repo.exists(yield* V.jobId(id), scope.owner)
+    })
+
+    const filterOf = (options: ListOptions) =>
+      Effect.gen(function*() {
+        let statuses: Array<JobStatus> | undefined
+        if (options.status !== undefined) {
+          const terms = (typeof options.status === "string" ? options.status.split(",") : options.status)
+            .map((term) => term.trim())
+            .filter((term) => term !== "")
+          statuses = []
+          for (const term of terms) {
+            const resolved = resolveStatus(term)
+            if (resolved === undefined) {
+              return yield* V.invalid(
+                "status",
+                `unknown status ${JSON.stringify(term)}; expected one of ${allStatuses.join(", ")} or an alias (${Object.keys(statusAliases).join(", ")})`
+              )
+            }
+            statuses.push(...resolved)
+          }
+          if (statuses.length === 0) statuses = undefined
+        }
+        return {
+          statuses,
+          queue: options.queue === undefined ? undefined : yield* V.text("queue", options.queue, { max: 200 }),
+          name: options.name === undefined ? undefined : yield* V.text("name", options.name, { max: 200 }),
+          owner: options.owner === undefined ? undefined : yield* V.text("owner", options.owner, { max: 200 })
+        } satisfies ListFilter
+      })
+
+    const limitOf = (limit: number | undefined) =>
+      limit === undefined ? Effect.succeed(config.defaultPageSize) : V.integer("limit", limit, 1, config.maxPageSize)
+
+    /** A page of jobs, newest first, with the total count. */
+    const list = Effect.fn("Jobs.list")(function*(options: ListOptions = {}) {
+      const filter = yield* filterOf(options)
+      const page = options.page === undefined ? 1 : yield* V.integer("page", options.page, 1, 1_000_000)
+      const limit = yield* limitOf(options.limit)
+      const { jobs, total } = yield* repo.listPage(filter, page, limit)
+      return JobPage.make({
+        jobs,
+        pagination: Pagination.make({ total, page, limit, pages: Math.ceil(total / limit) })
+      })
+    })
+
+    /** Keyset paging for deep lists: pass the `nextCursor` of a page back as `cursor`. */
+    const listByCursor = Effect.fn("Jobs.listByCursor")(function*(
+      options: Omit<ListOptions, "page"> & { readonly cursor?: string | undefined } = {}
+    ) {
+      const filter = yield* filterOf(options)
+      const limit = yield* limitOf(options.limit)
+      const before = options.cursor === undefined || options.cursor === ""
+        ? undefined
+        : yield* V.jobId(Buffer.from(String(options.cursor), "base64url").toString("utf8"), "cursor").pipe(
+          Effect.mapError(() => new InvalidInput({ field: "cursor", message: "is not a cursor this API returned" }))
+        )
+      const { jobs, last } = yield* repo.listAfter(filter, before, limit)
+      return JobCursorPage.make({
+        jobs,
+        nextCursor: Option.match(last, {
+          onNone: () => null,
+          onSome: (id) => Buffer.from(id, "utf8").toString("base64url")
+        })
+      })
+    })
+
+    const cancel = Effect.fn("Jobs.cancel")(function*(id: string, scope: OwnerScope = {}) {
+      return yield* repo.cancel(yield* V.jobId(id), { owner: scope.owner })
+    })
+
+    const remove = Effect.fn("Jobs.delete")(function*(id: string, scope: OwnerScope = {}) {
+      return yield* repo.remove(yield* V.jobId(id), { owner: scope.owner })
+    })
+
+    return {
+      enqueue,
+      enqueueBatch,
+      get,
+      status,
+      exists,
+      list,
+      listByCursor,
+      cancel,
+      delete: remove
+    } as const
+  })
+}) {}

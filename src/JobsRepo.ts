@@ -1,0 +1,495 @@
+import { SqlClient } from "@effect/sql"
+import type { Statement } from "@effect/sql"
+import { DateTime, Effect, Option, Schema } from "effect"
+import { JobWatchConfig } from "./Config.js"
+import { InvalidTransition, JobNotFound } from "./Domain/Errors.js"
+import type { JobInfo } from "./Domain/Job.js"
+import { JobRef } from "./Domain/Job.js"
+import type { JobEvent, JobEventType } from "./Domain/JobEvent.js"
+import { JobId } from "./Domain/JobId.js"
+import type { JobStatus } from "./Domain/JobStatus.js"
+import { allowedFrom, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
+import { EventRow, eventColumns, JobRow, jobColumns, toJobEvent, toJobInfo } from "./internal/rows.js"
+
+/** A validated job, ready to insert (see `Jobs.enqueue`). */
+export interface NewJob {
+  readonly id: JobId
+  readonly queue: string
+  readonly name: string
+  readonly owner: string | null
+  /** The payload as JSON text (already measured against the limit). */
+  readonly payloadJson: string
+  readonly priority: number
+  readonly runAt: Date | null
+  readonly delayMs: number | null
+  readonly maxAttempts: number
+  readonly timeoutMs: number | null
+  readonly idempotencyKey: string | null
+}
+
+export interface ListFilter {
+  readonly statuses?: ReadonlyArray<JobStatus> | undefined
+  readonly queue?: string | undefined
+  readonly name?: string | undefined
+  readonly owner?: string | undefined
+}
+
+/** A status change of one job: the compare-and-set primitive every lifecycle operation is built on. */
+export interface Transition {
+  readonly id: JobId
+  /** The new status; omitted for a change that keeps the status (a cancel request). */
+  readonly to?: JobStatus | undefined
+  /** The statuses the job may be in; by default those the transition table allows to move to `to`. */
+  readonly from?: ReadonlyArray<JobStatus> | undefined
+  /** Only the job of this owner (another owner's job is not found). */
+  readonly owner?: string | undefined
+  /** Only while this worker holds the job. */
+  readonly workerId?: string | undefined
+  /** Extra `, column = value` assignments (the job is aliased `j`). */
+  readonly set?: Statement.Fragment | undefined
+  /** An extra `AND …` condition on the job (aliased `j`). */
+  readonly where?: Statement.Fragment | undefined
+  readonly event?: {
+    readonly type?: JobEventType | undefined
+    readonly message?: string | null | undefined
+    readonly data?: unknown
+    readonly errorCode?: string | null | undefined
+    readonly errorMessage?: string | null | undefined
+  } | undefined
+}
+
+/** What a transition found when it did not apply. */
+export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("TransitionRefused", {
+  id: JobId,
+  found: JobStatusSchema,
+  workerId: Schema.NullOr(Schema.String)
+}) {}
+
+const FoundRow = Schema.Struct({
+  foundStatus: JobStatusSchema,
+  foundWorker: Schema.NullOr(Schema.String),
+  changed: Schema.Boolean
+})
+
+const RefRow = Schema.Struct({
+  ord: Schema.Number,
+  owner: Schema.NullOr(Schema.String),
+  idempotencyKey: Schema.NullOr(Schema.String),
+  id: Schema.NullOr(JobId),
+  name: Schema.NullOr(Schema.String),
+  queue: Schema.NullOr(Schema.String),
+  status: Schema.NullOr(JobStatusSchema),
+  scheduledAt: Schema.NullOr(Schema.DateFromSelf),
+  createdAt: Schema.NullOr(Schema.DateFromSelf)
+})
+
+const ExistingRow = Schema.Struct({
+  owner: Schema.NullOr(Schema.String),
+  idempotencyKey: Schema.String,
+  id: JobId,
+  name: Schema.String,
+  queue: Schema.String,
+  status: JobStatusSchema,
+  scheduledAt: Schema.DateFromSelf,
+  createdAt: Schema.DateFromSelf
+})
+
+const StatusRow = Schema.Struct({ id: JobId, status: JobStatusSchema, percent: Schema.Number, version: Schema.Number })
+
+const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRow))
+const decodeEvents = Schema.decodeUnknown(Schema.Array(EventRow))
+const json = (value: unknown) => JSON.stringify(value)
+
+/** The SQL of jobs and their events. `SqlError`s and undecodable rows are defects here. */
+export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
+  effect: Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const { schema } = yield* JobWatchConfig
+    const jobs = sql(`${schema}.jobs`)
+    const events = sql(`${schema}.job_events`)
+    const columns = sql.literal(jobColumns)
+    const queuePosition = sql`CASE WHEN j.status = 'pending' THEN (
+      SELECT count(*)::int + 1 FROM ${jobs} p
+      WHERE p.status = 'pending' AND p.queue = j.queue
+        AND (p.priority > j.priority OR (p.priority = j.priority AND p.id < j.id))
+    ) END AS "queuePosition"`
+    const noPosition = sql.literal(`NULL::int AS "queuePosition"`)
+
+    const toRef = (row: {
+      readonly id: JobId
+      readonly name: string
+      readonly queue: string
+      readonly status: JobStatus
+      readonly scheduledAt: Date
+      readonly createdAt: Date
+    }, existing: boolean) =>
+      JobRef.make({
+        id: row.id,
+        name: row.name,
+        queue: row.queue,
+        status: row.status,
+        scheduledAt: DateTime.unsafeFromDate(row.scheduledAt),
+        createdAt: DateTime.unsafeFromDate(row.createdAt),
+        existing
+      })
+
+    const findExisting = (keys: ReadonlyArray<{ readonly owner: string | null; readonly idempotencyKey: string }>) =>
+      sql`SELECT j.owner, j.idempotency_key AS "idempotencyKey", j.id, j.name, j.queue, j.status,
+            j.scheduled_at AS "scheduledAt", j.created_at AS "createdAt"
+          FROM ${jobs} j
+          JOIN json_to_recordset(${json(keys)}::json) AS k(owner text, "idempotencyKey" text)
+            ON j.owner IS NOT DISTINCT FROM k.owner AND j.idempotency_key = k."idempotencyKey"`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(ExistingRow)))
+      )
+
+    /**
+     * Inserts up to `maxBatchSize` jobs and their first events in one statement. An idempotency key that matches
+     * an existing job (same owner) answers that job with `existing: true`, in input order.
+     */
+    const insert = (input: ReadonlyArray<NewJob>) =>
+      Effect.gen(function*() {
+        // payloads are JSON already: splice them in rather than parse and re-serialise them
+        const body = input.map((job, ord) =>
+          `{"ord":${ord},"id":${json(job.id)},"queue":${json(job.queue)},"name":${json(job.name)},` +
+          `"owner":${json(job.owner)},"payload":${job.payloadJson},"priority":${job.priority},` +
+          `"run_at":${json(job.runAt?.toISOString() ?? null)},"delay_ms":${json(job.delayMs)},` +
+          `"max_attempts":${job.maxAttempts},"timeout_ms":${json(job.timeoutMs)},` +
+          `"idempotency_key":${json(job.idempotencyKey)}}`
+        )
+        const rows = yield* sql`
+          WITH input AS (
+            SELECT x.*, coalesce(x.run_at, now() + x.delay_ms * interval '1 millisecond', now()) AS due
+            FROM json_to_recordset(${`[${body.join(",")}]`}::json) AS x(
+              ord int, id uuid, queue text, name text, owner text, payload jsonb, priority int,
+              run_at timestamptz, delay_ms float8, max_attempts int, timeout_ms bigint, idempotency_key text)
+          ), ins AS (
+            INSERT INTO ${jobs} (id, queue, name, owner, payload, priority, status, max_attempts, timeout_ms,
+              idempotency_key, scheduled_at)
+            SELECT id, queue, name, owner, coalesce(payload, 'null'::jsonb), priority,
+              CASE WHEN due > now() THEN 'scheduled' ELSE 'pending' END, max_attempts, timeout_ms,
+              idempotency_key, due
+            FROM input ORDER BY ord
+            ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id, queue, name, status, scheduled_at, created_at
+          ), ev AS (
+            INSERT INTO ${events} (job_id, version, type, status)
+            SELECT id, 1, 'job.status.changed', status FROM ins
+          )
+          SELECT i.ord, i.owner, i.idempotency_key AS "idempotencyKey", ins.id, ins.name, ins.queue, ins.status,
+            ins.scheduled_at AS "scheduledAt", ins.created_at AS "createdAt"
+          FROM input i LEFT JOIN ins ON ins.id = i.id
+          ORDER BY i.ord`.pipe(Effect.flatMap(Schema.decodeUnknown(Schema.Array(RefRow))))
+        const conflicts = rows.filter((row) => row.id === null && row.idempotencyKey !== null)
+        // a separate statement: its fresh snapshot sees a concurrent insert that won the key
+        const existing = conflicts.length === 0
+          ? []
+          : yield* findExisting(conflicts.map((row) => ({ owner: row.owner, idempotencyKey: row.idempotencyKey! })))
+        const byKey = new Map(existing.map((row) => [`${row.owner ?? ""}\u0000${row.idempotencyKey}`, row]))
+        return rows.map((row) => {
+          if (row.id !== null) {
+            return toRef({
+              id: row.id,
+              name: row.name!,
+              queue: row.queue!,
+              status: row.status!,
+              scheduledAt: row.scheduledAt!,
+              createdAt: row.createdAt!
+            }, false)
+          }
+          const found = byKey.get(`${row.owner ?? ""}\u0000${row.idempotencyKey}`)
+          if (found === undefined) throw new Error(`idempotency key ${row.idempotencyKey} conflicted but was not found`)
+          return toRef(found, true)
+        })
+      }).pipe(Effect.orDie)
+
+    const get = (id: JobId, owner?: string) =>
+      sql`SELECT ${columns}, ${queuePosition} FROM ${jobs} j
+          WHERE j.id = ${id} ${owner === undefined ? sql`` : sql`AND j.owner = ${owner}`}`.pipe(
+        Effect.flatMap(decodeJobs),
+        Effect.orDie,
+        Effect.flatMap((rows) => rows.length === 0 ? new JobNotFound({ id }) : Effect.succeed(toJobInfo(rows[0]!)))
+      )
+
+    const status = (id: JobId, owner?: string) =>
+      sql`SELECT j.id, j.status, j.progress_percent AS percent, j.version FROM ${jobs} j
+          WHERE j.id = ${id} ${owner === undefined ? sql`` : sql`AND j.owner = ${owner}`}`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(StatusRow))),
+        Effect.orDie,
+        Effect.flatMap((rows) => rows.length === 0 ? new JobNotFound({ id }) : Effect.succeed(rows[0]!))
+      )
+
+    const exists = (id: JobId, owner?: string) =>
+      sql`SELECT 1 AS one FROM ${jobs} j
+          WHERE j.id = ${id} ${owner === undefined ? sql`` : sql`AND j.owner = ${owner}`}`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.orDie
+      )
+
+    const where = (filter: ListFilter, extra: ReadonlyArray<Statement.Fragment> = []) => {
+      const clauses: Array<Statement.Fragment> = [...extra]
+      if (filter.statuses !== undefined) clauses.push(sql`j.status = ANY(${filter.statuses})`)
+      if (filter.queue !== undefined) clauses.push(sql`j.queue = ${filter.queue}`)
+      if (filter.name !== undefined) clauses.push(sql`j.name = ${filter.name}`)
+      if (filter.owner !== undefined) clauses.push(sql`j.owner = ${filter.owner}`)
+      return clauses.length === 0 ? sql`` : sql`WHERE ${sql.and(clauses)}`
+    }
+
+    /** One page, newest first, with the total count of matching jobs. */
+    const listPage = (filter: ListFilter, page: number, limit: number) =>
+      Effect.all({
+        rows: sql`SELECT ${columns}, ${noPosition} FROM ${jobs} j ${where(filter)}
+                  ORDER BY j.id DESC LIMIT ${limit} OFFSET ${(page - 1) * limit}`.pipe(Effect.flatMap(decodeJobs)),
+        total: sql<{ total: number }>`SELECT count(*)::int AS total FROM ${jobs} j ${where(filter)}`.pipe(
+          Effect.map((rows) => rows[0]?.total ?? 0)
+        )
+      }, { concurrency: 2 }).pipe(
+        Effect.map(({ rows, total }) => ({ jobs: rows.map(toJobInfo), total })),
+        Effect.orDie
+      )
+
+    /** Keyset paging: the `limit` newest jobs older than `before` (a job id). */
+    const listAfter = (filter: ListFilter, before: JobId | undefined, limit: number) =>
+      sql`SELECT ${columns}, ${noPosition} FROM ${jobs} j
+          ${where(filter, before === undefined ? [] : [sql`j.id < ${before}`])}
+          ORDER BY j.id DESC LIMIT ${limit + 1}`.pipe(
+        Effect.flatMap(decodeJobs),
+        Effect.map((rows) => ({
+          jobs: rows.slice(0, limit).map(toJobInfo),
+          last: rows.length > limit ? Option.some(rows[limit - 1]!.id) : Option.none()
+        })),
+        Effect.orDie
+      )
+
+    /**
+     * The transition primitive: in one statement, lock the job, compare-and-set its status with
+     * `version = version + 1`, and insert the event of that version (whose trigger rings the doorbell).
+     */
+    const transition = (t: Transition): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
+      const from = t.from ?? (t.to === undefined ? [] : allowedFrom(t.to))
+      const event = t.event ?? {}
+      return sql`
+        WITH cur AS (
+          SELECT id, status, worker_id FROM ${jobs}
+          WHERE id = ${t.id} ${t.owner === undefined ? sql`` : sql`AND owner = ${t.owner}`}
+          FOR UPDATE
+        ), upd AS (
+          UPDATE ${jobs} j SET
+            status = ${t.to === undefined ? sql`j.status` : sql`${t.to}`},
+            version = j.version + 1,
+            updated_at = now()
+            ${t.set ?? sql``}
+          FROM cur
+          WHERE j.id = cur.id AND cur.status = ANY(${from})
+            ${t.workerId === undefined ? sql`` : sql`AND cur.worker_id = ${t.workerId}`}
+            ${t.where ?? sql``}
+          RETURNING j.*, cur.status AS previous_status, cur.id AS cur_id
+        ), ev AS (
+          INSERT INTO ${events} (job_id, version, type, status, previous_status, progress, previous_progress,
+            step, message, attempt, data, error_code, error_message)
+          SELECT id, version, ${event.type ?? "job.status.changed"}, status, previous_status, progress_percent,
+            progress_percent, progress_step, ${event.message ?? null},
+            attempt, ${event.data === undefined ? null : json(event.data)}::jsonb,
+            ${event.errorCode ?? null}, ${event.errorMessage ?? null}
+          FROM upd
+        )
+        SELECT cur.status AS "foundStatus", cur.worker_id AS "foundWorker", j.id IS NOT NULL AS changed,
+          ${columns}, ${noPosition}
+        FROM cur LEFT JOIN upd j ON j.cur_id = cur.id`.pipe(
+        Effect.flatMap((rows) =>
+          Effect.gen(function*() {
+            if (rows.length === 0) return yield* new JobNotFound({ id: t.id })
+            const found = yield* Schema.decodeUnknown(FoundRow)(rows[0]).pipe(Effect.orDie)
+            if (!found.changed) {
+              return yield* new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
+            }
+            const [job] = yield* decodeJobs(rows).pipe(Effect.orDie)
+            return toJobInfo(job!)
+          })
+        ),
+        Effect.catchTag("SqlError", Effect.die)
+      )
+    }
+
+    /** As `transition`, with a refusal reported as `InvalidTransition` from the status found. */
+    const transitionOrInvalid = (t: Transition & { readonly to: JobStatus }) =>
+      transition(t).pipe(
+        Effect.catchTag("TransitionRefused", (refused) =>
+          Effect.fail(new InvalidTransition({ id: t.id, from: refused.found, to: t.to })))
+      )
+
+    /**
+     * Claims up to `limit` pending jobs of `queues` (and `names`), priority first then oldest, skipping jobs other
+     * claimers hold locked, and leases them to `workerId` for `leaseMs`.
+     */
+    const claim = (options: {
+      readonly workerId: string
+      readonly queues: ReadonlyArray<string>
+      readonly names?: ReadonlyArray<string> | undefined
+      readonly limit: number
+      readonly leaseMs: number
+    }) =>
+      sql`
+        WITH cand AS (
+          SELECT id, status FROM ${jobs}
+          WHERE status = 'pending' AND queue = ANY(${options.queues})
+            ${options.names === undefined ? sql`` : sql`AND name = ANY(${options.names})`}
+          ORDER BY priority DESC, id
+          LIMIT ${options.limit}
+          FOR UPDATE SKIP LOCKED
+        ), upd AS (
+          UPDATE ${jobs} j SET
+            status = 'claimed', version = j.version + 1, updated_at = now(), attempt = j.attempt + 1,
+            worker_id = ${options.workerId}, lease_expires_at = now() + ${options.leaseMs} * interval '1 millisecond',
+            claimed_at = now(), started_at = NULL, cancel_requested = false
+          FROM cand WHERE j.id = cand.id
+          RETURNING j.*, cand.status AS previous_status
+        ), ev AS (
+          INSERT INTO ${events} (job_id, version, type, status, previous_status, progress, previous_progress,
+            step, attempt)
+          SELECT id, version, 'job.status.changed', status, previous_status, progress_percent, progress_percent,
+            progress_step, attempt
+          FROM upd
+        )
+        SELECT ${columns}, ${noPosition} FROM upd j ORDER BY j.priority DESC, j.id`.pipe(
+        Effect.flatMap(decodeJobs),
+        Effect.map((rows) => rows.map(toJobInfo)),
+        Effect.orDie
+      )
+
+    /** The events of a job after `afterVersion`, in version order. */
+    const eventsOf = (id: JobId, afterVersion: number, limit = 1000) =>
+      sql`SELECT ${sql.literal(eventColumns)} FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
+          WHERE e.job_id = ${id} AND e.version > ${afterVersion}
+          ORDER BY e.version LIMIT ${limit}`.pipe(
+        Effect.flatMap(decodeEvents),
+        Effect.map((rows): ReadonlyArray<JobEvent> => rows.map(toJobEvent)),
+        Effect.orDie
+      )
+
+    type Holder = { readonly workerId?: string | undefined; readonly message?: string | null | undefined }
+
+    /** claimed → running. */
+    const start = (id: JobId, options: Holder = {}) =>
+      transitionOrInvalid({
+        id,
+        to: "running",
+        workerId: options.workerId,
+        set: sql`, started_at = now()`,
+        event: { message: options.message }
+      })
+
+    /** claimed|running → completed with `resultJson` (JSON text); progress ends at 100. */
+    const complete = (id: JobId, options: Holder & { readonly resultJson: string }) =>
+      transitionOrInvalid({
+        id,
+        to: "completed",
+        workerId: options.workerId,
+        set: sql`, result = ${options.resultJson}::jsonb, finished_at = now(), lease_expires_at = NULL,
+          progress_percent = 100, cancel_requested = false`,
+        event: { message: options.message }
+      })
+
+    /** claimed|running → failed, for good. */
+    const fail = (id: JobId, options: Holder & { readonly code: string | null; readonly error: string }) =>
+      transitionOrInvalid({
+        id,
+        to: "failed",
+        workerId: options.workerId,
+        set: sql`, error_code = ${options.code}, error_message = ${options.error}, finished_at = now(),
+          lease_expires_at = NULL, cancel_requested = false`,
+        event: { message: options.message, errorCode: options.code, errorMessage: options.error }
+      })
+
+    /**
+     * claimed|running → scheduled (or pending when `delayMs` is 0): the attempt failed and another one follows.
+     * The worker lets go of the job; the error of the attempt stays on the job and in the event.
+     */
+    const retry = (
+      id: JobId,
+      options: Holder & { readonly delayMs: number; readonly code: string | null; readonly error: string }
+    ) =>
+      transitionOrInvalid({
+        id,
+        to: options.delayMs > 0 ? "scheduled" : "pending",
+        workerId: options.workerId,
+        set: sql`, scheduled_at = now() + ${options.delayMs} * interval '1 millisecond', worker_id = NULL,
+          lease_expires_at = NULL, error_code = ${options.code}, error_message = ${options.error},
+          cancel_requested = false`,
+        event: { message: options.message, errorCode: options.code, errorMessage: options.error }
+      })
+
+    /** claimed|running → canceled: the worker acknowledges a cancel request (or gives the job up as canceled). */
+    const markCanceled = (id: JobId, options: Holder = {}) =>
+      transitionOrInvalid({
+        id,
+        to: "canceled",
+        workerId: options.workerId,
+        set: sql`, finished_at = now(), lease_expires_at = NULL`,
+        event: { message: options.message }
+      })
+
+    /**
+     * Cancel: a job nobody holds (scheduled|pending) is canceled at once; a held one (claimed|running) gets
+     * `cancel_requested` and its worker ends it; a terminal one is `InvalidTransition`.
+     */
+    const cancel = (
+      id: JobId,
+      options: { readonly owner?: string | undefined; readonly message?: string | undefined } = {}
+    ): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> => {
+      const held = (status: JobStatus) => status === "claimed" || status === "running"
+      const requestCancel = transition({
+        id,
+        from: ["claimed", "running"],
+        owner: options.owner,
+        where: sql`AND NOT j.cancel_requested`,
+        set: sql`, cancel_requested = true`,
+        event: { type: "job.cancel_requested", message: options.message }
+      }).pipe(
+        // already requested: nothing changes
+        Effect.catchTag("TransitionRefused", (again): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
+          held(again.found) ? get(id, options.owner) : new InvalidTransition({ id, from: again.found, to: "canceled" }))
+      )
+      return transition({
+        id,
+        to: "canceled",
+        from: ["scheduled", "pending"],
+        owner: options.owner,
+        set: sql`, finished_at = now()`,
+        event: { message: options.message }
+      }).pipe(
+        Effect.catchTag("TransitionRefused", (refused): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
+          held(refused.found) ? requestCancel : new InvalidTransition({ id, from: refused.found, to: "canceled" }))
+      )
+    }
+
+    /** scheduled|pending → deleted; a job a worker holds (or a terminal one) is `InvalidTransition`. */
+    const remove = (id: JobId, options: { readonly owner?: string | undefined; readonly message?: string | undefined } = {}) =>
+      transitionOrInvalid({
+        id,
+        to: "deleted",
+        owner: options.owner,
+        set: sql`, finished_at = now()`,
+        event: { message: options.message }
+      })
+
+    return {
+      start,
+      complete,
+      fail,
+      retry,
+      markCanceled,
+      cancel,
+      remove,
+      insert,
+      get,
+      status,
+      exists,
+      listPage,
+      listAfter,
+      transition,
+      transitionOrInvalid,
+      claim,
+      eventsOf
+    } as const
+  })
+}) {}

@@ -1,0 +1,152 @@
+import { DateTime, Schema } from "effect"
+import { JobError, JobInfo, JobProgress } from "../Domain/Job.js"
+import { JobEvent, JobEventType } from "../Domain/JobEvent.js"
+import { EventId, JobId } from "../Domain/JobId.js"
+import { isTerminal, JobStatus } from "../Domain/JobStatus.js"
+
+const Timestamp = Schema.DateFromSelf
+const NullableTimestamp = Schema.NullOr(Schema.DateFromSelf)
+const NullableString = Schema.NullOr(Schema.String)
+
+/** A `jobs` row as `jobColumns` selects it. */
+export const JobRow = Schema.Struct({
+  id: JobId,
+  name: Schema.String,
+  queue: Schema.String,
+  owner: NullableString,
+  priority: Schema.Number,
+  status: JobStatus,
+  payload: Schema.Unknown,
+  result: Schema.Unknown,
+  errorCode: NullableString,
+  errorMessage: NullableString,
+  progressPercent: Schema.Number,
+  progressStep: NullableString,
+  progressMessage: NullableString,
+  progressData: Schema.Unknown,
+  progressUpdatedAt: NullableTimestamp,
+  attempt: Schema.Number,
+  maxAttempts: Schema.Number,
+  timeoutMs: Schema.NullOr(Schema.Number),
+  idempotencyKey: NullableString,
+  cancelRequested: Schema.Boolean,
+  workerId: NullableString,
+  leaseExpiresAt: NullableTimestamp,
+  queuePosition: Schema.NullOr(Schema.Number),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  scheduledAt: Timestamp,
+  claimedAt: NullableTimestamp,
+  startedAt: NullableTimestamp,
+  finishedAt: NullableTimestamp,
+  version: Schema.Number
+})
+export type JobRow = typeof JobRow.Type
+
+/** The select list for `JobRow` from a relation aliased `j` (the `jobs` table or an `UPDATE … RETURNING`). */
+export const jobColumns = `
+  j.id, j.name, j.queue, j.owner, j.priority, j.status, j.payload, j.result,
+  j.error_code AS "errorCode", j.error_message AS "errorMessage",
+  j.progress_percent AS "progressPercent", j.progress_step AS "progressStep",
+  j.progress_message AS "progressMessage", j.progress_data AS "progressData",
+  j.progress_updated_at AS "progressUpdatedAt", j.attempt, j.max_attempts AS "maxAttempts",
+  j.timeout_ms::float8 AS "timeoutMs", j.idempotency_key AS "idempotencyKey",
+  j.cancel_requested AS "cancelRequested", j.worker_id AS "workerId", j.lease_expires_at AS "leaseExpiresAt",
+  j.created_at AS "createdAt", j.updated_at AS "updatedAt", j.scheduled_at AS "scheduledAt",
+  j.claimed_at AS "claimedAt", j.started_at AS "startedAt", j.finished_at AS "finishedAt", j.version`
+
+const utc = DateTime.unsafeFromDate
+const utcOrNull = (date: Date | null) => (date === null ? null : utc(date))
+
+export const toJobInfo = (row: JobRow): JobInfo =>
+  new JobInfo({
+    id: row.id,
+    name: row.name,
+    queue: row.queue,
+    owner: row.owner,
+    priority: row.priority,
+    status: row.status,
+    terminal: isTerminal(row.status),
+    progress: new JobProgress({
+      percent: row.progressPercent,
+      step: row.progressStep,
+      message: row.progressMessage,
+      data: row.progressData,
+      updatedAt: utcOrNull(row.progressUpdatedAt)
+    }, true),
+    payload: row.payload,
+    result: row.result,
+    error: row.errorMessage === null && row.errorCode === null
+      ? null
+      : new JobError({ code: row.errorCode, message: row.errorMessage ?? "" }, true),
+    attempt: row.attempt,
+    maxAttempts: row.maxAttempts,
+    timeoutSeconds: row.timeoutMs === null ? null : row.timeoutMs / 1000,
+    idempotencyKey: row.idempotencyKey,
+    cancelRequested: row.cancelRequested,
+    workerId: row.workerId,
+    leaseExpiresAt: utcOrNull(row.leaseExpiresAt),
+    queuePosition: row.queuePosition,
+    createdAt: utc(row.createdAt),
+    updatedAt: utc(row.updatedAt),
+    scheduledAt: utc(row.scheduledAt),
+    claimedAt: utcOrNull(row.claimedAt),
+    startedAt: utcOrNull(row.startedAt),
+    finishedAt: utcOrNull(row.finishedAt),
+    version: row.version
+  }, true)
+
+/** A `job_events` row as `eventColumns` selects it. */
+export const EventRow = Schema.Struct({
+  id: EventId,
+  jobId: JobId,
+  version: Schema.Number,
+  type: JobEventType,
+  status: JobStatus,
+  previousStatus: Schema.NullOr(JobStatus),
+  progress: Schema.Number,
+  previousProgress: Schema.NullOr(Schema.Number),
+  step: NullableString,
+  message: NullableString,
+  attempt: Schema.Number,
+  milestone: Schema.Boolean,
+  data: Schema.Unknown,
+  errorCode: NullableString,
+  errorMessage: NullableString,
+  result: Schema.Unknown,
+  createdAt: Timestamp
+})
+export type EventRow = typeof EventRow.Type
+
+/**
+ * The select list for `EventRow` from `job_events e` joined to `jobs j`: a terminal `completed` event carries the
+ * job's result, which never changes once terminal, so it is not copied into the event.
+ */
+export const eventColumns = `
+  e.id, e.job_id AS "jobId", e.version, e.type, e.status, e.previous_status AS "previousStatus",
+  e.progress, e.previous_progress AS "previousProgress", e.step, e.message, e.attempt, e.milestone, e.data,
+  e.error_code AS "errorCode", e.error_message AS "errorMessage",
+  CASE WHEN e.type = 'job.status.changed' AND e.status = 'completed' THEN j.result END AS result,
+  e.created_at AS "createdAt"`
+
+export const toJobEvent = (row: EventRow): JobEvent =>
+  new JobEvent({
+    id: row.id,
+    jobId: row.jobId,
+    version: row.version,
+    type: row.type,
+    status: row.status,
+    previousStatus: row.previousStatus,
+    progress: row.progress,
+    previousProgress: row.previousProgress,
+    step: row.step,
+    message: row.message,
+    attempt: row.attempt,
+    milestone: row.milestone,
+    data: row.data,
+    error: row.errorMessage === null && row.errorCode === null
+      ? null
+      : new JobError({ code: row.errorCode, message: row.errorMessage ?? "" }, true),
+    result: row.result,
+    timestamp: utc(row.createdAt)
+  }, true)

@@ -1,0 +1,32 @@
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+
+/** `GET /health`: the process is up. */
+export class Health extends Schema.Class<Health>("Health")({
+  status: Schema.Literal("ok")
+}) {}
+
+export class Readiness extends Schema.Class<Readiness>("Readiness")({
+  status: Schema.Literal("ready"),
+  database: Schema.Literal("up")
+}) {}
+
+/** A dependency (the database) does not answer. HTTP 503. */
+export class NotReady extends Schema.TaggedError<NotReady>()(
+  "NotReady",
+  { message: Schema.String, database: Schema.Literal("up", "down") },
+  HttpApiSchema.annotations({ status: 503, description: "A dependency is down" })
+) {}
+
+export class OpsApi extends HttpApiGroup.make("ops")
+  .add(HttpApiEndpoint.get("health", "/health").addSuccess(Health))
+  .add(HttpApiEndpoint.get("ready", "/ready").addSuccess(Readiness).addError(NotReady))
+  .annotate(OpenApi.Description, "Liveness and readiness for supervisors and load balancers")
+{}
+
+/** The HTTP API definition: import it in clients without pulling in any server code. */
+export class Api extends HttpApi.make("jobwatch")
+  .add(OpsApi)
+  .annotate(OpenApi.Title, "jobwatch")
+  .annotate(OpenApi.Description, "Job tracking and notifications on PostgreSQL")
+{}

@@ -1,0 +1,54 @@
+import { Effect } from "effect"
+import type { JobRef } from "../../src/Domain/Job.js"
+import type { JobStatus } from "../../src/Domain/JobStatus.js"
+import { Jobs } from "../../src/Jobs.js"
+import { JobsRepo } from "../../src/JobsRepo.js"
+
+let counter = 0
+/** A queue name no other test uses, so claims only see this test's jobs. */
+export const uniqueQueue = (prefix = "q") => `${prefix}-${process.pid}-${Date.now().toString(36)}-${++counter}`
+
+/** Enqueues a job and drives it, through allowed transitions, into `status`. */
+export const jobIn = (status: JobStatus, options: { readonly queue?: string } = {}) =>
+  Effect.gen(function*() {
+    const jobs = yield* Jobs
+    const repo = yield* JobsRepo
+    const queue = options.queue ?? uniqueQueue()
+    const ref: JobRef = yield* jobs.enqueue({
+      name: `job-in-${status}`,
+      queue,
+      ...(status === "scheduled" ? { delay: "1 hour" } : {})
+    })
+    const id = ref.id
+    const claim = () => repo.claim({ workerId: "w1", queues: [queue], limit: 1, leaseMs: 60_000 })
+    switch (status) {
+      case "scheduled":
+      case "pending":
+        break
+      case "claimed":
+        yield* claim()
+        break
+      case "running":
+        yield* claim()
+        yield* repo.start(id)
+        break
+      case "completed":
+        yield* claim()
+        yield* repo.start(id)
+        yield* repo.complete(id, { resultJson: JSON.stringify({ ok: true }) })
+        break
+      case "failed":
+        yield* claim()
+        yield* repo.fail(id, { code: "boom", error: "it broke" })
+        break
+      case "canceled":
+        yield* repo.cancel(id)
+        break
+      case "deleted":
+        yield* repo.remove(id)
+        break
+    }
+    const info = yield* repo.get(id)
+    if (info.status !== status) return yield* Effect.die(`expected ${status}, got ${info.status}`)
+    return info
+  })

@@ -30,12 +30,20 @@ export class InvalidTransition extends Schema.TaggedError<InvalidTransition>()(
   }
 }
 
-/** A request field is missing or wrong; `field` names it (a dotted path). HTTP 400. */
+/**
+ * A request field is missing or wrong; `field` names it (a dotted path such as `jobs[3].name`) and the message
+ * starts with it. HTTP 400.
+ */
 export class InvalidInput extends Schema.TaggedError<InvalidInput>()(
   "InvalidInput",
   { field: Schema.String, message: Schema.String },
   HttpApiSchema.annotations({ status: 400, description: "A field is missing or invalid" })
-) {}
+) {
+  constructor(props: { readonly field: string; readonly message: string }, disableValidation?: boolean) {
+    const message = props.message.startsWith(props.field) ? props.message : `${props.field} ${props.message}`
+    super({ field: props.field, message }, disableValidation)
+  }
+}
 
 /** A payload (or result) is larger than the configured limit. HTTP 413. */
 export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(

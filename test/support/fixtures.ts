@@ -17,8 +17,8 @@ export const jobIn = (status: JobStatus, options: { readonly queue?: string } = 
     const ref: JobRef = yield* jobs.enqueue({
       name: `job-in-${status}`,
       queue,
-      // the claim below must take this job even when the queue holds older pending ones
-      priority: 1_000_000 + ++counter,
+      // a claim below must take this job even when the queue holds older pending ones
+      priority: ["claimed", "running", "completed", "failed"].includes(status) ? 1_000_000 + ++counter : 0,
       ...(status === "scheduled" ? { delay: "1 hour" } : {})
     })
     const id = ref.id

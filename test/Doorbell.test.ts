@@ -1,0 +1,89 @@
+import { assert, layer } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer } from "effect"
+import { JobWatchConfig } from "../src/Config.js"
+import * as JobWatch from "../src/JobWatch.js"
+import { Jobs } from "../src/Jobs.js"
+import { JobsRepo } from "../src/JobsRepo.js"
+import { jobIn } from "./support/fixtures.js"
+import { awaitPayloads, listenOn, pairsOf } from "./support/notifications.js"
+import * as TestDb from "./support/TestDb.js"
+
+const TestLayer = Layer.mergeAll(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
+  Layer.provideMerge(TestDb.layer())
+)
+
+const doorbell = Effect.map(JobWatchConfig, ({ schema }) => `${schema}.doorbell`)
+
+layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
+  it.scoped("one enqueue rings once with job_id:1", () =>
+    Effect.gen(function*() {
+      const { payloads } = yield* listenOn(yield* doorbell)
+      const ref = yield* (yield* Jobs).enqueue({ name: "ring" })
+      yield* awaitPayloads(payloads, (p) => p.length >= 1)
+      assert.deepStrictEqual([...payloads], [`${ref.id}:1`])
+    }))
+
+  it.scoped("a batch rings once per statement with every job's pair", () =>
+    Effect.gen(function*() {
+      const { payloads } = yield* listenOn(yield* doorbell)
+      const refs = yield* (yield* Jobs).enqueueBatch([{ name: "a" }, { name: "b" }, { name: "c" }])
+      yield* awaitPayloads(payloads, (p) => p.length >= 1)
+      assert.strictEqual(payloads.length, 1)
+      assert.sameMembers(payloads[0]!.split(","), refs.map((ref) => `${ref.id}:1`))
+    }))
+
+  it.scoped("each transition rings with the new version", () =>
+    Effect.gen(function*() {
+      const repo = yield* JobsRepo
+      const job = yield* jobIn("claimed")
+      const { payloads } = yield* listenOn(yield* doorbell)
+      yield* repo.start(job.id)
+      yield* repo.complete(job.id, { resultJson: "{}" })
+      yield* awaitPayloads(payloads, (p) => p.length >= 2)
+      assert.deepStrictEqual([...payloads], [`${job.id}:3`, `${job.id}:4`])
+    }))
+
+  it.scoped("a refused transition does not ring", () =>
+    Effect.gen(function*() {
+      const repo = yield* JobsRepo
+      const job = yield* jobIn("completed")
+      const other = yield* jobIn("pending")
+      const { payloads } = yield* listenOn(yield* doorbell)
+      yield* Effect.either(repo.cancel(job.id))
+      // a later doorbell proves the refused one would have arrived first had it rung
+      yield* repo.cancel(other.id)
+      yield* awaitPayloads(payloads, (p) => p.length >= 1)
+      assert.deepStrictEqual([...payloads], [`${other.id}:2`])
+    }))
+
+  it.scoped("a statement over 8000 bytes of pairs rings in several chunks, each under the limit", () =>
+    Effect.gen(function*() {
+      const { payloads } = yield* listenOn(yield* doorbell)
+      const refs = yield* (yield* Jobs).enqueueBatch(Array.from({ length: 600 }, (_, i) => ({ name: `n${i}` })))
+      yield* awaitPayloads(payloads, (p) => pairsOf(p).size >= 600)
+      assert.isAbove(payloads.length, 1)
+      for (const payload of payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
+      const pairs = pairsOf(payloads)
+      assert.strictEqual(pairs.size, 600)
+      for (const ref of refs) assert.strictEqual(pairs.get(ref.id), 1)
+    }))
+
+  it.scoped("a statement touching more than 3,000 jobs rings the reconcile marker", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* JobWatchConfig
+      const { payloads } = yield* listenOn(yield* doorbell)
+      yield* sql`
+        WITH j AS (
+          INSERT INTO ${sql(`${schema}.jobs`)} (id, queue, name, payload, status, scheduled_at)
+          SELECT ${sql.unsafe(`"${schema}".uuid_v7()`)}, 'bulk', 'bulk', 'null', 'pending', now()
+          FROM generate_series(1, 3001)
+          RETURNING id
+        )
+        INSERT INTO ${sql(`${schema}.job_events`)} (job_id, version, type, status)
+        SELECT id, 1, 'job.status.changed', 'pending' FROM j`
+      yield* awaitPayloads(payloads, (p) => p.length >= 1)
+      assert.deepStrictEqual([...payloads], ["*"])
+    }))
+})

@@ -1,0 +1,108 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Either, Option, Redacted } from "effect"
+import * as Path from "node:path"
+import { JobWatchConfig, parseDuration } from "../src/Config.js"
+
+const fromEnv = (env: Record<string, string>) =>
+  JobWatchConfig.pipe(
+    Effect.provide(JobWatchConfig.layerConfig),
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+  )
+
+const failureOf = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const result = yield* Effect.either(fromEnv(env))
+    if (Either.isRight(result)) return assert.fail(`expected ${JSON.stringify(env)} to be refused`)
+    return String(result.left)
+  })
+
+describe("JobWatchConfig", () => {
+  it.effect("defaults with an empty environment", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({})
+      assert.isTrue(Option.isNone(config.databaseUrl))
+      assert.strictEqual(config.schema, "jobwatch")
+      assert.strictEqual(config.dataDir, Path.resolve(".jobwatch"))
+      assert.strictEqual(config.port, 8080)
+      assert.strictEqual(config.host, "127.0.0.1")
+      assert.strictEqual(config.maxPayloadBytes, 1024 * 1024)
+      assert.strictEqual(config.maxBatchSize, 1000)
+    }))
+
+  it.effect("reads every variable", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({
+        DATABASE_URL: "postgres://u:p@db:5432/app",
+        JOBWATCH_SCHEMA: "jw_prod",
+        JOBWATCH_DATA_DIR: "/srv/jobwatch",
+        HOST: "0.0.0.0",
+        PORT: "9000",
+        JOBWATCH_POOL_SIZE: "20",
+        JOBWATCH_MAX_PAYLOAD_BYTES: "2048",
+        JOBWATCH_MAX_BATCH_SIZE: "50",
+        JOBWATCH_DEFAULT_PAGE_SIZE: "20",
+        JOBWATCH_MAX_PAGE_SIZE: "200",
+        JOBWATCH_SHUTDOWN_TIMEOUT: "2500ms"
+      })
+      assert.strictEqual(Redacted.value(Option.getOrThrow(config.databaseUrl)), "postgres://u:p@db:5432/app")
+      assert.strictEqual(config.schema, "jw_prod")
+      assert.strictEqual(config.dataDir, "/srv/jobwatch")
+      assert.strictEqual(config.host, "0.0.0.0")
+      assert.strictEqual(config.port, 9000)
+      assert.strictEqual(config.poolSize, 20)
+      assert.strictEqual(config.maxPayloadBytes, 2048)
+      assert.strictEqual(config.maxBatchSize, 50)
+      assert.strictEqual(config.defaultPageSize, 20)
+      assert.strictEqual(config.maxPageSize, 200)
+      assert.strictEqual(Duration.toMillis(config.shutdownTimeout), 2500)
+    }))
+
+  it.effect("an empty DATABASE_URL means the embedded database", () =>
+    Effect.gen(function*() {
+      assert.isTrue(Option.isNone((yield* fromEnv({ DATABASE_URL: "" })).databaseUrl))
+    }))
+
+  const bad: ReadonlyArray<readonly [string, string]> = [
+    ["PORT", "eighty"],
+    ["PORT", "70000"],
+    ["PORT", "80.5"],
+    ["JOBWATCH_POOL_SIZE", "0"],
+    ["JOBWATCH_MAX_PAYLOAD_BYTES", "-1"],
+    ["JOBWATCH_MAX_PAGE_SIZE", "5"],
+    ["JOBWATCH_SCHEMA", "Robert'); DROP TABLE"],
+    ["JOBWATCH_SCHEMA", ""],
+    ["DATABASE_URL", "mysql://localhost/db"],
+    ["JOBWATCH_SHUTDOWN_TIMEOUT", "soonish"],
+    ["HOST", "   "]
+  ]
+  for (const [name, value] of bad) {
+    it.effect(`a bad ${name} (${JSON.stringify(value)}) fails naming the variable`, () =>
+      Effect.gen(function*() {
+        const message = yield* failureOf({ [name]: value })
+        assert.include(message, name)
+      }))
+  }
+
+  it.effect("layer(partial) for embedders validates too, naming the field", () =>
+    Effect.gen(function*() {
+      const config = yield* JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer({ port: 0, shutdownTimeout: "1 second" })))
+      assert.strictEqual(config.port, 0)
+      assert.strictEqual(Duration.toMillis(config.shutdownTimeout), 1000)
+      const result = yield* Effect.either(
+        JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer({ maxBatchSize: 0 })))
+      )
+      assert.isTrue(Either.isLeft(result) && String(result.left).includes("maxBatchSize"))
+    }))
+
+  it("parseDuration takes DurationInputs and shorthands", () => {
+    const ms = (input: unknown) => Option.map(parseDuration(input), Duration.toMillis)
+    assert.deepStrictEqual(ms("5s"), Option.some(5000))
+    assert.deepStrictEqual(ms("250ms"), Option.some(250))
+    assert.deepStrictEqual(ms("2m"), Option.some(120_000))
+    assert.deepStrictEqual(ms("5 seconds"), Option.some(5000))
+    assert.deepStrictEqual(ms(1500), Option.some(1500))
+    assert.deepStrictEqual(ms(Duration.minutes(1)), Option.some(60_000))
+    assert.isTrue(Option.isNone(parseDuration("later")))
+    assert.isTrue(Option.isNone(parseDuration(-1)))
+  })
+})

@@ -6,15 +6,23 @@ export class Health extends Schema.Class<Health>("Health")({
   status: Schema.Literal("ok")
 }) {}
 
+const ListenerHealth = Schema.Struct({
+  connected: Schema.Boolean,
+  since: Schema.String,
+  reconnects: Schema.Int,
+  lastError: Schema.NullOr(Schema.String)
+})
+
 export class Readiness extends Schema.Class<Readiness>("Readiness")({
   status: Schema.Literal("ready"),
-  database: Schema.Literal("up")
+  database: Schema.Literal("up"),
+  listener: ListenerHealth
 }) {}
 
-/** A dependency (the database) does not answer. HTTP 503. */
+/** A dependency (the database, or the LISTEN connection) is down. HTTP 503. */
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
-  { message: Schema.String, database: Schema.Literal("up", "down") },
+  { message: Schema.String, database: Schema.Literal("up", "down"), listener: ListenerHealth },
   HttpApiSchema.annotations({ status: 503, description: "A dependency is down" })
 ) {}
 

@@ -19,6 +19,17 @@ export interface JobWatchConfigShape {
   readonly maxPageSize: number
   /** How long a graceful shutdown may take before the process gives up waiting. */
   readonly shutdownTimeout: Duration.Duration
+  /** The safety net: how often every watched job is re-read whatever the doorbell said; `None` disables it. */
+  readonly refreshInterval: Option.Option<Duration.Duration>
+  /**
+   * The longest a batch of wake-ups may wait. A lone doorbell is handled at once; during a burst (a batch
+   * touching many jobs) reads are spaced by up to this much so that a burst costs a bounded number of reads.
+   */
+  readonly debounce: Duration.Duration
+  /** The cap of the LISTEN connection's reconnect backoff (exponential from 100 ms, jittered). */
+  readonly listenerMaxBackoff: Duration.Duration
+  /** Exit the process when the LISTEN connection stays down this long (for supervisors); `None` never exits. */
+  readonly shutdownOnListenerFailure: Option.Option<Duration.Duration>
 }
 
 /** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
@@ -40,7 +51,11 @@ export const defaults: JobWatchConfigShape = {
   maxBatchSize: 1000,
   defaultPageSize: 10,
   maxPageSize: 100,
-  shutdownTimeout: Duration.seconds(4)
+  shutdownTimeout: Duration.seconds(4),
+  refreshInterval: Option.some(Duration.seconds(5)),
+  debounce: Duration.millis(50),
+  listenerMaxBackoff: Duration.seconds(10),
+  shutdownOnListenerFailure: Option.none()
 }
 
 /** The environment variable behind each field (`layerConfig`). */
@@ -55,7 +70,11 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   maxBatchSize: "JOBWATCH_MAX_BATCH_SIZE",
   defaultPageSize: "JOBWATCH_DEFAULT_PAGE_SIZE",
   maxPageSize: "JOBWATCH_MAX_PAGE_SIZE",
-  shutdownTimeout: "JOBWATCH_SHUTDOWN_TIMEOUT"
+  shutdownTimeout: "JOBWATCH_SHUTDOWN_TIMEOUT",
+  refreshInterval: "JOBWATCH_REFRESH_INTERVAL",
+  debounce: "JOBWATCH_DEBOUNCE",
+  listenerMaxBackoff: "JOBWATCH_LISTENER_MAX_BACKOFF",
+  shutdownOnListenerFailure: "JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE"
 }
 
 type Field = keyof JobWatchConfigShape
@@ -91,6 +110,15 @@ const duration = (field: Field, value: unknown): Either.Either<Duration.Duration
     onSome: Either.right
   })
 
+/** A duration, or `null`/`"off"`/`"none"` (and `None`) for "disabled". */
+const optionalDuration = (field: Field, value: unknown): Either.Either<Option.Option<Duration.Duration>, Invalid> => {
+  const inner = Option.isOption(value) ? Option.getOrNull(value) : value
+  if (inner === null || (typeof inner === "string" && /^\s*(off|none|null|disabled?)\s*$/i.test(inner))) {
+    return Either.right(Option.none())
+  }
+  return Either.map(duration(field, inner), Option.some)
+}
+
 const str = (field: Field, value: unknown): Either.Either<string, Invalid> =>
   typeof value === "string" && value.trim() !== ""
     ? Either.right(value.trim())
@@ -106,6 +134,14 @@ const url = (value: unknown): Either.Either<Option.Option<Redacted.Redacted>, In
     ? Either.right(Option.some(Redacted.make(text.trim())))
     : Either.left({ field: "databaseUrl", message: "expected a postgres:// or postgresql:// URL" })
 }
+
+const positive = (
+  field: Field,
+  value: Option.Option<Duration.Duration>
+): Either.Either<Option.Option<Duration.Duration>, Invalid> =>
+  Option.isSome(value) && Duration.toMillis(value.value) <= 0
+    ? Either.left({ field, message: "expected a duration above zero (or off)" })
+    : Either.right(value)
 
 type RawInput = { readonly [K in Field]?: unknown }
 
@@ -131,7 +167,11 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       maxBatchSize: yield* intIn("maxBatchSize", v.maxBatchSize, 1, 10_000),
       defaultPageSize,
       maxPageSize: yield* intIn("maxPageSize", v.maxPageSize, defaultPageSize, 10_000),
-      shutdownTimeout: yield* duration("shutdownTimeout", v.shutdownTimeout)
+      shutdownTimeout: yield* duration("shutdownTimeout", v.shutdownTimeout),
+      refreshInterval: yield* positive("refreshInterval", yield* optionalDuration("refreshInterval", v.refreshInterval)),
+      debounce: yield* duration("debounce", v.debounce),
+      listenerMaxBackoff: yield* duration("listenerMaxBackoff", v.listenerMaxBackoff),
+      shutdownOnListenerFailure: yield* optionalDuration("shutdownOnListenerFailure", v.shutdownOnListenerFailure)
     }
   })
 
@@ -172,7 +212,11 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         maxBatchSize: int("maxBatchSize"),
         defaultPageSize: int("defaultPageSize"),
         maxPageSize: int("maxPageSize"),
-        shutdownTimeout: str("shutdownTimeout")
+        shutdownTimeout: str("shutdownTimeout"),
+        refreshInterval: str("refreshInterval"),
+        debounce: str("debounce"),
+        listenerMaxBackoff: str("listenerMaxBackoff"),
+        shutdownOnListenerFailure: str("shutdownOnListenerFailure")
       })
       const input: Partial<Record<Field, unknown>> = {}
       for (const [field, value] of Object.entries(raw)) {

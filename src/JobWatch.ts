@@ -1,7 +1,9 @@
 import { Layer } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import * as Database from "./Database.js"
+import { CompletionWatcher } from "./CompletionWatcher.js"
 import { Jobs } from "./Jobs.js"
+import { Listener } from "./Listener.js"
 import * as Migrations from "./Migrations.js"
 
 /** Runs the pending migrations when built (before the services that follow it start). */
@@ -10,7 +12,9 @@ export const MigrationsLive = Layer.effectDiscard(Migrations.run())
 /**
  * Every jobwatch service, with the migrations run first. Requires a `PgClient`/`SqlClient` and `JobWatchConfig`.
  */
-export const layer = Jobs.Default.pipe(Layer.provide(MigrationsLive))
+export const layer = Layer.mergeAll(Jobs.Default, CompletionWatcher.Default, Listener.Default).pipe(
+  Layer.provide(MigrationsLive)
+)
 
 /** `layer` on the configuration read from the environment and its database (embedded when `DATABASE_URL` is unset). */
 export const layerConfig = layer.pipe(

@@ -4,11 +4,11 @@ import { DateTime, Effect, Option, Schema } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { InvalidTransition, JobNotFound } from "./Domain/Errors.js"
 import type { JobInfo } from "./Domain/Job.js"
-import { JobRef } from "./Domain/Job.js"
+import { JobError, JobOutcome, JobRef } from "./Domain/Job.js"
 import type { JobEvent, JobEventType } from "./Domain/JobEvent.js"
 import { JobId } from "./Domain/JobId.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
-import { allowedFrom, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
+import { allowedFrom, isTerminal, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
 import { EventRow, eventColumns, JobRow, jobColumns, toJobEvent, toJobInfo } from "./internal/rows.js"
 
 /** A validated job, ready to insert (see `Jobs.enqueue`). */
@@ -95,6 +95,29 @@ const ExistingRow = Schema.Struct({
 })
 
 const StatusRow = Schema.Struct({ id: JobId, status: JobStatusSchema, percent: Schema.Number, version: Schema.Number })
+
+const OutcomeRow = Schema.Struct({
+  id: JobId,
+  status: JobStatusSchema,
+  result: Schema.Unknown,
+  errorCode: Schema.NullOr(Schema.String),
+  errorMessage: Schema.NullOr(Schema.String),
+  version: Schema.Number,
+  finishedAt: Schema.NullOr(Schema.Union(Schema.DateFromSelf, Schema.String))
+})
+
+const toOutcome = (row: typeof OutcomeRow.Type): JobOutcome =>
+  JobOutcome.make({
+    id: row.id,
+    status: row.status,
+    terminal: isTerminal(row.status),
+    result: row.result,
+    error: row.errorCode === null && row.errorMessage === null
+      ? null
+      : JobError.make({ code: row.errorCode, message: row.errorMessage ?? "" }),
+    version: row.version,
+    finishedAt: row.finishedAt === null ? null : DateTime.unsafeMake(row.finishedAt)
+  })
 
 const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRow))
 const decodeEvents = Schema.decodeUnknown(Schema.Array(EventRow))
@@ -366,6 +389,35 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.orDie
       )
 
+    /**
+     * The events after each job's cursor, for many jobs in one query, ordered by job then version. The caller
+     * bounds the number of jobs (chunks of at most 1,000).
+     */
+    const eventsAfter = (cursors: ReadonlyArray<{ readonly id: JobId; readonly after: number }>) =>
+      cursors.length === 0
+        ? Effect.succeed<ReadonlyArray<JobEvent>>([])
+        : sql`SELECT ${sql.literal(eventColumns)}
+              FROM unnest(${cursors.map((c) => c.id)}::uuid[], ${cursors.map((c) => c.after)}::int[]) AS w(id, after)
+              JOIN ${events} e ON e.job_id = w.id AND e.version > w.after
+              JOIN ${jobs} j ON j.id = e.job_id
+              ORDER BY e.job_id, e.version`.pipe(
+          Effect.flatMap(decodeEvents),
+          Effect.map((rows): ReadonlyArray<JobEvent> => rows.map(toJobEvent)),
+          Effect.orDie
+        )
+
+    /** The current outcome of many jobs in one query (unknown ids are absent). */
+    const outcomes = (ids: ReadonlyArray<JobId>) =>
+      ids.length === 0
+        ? Effect.succeed<ReadonlyArray<JobOutcome>>([])
+        : sql`SELECT j.id, j.status, j.result, j.error_code AS "errorCode", j.error_message AS "errorMessage",
+                j.version, j.finished_at AS "finishedAt"
+              FROM ${jobs} j WHERE j.id = ANY(${ids}::uuid[])`.pipe(
+          Effect.flatMap(Schema.decodeUnknown(Schema.Array(OutcomeRow))),
+          Effect.map((rows) => rows.map(toOutcome)),
+          Effect.orDie
+        )
+
     type Holder = { readonly workerId?: string | undefined; readonly message?: string | null | undefined }
 
     /** claimed → running. */
@@ -489,7 +541,9 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       transition,
       transitionOrInvalid,
       claim,
-      eventsOf
+      eventsOf,
+      eventsAfter,
+      outcomes
     } as const
   })
 }) {}

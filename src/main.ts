@@ -1,8 +1,13 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { ServerLive } from "./Http.js"
 import * as JobWatch from "./JobWatch.js"
+import { Listener } from "./Listener.js"
 
-const MainLive = ServerLive.pipe(Layer.provide(JobWatch.layerConfig))
+const MainLive = ServerLive.pipe(Layer.provideMerge(JobWatch.layerConfig))
 
-NodeRuntime.runMain(Layer.launch(MainLive))
+// Runs until SIGTERM/SIGINT; with `shutdownOnListenerFailure`, exits non-zero when the LISTEN connection
+// stays down too long, for a supervisor to restart the process.
+const program = Effect.flatMap(Listener, (listener) => listener.awaitFailure).pipe(Effect.provide(MainLive))
+
+NodeRuntime.runMain(program)

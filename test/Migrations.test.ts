@@ -1,35 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Either } from "effect"
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { JobWatchConfig } from "../src/Config.js"
 import * as Migrations from "../src/Migrations.js"
+import { runScript } from "./support/processes.js"
 import { databaseUrl } from "./support/TestDb.js"
 import * as TestDb from "./support/TestDb.js"
 
-const child = fileURLToPath(new URL("./support/migrateChild.ts", import.meta.url))
-
-/** Runs the migration child process; resolves with what it printed, fails after 60 s. */
-const migrateInChild = (schema: string) =>
-  Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
-    const proc = spawn(process.execPath, ["--import", "tsx", child, databaseUrl(), schema], {
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    proc.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    proc.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000)
-    proc.on("close", (code) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ code, stdout, stderr }))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      proc.kill("SIGKILL")
-    })
-  })
+/** Runs the migration child process; resolves with what it printed. */
+const migrateInChild = (schema: string) => runScript("migrateChild.ts", [databaseUrl(), schema])
 
 const state = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient

@@ -70,6 +70,20 @@ export class JobStatusInfo extends Schema.Class<JobStatusInfo>("JobStatusInfo")(
   version: Schema.Int
 }) {}
 
+/**
+ * Where a job stands, with its result and error: what `CompletionWatcher` answers. `finishedAt` is set once the
+ * job is terminal.
+ */
+export class JobOutcome extends Schema.Class<JobOutcome>("JobOutcome")({
+  id: JobId,
+  status: JobStatus,
+  terminal: Schema.Boolean,
+  result: Schema.Unknown,
+  error: Schema.NullOr(JobError),
+  version: Schema.Int,
+  finishedAt: NullableTimestamp
+}) {}
+
 export class Pagination extends Schema.Class<Pagination>("Pagination")({
   total: Schema.Int,
   page: Schema.Int,

@@ -1,0 +1,167 @@
+import type { Duration } from "effect"
+import { Deferred, Effect, Queue, Stream } from "effect"
+import type { InvalidInput } from "./Domain/Errors.js"
+import { JobNotFound } from "./Domain/Errors.js"
+import { JobError, JobOutcome } from "./Domain/Job.js"
+import type { JobEvent } from "./Domain/JobEvent.js"
+import type { JobId } from "./Domain/JobId.js"
+import { isTerminal } from "./Domain/JobStatus.js"
+import * as V from "./internal/validate.js"
+import { JobsRepo } from "./JobsRepo.js"
+import { Notifications } from "./Notifications.js"
+
+/** The terminal event of a job's log, if `event` is it. */
+const isTerminalEvent = (event: JobEvent) => event.type === "job.status.changed" && isTerminal(event.status)
+
+const outcomeOf = (event: JobEvent): JobOutcome =>
+  JobOutcome.make({
+    id: event.jobId,
+    status: event.status,
+    terminal: isTerminal(event.status),
+    result: event.result ?? null,
+    error: event.error === null ? null : JobError.make({ code: event.error.code, message: event.error.message }),
+    version: event.version,
+    finishedAt: isTerminal(event.status) ? event.timestamp : null
+  })
+
+/**
+ * Awaits jobs live: any number of waiters share this process's one LISTEN connection through `Notifications`,
+ * and a job nobody waits for any more costs nothing.
+ */
+export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobwatch/CompletionWatcher", {
+  dependencies: [Notifications.Default, JobsRepo.Default],
+  effect: Effect.gen(function*() {
+    const notifications = yield* Notifications
+    const repo = yield* JobsRepo
+
+    /**
+     * Registers one wait for `id` in `scope` (before anything is read) and answers the Deferred that completes
+     * with the job's terminal outcome, or fails with `JobNotFound`.
+     */
+    const register = (id: JobId) =>
+      Effect.gen(function*() {
+        const done = yield* Deferred.make<JobOutcome, JobNotFound>()
+        yield* notifications.subscribe(id, { snapshot: true }, {
+          onSnapshot: (outcome) => {
+            if (outcome === undefined) Deferred.unsafeDone(done, Effect.fail(new JobNotFound({ id })))
+            else if (outcome.terminal) Deferred.unsafeDone(done, Effect.succeed(outcome))
+          },
+          onEvents: (events) => {
+            const last = events[events.length - 1]!
+            if (isTerminalEvent(last)) Deferred.unsafeDone(done, Effect.succeed(outcomeOf(last)))
+          }
+        })
+        return done
+      })
+
+    /** One registration per distinct id, in `scope`. */
+    const registerAll = (ids: ReadonlyArray<JobId>) =>
+      Effect.gen(function*() {
+        const waits = new Map<JobId, Deferred.Deferred<JobOutcome, JobNotFound>>()
+        for (const id of ids) if (!waits.has(id)) waits.set(id, yield* register(id))
+        return waits
+      })
+
+    const validIds = (ids: ReadonlyArray<string>, field = "ids") =>
+      Array.isArray(ids) && ids.length > 0
+        ? Effect.forEach(ids, (id, i) => V.jobId(id, `${field}[${i}]`))
+        : V.invalid(field, "must be a non-empty array of job ids")
+
+    /** The terminal outcome of a job (completed, failed, canceled or deleted) with its result and error. */
+    const waitFor = Effect.fn("CompletionWatcher.waitFor")(function*(id: string) {
+      const jobId = yield* V.jobId(id)
+      return yield* Effect.scoped(Effect.flatMap(register(jobId), Deferred.await))
+    })
+
+    /** The terminal outcomes of all `ids`, in input order; a repeated id is waited for once. */
+    const waitForAll = Effect.fn("CompletionWatcher.waitForAll")(function*(ids: ReadonlyArray<string>) {
+      const jobIds = yield* validIds(ids)
+      return yield* Effect.scoped(
+        Effect.gen(function*() {
+          const waits = yield* registerAll(jobIds)
+          return yield* Effect.forEach(jobIds, (id) => Deferred.await(waits.get(id)!))
+        })
+      )
+    })
+
+    /** The first of `ids` to finish; the other waits are released at once. */
+    const waitForFirst = Effect.fn("CompletionWatcher.waitForFirst")(function*(ids: ReadonlyArray<string>) {
+      const jobIds = yield* validIds(ids)
+      return yield* Effect.scoped(
+        Effect.gen(function*() {
+          const waits = yield* registerAll(jobIds)
+          return yield* Effect.raceAll([...waits.values()].map(Deferred.await))
+        })
+      )
+    })
+
+    /**
+     * Waits up to `timeout` for the job to finish, then answers its latest `JobInfo`, terminal or not.
+     */
+    const awaitCompletion = Effect.fn("CompletionWatcher.awaitCompletion")(function*(
+      id: string,
+      timeout: Duration.DurationInput
+    ) {
+      const jobId = yield* V.jobId(id)
+      const ms = yield* V.duration("timeout", timeout)
+      yield* Effect.scoped(Effect.flatMap(register(jobId), Deferred.await)).pipe(
+        Effect.timeoutOption(ms),
+        Effect.asVoid
+      )
+      return yield* repo.get(jobId)
+    })
+
+    /** Whether the job is terminal now. */
+    const isComplete = Effect.fn("CompletionWatcher.isComplete")(function*(id: string) {
+      const row = yield* repo.status(yield* V.jobId(id))
+      return isTerminal(row.status)
+    })
+
+    /**
+     * The job's events after `afterVersion`, gap-free and in order, live, ending after the terminal event. An
+     * unknown job fails with `JobNotFound`.
+     */
+    const watch = (
+      id: string,
+      options: { readonly afterVersion?: number | undefined } = {}
+    ): Stream.Stream<JobEvent, JobNotFound | InvalidInput> =>
+      Stream.unwrapScoped(
+        Effect.gen(function*() {
+          const jobId = yield* V.jobId(id)
+          const after = options.afterVersion === undefined
+            ? 0
+            : yield* V.integer("afterVersion", options.afterVersion, 0, 2 ** 31 - 1)
+          const queue = yield* Queue.unbounded<ReadonlyArray<JobEvent>>()
+          yield* notifications.subscribe(jobId, { afterVersion: after }, {
+            onEvents: (events) => Queue.unsafeOffer(queue, events)
+          })
+          if (!(yield* repo.exists(jobId))) return yield* new JobNotFound({ id: jobId })
+          return Stream.fromQueue(queue).pipe(
+            Stream.flattenIterables,
+            Stream.takeUntil(isTerminalEvent)
+          )
+        }).pipe(Effect.withSpan("CompletionWatcher.watch"))
+      )
+
+    /**
+     * The events after `afterVersion` as soon as there is at least one (at once when there already are): the
+     * building block of long-polling. Bound it with a timeout.
+     */
+    const changes = Effect.fn("CompletionWatcher.changes")(function*(id: string, afterVersion: number) {
+      const jobId = yield* V.jobId(id)
+      const after = yield* V.integer("afterVersion", afterVersion, 0, 2 ** 31 - 1)
+      return yield* Effect.scoped(
+        Effect.gen(function*() {
+          const next = yield* Deferred.make<ReadonlyArray<JobEvent>>()
+          yield* notifications.subscribe(jobId, { afterVersion: after }, {
+            onEvents: (events) => Deferred.unsafeDone(next, Effect.succeed(events))
+          })
+          if (!(yield* repo.exists(jobId))) return yield* new JobNotFound({ id: jobId })
+          return yield* Deferred.await(next)
+        })
+      )
+    })
+
+    return { waitFor, waitForAll, waitForFirst, awaitCompletion, isComplete, watch, changes } as const
+  })
+}) {}

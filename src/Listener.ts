@@ -1,0 +1,193 @@
+import { PgClient } from "@effect/sql-pg"
+import {
+  Clock,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Metric,
+  Option,
+  Queue,
+  Random,
+  Redacted,
+  Ref,
+  Stream,
+  SubscriptionRef
+} from "effect"
+import pg from "pg"
+import { JobWatchConfig } from "./Config.js"
+
+/** What the listener tells its consumer: a doorbell's payload, or "reconcile" after every (re)connect. */
+export type Signal =
+  | { readonly _tag: "Doorbell"; readonly payload: string; readonly at: number }
+  | { readonly _tag: "Reconcile"; readonly at: number }
+
+/** The listening connection's health, readable by `/ready` and metrics. */
+export interface ListenerState {
+  readonly connected: boolean
+  /** Since when it has been connected (or down). */
+  readonly since: Date
+  readonly reconnects: number
+  readonly lastError: Option.Option<string>
+}
+
+export class ListenerError extends Data.TaggedError("ListenerError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** The listener stayed down longer than `shutdownOnListenerFailure`. */
+export class ListenerFailed extends Data.TaggedError("ListenerFailed")<{
+  readonly message: string
+  readonly downFor: Duration.Duration
+}> {}
+
+const reconnectsTotal = Metric.counter("jobwatch_listener_reconnects_total", {
+  description: "LISTEN connection (re)connects after a failure",
+  incremental: true
+})
+
+/** `pg.Client` options for the pool's database, from the `PgClient`'s configuration. */
+const clientConfig = (config: PgClient.PgClientConfig): pg.ClientConfig => ({
+  ...(config.url !== undefined ? { connectionString: Redacted.value(config.url) } : {}),
+  ...(config.host !== undefined ? { host: config.host } : {}),
+  ...(config.port !== undefined ? { port: config.port } : {}),
+  ...(config.database !== undefined ? { database: config.database } : {}),
+  ...(config.username !== undefined ? { user: config.username } : {}),
+  ...(config.password !== undefined ? { password: Redacted.value(config.password) } : {}),
+  ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
+  application_name: "jobwatch-listener",
+  connectionTimeoutMillis: 10_000,
+  keepAlive: true
+})
+
+const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * The process's one LISTEN connection, on a dedicated `pg.Client` (sql-pg's `listen` hangs silently when its
+ * connection dies). It fails on the client's `error`/`end`, reconnects with an exponential, jittered, capped
+ * backoff, and emits `Reconcile` after every (re)connect so that whatever was missed while away is re-read.
+ */
+export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
+  scoped: Effect.gen(function*() {
+    const pgClient = yield* PgClient.PgClient
+    const config = yield* JobWatchConfig
+    const channel = `${config.schema}.doorbell`
+    const signals = yield* Queue.unbounded<Signal>()
+    const started = new Date(yield* Clock.currentTimeMillis)
+    const state = yield* SubscriptionRef.make<ListenerState>({
+      connected: false,
+      since: started,
+      reconnects: 0,
+      lastError: Option.none()
+    })
+    const fatal = yield* Deferred.make<never, ListenerFailed>()
+    /** Set by tests and diagnostics: the backend pid of the current connection. */
+    const backendPid = yield* Ref.make(Option.none<number>())
+
+    /** One connection's life: connects, LISTENs, signals Reconcile, and fails when the connection dies. */
+    const session = (onConnected: Effect.Effect<void>) =>
+      Effect.gen(function*() {
+        const died = yield* Deferred.make<never, ListenerError>()
+        const client = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const client = new pg.Client(clientConfig(pgClient.config))
+            client.on("notification", (msg) => {
+              if (msg.channel === channel) {
+                Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
+              }
+            })
+            client.on("error", (error) => {
+              Deferred.unsafeDone(died, Effect.fail(new ListenerError({ message: describe(error), cause: error })))
+            })
+            client.on("end", () => {
+              Deferred.unsafeDone(died, Effect.fail(new ListenerError({ message: "the LISTEN connection ended" })))
+            })
+            return client
+          }),
+          (client) => Effect.promise(() => client.end().catch(() => undefined))
+        )
+        yield* Effect.tryPromise({
+          try: async () => {
+            await client.connect()
+            const result = await client.query<{ pid: number }>(
+              `LISTEN ${client.escapeIdentifier(channel)}; SELECT pg_backend_pid() AS pid`
+            )
+            const rows = (Array.isArray(result) ? result[1]?.rows : (result as pg.QueryResult<{ pid: number }>).rows) ?? []
+            return rows[0]?.pid
+          },
+          catch: (cause) => new ListenerError({ message: `cannot LISTEN: ${describe(cause)}`, cause })
+        }).pipe(Effect.tap((pid) => Ref.set(backendPid, Option.fromNullable(pid))))
+        yield* onConnected
+        return yield* Deferred.await(died)
+      }).pipe(Effect.scoped)
+
+    const loop = Effect.gen(function*() {
+      let failures = 0
+      let downSince: number | undefined
+      const maxMs = Duration.toMillis(config.listenerMaxBackoff)
+      while (true) {
+        const error = yield* session(
+          Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            if (failures > 0) yield* Metric.increment(reconnectsTotal)
+            yield* SubscriptionRef.update(state, (s) => ({
+              ...s,
+              connected: true,
+              since: new Date(now),
+              reconnects: s.reconnects + (failures > 0 ? 1 : 0)
+            }))
+            failures = 0
+            downSince = undefined
+            yield* Queue.offer(signals, { _tag: "Reconcile", at: performance.now() })
+          })
+        ).pipe(Effect.flip)
+        const now = yield* Clock.currentTimeMillis
+        failures++
+        downSince ??= now
+        yield* SubscriptionRef.update(state, (s) => ({
+          ...s,
+          connected: false,
+          since: s.connected ? new Date(now) : s.since,
+          lastError: Option.some(error.message)
+        }))
+        yield* Ref.set(backendPid, Option.none())
+        yield* Effect.logWarning(`LISTEN connection lost (${error.message}); reconnecting`)
+        if (Option.isSome(config.shutdownOnListenerFailure)) {
+          const limit = config.shutdownOnListenerFailure.value
+          if (now - downSince >= Duration.toMillis(limit)) {
+            const downFor = Duration.millis(now - downSince)
+            const failed = new ListenerFailed({
+              message: `the LISTEN connection has been down for ${Duration.format(downFor)}: ${error.message}`,
+              downFor
+            })
+            yield* Effect.logError(failed.message)
+            yield* Deferred.fail(fatal, failed)
+            return
+          }
+        }
+        // exponential from 100 ms, capped, with "equal jitter": half fixed, half random
+        const ceiling = Math.min(maxMs, 100 * 2 ** Math.min(failures - 1, 20))
+        const delay = ceiling / 2 + (yield* Random.next) * (ceiling / 2)
+        yield* Effect.sleep(Duration.millis(delay))
+      }
+    })
+    yield* Effect.forkScoped(loop.pipe(Effect.interruptible))
+
+    return {
+      /** Doorbells and reconcile signals, for the one consumer (`Notifications`). */
+      signals: signals as Queue.Dequeue<Signal>,
+      state: state as SubscriptionRef.SubscriptionRef<ListenerState>,
+      currentState: SubscriptionRef.get(state),
+      /** Fails when the listener gives up (only with `shutdownOnListenerFailure`); never succeeds. */
+      awaitFailure: Deferred.await(fatal),
+      /** The backend pid of the current LISTEN connection, if connected. */
+      backendPid: Ref.get(backendPid),
+      channel
+    } as const
+  })
+}) {}
+
+/** Waits until the listener is connected (at once when it is). */
+export const awaitConnected = (listener: Listener): Effect.Effect<void> =>
+  listener.state.changes.pipe(Stream.filter((s) => s.connected), Stream.runHead, Effect.asVoid)

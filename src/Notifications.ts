@@ -1,0 +1,291 @@
+import { Clock, Duration, Effect, Metric, MetricBoundaries, Option, Queue, Schedule, Scope, Stream } from "effect"
+import { JobWatchConfig } from "./Config.js"
+import type { JobOutcome } from "./Domain/Job.js"
+import type { JobEvent } from "./Domain/JobEvent.js"
+import type { JobId } from "./Domain/JobId.js"
+import { JobsRepo } from "./JobsRepo.js"
+import type { Signal } from "./Listener.js"
+import { Listener } from "./Listener.js"
+
+/**
+ * One subscriber of one job. `cursor` is the last version it has seen; `null` asks for the job's current
+ * outcome first (`onSnapshot`), after which it follows the events.
+ */
+export interface Subscriber {
+  readonly onEvents: (events: ReadonlyArray<JobEvent>) => void
+  /** The job's outcome when the subscription started; `undefined` when there is no such job. */
+  readonly onSnapshot?: (outcome: JobOutcome | undefined) => void
+}
+
+export type SubscribeFrom =
+  | { readonly afterVersion: number }
+  | { readonly snapshot: true }
+
+interface Registration {
+  cursor: number | null
+  readonly subscriber: Subscriber
+}
+
+type Work =
+  | Signal
+  | { readonly _tag: "Refresh"; readonly at: number }
+  | { readonly _tag: "Kick"; readonly at: number }
+
+/** Reads of the job tables made by the notification path (tests and benchmarks count them). */
+export interface NotificationStats {
+  readonly wakeups: number
+  readonly reads: number
+  readonly reconciles: number
+  readonly jobsRead: number
+}
+
+const chunkSize = 1000
+/** A batch that read at least this many jobs, or drained this many signals, marks a burst. */
+const burstJobs = 100
+const burstSignals = 32
+
+const watchedJobs = Metric.gauge("jobwatch_watched_jobs", { description: "jobs with at least one subscriber here" })
+const subscribersGauge = Metric.gauge("jobwatch_subscribers", { description: "waiters, long-polls and streams" })
+const wakeupsTotal = Metric.counter("jobwatch_wakeups_total", { incremental: true })
+const readsTotal = Metric.counter("jobwatch_notification_reads_total", { incremental: true })
+const reconcilesTotal = Metric.counter("jobwatch_reconciles_total", { incremental: true })
+const notifyToResolve = Metric.histogram(
+  "jobwatch_notify_to_resolve_ms",
+  MetricBoundaries.exponential({ start: 0.25, factor: 2, count: 14 }),
+  "from a doorbell's arrival to its events being handed to subscribers"
+)
+
+/**
+ * The notification path (ARCHITECTURE §3): doorbells, reconcile signals and the refresh schedule, coalesced
+ * into batches; each batch reads, in one query per 1,000 jobs, the events after the known version of the jobs
+ * that changed and are watched here, and hands them, in version order, to those jobs' subscribers.
+ */
+export class Notifications extends Effect.Service<Notifications>()("jobwatch/Notifications", {
+  dependencies: [JobsRepo.Default, Listener.Default],
+  scoped: Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    const listener = yield* Listener
+    const config = yield* JobWatchConfig
+    const work = yield* Queue.unbounded<Work>()
+    const index = new Map<JobId, Set<Registration>>()
+    const needsSnapshot = new Set<JobId>()
+    const needsCatchUp = new Set<JobId>()
+    let subscriberCount = 0
+    const stats = { wakeups: 0, reads: 0, reconciles: 0, jobsRead: 0 }
+
+    const kick = () => Queue.unsafeOffer(work, { _tag: "Kick", at: performance.now() })
+
+    const publishGauges = Effect.zipRight(
+      Metric.set(watchedJobs, index.size),
+      Metric.set(subscribersGauge, subscriberCount)
+    )
+
+    /** The lowest cursor among the job's subscribers that follow events; `undefined` if none does yet. */
+    const lowestCursor = (registrations: Set<Registration>): number | undefined => {
+      let lowest: number | undefined
+      for (const r of registrations) {
+        if (r.cursor !== null && (lowest === undefined || r.cursor < lowest)) lowest = r.cursor
+      }
+      return lowest
+    }
+
+    /** Hands each subscriber the events after its cursor, gap-free; a gap asks for a catch-up read instead. */
+    const deliver = (id: JobId, events: ReadonlyArray<JobEvent>) => {
+      const registrations = index.get(id)
+      if (registrations === undefined) return
+      for (const r of registrations) {
+        if (r.cursor === null) continue
+        const cursor = r.cursor
+        const fresh = events.filter((e) => e.version > cursor)
+        if (fresh.length === 0) continue
+        if (fresh[0]!.version !== cursor + 1) {
+          // it registered (lower) while this read was in flight: read again from its cursor
+          needsCatchUp.add(id)
+          continue
+        }
+        r.cursor = fresh[fresh.length - 1]!.version
+        r.subscriber.onEvents(fresh)
+      }
+    }
+
+    const readEvents = (ids: ReadonlyArray<JobId>) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < ids.length; i += chunkSize) {
+          const cursors: Array<{ id: JobId; after: number }> = []
+          for (const id of ids.slice(i, i + chunkSize)) {
+            const registrations = index.get(id)
+            const after = registrations === undefined ? undefined : lowestCursor(registrations)
+            if (after !== undefined) cursors.push({ id, after })
+          }
+          if (cursors.length === 0) continue
+          stats.reads++
+          stats.jobsRead += cursors.length
+          yield* Metric.increment(readsTotal)
+          const events = yield* repo.eventsAfter(cursors)
+          let start = 0
+          for (let k = 1; k <= events.length; k++) {
+            if (k === events.length || events[k]!.jobId !== events[start]!.jobId) {
+              deliver(events[start]!.jobId, events.slice(start, k))
+              start = k
+            }
+          }
+        }
+      })
+
+    const readSnapshots = (ids: ReadonlyArray<JobId>) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < ids.length; i += chunkSize) {
+          const chunk = ids.slice(i, i + chunkSize).filter((id) => index.has(id))
+          if (chunk.length === 0) continue
+          stats.reads++
+          stats.jobsRead += chunk.length
+          yield* Metric.increment(readsTotal)
+          const outcomes = yield* repo.outcomes(chunk)
+          const byId = new Map(outcomes.map((o) => [o.id, o]))
+          for (const id of chunk) {
+            const outcome = byId.get(id)
+            for (const r of index.get(id) ?? []) {
+              if (r.cursor !== null) continue
+              r.cursor = outcome?.version ?? 0
+              r.subscriber.onSnapshot?.(outcome)
+            }
+          }
+        }
+      })
+
+    /** Handles one coalesced batch; answers how many jobs it read. */
+    const handle = (batch: ReadonlyArray<Work>) =>
+      Effect.gen(function*() {
+        stats.wakeups++
+        yield* Metric.increment(wakeupsTotal)
+        let everything = false
+        let firstDoorbell: number | undefined
+        const changed = new Set<JobId>(needsCatchUp)
+        needsCatchUp.clear()
+        for (const item of batch) {
+          if (item._tag === "Doorbell") {
+            firstDoorbell ??= item.at
+            if (item.payload === "*" || item.payload === "") {
+              everything = true
+              continue
+            }
+            if (everything) continue
+            for (const pair of item.payload.split(",")) {
+              const colon = pair.lastIndexOf(":")
+              const id = pair.slice(0, colon) as JobId
+              const registrations = index.get(id)
+              if (registrations === undefined) continue
+              const lowest = lowestCursor(registrations)
+              if (lowest !== undefined && Number(pair.slice(colon + 1)) > lowest) changed.add(id)
+            }
+          } else if (item._tag === "Reconcile" || item._tag === "Refresh") {
+            everything = true
+          }
+        }
+        if (everything) {
+          stats.reconciles++
+          yield* Metric.increment(reconcilesTotal)
+        }
+        const before = stats.jobsRead
+        yield* readEvents(everything ? [...index.keys()] : [...changed])
+        if (needsSnapshot.size > 0) {
+          const ids = [...needsSnapshot]
+          needsSnapshot.clear()
+          yield* readSnapshots(ids)
+        }
+        if (firstDoorbell !== undefined) yield* Metric.update(notifyToResolve, performance.now() - firstDoorbell)
+        // a subscriber that registered during a read and found a gap is served by the next batch
+        if (needsCatchUp.size > 0) kick()
+        return stats.jobsRead - before
+      })
+
+    /**
+     * The consumer loop: a lone signal is handled at once; signals that arrive while a batch is handled form
+     * the next batch; after a burst-sized batch the next one may wait up to `debounce` (leading-edge throttle,
+     * which never starves, unlike `Stream.debounce`).
+     */
+    const consume = Effect.gen(function*() {
+      const windowMs = Duration.toMillis(config.debounce)
+      let lastStart = Number.NEGATIVE_INFINITY
+      let burst = false
+      while (true) {
+        const first = yield* Queue.take(work)
+        if (burst) {
+          const wait = lastStart + windowMs - (yield* Clock.currentTimeMillis)
+          if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+        }
+        const rest = yield* Queue.takeAll(work)
+        lastStart = yield* Clock.currentTimeMillis
+        const batch = [first, ...rest]
+        const jobsRead = yield* handle(batch).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.gen(function*() {
+              yield* Effect.logError("a notification batch failed; retrying in 1 s", cause)
+              // re-read everything watched: whatever this batch was to deliver is among it
+              for (const [id, registrations] of index) {
+                if ([...registrations].some((r) => r.cursor === null)) needsSnapshot.add(id)
+                else needsCatchUp.add(id)
+              }
+              yield* Effect.forkScoped(Effect.sleep(Duration.seconds(1)).pipe(Effect.zipRight(Effect.sync(kick))))
+              return 0
+            })
+          )
+        )
+        burst = jobsRead >= burstJobs || batch.length >= burstSignals
+      }
+    })
+
+    yield* Effect.forkScoped(
+      Stream.fromQueue(listener.signals).pipe(Stream.runForEach((signal) => Queue.offer(work, signal)))
+    )
+    if (Option.isSome(config.refreshInterval)) {
+      yield* Effect.forkScoped(
+        Stream.fromSchedule(Schedule.spaced(config.refreshInterval.value)).pipe(
+          Stream.runForEach(() => Queue.offer(work, { _tag: "Refresh", at: performance.now() }))
+        )
+      )
+    }
+    const scope = yield* Effect.scope
+    yield* Effect.forkIn(consume.pipe(Effect.provideService(Scope.Scope, scope)), scope)
+
+    /**
+     * Registers `subscriber` for job `id` until the scope closes. From a version, it first catches up on the
+     * events after it; from a snapshot, it first gets the job's current outcome. Registration happens before any
+     * read, so a change in between is never missed.
+     */
+    const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const registration: Registration = {
+            cursor: "snapshot" in from ? null : from.afterVersion,
+            subscriber
+          }
+          let registrations = index.get(id)
+          if (registrations === undefined) {
+            registrations = new Set()
+            index.set(id, registrations)
+          }
+          registrations.add(registration)
+          subscriberCount++
+          if (registration.cursor === null) needsSnapshot.add(id)
+          else needsCatchUp.add(id)
+          kick()
+          return registration
+        }).pipe(Effect.tap(publishGauges)),
+        (registration) =>
+          Effect.sync(() => {
+            const registrations = index.get(id)
+            if (registrations?.delete(registration)) subscriberCount--
+            if (registrations !== undefined && registrations.size === 0) index.delete(id)
+          }).pipe(Effect.zipRight(publishGauges))
+      ).pipe(Effect.asVoid)
+
+    return {
+      subscribe,
+      /** Jobs with at least one subscriber in this process. */
+      watchedCount: Effect.sync(() => index.size),
+      subscriberCount: Effect.sync(() => subscriberCount),
+      stats: Effect.sync((): NotificationStats => ({ ...stats }))
+    } as const
+  })
+}) {}

@@ -1,0 +1,387 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
+import { Chunk, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream } from "effect"
+import { CompletionWatcher } from "../src/CompletionWatcher.js"
+import type { JobWatchConfigInput } from "../src/Config.js"
+import { JobWatchConfig } from "../src/Config.js"
+import type { JobId } from "../src/Domain/JobId.js"
+import * as JobWatch from "../src/JobWatch.js"
+import { Jobs } from "../src/Jobs.js"
+import { JobsRepo } from "../src/JobsRepo.js"
+import { awaitConnected, Listener } from "../src/Listener.js"
+import { Notifications } from "../src/Notifications.js"
+import { jobIn, uniqueQueue } from "./support/fixtures.js"
+import { runScript } from "./support/processes.js"
+import * as TestDb from "./support/TestDb.js"
+
+const testLayer = (config: JobWatchConfigInput = {}) =>
+  Layer.mergeAll(
+    JobWatch.layer,
+    Layer.mergeAll(JobsRepo.Default, Notifications.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
+  ).pipe(Layer.provideMerge(TestDb.layer(config, { maxConnections: 30 })))
+
+/** Enqueues `n` jobs in a queue of their own. */
+const enqueueMany = (n: number) =>
+  Effect.gen(function*() {
+    const jobs = yield* Jobs
+    const queue = uniqueQueue("w")
+    const ids: Array<JobId> = []
+    for (let i = 0; i < n; i += 1000) {
+      const refs = yield* jobs.enqueueBatch(Array.from({ length: Math.min(1000, n - i) }, (_, k) => ({ name: `j${i + k}`, queue })))
+      ids.push(...refs.map((ref) => ref.id))
+    }
+    return { queue, ids }
+  })
+
+/** A worker in this process: claims the queue's jobs 50 at a time and completes them, 10 at once. */
+const completeAll = (queue: string) =>
+  Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    let done = 0
+    for (let round = 0; round < 10_000; round++) {
+      const claimed = yield* repo.claim({ workerId: "w", queues: [queue], limit: 50, leaseMs: 60_000 })
+      if (claimed.length === 0) return done
+      yield* Effect.forEach(
+        claimed,
+        (job) => repo.complete(job.id, { resultJson: JSON.stringify({ n: job.name }) }),
+        { concurrency: 10, discard: true }
+      )
+      done += claimed.length
+    }
+    return done
+  })
+
+const runToCompletion = (id: JobId, result: unknown = { ok: true }) =>
+  Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    yield* repo.start(id)
+    yield* repo.complete(id, { resultJson: JSON.stringify(result) })
+  })
+
+/** Fails the test (instead of hanging) when `effect` takes longer than `seconds`. */
+const within = (seconds: number) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, {
+    duration: Duration.seconds(seconds),
+    onTimeout: () => new Error(`did not finish within ${seconds} s`)
+  })
+
+/** Kills the listener's connection from another session and waits for it to come back. */
+const terminateListener = Effect.gen(function*() {
+  const listener = yield* Listener
+  const sql = yield* SqlClient.SqlClient
+  yield* awaitConnected(listener)
+  const pid = Option.getOrThrow(yield* listener.backendPid)
+  const before = (yield* listener.currentState).reconnects
+  yield* sql`SELECT pg_terminate_backend(${pid})`
+  return before
+})
+
+layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
+  describe("waitFor", () => {
+    it.effect("resolves when another connection pool completes the job", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const { schema } = yield* JobWatchConfig
+        const job = yield* jobIn("claimed")
+        const wait = yield* Effect.fork(watcher.waitFor(job.id))
+        // another PgClient with its own pool and connections
+        const other = JobsRepo.Default.pipe(Layer.provide(Layer.merge(TestDb.pgLayer(2), JobWatchConfig.layer({ schema }))))
+        yield* Effect.gen(function*() {
+          const repo = yield* JobsRepo
+          yield* repo.start(job.id)
+          yield* repo.complete(job.id, { resultJson: JSON.stringify({ url: "s3://x" }) })
+        }).pipe(Effect.provide(other))
+        const outcome = yield* Fiber.join(wait).pipe(within(10))
+        assert.strictEqual(outcome.status, "completed")
+        assert.deepStrictEqual(outcome.result, { url: "s3://x" })
+        assert.isTrue(outcome.terminal)
+        assert.isNotNull(outcome.finishedAt)
+      }))
+
+    it.effect("resolves when a separate OS process completes the jobs", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const { schema } = yield* JobWatchConfig
+        const { queue, ids } = yield* enqueueMany(5)
+        const waits = yield* Effect.fork(watcher.waitForAll(ids))
+        const child = yield* runScript("completeChild.ts", [TestDb.databaseUrl(), schema, queue])
+        assert.strictEqual(child.code, 0, child.stderr)
+        const outcomes = yield* Fiber.join(waits).pipe(within(10))
+        assert.deepStrictEqual(outcomes.map((o) => o.id), ids)
+        for (const outcome of outcomes) {
+          assert.strictEqual(outcome.status, "completed")
+          assert.deepStrictEqual(outcome.result, { by: "child" })
+        }
+      }), { timeout: 60_000 })
+
+    it.effect("answers at once for a terminal job, with its error; JobNotFound for an unknown id", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const failed = yield* jobIn("failed")
+        const outcome = yield* watcher.waitFor(failed.id).pipe(within(5))
+        assert.strictEqual(outcome.status, "failed")
+        assert.deepStrictEqual(outcome.error, { code: "boom", message: "it broke" })
+        const canceled = yield* jobIn("canceled")
+        assert.strictEqual((yield* watcher.waitFor(canceled.id).pipe(within(5))).status, "canceled")
+        const unknown = yield* Effect.either(watcher.waitFor("0190f2b4-5f5e-7000-8000-000000000000"))
+        assert.isTrue(Either.isLeft(unknown) && unknown.left._tag === "JobNotFound")
+        const bad = yield* Effect.either(watcher.waitFor("nope"))
+        assert.isTrue(Either.isLeft(bad) && bad.left._tag === "InvalidInput")
+        const empty = yield* Effect.either(watcher.waitForAll([]))
+        assert.isTrue(Either.isLeft(empty) && empty.left._tag === "InvalidInput")
+      }))
+
+    it.effect("1,000 jobs completing while their waits register all resolve", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const { queue, ids } = yield* enqueueMany(1000)
+        const worker = yield* Effect.fork(completeAll(queue))
+        // each wait registers on its own, interleaved with the worker's completions
+        const outcomes = yield* Effect.forEach(ids, (id) => watcher.waitFor(id), { concurrency: 100 }).pipe(within(60))
+        assert.strictEqual(yield* Fiber.join(worker), 1000)
+        assert.strictEqual(outcomes.length, 1000)
+        for (const outcome of outcomes) assert.strictEqual(outcome.status, "completed")
+      }), { timeout: 90_000 })
+  })
+
+  describe("waitForAll, waitForFirst, interruption", () => {
+    it.effect("waitForAll answers in input order, a repeated id once", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const notifications = yield* Notifications
+        const a = yield* jobIn("running")
+        const b = yield* jobIn("running")
+        const all = yield* Effect.fork(watcher.waitForAll([b.id, a.id, b.id]))
+        yield* Effect.sleep(Duration.millis(50))
+        assert.strictEqual(yield* notifications.subscriberCount, 2)
+        yield* runToCompletion2(a.id)
+        yield* runToCompletion2(b.id)
+        const outcomes = yield* Fiber.join(all).pipe(within(10))
+        assert.deepStrictEqual(outcomes.map((o) => o.id), [b.id, a.id, b.id])
+      }))
+
+    it.effect("waitForFirst answers the first to finish and releases the other registrations", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const notifications = yield* Notifications
+        const jobs = yield* Effect.all(Array.from({ length: 5 }, () => jobIn("claimed")))
+        const first = yield* Effect.fork(watcher.waitForFirst(jobs.map((j) => j.id)))
+        yield* Effect.sleep(Duration.millis(50))
+        assert.strictEqual(yield* notifications.subscriberCount, 5)
+        yield* runToCompletion(jobs[3]!.id, "third")
+        const outcome = yield* Fiber.join(first).pipe(within(10))
+        assert.strictEqual(outcome.id, jobs[3]!.id)
+        assert.strictEqual(outcome.result, "third")
+        assert.strictEqual(yield* notifications.subscriberCount, 0)
+        assert.strictEqual(yield* notifications.watchedCount, 0)
+      }))
+
+    it.effect("interrupted waiters leave the subscription index empty", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const notifications = yield* Notifications
+        const { ids } = yield* enqueueMany(200)
+        const fibers = yield* Effect.forEach(ids, (id) => Effect.fork(watcher.waitFor(id)))
+        const streams = yield* Effect.fork(Stream.runDrain(watcher.watch(ids[0]!)))
+        yield* Effect.sleep(Duration.millis(100))
+        assert.strictEqual(yield* notifications.watchedCount, 200)
+        assert.strictEqual(yield* notifications.subscriberCount, 201)
+        yield* Fiber.interruptAll([...fibers, streams])
+        assert.strictEqual(yield* notifications.subscriberCount, 0)
+        assert.strictEqual(yield* notifications.watchedCount, 0)
+      }))
+  })
+
+  describe("awaitCompletion, isComplete, changes, watch", () => {
+    it.effect("awaitCompletion answers the latest JobInfo on timeout, and the terminal one when it finishes", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const job = yield* jobIn("running")
+        const timedOut = yield* watcher.awaitCompletion(job.id, "200 millis")
+        assert.strictEqual(timedOut.status, "running")
+        assert.isFalse(yield* watcher.isComplete(job.id))
+        const waiting = yield* Effect.fork(watcher.awaitCompletion(job.id, "10 seconds"))
+        yield* (yield* JobsRepo).complete(job.id, { resultJson: "42" })
+        const info = yield* Fiber.join(waiting)
+        assert.strictEqual(info.status, "completed")
+        assert.strictEqual(info.result, 42)
+        assert.isTrue(yield* watcher.isComplete(job.id))
+      }))
+
+    it.effect("changes answers the events after a version, at once or when the next one comes", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const job = yield* jobIn("claimed")
+        const past = yield* watcher.changes(job.id, 0).pipe(within(5))
+        assert.deepStrictEqual(past.map((e) => e.version), [1, 2])
+        const next = yield* Effect.fork(watcher.changes(job.id, 2))
+        yield* Effect.sleep(Duration.millis(50))
+        yield* (yield* JobsRepo).start(job.id)
+        const events = yield* Fiber.join(next).pipe(within(5))
+        assert.deepStrictEqual(events.map((e) => [e.version, e.status]), [[3, "running"]])
+        const unknown = yield* Effect.either(watcher.changes("0190f2b4-5f5e-7000-8000-000000000000", 0))
+        assert.isTrue(Either.isLeft(unknown) && unknown.left._tag === "JobNotFound")
+      }))
+
+    it.effect("watch streams versions 1..n exactly once, in order, across a listener reconnect", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const repo = yield* JobsRepo
+        const listener = yield* Listener
+        const queue = uniqueQueue("watch")
+        const ref = yield* (yield* Jobs).enqueue({ name: "long", queue, maxAttempts: 10 })
+        const seen = yield* Ref.make<Array<number>>([])
+        const collected = yield* Effect.fork(
+          watcher.watch(ref.id).pipe(
+            Stream.tap((e) => Ref.update(seen, (xs) => [...xs, e.version])),
+            Stream.runCollect
+          )
+        )
+        const attempt = (last: boolean) =>
+          Effect.gen(function*() {
+            yield* repo.claim({ workerId: "w", queues: [queue], limit: 1, leaseMs: 60_000 })
+            yield* repo.start(ref.id)
+            if (last) yield* repo.complete(ref.id, { resultJson: "true" })
+            else yield* repo.retry(ref.id, { delayMs: 0, code: "again", error: "try again" })
+          })
+        for (let i = 0; i < 3; i++) yield* attempt(false)
+        const reconnectsBefore = yield* terminateListener
+        // these happen while the listener is down or reconnecting: only the reconcile can deliver them
+        for (let i = 0; i < 3; i++) yield* attempt(false)
+        yield* attempt(true)
+        const events = Chunk.toReadonlyArray(yield* Fiber.join(collected).pipe(within(30)))
+        const versions = events.map((e) => e.version)
+        assert.deepStrictEqual(versions, Array.from({ length: 22 }, (_, i) => i + 1))
+        assert.strictEqual(events[events.length - 1]!.status, "completed")
+        assert.isAbove((yield* listener.currentState).reconnects, reconnectsBefore)
+      }), { timeout: 60_000 })
+
+    it.effect("watch of an unknown job fails with JobNotFound; from a version it skips the earlier events", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const unknown = yield* Effect.either(Stream.runDrain(watcher.watch("0190f2b4-5f5e-7000-8000-000000000000")))
+        assert.isTrue(Either.isLeft(unknown) && unknown.left._tag === "JobNotFound")
+        const done = yield* jobIn("completed")
+        const tail = yield* Stream.runCollect(watcher.watch(done.id, { afterVersion: 2 })).pipe(within(5))
+        assert.deepStrictEqual(Chunk.toReadonlyArray(tail).map((e) => e.version), [3, 4])
+      }))
+  })
+
+  describe("a dead LISTEN connection", () => {
+    it.effect("reconnects, reconciles, and every waiter resolves: none lost", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const listener = yield* Listener
+        const { queue, ids } = yield* enqueueMany(300)
+        const waits = yield* Effect.fork(watcher.waitForAll(ids))
+        yield* Effect.sleep(Duration.millis(100))
+        const before = yield* terminateListener
+        yield* completeAll(queue)
+        const outcomes = yield* Fiber.join(waits).pipe(within(30))
+        assert.strictEqual(outcomes.filter((o) => o.status === "completed").length, 300)
+        const state = yield* listener.currentState
+        assert.isTrue(state.connected)
+        assert.isAbove(state.reconnects, before)
+        assert.isTrue(Option.isSome(state.lastError))
+      }), { timeout: 60_000 })
+  })
+})
+
+/** claimed → running → completed (for jobs made by `jobIn("running")` this starts at running). */
+const runToCompletion2 = (id: JobId) =>
+  Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    yield* repo.complete(id, { resultJson: "null" })
+  })
+
+layer(testLayer({ refreshInterval: "300 millis" }), { excludeTestServices: true })("lost notifications", (it) => {
+  it.effect("with the doorbell trigger disabled, every waiter resolves by the refresh", () =>
+    Effect.gen(function*() {
+      const watcher = yield* CompletionWatcher
+      const notifications = yield* Notifications
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* JobWatchConfig
+      yield* sql.unsafe(`ALTER TABLE "${schema}".job_events DISABLE TRIGGER job_events_doorbell`)
+      const { queue, ids } = yield* enqueueMany(100)
+      const waits = yield* Effect.fork(watcher.waitForAll(ids))
+      const before = (yield* notifications.stats).reconciles
+      yield* completeAll(queue)
+      const outcomes = yield* Fiber.join(waits).pipe(within(20))
+      assert.strictEqual(outcomes.filter((o) => o.status === "completed").length, 100)
+      assert.isAbove((yield* notifications.stats).reconciles, before)
+    }), { timeout: 60_000 })
+})
+
+layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no refresh, healthy listener", (it) => {
+  it.effect("nothing polls: an idle watched job costs no reads", () =>
+    Effect.gen(function*() {
+      const watcher = yield* CompletionWatcher
+      const notifications = yield* Notifications
+      const job = yield* jobIn("running")
+      const wait = yield* Effect.fork(watcher.waitFor(job.id))
+      // the registration's own snapshot read
+      yield* Effect.sleep(Duration.millis(200))
+      const before = yield* notifications.stats
+      yield* Effect.sleep(Duration.seconds(1))
+      const after = yield* notifications.stats
+      assert.strictEqual(after.reads, before.reads)
+      assert.strictEqual(after.reconciles, before.reconciles)
+      yield* (yield* JobsRepo).complete(job.id, { resultJson: "1" })
+      assert.strictEqual((yield* Fiber.join(wait).pipe(within(10))).status, "completed")
+      assert.strictEqual((yield* notifications.stats).reads, after.reads + 1)
+    }))
+
+  it.effect("a burst of 10,000 transitions on watched jobs costs a bounded number of reads", () =>
+    Effect.gen(function*() {
+      const watcher = yield* CompletionWatcher
+      const notifications = yield* Notifications
+      const repo = yield* JobsRepo
+      const { debounce } = yield* JobWatchConfig
+      const { queue, ids } = yield* enqueueMany(10_000)
+      const base = (yield* notifications.stats).jobsRead
+      const waits = yield* Effect.fork(watcher.waitForAll(ids))
+      // every wait registered and its snapshot read
+      yield* Effect.gen(function*() {
+        while ((yield* notifications.subscriberCount) < 10_000 || (yield* notifications.stats).jobsRead - base < 10_000) {
+          yield* Effect.sleep(Duration.millis(20))
+        }
+      }).pipe(within(30))
+      const before = yield* notifications.stats
+      const started = Date.now()
+      // 100 statements of 100 transitions each (pending → claimed), as fast as they go
+      for (let i = 0; i < 100; i++) {
+        yield* repo.claim({ workerId: "burst", queues: [queue], limit: 100, leaseMs: 60_000 })
+      }
+      const elapsed = Date.now() - started
+      // wait until every transition has been read (each job moved to version 2)
+      yield* Effect.gen(function*() {
+        while ((yield* notifications.stats).jobsRead - before.jobsRead < 10_000) yield* Effect.sleep(Duration.millis(20))
+      }).pipe(within(30))
+      yield* Effect.sleep(Duration.toMillis(debounce) * 2)
+      const after = yield* notifications.stats
+      const reads = after.reads - before.reads
+      // bounded by one read per debounce window of the burst, each split in chunks of 1,000, plus the tail
+      const bound = Math.ceil(elapsed / Duration.toMillis(debounce)) + Math.ceil(10_000 / 1000) + 3
+      assert.isAtMost(reads, bound, `${reads} reads for a ${elapsed} ms burst`)
+      assert.isAtMost(after.jobsRead - before.jobsRead, 10_000 + 1000, "each changed job is read about once")
+      yield* Fiber.interrupt(waits)
+    }), { timeout: 90_000 })
+})
+
+layer(testLayer({ refreshInterval: null, debounce: "20 seconds" }), { excludeTestServices: true })(
+  "a lone event",
+  (it) => {
+    it.effect("is handled at once, without waiting for the coalescing window", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const job = yield* jobIn("running")
+        const done = yield* Deferred.make<void>()
+        const wait = yield* Effect.fork(watcher.waitFor(job.id).pipe(Effect.tap(() => Deferred.succeed(done, undefined))))
+        yield* Effect.sleep(Duration.millis(200))
+        yield* (yield* JobsRepo).complete(job.id, { resultJson: "1" })
+        // far below the 20 s window
+        yield* Deferred.await(done).pipe(within(5))
+        assert.strictEqual((yield* Fiber.join(wait)).status, "completed")
+      }))
+  }
+)

@@ -1,0 +1,35 @@
+// Claims, starts and completes the jobs of queue argv[4] (in database argv[2], schema argv[3]) with the result
+// {"by":"child"}, then exits: the "another process" of test/CompletionWatcher.test.ts.
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted } from "effect"
+import { JobWatchConfig } from "../../src/Config.js"
+import { JobsRepo } from "../../src/JobsRepo.js"
+
+const [url, schema, queue] = process.argv.slice(2)
+if (url === undefined || schema === undefined || queue === undefined) {
+  throw new Error("usage: completeChild <url> <schema> <queue>")
+}
+
+const program = Effect.gen(function*() {
+  const repo = yield* JobsRepo
+  const claimed = yield* repo.claim({ workerId: `child-${process.pid}`, queues: [queue], limit: 100, leaseMs: 60_000 })
+  for (const job of claimed) {
+    yield* repo.start(job.id)
+    yield* repo.complete(job.id, { resultJson: JSON.stringify({ by: "child" }) })
+  }
+  process.stdout.write(`${claimed.length}\n`)
+}).pipe(
+  Effect.provide(
+    JobsRepo.Default.pipe(
+      Layer.provide(Layer.merge(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }), JobWatchConfig.layer({ schema })))
+    )
+  )
+)
+
+Effect.runPromise(program).then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${String(error)}\n`)
+    process.exit(1)
+  }
+)

@@ -28,6 +28,8 @@ export interface ListenerState {
   /** Since when it has been connected (or down). */
   readonly since: Date
   readonly reconnects: number
+  /** Failed attempts since the last successful connect (0 while connected). */
+  readonly failures: number
   readonly lastError: Option.Option<string>
 }
 
@@ -64,13 +66,12 @@ const clientConfig = (config: PgClient.PgClientConfig): pg.ClientConfig => ({
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /**
- * The process's one LISTEN connection, on a dedicated `pg.Client` (sql-pg's `listen` hangs silently when its
+ * Makes the process's one LISTEN connection, on a dedicated `pg.Client` (sql-pg's `listen` hangs silently when its
  * connection dies). It fails on the client's `error`/`end`, reconnects with an exponential, jittered, capped
  * backoff, and emits `Reconcile` after every (re)connect so that whatever was missed while away is re-read.
  */
-export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
-  scoped: Effect.gen(function*() {
-    const pgClient = yield* PgClient.PgClient
+export const make = (connection: pg.ClientConfig) =>
+  Effect.gen(function*() {
     const config = yield* JobWatchConfig
     const channel = `${config.schema}.doorbell`
     const signals = yield* Queue.unbounded<Signal>()
@@ -79,6 +80,7 @@ export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
       connected: false,
       since: started,
       reconnects: 0,
+      failures: 0,
       lastError: Option.none()
     })
     const fatal = yield* Deferred.make<never, ListenerFailed>()
@@ -91,7 +93,7 @@ export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
         const died = yield* Deferred.make<never, ListenerError>()
         const client = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            const client = new pg.Client(clientConfig(pgClient.config))
+            const client = new pg.Client(connection)
             client.on("notification", (msg) => {
               if (msg.channel === channel) {
                 Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
@@ -135,7 +137,8 @@ export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
               ...s,
               connected: true,
               since: new Date(now),
-              reconnects: s.reconnects + (failures > 0 ? 1 : 0)
+              reconnects: s.reconnects + (failures > 0 ? 1 : 0),
+              failures: 0
             }))
             failures = 0
             downSince = undefined
@@ -149,6 +152,7 @@ export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
           ...s,
           connected: false,
           since: s.connected ? new Date(now) : s.since,
+          failures,
           lastError: Option.some(error.message)
         }))
         yield* Ref.set(backendPid, Option.none())
@@ -186,6 +190,12 @@ export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
       channel
     } as const
   })
+
+/**
+ * The process's one LISTEN connection (see `make`), on the database of the `PgClient`.
+ */
+export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
+  scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config)))
 }) {}
 
 /** Waits until the listener is connected (at once when it is). */

@@ -1,0 +1,125 @@
+import { HttpClient, HttpLayerRouter } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Chunk, Clock, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import * as Net from "node:net"
+import { JobWatchConfig } from "../src/Config.js"
+import { RoutesLive } from "../src/Http.js"
+import * as Listener from "../src/Listener.js"
+import * as TestDb from "./support/TestDb.js"
+
+/** A loopback port nobody listens on: connections to it are refused at once. */
+const closedPort = Effect.promise(
+  () =>
+    new Promise<number>((resolve) => {
+      const server = Net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as Net.AddressInfo
+        server.close(() => resolve(port))
+      })
+    })
+)
+
+/** Waits in real time (bounded) until the listener's loop sleeps on the test clock, then answers the wake time. */
+const nextSleep = Effect.gen(function*() {
+  for (let i = 0; i < 1000; i++) {
+    const sleeps = yield* TestClock.sleeps()
+    if (Chunk.isNonEmpty(sleeps)) return Chunk.headNonEmpty(sleeps)
+    yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+  }
+  return yield* Effect.die("the listener never went to sleep")
+})
+
+/** Waits in real time (bounded) for `fiber` to finish. */
+const pollFiber = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 1000; i++) {
+      const exit = yield* Fiber.poll(fiber)
+      if (Option.isSome(exit)) return exit.value
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+    }
+    return yield* Effect.die("the fiber did not finish")
+  })
+
+describe("Listener", () => {
+  it.scoped("backs off exponentially with jitter, capped, and gives up after shutdownOnListenerFailure", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const listener = yield* Listener.make({ host: "127.0.0.1", port, user: "x", connectionTimeoutMillis: 5000 }).pipe(
+        Effect.provide(JobWatchConfig.layer({ listenerMaxBackoff: "2 seconds", shutdownOnListenerFailure: "30 seconds" }))
+      )
+      const fatal = yield* Effect.fork(listener.awaitFailure)
+      const delays: Array<number> = []
+      for (let i = 0; i < 100; i++) {
+        const wake = yield* nextSleep
+        delays.push(wake - (yield* Clock.currentTimeMillis))
+        const state = yield* listener.currentState
+        assert.isFalse(state.connected)
+        assert.strictEqual(state.failures, i + 1)
+        assert.isTrue(Option.isSome(state.lastError))
+        yield* TestClock.setTime(wake)
+        if ((yield* Clock.currentTimeMillis) >= 30_000) break
+      }
+      // 100, 200, 400, … ms capped at 2 s, each with "equal jitter" (between half and all of it)
+      delays.forEach((delay, n) => {
+        const ceiling = Math.min(2000, 100 * 2 ** n)
+        assert.isAtLeast(delay, ceiling / 2, `attempt ${n + 1}`)
+        assert.isAtMost(delay, ceiling, `attempt ${n + 1}`)
+      })
+      // about 30 s / (1..2 s) attempts after the first few: it keeps trying, without spinning
+      assert.isAtLeast(delays.length, 15)
+      assert.isAtMost(delays.length, 40)
+      const failure = yield* pollFiber(fatal)
+      assert.isTrue(Exit.isFailure(failure))
+      if (Exit.isFailure(failure)) assert.match(String(failure.cause), /ListenerFailed|down for/)
+    }), { timeout: 60_000 })
+
+  it.scoped("without shutdownOnListenerFailure it never gives up", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const listener = yield* Listener.make({ host: "127.0.0.1", port, user: "x" }).pipe(
+        Effect.provide(JobWatchConfig.layer({ listenerMaxBackoff: "1 second" }))
+      )
+      const fatal = yield* Effect.fork(listener.awaitFailure)
+      for (let i = 0; i < 40; i++) yield* TestClock.setTime(yield* nextSleep)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(fatal)))
+      assert.isAtLeast((yield* listener.currentState).failures, 40)
+    }), { timeout: 60_000 })
+
+  it.live("/ready answers 503 naming the listener while it is down, 200 with a live one", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const down = Layer.scoped(
+        Listener.Listener,
+        Effect.map(Listener.make({ host: "127.0.0.1", port, user: "x" }), (impl) => Listener.Listener.make(impl))
+      )
+      /** Asks /ready until it answers `expected` (bounded), on a server with the given listener. */
+      const readyUntil = <E, R>(listener: Layer.Layer<Listener.Listener, E, R>, expected: number) =>
+        Effect.gen(function*() {
+          let last = { status: 0, body: {} as unknown }
+          for (let i = 0; i < 100; i++) {
+            const response = yield* HttpClient.get("/ready")
+            last = { status: response.status, body: yield* response.json }
+            if (last.status === expected) return last
+            yield* Effect.sleep(Duration.millis(50))
+          }
+          return last
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(
+            HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true }).pipe(
+              Layer.provide(listener),
+              Layer.provideMerge(NodeHttpServer.layerTest),
+              Layer.provide(TestDb.layer())
+            )
+          )
+        )
+      const whenDown = yield* readyUntil(down, 503)
+      assert.strictEqual(whenDown.status, 503)
+      assert.deepInclude(whenDown.body as object, { _tag: "NotReady", database: "up" })
+      assert.match((whenDown.body as { message: string }).message, /LISTEN/)
+      assert.isFalse((whenDown.body as { listener: { connected: boolean } }).listener.connected)
+      const whenUp = yield* readyUntil(Listener.Listener.Default, 200)
+      assert.strictEqual(whenUp.status, 200)
+      assert.isTrue((whenUp.body as { listener: { connected: boolean } }).listener.connected)
+    }), { timeout: 60_000 })
+})

@@ -9,7 +9,8 @@ import type { JobEvent, JobEventType } from "./Domain/JobEvent.js"
 import { JobId } from "./Domain/JobId.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { allowedFrom, isTerminal, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
-import { EventRow, eventColumns, JobRow, jobColumns, toJobEvent, toJobInfo } from "./internal/rows.js"
+import { EventRow, eventColumns, eventJson, JobRow, jobColumns, toJobEvent, toJobInfo } from "./internal/rows.js"
+import { LocalEvents } from "./LocalEvents.js"
 
 /** A validated job, ready to insert (see `Jobs.enqueue`). */
 export interface NewJob {
@@ -121,12 +122,15 @@ const toOutcome = (row: typeof OutcomeRow.Type): JobOutcome =>
 
 const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRow))
 const decodeEvents = Schema.decodeUnknown(Schema.Array(EventRow))
+const decodeEventJson = Schema.decodeUnknown(Schema.Struct({ ...EventRow.fields, createdAt: Schema.Date }))
 const json = (value: unknown) => JSON.stringify(value)
 
 /** The SQL of jobs and their events. `SqlError`s and undecodable rows are defects here. */
 export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
+  dependencies: [LocalEvents.Default],
   effect: Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const local = yield* LocalEvents
     const { schema } = yield* JobWatchConfig
     const jobs = sql(`${schema}.jobs`)
     const events = sql(`${schema}.job_events`)
@@ -314,10 +318,11 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             attempt, ${event.data === undefined ? null : json(event.data)}::jsonb,
             ${event.errorCode ?? null}, ${event.errorMessage ?? null}
           FROM upd
+          RETURNING *
         )
         SELECT cur.status AS "foundStatus", cur.worker_id AS "foundWorker", j.id IS NOT NULL AS changed,
-          ${columns}, ${noPosition}
-        FROM cur LEFT JOIN upd j ON j.cur_id = cur.id`.pipe(
+          ${columns}, ${noPosition}, ${sql.literal(eventJson)} AS "eventJson"
+        FROM cur LEFT JOIN upd j ON j.cur_id = cur.id LEFT JOIN ev e ON e.job_id = j.id`.pipe(
         Effect.flatMap((rows) =>
           Effect.gen(function*() {
             if (rows.length === 0) return yield* new JobNotFound({ id: t.id })
@@ -326,6 +331,11 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
               return yield* new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
             }
             const [job] = yield* decodeJobs(rows).pipe(Effect.orDie)
+            // committed already unless the caller holds a transaction: then the doorbell tells, after its commit
+            if (Option.isNone(yield* Effect.serviceOption(SqlClient.TransactionConnection))) {
+              const event = yield* decodeEventJson((rows[0] as { readonly eventJson: unknown }).eventJson).pipe(Effect.orDie)
+              yield* local.publish(toJobEvent(event))
+            }
             return toJobInfo(job!)
           })
         ),

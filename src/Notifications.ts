@@ -6,6 +6,7 @@ import type { JobId } from "./Domain/JobId.js"
 import { JobsRepo } from "./JobsRepo.js"
 import type { Signal } from "./Listener.js"
 import { Listener } from "./Listener.js"
+import { LocalEvents } from "./LocalEvents.js"
 
 /**
  * One subscriber of one job. `cursor` is the last version it has seen; `null` asks for the job's current
@@ -61,10 +62,11 @@ const notifyToResolve = Metric.histogram(
  * that changed and are watched here, and hands them, in version order, to those jobs' subscribers.
  */
 export class Notifications extends Effect.Service<Notifications>()("jobwatch/Notifications", {
-  dependencies: [JobsRepo.Default, Listener.Default],
+  dependencies: [JobsRepo.Default, Listener.Default, LocalEvents.Default],
   scoped: Effect.gen(function*() {
     const repo = yield* JobsRepo
     const listener = yield* Listener
+    const local = yield* LocalEvents
     const config = yield* JobWatchConfig
     const work = yield* Queue.unbounded<Work>()
     const index = new Map<JobId, Set<Registration>>()
@@ -235,6 +237,12 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       }
     })
 
+    // the in-process fast path: events of transitions committed by this process, at once
+    yield* local.subscribe((event) => {
+      if (!index.has(event.jobId)) return
+      deliver(event.jobId, [event])
+      if (needsCatchUp.size > 0) kick()
+    })
     yield* Effect.forkScoped(
       Stream.fromQueue(listener.signals).pipe(Stream.runForEach((signal) => Queue.offer(work, signal)))
     )

@@ -20,6 +20,16 @@ const testLayer = (config: JobWatchConfigInput = {}) =>
     Layer.mergeAll(JobsRepo.Default, Notifications.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
   ).pipe(Layer.provideMerge(TestDb.layer(config, { maxConnections: 30 })))
 
+/**
+ * Runs `effect` with a `JobsRepo` of its own pool (as another process would): its transitions reach this
+ * process's waiters by the doorbell and a read, not by the in-process fast path.
+ */
+const remotely = <A, E>(effect: Effect.Effect<A, E, JobsRepo>) =>
+  Effect.flatMap(JobWatchConfig, ({ schema }) =>
+    effect.pipe(
+      Effect.provide(JobsRepo.Default.pipe(Layer.provide(Layer.merge(TestDb.pgLayer(4), JobWatchConfig.layer({ schema })))))
+    ))
+
 /** Enqueues `n` jobs in a queue of their own. */
 const enqueueMany = (n: number) =>
   Effect.gen(function*() {
@@ -81,16 +91,10 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
     it.effect("resolves when another connection pool completes the job", () =>
       Effect.gen(function*() {
         const watcher = yield* CompletionWatcher
-        const { schema } = yield* JobWatchConfig
         const job = yield* jobIn("claimed")
         const wait = yield* Effect.fork(watcher.waitFor(job.id))
         // another PgClient with its own pool and connections
-        const other = JobsRepo.Default.pipe(Layer.provide(Layer.merge(TestDb.pgLayer(2), JobWatchConfig.layer({ schema }))))
-        yield* Effect.gen(function*() {
-          const repo = yield* JobsRepo
-          yield* repo.start(job.id)
-          yield* repo.complete(job.id, { resultJson: JSON.stringify({ url: "s3://x" }) })
-        }).pipe(Effect.provide(other))
+        yield* remotely(runToCompletion(job.id, { url: "s3://x" }))
         const outcome = yield* Fiber.join(wait).pipe(within(10))
         assert.strictEqual(outcome.status, "completed")
         assert.deepStrictEqual(outcome.result, { url: "s3://x" })
@@ -131,15 +135,27 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         assert.isTrue(Either.isLeft(empty) && empty.left._tag === "InvalidInput")
       }))
 
-    it.effect("1,000 jobs completing while their waits register all resolve", () =>
+    it.effect("1,000 jobs completing (in another pool) while their waits register all resolve", () =>
       Effect.gen(function*() {
         const watcher = yield* CompletionWatcher
         const { queue, ids } = yield* enqueueMany(1000)
-        const worker = yield* Effect.fork(completeAll(queue))
+        const worker = yield* Effect.fork(remotely(completeAll(queue)))
         // each wait registers on its own, interleaved with the worker's completions
         const outcomes = yield* Effect.forEach(ids, (id) => watcher.waitFor(id), { concurrency: 100 }).pipe(within(60))
         assert.strictEqual(yield* Fiber.join(worker), 1000)
         assert.strictEqual(outcomes.length, 1000)
+        for (const outcome of outcomes) assert.strictEqual(outcome.status, "completed")
+      }), { timeout: 90_000 })
+  })
+
+  describe("the in-process fast path", () => {
+    it.effect("1,000 jobs completing in this process while their waits register all resolve", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const { queue, ids } = yield* enqueueMany(1000)
+        const worker = yield* Effect.fork(completeAll(queue))
+        const outcomes = yield* Effect.forEach(ids, (id) => watcher.waitFor(id), { concurrency: 100 }).pipe(within(60))
+        assert.strictEqual(yield* Fiber.join(worker), 1000)
         for (const outcome of outcomes) assert.strictEqual(outcome.status, "completed")
       }), { timeout: 90_000 })
   })
@@ -226,7 +242,6 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
     it.effect("watch streams versions 1..n exactly once, in order, across a listener reconnect", () =>
       Effect.gen(function*() {
         const watcher = yield* CompletionWatcher
-        const repo = yield* JobsRepo
         const listener = yield* Listener
         const queue = uniqueQueue("watch")
         const ref = yield* (yield* Jobs).enqueue({ name: "long", queue, maxAttempts: 10 })
@@ -239,6 +254,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         )
         const attempt = (last: boolean) =>
           Effect.gen(function*() {
+            const repo = yield* JobsRepo
             yield* repo.claim({ workerId: "w", queues: [queue], limit: 1, leaseMs: 60_000 })
             yield* repo.start(ref.id)
             if (last) yield* repo.complete(ref.id, { resultJson: "true" })
@@ -246,9 +262,11 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
           })
         for (let i = 0; i < 3; i++) yield* attempt(false)
         const reconnectsBefore = yield* terminateListener
-        // these happen while the listener is down or reconnecting: only the reconcile can deliver them
-        for (let i = 0; i < 3; i++) yield* attempt(false)
-        yield* attempt(true)
+        // from another pool, while the listener is down or reconnecting: only the reconcile can deliver these
+        yield* remotely(Effect.gen(function*() {
+          for (let i = 0; i < 3; i++) yield* attempt(false)
+          yield* attempt(true)
+        }))
         const events = Chunk.toReadonlyArray(yield* Fiber.join(collected).pipe(within(30)))
         const versions = events.map((e) => e.version)
         assert.deepStrictEqual(versions, Array.from({ length: 22 }, (_, i) => i + 1))
@@ -276,7 +294,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         const waits = yield* Effect.fork(watcher.waitForAll(ids))
         yield* Effect.sleep(Duration.millis(100))
         const before = yield* terminateListener
-        yield* completeAll(queue)
+        yield* remotely(completeAll(queue))
         const outcomes = yield* Fiber.join(waits).pipe(within(30))
         assert.strictEqual(outcomes.filter((o) => o.status === "completed").length, 300)
         const state = yield* listener.currentState
@@ -305,7 +323,7 @@ layer(testLayer({ refreshInterval: "300 millis" }), { excludeTestServices: true 
       const { queue, ids } = yield* enqueueMany(100)
       const waits = yield* Effect.fork(watcher.waitForAll(ids))
       const before = (yield* notifications.stats).reconciles
-      yield* completeAll(queue)
+      yield* remotely(completeAll(queue))
       const outcomes = yield* Fiber.join(waits).pipe(within(20))
       assert.strictEqual(outcomes.filter((o) => o.status === "completed").length, 100)
       assert.isAbove((yield* notifications.stats).reconciles, before)
@@ -326,7 +344,7 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       const after = yield* notifications.stats
       assert.strictEqual(after.reads, before.reads)
       assert.strictEqual(after.reconciles, before.reconciles)
-      yield* (yield* JobsRepo).complete(job.id, { resultJson: "1" })
+      yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
       assert.strictEqual((yield* Fiber.join(wait).pipe(within(10))).status, "completed")
       assert.strictEqual((yield* notifications.stats).reads, after.reads + 1)
     }))
@@ -378,10 +396,33 @@ layer(testLayer({ refreshInterval: null, debounce: "20 seconds" }), { excludeTes
         const done = yield* Deferred.make<void>()
         const wait = yield* Effect.fork(watcher.waitFor(job.id).pipe(Effect.tap(() => Deferred.succeed(done, undefined))))
         yield* Effect.sleep(Duration.millis(200))
-        yield* (yield* JobsRepo).complete(job.id, { resultJson: "1" })
+        yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
         // far below the 20 s window
         yield* Deferred.await(done).pipe(within(5))
         assert.strictEqual((yield* Fiber.join(wait)).status, "completed")
       }))
   }
 )
+
+layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("the in-process fast path", (it) => {
+  it.effect("a completion committed by this process resolves its waiter without a read", () =>
+    Effect.gen(function*() {
+      const watcher = yield* CompletionWatcher
+      const notifications = yield* Notifications
+      // after the first connect's reconcile, so that no reconcile read can come in between
+      yield* awaitConnected(yield* Listener)
+      yield* Effect.sleep(Duration.millis(100))
+      // without the doorbell, only the fast path can deliver (and the doorbell cannot race it)
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* JobWatchConfig
+      yield* sql.unsafe(`ALTER TABLE "${schema}".job_events DISABLE TRIGGER job_events_doorbell`)
+      const job = yield* jobIn("running")
+      const wait = yield* Effect.fork(watcher.waitFor(job.id))
+      yield* Effect.sleep(Duration.millis(200))
+      const before = (yield* notifications.stats).reads
+      yield* (yield* JobsRepo).complete(job.id, { resultJson: "7" })
+      const outcome = yield* Fiber.join(wait).pipe(within(5))
+      assert.strictEqual(outcome.result, 7)
+      assert.strictEqual((yield* notifications.stats).reads, before)
+    }))
+})

@@ -129,6 +129,15 @@ export const eventColumns = `
   CASE WHEN e.type = 'job.status.changed' AND e.status = 'completed' THEN j.result END AS result,
   e.created_at AS "createdAt"`
 
+/** The same event as one JSON object (from `job_events e` and the job `j`), for statements that return a job too. */
+export const eventJson = `json_build_object(
+  'id', e.id, 'jobId', e.job_id, 'version', e.version, 'type', e.type, 'status', e.status,
+  'previousStatus', e.previous_status, 'progress', e.progress, 'previousProgress', e.previous_progress,
+  'step', e.step, 'message', e.message, 'attempt', e.attempt, 'milestone', e.milestone, 'data', e.data,
+  'errorCode', e.error_code, 'errorMessage', e.error_message,
+  'result', CASE WHEN e.type = 'job.status.changed' AND e.status = 'completed' THEN j.result END,
+  'createdAt', e.created_at)`
+
 export const toJobEvent = (row: EventRow): JobEvent =>
   new JobEvent({
     id: row.id,

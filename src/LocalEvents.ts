@@ -1,0 +1,26 @@
+import { Effect } from "effect"
+import type { JobEvent } from "./Domain/JobEvent.js"
+
+/**
+ * The in-process fast path: a transition committed by this process hands its event straight to this process's
+ * subscribers, without waiting for the doorbell and a read. Other processes still learn of it by the doorbell;
+ * the doorbell that follows finds the event already known here and costs no read.
+ */
+export class LocalEvents extends Effect.Service<LocalEvents>()("jobwatch/LocalEvents", {
+  sync: () => {
+    const listeners = new Set<(event: JobEvent) => void>()
+    return {
+      /** Called after the event's transaction committed. */
+      publish: (event: JobEvent) =>
+        Effect.sync(() => {
+          for (const listener of listeners) listener(event)
+        }),
+      /** Registers `listener` until the scope closes. */
+      subscribe: (listener: (event: JobEvent) => void) =>
+        Effect.acquireRelease(
+          Effect.sync(() => listeners.add(listener)),
+          () => Effect.sync(() => listeners.delete(listener))
+        ).pipe(Effect.asVoid)
+    } as const
+  }
+}) {}

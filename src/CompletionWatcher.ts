@@ -35,31 +35,47 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     const repo = yield* JobsRepo
 
     /**
-     * Registers one wait for `id` in `scope` (before anything is read) and answers the Deferred that completes
-     * with the job's terminal outcome, or fails with `JobNotFound`.
+     * One registration per distinct id, all at once, in the current scope; `onOutcome` gets each job's index in
+     * `unique` and its terminal outcome (once), `onMissing` an unknown job.
      */
+    const registerMany = (
+      unique: ReadonlyArray<JobId>,
+      onOutcome: (i: number, outcome: JobOutcome) => void,
+      onMissing: (id: JobId) => void
+    ) =>
+      notifications.subscribeMany(unique.map((id, i) => {
+        let done = false
+        const resolve = (outcome: JobOutcome) => {
+          if (done) return
+          done = true
+          onOutcome(i, outcome)
+        }
+        return {
+          id,
+          from: { snapshot: true } as const,
+          subscriber: {
+            onSnapshot: (outcome: JobOutcome | undefined) => {
+              if (outcome === undefined) onMissing(id)
+              else if (outcome.terminal) resolve(outcome)
+            },
+            onEvents: (events: ReadonlyArray<JobEvent>) => {
+              const last = events[events.length - 1]!
+              if (isTerminalEvent(last)) resolve(outcomeOf(last))
+            }
+          }
+        }
+      }))
+
+    /** Registers one wait for `id` in the current scope; the Deferred answers its terminal outcome. */
     const register = (id: JobId) =>
       Effect.gen(function*() {
         const done = yield* Deferred.make<JobOutcome, JobNotFound>()
-        yield* notifications.subscribe(id, { snapshot: true }, {
-          onSnapshot: (outcome) => {
-            if (outcome === undefined) Deferred.unsafeDone(done, Effect.fail(new JobNotFound({ id })))
-            else if (outcome.terminal) Deferred.unsafeDone(done, Effect.succeed(outcome))
-          },
-          onEvents: (events) => {
-            const last = events[events.length - 1]!
-            if (isTerminalEvent(last)) Deferred.unsafeDone(done, Effect.succeed(outcomeOf(last)))
-          }
-        })
+        yield* registerMany(
+          [id],
+          (_, outcome) => Deferred.unsafeDone(done, Effect.succeed(outcome)),
+          () => Deferred.unsafeDone(done, Effect.fail(new JobNotFound({ id })))
+        )
         return done
-      })
-
-    /** One registration per distinct id, in `scope`. */
-    const registerAll = (ids: ReadonlyArray<JobId>) =>
-      Effect.gen(function*() {
-        const waits = new Map<JobId, Deferred.Deferred<JobOutcome, JobNotFound>>()
-        for (const id of ids) if (!waits.has(id)) waits.set(id, yield* register(id))
-        return waits
       })
 
     const validIds = (ids: ReadonlyArray<string>, field = "ids") =>
@@ -76,21 +92,35 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     /** The terminal outcomes of all `ids`, in input order; a repeated id is waited for once. */
     const waitForAll = Effect.fn("CompletionWatcher.waitForAll")(function*(ids: ReadonlyArray<string>) {
       const jobIds = yield* validIds(ids)
+      const unique = [...new Set(jobIds)]
+      const outcomes = new Array<JobOutcome | undefined>(unique.length)
+      let left = unique.length
+      const all = yield* Deferred.make<void, JobNotFound>()
       return yield* Effect.scoped(
         Effect.gen(function*() {
-          const waits = yield* registerAll(jobIds)
-          return yield* Effect.forEach(jobIds, (id) => Deferred.await(waits.get(id)!))
+          yield* registerMany(unique, (i, outcome) => {
+            outcomes[i] = outcome
+            if (--left === 0) Deferred.unsafeDone(all, Effect.void)
+          }, (id) => Deferred.unsafeDone(all, Effect.fail(new JobNotFound({ id }))))
+          yield* Deferred.await(all)
+          const position = new Map(unique.map((id, i) => [id, i]))
+          return jobIds.map((id) => outcomes[position.get(id)!]!)
         })
       )
     })
 
-    /** The first of `ids` to finish; the other waits are released at once. */
+    /** The first of `ids` to finish; the other registrations are released at once. */
     const waitForFirst = Effect.fn("CompletionWatcher.waitForFirst")(function*(ids: ReadonlyArray<string>) {
-      const jobIds = yield* validIds(ids)
+      const unique = [...new Set(yield* validIds(ids))]
+      const first = yield* Deferred.make<JobOutcome, JobNotFound>()
       return yield* Effect.scoped(
         Effect.gen(function*() {
-          const waits = yield* registerAll(jobIds)
-          return yield* Effect.raceAll([...waits.values()].map(Deferred.await))
+          yield* registerMany(
+            unique,
+            (_, outcome) => Deferred.unsafeDone(first, Effect.succeed(outcome)),
+            (id) => Deferred.unsafeDone(first, Effect.fail(new JobNotFound({ id })))
+          )
+          return yield* Deferred.await(first)
         })
       )
     })

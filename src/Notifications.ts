@@ -41,9 +41,13 @@ export interface NotificationStats {
 }
 
 const chunkSize = 1000
-/** A batch that read at least this many jobs, or drained this many signals, marks a burst. */
+/**
+ * A batch that read at least this many jobs, or that found more than one doorbell waiting (they arrived while
+ * the previous batch was being handled: traffic is concurrent), marks a burst: the next batch may then wait out
+ * the rest of the `debounce` window. Doorbells one at a time are handled at once.
+ */
 const burstJobs = 100
-const burstSignals = 32
+const burstDoorbells = 2
 
 const watchedJobs = Metric.gauge("jobwatch_watched_jobs", { description: "jobs with at least one subscriber here" })
 const subscribersGauge = Metric.gauge("jobwatch_subscribers", { description: "waiters, long-polls and streams" })
@@ -75,7 +79,12 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     let subscriberCount = 0
     const stats = { wakeups: 0, reads: 0, reconciles: 0, jobsRead: 0 }
 
-    const kick = () => Queue.unsafeOffer(work, { _tag: "Kick", at: performance.now() })
+    let kickPending = false
+    const kick = () => {
+      if (kickPending) return
+      kickPending = true
+      Queue.unsafeOffer(work, { _tag: "Kick", at: performance.now() })
+    }
 
     const publishGauges = Effect.zipRight(
       Metric.set(watchedJobs, index.size),
@@ -217,8 +226,10 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
         }
         const rest = yield* Queue.takeAll(work)
+        kickPending = false
         lastStart = yield* Clock.currentTimeMillis
         const batch = [first, ...rest]
+        const doorbells = batch.reduce((n, item) => (item._tag === "Doorbell" ? n + 1 : n), 0)
         const jobsRead = yield* handle(batch).pipe(
           Effect.catchAllCause((cause) =>
             Effect.gen(function*() {
@@ -233,7 +244,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
             })
           )
         )
-        burst = jobsRead >= burstJobs || batch.length >= burstSignals
+        burst = jobsRead >= burstJobs || doorbells >= burstDoorbells
       }
     })
 
@@ -256,40 +267,53 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     const scope = yield* Effect.scope
     yield* Effect.forkIn(consume.pipe(Effect.provideService(Scope.Scope, scope)), scope)
 
+    const register = (id: JobId, from: SubscribeFrom, subscriber: Subscriber): Registration => {
+      const registration: Registration = { cursor: "snapshot" in from ? null : from.afterVersion, subscriber }
+      let registrations = index.get(id)
+      if (registrations === undefined) {
+        registrations = new Set()
+        index.set(id, registrations)
+      }
+      registrations.add(registration)
+      subscriberCount++
+      if (registration.cursor === null) needsSnapshot.add(id)
+      else needsCatchUp.add(id)
+      return registration
+    }
+
+    const unregister = (id: JobId, registration: Registration) => {
+      const registrations = index.get(id)
+      if (registrations?.delete(registration)) subscriberCount--
+      if (registrations !== undefined && registrations.size === 0) index.delete(id)
+    }
+
     /**
-     * Registers `subscriber` for job `id` until the scope closes. From a version, it first catches up on the
-     * events after it; from a snapshot, it first gets the job's current outcome. Registration happens before any
-     * read, so a change in between is never missed.
+     * Registers subscribers until the scope closes, all at once: each for its job `id`, from a version (it first
+     * catches up on the events after it) or from a snapshot (it first gets the job's current outcome).
+     * Registration happens before any read, so a change in between is never missed.
      */
-    const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>
+    const subscribeMany = (
+      entries: ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>
+    ) =>
       Effect.acquireRelease(
         Effect.sync(() => {
-          const registration: Registration = {
-            cursor: "snapshot" in from ? null : from.afterVersion,
-            subscriber
-          }
-          let registrations = index.get(id)
-          if (registrations === undefined) {
-            registrations = new Set()
-            index.set(id, registrations)
-          }
-          registrations.add(registration)
-          subscriberCount++
-          if (registration.cursor === null) needsSnapshot.add(id)
-          else needsCatchUp.add(id)
+          const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
           kick()
-          return registration
+          return registrations
         }).pipe(Effect.tap(publishGauges)),
-        (registration) =>
-          Effect.sync(() => {
-            const registrations = index.get(id)
-            if (registrations?.delete(registration)) subscriberCount--
-            if (registrations !== undefined && registrations.size === 0) index.delete(id)
-          }).pipe(Effect.zipRight(publishGauges))
+        (registrations) =>
+          Effect.sync(() => registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))).pipe(
+            Effect.zipRight(publishGauges)
+          )
       ).pipe(Effect.asVoid)
+
+    /** `subscribeMany` for one subscriber. */
+    const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>
+      subscribeMany([{ id, from, subscriber }])
 
     return {
       subscribe,
+      subscribeMany,
       /** Jobs with at least one subscriber in this process. */
       watchedCount: Effect.sync(() => index.size),
       subscriberCount: Effect.sync(() => subscriberCount),

@@ -72,17 +72,10 @@ const FoundRow = Schema.Struct({
   changed: Schema.Boolean
 })
 
-const RefRow = Schema.Struct({
-  ord: Schema.Number,
-  owner: Schema.NullOr(Schema.String),
-  idempotencyKey: Schema.NullOr(Schema.String),
-  id: Schema.NullOr(JobId),
-  name: Schema.NullOr(Schema.String),
-  queue: Schema.NullOr(Schema.String),
-  status: Schema.NullOr(JobStatusSchema),
-  scheduledAt: Schema.NullOr(Schema.DateFromSelf),
-  createdAt: Schema.NullOr(Schema.DateFromSelf)
-})
+/** What the insert answers per input job, in input order (our own SQL: typed, not decoded). */
+type InsertedRow =
+  | { readonly id: JobId; readonly status: JobStatus; readonly scheduledAt: Date; readonly createdAt: Date }
+  | { readonly id: null; readonly status: null; readonly scheduledAt: null; readonly createdAt: null }
 
 const ExistingRow = Schema.Struct({
   owner: Schema.NullOr(Schema.String),
@@ -150,7 +143,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       readonly scheduledAt: Date
       readonly createdAt: Date
     }, existing: boolean) =>
-      JobRef.make({
+      // built from our own validated input and rows: skip the constructor's validation (1,000 per batch)
+      new JobRef({
         id: row.id,
         name: row.name,
         queue: row.queue,
@@ -183,10 +177,10 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           `"max_attempts":${job.maxAttempts},"timeout_ms":${json(job.timeoutMs)},` +
           `"idempotency_key":${json(job.idempotencyKey)}}`
         )
-        const rows = yield* sql`
+        const rows = yield* sql<InsertedRow>`
           WITH input AS (
             SELECT x.*, coalesce(x.run_at, now() + x.delay_ms * interval '1 millisecond', now()) AS due
-            FROM json_to_recordset(${`[${body.join(",")}]`}::json) AS x(
+            FROM jsonb_to_recordset(${`[${body.join(",")}]`}::jsonb) AS x(
               ord int, id uuid, queue text, name text, owner text, payload jsonb, priority int,
               run_at timestamptz, delay_ms float8, max_attempts int, timeout_ms bigint, idempotency_key text)
           ), ins AS (
@@ -202,29 +196,30 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             INSERT INTO ${events} (job_id, version, type, status)
             SELECT id, 1, 'job.status.changed', status FROM ins
           )
-          SELECT i.ord, i.owner, i.idempotency_key AS "idempotencyKey", ins.id, ins.name, ins.queue, ins.status,
-            ins.scheduled_at AS "scheduledAt", ins.created_at AS "createdAt"
+          SELECT ins.id, ins.status, ins.scheduled_at AS "scheduledAt", ins.created_at AS "createdAt"
           FROM input i LEFT JOIN ins ON ins.id = i.id
-          ORDER BY i.ord`.pipe(Effect.flatMap(Schema.decodeUnknown(Schema.Array(RefRow))))
-        const conflicts = rows.filter((row) => row.id === null && row.idempotencyKey !== null)
+          ORDER BY i.ord`
+        // rows in input order; `id` is null where an idempotency key matched an existing job
+        const conflicts = input.filter((job, i) => rows[i]!.id === null && job.idempotencyKey !== null)
         // a separate statement: its fresh snapshot sees a concurrent insert that won the key
         const existing = conflicts.length === 0
           ? []
-          : yield* findExisting(conflicts.map((row) => ({ owner: row.owner, idempotencyKey: row.idempotencyKey! })))
+          : yield* findExisting(conflicts.map((job) => ({ owner: job.owner, idempotencyKey: job.idempotencyKey! })))
         const byKey = new Map(existing.map((row) => [`${row.owner ?? ""}\u0000${row.idempotencyKey}`, row]))
-        return rows.map((row) => {
+        return input.map((job, i) => {
+          const row = rows[i]!
           if (row.id !== null) {
             return toRef({
               id: row.id,
-              name: row.name!,
-              queue: row.queue!,
-              status: row.status!,
-              scheduledAt: row.scheduledAt!,
-              createdAt: row.createdAt!
+              name: job.name,
+              queue: job.queue,
+              status: row.status,
+              scheduledAt: row.scheduledAt,
+              createdAt: row.createdAt
             }, false)
           }
-          const found = byKey.get(`${row.owner ?? ""}\u0000${row.idempotencyKey}`)
-          if (found === undefined) throw new Error(`idempotency key ${row.idempotencyKey} conflicted but was not found`)
+          const found = byKey.get(`${job.owner ?? ""}\u0000${job.idempotencyKey}`)
+          if (found === undefined) throw new Error(`idempotency key ${job.idempotencyKey} conflicted but was not found`)
           return toRef(found, true)
         })
       }).pipe(Effect.orDie)

@@ -44,9 +44,10 @@ describe("migrations", () => {
 
   it.live("ten concurrent runs in one process apply each migration once", () =>
     Effect.gen(function*() {
+      const all = (yield* Migrations.load()).map((m) => m.id)
       const runs = yield* Effect.all(Array.from({ length: 10 }, () => Migrations.run()), { concurrency: "unbounded" })
       assert.strictEqual(runs.filter((applied) => applied.length > 0).length, 1)
-      assert.deepStrictEqual((yield* state).migrations, [1, 2])
+      assert.deepStrictEqual((yield* state).migrations, all)
       assert.deepStrictEqual(yield* Migrations.run(), [])
     }).pipe(Effect.provide(TestDb.layer({}, { maxConnections: 12 }))))
 

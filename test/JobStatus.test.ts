@@ -8,6 +8,7 @@ import {
   statusAliases,
   transitions
 } from "../src/Domain/JobStatus.js"
+import { makeJobId } from "../src/Domain/JobId.js"
 
 describe("JobStatus", () => {
   it("has the eight statuses, four of them terminal", () => {
@@ -50,5 +51,14 @@ describe("JobStatus", () => {
     for (const targets of Object.values(statusAliases)) {
       for (const target of targets) assert.include(allStatuses, target)
     }
+  })
+})
+
+describe("makeJobId", () => {
+  it("makes UUIDv7 ids that strictly increase, also within one millisecond", () => {
+    const ids = Array.from({ length: 5000 }, () => makeJobId())
+    for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    for (let i = 1; i < ids.length; i++) assert.isTrue(ids[i - 1]! < ids[i]!, `${ids[i - 1]} < ${ids[i]}`)
+    assert.strictEqual(new Set(ids).size, ids.length)
   })
 })

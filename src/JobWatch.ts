@@ -21,3 +21,6 @@ export const layerConfig = layer.pipe(
   Layer.provideMerge(Database.layer),
   Layer.provideMerge(JobWatchConfig.layerConfig)
 )
+
+/** The services `layer` provides. */
+export type Services = Layer.Layer.Success<typeof layer>

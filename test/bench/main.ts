@@ -15,6 +15,7 @@ import { JobsRepo } from "../../src/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
 import { enqueue } from "./enqueue.js"
 import { latency } from "./latency.js"
+import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
 
 type Services = JobWatch.Services | JobsRepo | Notifications | PgClient.PgClient | SqlClient.SqlClient | JobWatchConfig
@@ -25,26 +26,10 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   waiters
 }
 
-const machinePostgres = "postgres://postgres@127.0.0.1:5432/test"
-
-const answers = (url: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
-    try {
-      await client.connect()
-      await client.query("SELECT 1")
-      return true
-    } catch {
-      return false
-    } finally {
-      await client.end().catch(() => undefined)
-    }
-  })
-
 const database = Effect.gen(function*() {
   const explicit = process.env.DATABASE_URL
   if (explicit !== undefined && explicit !== "") return { url: explicit, kind: "DATABASE_URL" }
-  if (yield* answers(machinePostgres)) return { url: machinePostgres, kind: "PostgreSQL on 127.0.0.1:5432" }
+  if (yield* Effect.promise(() => answers(machinePostgres))) return { url: machinePostgres, kind: "PostgreSQL on 127.0.0.1:5432" }
   const cluster = yield* EmbeddedPostgres.startThrowaway
   return { url: Redacted.value(cluster.url), kind: "a throwaway embedded PostgreSQL 18" }
 })

@@ -1,27 +1,12 @@
 import { Effect, Exit, Redacted, Scope } from "effect"
-import pg from "pg"
 import type { TestProject } from "vitest/node"
 import * as EmbeddedPostgres from "../../src/EmbeddedPostgres.js"
+import { answers, machinePostgres } from "./machinePostgres.js"
 
 declare module "vitest" {
   export interface ProvidedContext {
     databaseUrl: string
     databaseKind: string
-  }
-}
-
-const machinePostgres = "postgres://postgres@127.0.0.1:5432/test"
-
-const answers = async (url: string) => {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
-  try {
-    await client.connect()
-    await client.query("SELECT 1")
-    return true
-  } catch {
-    return false
-  } finally {
-    await client.end().catch(() => undefined)
   }
 }
 

@@ -18,8 +18,8 @@ let offset = pool.length
 let lastMsecs = Number.NEGATIVE_INFINITY
 let seq = 0
 
-/** A new, time-ordered job id (UUIDv7), strictly increasing within this process. */
-export const makeJobId = (): JobId => {
+/** A new UUIDv7, strictly increasing within this process. */
+const makeUuidV7 = (): string => {
   if (offset + 16 > pool.length) {
     randomFillSync(pool)
     offset = 0
@@ -34,9 +34,15 @@ export const makeJobId = (): JobId => {
     seq = (seq + 1) | 0
     if (seq === 0) lastMsecs++
   }
-  return JobId.make(uuidv7({ random, msecs: lastMsecs, seq }), { disableValidation: true })
+  return uuidv7({ random, msecs: lastMsecs, seq })
 }
+
+/** A new, time-ordered job id (UUIDv7), strictly increasing within this process. */
+export const makeJobId = (): JobId => JobId.make(makeUuidV7(), { disableValidation: true })
 
 /** An event's id: unique per job event, the SSE `id` and the webhook `webhook-id`. */
 export const EventId = Schema.UUID.pipe(Schema.brand("EventId")).annotations({ identifier: "EventId" })
 export type EventId = typeof EventId.Type
+
+/** A new event id (UUIDv7), for events written in bulk (the database makes the others). */
+export const makeEventId = (): EventId => EventId.make(makeUuidV7(), { disableValidation: true })

@@ -35,15 +35,15 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     const repo = yield* JobsRepo
 
     /**
-     * One registration per distinct id, all at once, in the current scope; `onOutcome` gets each job's index in
-     * `unique` and its terminal outcome (once), `onMissing` an unknown job.
+     * One subscription entry per distinct id; `onOutcome` gets each job's index in `unique` and its terminal
+     * outcome (once), `onMissing` an unknown job.
      */
-    const registerMany = (
+    const entriesFor = (
       unique: ReadonlyArray<JobId>,
       onOutcome: (i: number, outcome: JobOutcome) => void,
       onMissing: (id: JobId) => void
     ) =>
-      notifications.subscribeMany(unique.map((id, i) => {
+      unique.map((id, i) => {
         let done = false
         const resolve = (outcome: JobOutcome) => {
           if (done) return
@@ -64,19 +64,19 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
             }
           }
         }
-      }))
-
-    /** Registers one wait for `id` in the current scope; the Deferred answers its terminal outcome. */
-    const register = (id: JobId) =>
-      Effect.gen(function*() {
-        const done = yield* Deferred.make<JobOutcome, JobNotFound>()
-        yield* registerMany(
-          [id],
-          (_, outcome) => Deferred.unsafeDone(done, Effect.succeed(outcome)),
-          () => Deferred.unsafeDone(done, Effect.fail(new JobNotFound({ id })))
-        )
-        return done
       })
+
+    /** Awaits the terminal outcome of one job, registered only while it waits. */
+    const awaitOne = (id: JobId) =>
+      Effect.flatMap(Deferred.make<JobOutcome, JobNotFound>(), (done) =>
+        notifications.withSubscriptions(
+          entriesFor(
+            [id],
+            (_, outcome) => Deferred.unsafeDone(done, Effect.succeed(outcome)),
+            () => Deferred.unsafeDone(done, Effect.fail(new JobNotFound({ id })))
+          ),
+          Deferred.await(done)
+        ))
 
     const validIds = (ids: ReadonlyArray<string>, field = "ids") =>
       Array.isArray(ids) && ids.length > 0
@@ -86,7 +86,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     /** The terminal outcome of a job (completed, failed, canceled or deleted) with its result and error. */
     const waitFor = Effect.fn("CompletionWatcher.waitFor")(function*(id: string) {
       const jobId = yield* V.jobId(id)
-      return yield* Effect.scoped(Effect.flatMap(register(jobId), Deferred.await))
+      return yield* awaitOne(jobId)
     })
 
     /** The terminal outcomes of all `ids`, in input order; a repeated id is waited for once. */
@@ -96,33 +96,25 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       const outcomes = new Array<JobOutcome | undefined>(unique.length)
       let left = unique.length
       const all = yield* Deferred.make<void, JobNotFound>()
-      return yield* Effect.scoped(
-        Effect.gen(function*() {
-          yield* registerMany(unique, (i, outcome) => {
-            outcomes[i] = outcome
-            if (--left === 0) Deferred.unsafeDone(all, Effect.void)
-          }, (id) => Deferred.unsafeDone(all, Effect.fail(new JobNotFound({ id }))))
-          yield* Deferred.await(all)
-          const position = new Map(unique.map((id, i) => [id, i]))
-          return jobIds.map((id) => outcomes[position.get(id)!]!)
-        })
-      )
+      const entries = entriesFor(unique, (i, outcome) => {
+        outcomes[i] = outcome
+        if (--left === 0) Deferred.unsafeDone(all, Effect.void)
+      }, (id) => Deferred.unsafeDone(all, Effect.fail(new JobNotFound({ id }))))
+      yield* notifications.withSubscriptions(entries, Deferred.await(all))
+      const position = new Map(unique.map((id, i) => [id, i]))
+      return jobIds.map((id) => outcomes[position.get(id)!]!)
     })
 
     /** The first of `ids` to finish; the other registrations are released at once. */
     const waitForFirst = Effect.fn("CompletionWatcher.waitForFirst")(function*(ids: ReadonlyArray<string>) {
       const unique = [...new Set(yield* validIds(ids))]
       const first = yield* Deferred.make<JobOutcome, JobNotFound>()
-      return yield* Effect.scoped(
-        Effect.gen(function*() {
-          yield* registerMany(
-            unique,
-            (_, outcome) => Deferred.unsafeDone(first, Effect.succeed(outcome)),
-            (id) => Deferred.unsafeDone(first, Effect.fail(new JobNotFound({ id })))
-          )
-          return yield* Deferred.await(first)
-        })
+      const entries = entriesFor(
+        unique,
+        (_, outcome) => Deferred.unsafeDone(first, Effect.succeed(outcome)),
+        (id) => Deferred.unsafeDone(first, Effect.fail(new JobNotFound({ id })))
       )
+      return yield* notifications.withSubscriptions(entries, Deferred.await(first))
     })
 
     /**
@@ -134,7 +126,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     ) {
       const jobId = yield* V.jobId(id)
       const ms = yield* V.duration("timeout", timeout)
-      yield* Effect.scoped(Effect.flatMap(register(jobId), Deferred.await)).pipe(
+      yield* awaitOne(jobId).pipe(
         Effect.timeoutOption(ms),
         Effect.asVoid
       )

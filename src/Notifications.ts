@@ -307,6 +307,27 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           )
       ).pipe(Effect.asVoid)
 
+    /**
+     * Runs `use` with the subscribers registered (as `subscribeMany`), and unregisters them when it ends, however
+     * it ends. Without a `Scope`: the waiters' hot path.
+     */
+    const withSubscriptions = <A, E, R>(
+      entries: ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>,
+      use: Effect.Effect<A, E, R>
+    ) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
+          kick()
+          return registrations
+        }).pipe(Effect.tap(publishGauges)),
+        () => use,
+        (registrations) =>
+          Effect.sync(() => registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))).pipe(
+            Effect.zipRight(publishGauges)
+          )
+      )
+
     /** `subscribeMany` for one subscriber. */
     const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>
       subscribeMany([{ id, from, subscriber }])
@@ -314,6 +335,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     return {
       subscribe,
       subscribeMany,
+      withSubscriptions,
       /** Jobs with at least one subscriber in this process. */
       watchedCount: Effect.sync(() => index.size),
       subscriberCount: Effect.sync(() => subscriberCount),

@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Chunk, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock } from "effect"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
@@ -327,6 +327,42 @@ layer(testLayer({ refreshInterval: "300 millis" }), { excludeTestServices: true 
       const outcomes = yield* Fiber.join(waits).pipe(within(20))
       assert.strictEqual(outcomes.filter((o) => o.status === "completed").length, 100)
       assert.isAbove((yield* notifications.stats).reconciles, before)
+    }), { timeout: 60_000 })
+})
+
+/** Waits in real time, whatever clock the test runs on. */
+const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
+/** Polls `done` in real time, at most `seconds`. */
+const eventually = (done: Effect.Effect<boolean>, seconds: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < seconds * 50; i++) {
+      if (yield* done) return
+      yield* realSleep(20)
+    }
+    return yield* Effect.die(`not done within ${seconds} s`)
+  })
+
+// under the TestClock: the refresh schedule moves only when the test says so
+layer(testLayer({ refreshInterval: "5 seconds" }))("lost notifications, on the test clock", (it) => {
+  it.effect("with the doorbell silent, waiters resolve at the next refresh, within one interval, not before", () =>
+    Effect.gen(function*() {
+      const watcher = yield* CompletionWatcher
+      const notifications = yield* Notifications
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* JobWatchConfig
+      yield* sql.unsafe(`ALTER TABLE "${schema}".job_events DISABLE TRIGGER job_events_doorbell`)
+      const { queue, ids } = yield* enqueueMany(50)
+      const base = (yield* notifications.stats).jobsRead
+      const waits = yield* Effect.fork(watcher.waitForAll(ids))
+      yield* eventually(Effect.map(notifications.stats, (s) => s.jobsRead - base >= 50), 10)
+      yield* remotely(completeAll(queue))
+      yield* realSleep(300)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waits)), "nothing can tell this process before the refresh")
+      yield* TestClock.adjust("5 seconds")
+      yield* eventually(Effect.map(Fiber.poll(waits), Option.isSome), 10)
+      const outcomes = yield* Fiber.join(waits)
+      assert.strictEqual(outcomes.filter((o) => o.status === "completed").length, 50)
     }), { timeout: 60_000 })
 })
 

@@ -287,46 +287,34 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       if (registrations !== undefined && registrations.size === 0) index.delete(id)
     }
 
+    type Entries = ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>
+
+    const registerAll = (entries: Entries) =>
+      Effect.sync(() => {
+        const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
+        kick()
+        return registrations
+      }).pipe(Effect.tap(publishGauges))
+
+    const unregisterAll = (entries: Entries) => (registrations: ReadonlyArray<Registration>) =>
+      Effect.sync(() => registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))).pipe(
+        Effect.zipRight(publishGauges)
+      )
+
     /**
      * Registers subscribers until the scope closes, all at once: each for its job `id`, from a version (it first
      * catches up on the events after it) or from a snapshot (it first gets the job's current outcome).
      * Registration happens before any read, so a change in between is never missed.
      */
-    const subscribeMany = (
-      entries: ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>
-    ) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
-          kick()
-          return registrations
-        }).pipe(Effect.tap(publishGauges)),
-        (registrations) =>
-          Effect.sync(() => registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))).pipe(
-            Effect.zipRight(publishGauges)
-          )
-      ).pipe(Effect.asVoid)
+    const subscribeMany = (entries: Entries) =>
+      Effect.acquireRelease(registerAll(entries), unregisterAll(entries)).pipe(Effect.asVoid)
 
     /**
      * Runs `use` with the subscribers registered (as `subscribeMany`), and unregisters them when it ends, however
      * it ends. Without a `Scope`: the waiters' hot path.
      */
-    const withSubscriptions = <A, E, R>(
-      entries: ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>,
-      use: Effect.Effect<A, E, R>
-    ) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => {
-          const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
-          kick()
-          return registrations
-        }).pipe(Effect.tap(publishGauges)),
-        () => use,
-        (registrations) =>
-          Effect.sync(() => registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))).pipe(
-            Effect.zipRight(publishGauges)
-          )
-      )
+    const withSubscriptions = <A, E, R>(entries: Entries, use: Effect.Effect<A, E, R>) =>
+      Effect.acquireUseRelease(registerAll(entries), () => use, unregisterAll(entries))
 
     /** `subscribeMany` for one subscriber. */
     const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>

@@ -61,7 +61,8 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
             onEvents: (events: ReadonlyArray<JobEvent>) => {
               const last = events[events.length - 1]!
               if (isTerminalEvent(last)) resolve(outcomeOf(last))
-            }
+            },
+            onOutcome: resolve
           }
         }
       })

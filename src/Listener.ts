@@ -20,6 +20,8 @@ import { JobWatchConfig } from "./Config.js"
 /** What the listener tells its consumer: a doorbell's payload, or "reconcile" after every (re)connect. */
 export type Signal =
   | { readonly _tag: "Doorbell"; readonly payload: string; readonly at: number }
+  /** Terminal outcomes (a JSON array) sent by the trigger on `<schema>.outcome`, before the doorbell. */
+  | { readonly _tag: "Outcome"; readonly payload: string; readonly at: number }
   | { readonly _tag: "Reconcile"; readonly at: number }
 
 /** The listening connection's health, readable by `/ready` and metrics. */
@@ -74,6 +76,7 @@ export const make = (connection: pg.ClientConfig) =>
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
     const channel = `${config.schema}.doorbell`
+    const outcomeChannel = `${config.schema}.outcome`
     const signals = yield* Queue.unbounded<Signal>()
     const started = new Date(yield* Clock.currentTimeMillis)
     const state = yield* SubscriptionRef.make<ListenerState>({
@@ -97,6 +100,8 @@ export const make = (connection: pg.ClientConfig) =>
             client.on("notification", (msg) => {
               if (msg.channel === channel) {
                 Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
+              } else if (msg.channel === outcomeChannel) {
+                Queue.unsafeOffer(signals, { _tag: "Outcome", payload: msg.payload ?? "", at: performance.now() })
               }
             })
             client.on("error", (error) => {
@@ -112,11 +117,10 @@ export const make = (connection: pg.ClientConfig) =>
         yield* Effect.tryPromise({
           try: async () => {
             await client.connect()
-            const result = await client.query<{ pid: number }>(
-              `LISTEN ${client.escapeIdentifier(channel)}; SELECT pg_backend_pid() AS pid`
-            )
-            const rows = (Array.isArray(result) ? result[1]?.rows : (result as pg.QueryResult<{ pid: number }>).rows) ?? []
-            return rows[0]?.pid
+            await client.query(`LISTEN ${client.escapeIdentifier(channel)}`)
+            await client.query(`LISTEN ${client.escapeIdentifier(outcomeChannel)}`)
+            const result = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
+            return result.rows[0]?.pid
           },
           catch: (cause) => new ListenerError({ message: `cannot LISTEN: ${describe(cause)}`, cause })
         }).pipe(Effect.tap((pid) => Ref.set(backendPid, Option.fromNullable(pid))))

@@ -1,8 +1,23 @@
-import { Clock, Duration, Effect, Metric, MetricBoundaries, Option, Queue, Schedule, Scope, Stream } from "effect"
+import {
+  Clock,
+  DateTime,
+  Duration,
+  Effect,
+  Either,
+  Metric,
+  MetricBoundaries,
+  Option,
+  Queue,
+  Schedule,
+  Schema,
+  Scope,
+  Stream
+} from "effect"
 import { JobWatchConfig } from "./Config.js"
-import type { JobOutcome } from "./Domain/Job.js"
+import { JobError, JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
-import type { JobId } from "./Domain/JobId.js"
+import { JobId } from "./Domain/JobId.js"
+import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
 import { JobsRepo } from "./JobsRepo.js"
 import type { Signal } from "./Listener.js"
 import { Listener } from "./Listener.js"
@@ -16,6 +31,11 @@ export interface Subscriber {
   readonly onEvents: (events: ReadonlyArray<JobEvent>) => void
   /** The job's outcome when the subscription started; `undefined` when there is no such job. */
   readonly onSnapshot?: (outcome: JobOutcome | undefined) => void
+  /**
+   * A terminal outcome carried by the notification itself (no read). A subscriber that takes it needs no events
+   * up to that version: waiters, not streams.
+   */
+  readonly onOutcome?: (outcome: JobOutcome) => void
 }
 
 export type SubscribeFrom =
@@ -28,7 +48,7 @@ interface Registration {
 }
 
 type Work =
-  | Signal
+  | Exclude<Signal, { readonly _tag: "Outcome" }>
   | { readonly _tag: "Refresh"; readonly at: number }
   | { readonly _tag: "Kick"; readonly at: number }
 
@@ -39,6 +59,31 @@ export interface NotificationStats {
   readonly reconciles: number
   readonly jobsRead: number
 }
+
+/** One item of an outcome notification (sql/0004_outcome_notifications.sql). */
+const OutcomeItem = Schema.Struct({
+  id: JobId,
+  version: Schema.Number,
+  status: JobStatus,
+  result: Schema.Unknown,
+  errorCode: Schema.NullOr(Schema.String),
+  errorMessage: Schema.NullOr(Schema.String),
+  at: Schema.String
+})
+const decodeOutcomes = Schema.decodeUnknownEither(Schema.parseJson(Schema.Array(OutcomeItem)))
+
+const toOutcome = (item: typeof OutcomeItem.Type): JobOutcome =>
+  new JobOutcome({
+    id: item.id,
+    status: item.status,
+    terminal: isTerminal(item.status),
+    result: item.result ?? null,
+    error: item.errorCode === null && item.errorMessage === null
+      ? null
+      : new JobError({ code: item.errorCode, message: item.errorMessage ?? "" }, true),
+    version: item.version,
+    finishedAt: DateTime.unsafeMake(item.at)
+  }, true)
 
 const chunkSize = 1000
 /**
@@ -146,7 +191,11 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     const readSnapshots = (ids: ReadonlyArray<JobId>) =>
       Effect.gen(function*() {
         for (let i = 0; i < ids.length; i += chunkSize) {
-          const chunk = ids.slice(i, i + chunkSize).filter((id) => index.has(id))
+          // still waiting for a snapshot (an outcome notification may have answered them meanwhile)
+          const chunk = ids.slice(i, i + chunkSize).filter((id) => {
+            const registrations = index.get(id)
+            return registrations !== undefined && [...registrations].some((r) => r.cursor === null)
+          })
           if (chunk.length === 0) continue
           stats.reads++
           stats.jobsRead += chunk.length
@@ -254,8 +303,38 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       deliver(event.jobId, [event])
       if (needsCatchUp.size > 0) kick()
     })
+    /**
+     * Hands terminal outcomes carried by a notification to the waiters of those jobs, at once and without a read;
+     * their cursor moves to that version, so the doorbell that follows costs no read for them either.
+     */
+    const deliverOutcomes = (payload: string, at: number) =>
+      Effect.gen(function*() {
+        const items = decodeOutcomes(payload)
+        if (Either.isLeft(items)) {
+          // never expected: the doorbell that follows makes the waiters read instead
+          return yield* Effect.logWarning("an outcome notification could not be decoded", items.left)
+        }
+        let delivered = false
+        for (const item of items.right) {
+          const registrations = index.get(item.id)
+          if (registrations === undefined) continue
+          const outcome = toOutcome(item)
+          for (const r of registrations) {
+            if (r.subscriber.onOutcome === undefined) continue
+            r.cursor = Math.max(r.cursor ?? 0, item.version)
+            r.subscriber.onOutcome(outcome)
+            delivered = true
+          }
+        }
+        if (delivered) yield* Metric.update(notifyToResolve, performance.now() - at)
+      })
+
     yield* Effect.forkScoped(
-      Stream.fromQueue(listener.signals).pipe(Stream.runForEach((signal) => Queue.offer(work, signal)))
+      Stream.fromQueue(listener.signals).pipe(
+        Stream.runForEach((signal) =>
+          signal._tag === "Outcome" ? deliverOutcomes(signal.payload, signal.at) : Queue.offer(work, signal)
+        )
+      )
     )
     if (Option.isSome(config.refreshInterval)) {
       yield* Effect.forkScoped(

@@ -344,7 +344,7 @@ layer(testLayer({ refreshInterval: "5 seconds" }))("lost notifications, on the t
 })
 
 layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no refresh, healthy listener", (it) => {
-  it.effect("nothing polls: an idle watched job costs no reads", () =>
+  it.effect("nothing polls: an idle watched job costs no reads; its outcome comes in the notification", () =>
     Effect.gen(function*() {
       const watcher = yield* CompletionWatcher
       const notifications = yield* Notifications
@@ -357,9 +357,20 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       const after = yield* notifications.stats
       assert.strictEqual(after.reads, before.reads)
       assert.strictEqual(after.reconciles, before.reconciles)
+      // a small outcome travels in the notification: no read at all
       yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
-      assert.strictEqual((yield* Fiber.join(wait).pipe(within(10))).status, "completed")
-      assert.strictEqual((yield* notifications.stats).reads, after.reads + 1)
+      assert.strictEqual((yield* Fiber.join(wait).pipe(within(10))).result, 1)
+      yield* Effect.sleep(Duration.millis(100))
+      assert.strictEqual((yield* notifications.stats).reads, after.reads)
+      // a large one only rings the doorbell: one read
+      const big = yield* jobIn("running")
+      const bigWait = yield* Effect.fork(watcher.waitFor(big.id))
+      yield* Effect.sleep(Duration.millis(200))
+      const beforeBig = yield* notifications.stats
+      const result = { blob: "x".repeat(5000) }
+      yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(big.id, { resultJson: JSON.stringify(result) })))
+      assert.deepStrictEqual((yield* Fiber.join(bigWait).pipe(within(10))).result, result)
+      assert.strictEqual((yield* notifications.stats).reads, beforeBig.reads + 1)
     }))
 
   it.effect("a burst of 10,000 transitions on watched jobs costs a bounded number of reads", () =>

@@ -86,4 +86,53 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
       yield* awaitPayloads(payloads, (p) => p.length >= 1)
       assert.deepStrictEqual([...payloads], ["*"])
     }))
+
+  it.scoped("a terminal transition sends its outcome on the outcome channel; a large one does not", () =>
+    Effect.gen(function*() {
+      const repo = yield* JobsRepo
+      const { schema } = yield* JobWatchConfig
+      const small = yield* jobIn("running")
+      const failing = yield* jobIn("running")
+      const large = yield* jobIn("running")
+      const outcomes = yield* listenOn(`${schema}.outcome`)
+      const { payloads } = yield* listenOn(yield* doorbell)
+      yield* repo.complete(small.id, { resultJson: JSON.stringify({ url: "s3://a" }) })
+      yield* repo.fail(failing.id, { code: "E42", error: "no luck" })
+      yield* repo.complete(large.id, { resultJson: JSON.stringify("x".repeat(5000)) })
+      yield* awaitPayloads(payloads, (p) => p.length >= 3)
+      yield* awaitPayloads(outcomes.payloads, (p) => p.length >= 2)
+      const items = outcomes.payloads.flatMap((p) => JSON.parse(p) as Array<Record<string, unknown>>)
+      assert.deepStrictEqual(items.map((o) => [o.id, o.version, o.status]), [
+        [small.id, 4, "completed"],
+        [failing.id, 4, "failed"]
+      ])
+      assert.deepStrictEqual(items[0]!.result, { url: "s3://a" })
+      assert.deepStrictEqual([items[1]!.errorCode, items[1]!.errorMessage], ["E42", "no luck"])
+      for (const payload of outcomes.payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
+    }))
+
+  it.scoped("outcomes of one statement are chunked under 8000 bytes, whatever their sizes up to the limit", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* JobWatchConfig
+      const outcomes = yield* listenOn(`${schema}.outcome`)
+      // 200 finished jobs written by one statement, results from none to 3,600 bytes (all fit an item)
+      const rows = yield* sql<{ id: string }>`
+        WITH j AS (
+          INSERT INTO ${sql(`${schema}.jobs`)} (id, queue, name, payload, status, scheduled_at, result)
+          SELECT ${sql.unsafe(`"${schema}".uuid_v7()`)}, 'bulk', 'bulk', 'null', 'completed', now(),
+            to_jsonb(repeat('r', (g * 17) % 3600))
+          FROM generate_series(1, 200) AS g
+          RETURNING id
+        ), e AS (
+          INSERT INTO ${sql(`${schema}.job_events`)} (job_id, version, type, status)
+          SELECT id, 1, 'job.status.changed', 'completed' FROM j
+        )
+        SELECT id FROM j`
+      yield* awaitPayloads(outcomes.payloads, (p) => p.flatMap((x) => JSON.parse(x) as Array<unknown>).length >= 200)
+      assert.isAbove(outcomes.payloads.length, 1)
+      for (const payload of outcomes.payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
+      const ids = outcomes.payloads.flatMap((p) => (JSON.parse(p) as Array<{ id: string }>).map((o) => o.id))
+      assert.sameMembers(ids, rows.map((r) => r.id))
+    }))
 })

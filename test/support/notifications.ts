@@ -35,7 +35,11 @@ export const awaitPayloads = (
     }
     return true
   }).pipe(
-    Effect.flatMap((ok) => (ok ? Effect.void : Effect.die(`timed out; received ${JSON.stringify(payloads)}`)))
+    Effect.flatMap((ok) =>
+      ok
+        ? Effect.void
+        : Effect.die(`timed out; received ${payloads.length} payloads: ${JSON.stringify(payloads).slice(0, 500)}`)
+    )
   )
 
 /** The `job_id -> version` pairs carried by doorbell payloads (the reconcile marker `*` excluded). */

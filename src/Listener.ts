@@ -20,8 +20,6 @@ import { JobWatchConfig } from "./Config.js"
 /** What the listener tells its consumer: a doorbell's payload, or "reconcile" after every (re)connect. */
 export type Signal =
   | { readonly _tag: "Doorbell"; readonly payload: string; readonly at: number }
-  /** Terminal outcomes (a JSON array) sent by the trigger on `<schema>.outcome`, before the doorbell. */
-  | { readonly _tag: "Outcome"; readonly payload: string; readonly at: number }
   | { readonly _tag: "Reconcile"; readonly at: number }
 
 /** The listening connection's health, readable by `/ready` and metrics. */
@@ -87,6 +85,7 @@ export const make = (connection: pg.ClientConfig) =>
       lastError: Option.none()
     })
     const fatal = yield* Deferred.make<never, ListenerFailed>()
+    const outcomeHandlers = new Set<(payload: string) => void>()
     /** Set by tests and diagnostics: the backend pid of the current connection. */
     const backendPid = yield* Ref.make(Option.none<number>())
 
@@ -101,7 +100,9 @@ export const make = (connection: pg.ClientConfig) =>
               if (msg.channel === channel) {
                 Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
               } else if (msg.channel === outcomeChannel) {
-                Queue.unsafeOffer(signals, { _tag: "Outcome", payload: msg.payload ?? "", at: performance.now() })
+                // handled right here, synchronously: waiters resolve without a hop through a queue and a fiber
+                const payload = msg.payload ?? ""
+                for (const handler of outcomeHandlers) handler(payload)
               }
             })
             client.on("error", (error) => {
@@ -189,6 +190,15 @@ export const make = (connection: pg.ClientConfig) =>
       currentState: SubscriptionRef.get(state),
       /** Fails when the listener gives up (only with `shutdownOnListenerFailure`); never succeeds. */
       awaitFailure: Deferred.await(fatal),
+      /**
+       * Calls `handler` with every payload of the outcome channel (terminal outcomes, a JSON array), synchronously
+       * in the connection's notification callback, until the scope closes.
+       */
+      onOutcomes: (handler: (payload: string) => void) =>
+        Effect.acquireRelease(
+          Effect.sync(() => outcomeHandlers.add(handler)),
+          () => Effect.sync(() => outcomeHandlers.delete(handler))
+        ).pipe(Effect.asVoid),
       /** The backend pid of the current LISTEN connection, if connected. */
       backendPid: Ref.get(backendPid),
       channel

@@ -48,7 +48,7 @@ interface Registration {
 }
 
 type Work =
-  | Exclude<Signal, { readonly _tag: "Outcome" }>
+  | Signal
   | { readonly _tag: "Refresh"; readonly at: number }
   | { readonly _tag: "Kick"; readonly at: number }
 
@@ -307,34 +307,28 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
      * Hands terminal outcomes carried by a notification to the waiters of those jobs, at once and without a read;
      * their cursor moves to that version, so the doorbell that follows costs no read for them either.
      */
-    const deliverOutcomes = (payload: string, at: number) =>
-      Effect.gen(function*() {
-        const items = decodeOutcomes(payload)
-        if (Either.isLeft(items)) {
-          // never expected: the doorbell that follows makes the waiters read instead
-          return yield* Effect.logWarning("an outcome notification could not be decoded", items.left)
+    const deliverOutcomes = (payload: string) => {
+      const items = decodeOutcomes(payload)
+      if (Either.isLeft(items)) {
+        // never expected: the doorbell that follows makes the waiters read instead
+        Effect.runFork(Effect.logWarning("an outcome notification could not be decoded", items.left))
+        return
+      }
+      for (const item of items.right) {
+        const registrations = index.get(item.id)
+        if (registrations === undefined) continue
+        const outcome = toOutcome(item)
+        for (const r of registrations) {
+          if (r.subscriber.onOutcome === undefined) continue
+          r.cursor = Math.max(r.cursor ?? 0, item.version)
+          r.subscriber.onOutcome(outcome)
         }
-        let delivered = false
-        for (const item of items.right) {
-          const registrations = index.get(item.id)
-          if (registrations === undefined) continue
-          const outcome = toOutcome(item)
-          for (const r of registrations) {
-            if (r.subscriber.onOutcome === undefined) continue
-            r.cursor = Math.max(r.cursor ?? 0, item.version)
-            r.subscriber.onOutcome(outcome)
-            delivered = true
-          }
-        }
-        if (delivered) yield* Metric.update(notifyToResolve, performance.now() - at)
-      })
+      }
+    }
+    yield* listener.onOutcomes(deliverOutcomes)
 
     yield* Effect.forkScoped(
-      Stream.fromQueue(listener.signals).pipe(
-        Stream.runForEach((signal) =>
-          signal._tag === "Outcome" ? deliverOutcomes(signal.payload, signal.at) : Queue.offer(work, signal)
-        )
-      )
+      Stream.fromQueue(listener.signals).pipe(Stream.runForEach((signal) => Queue.offer(work, signal)))
     )
     if (Option.isSome(config.refreshInterval)) {
       yield* Effect.forkScoped(

@@ -101,8 +101,22 @@ const chooseClusterDir = (dataDir: string) =>
     return elsewhere
   })
 
-/** One jobwatch process per data directory: a pid file, taken over when its process is gone. */
+/** The data directories this process has a cluster running in (the pid file cannot tell: it names us). */
+const startedHere = new Set<string>()
+
+/**
+ * One jobwatch process per data directory: a pid file, taken over when its process is gone. A stale file that
+ * names our own pid (pid 1 in a container, again) is ours to take; a second start in this very process is not.
+ */
 const ownDataDir = (dataDir: string) => {
+  const inProcess = Effect.acquireRelease(
+    Effect.suspend(() =>
+      startedHere.has(dataDir)
+        ? Effect.fail(new EmbeddedPostgresError({ message: `the data directory ${dataDir} is already in use by this process` }))
+        : Effect.sync(() => startedHere.add(dataDir))
+    ),
+    () => Effect.sync(() => startedHere.delete(dataDir))
+  )
   const file = Path.join(dataDir, "jobwatch.pid")
   const take = attempt("cannot write the pid file", () => Fs.writeFile(file, `${process.pid}\n`, { flag: "wx" })).pipe(
     Effect.catchAll(() =>
@@ -118,7 +132,7 @@ const ownDataDir = (dataDir: string) => {
       })
     )
   )
-  return Effect.acquireRelease(take, () => Effect.promise(() => Fs.rm(file, { force: true })))
+  return Effect.zipRight(inProcess, Effect.acquireRelease(take, () => Effect.promise(() => Fs.rm(file, { force: true }))))
 }
 
 /**

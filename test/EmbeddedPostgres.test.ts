@@ -1,12 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer, Redacted } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import pg from "pg"
 import { JobWatchConfig } from "../src/Config.js"
 import * as Database from "../src/Database.js"
+import * as EmbeddedPostgres from "../src/EmbeddedPostgres.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
 
@@ -117,5 +119,22 @@ describe("the embedded PostgreSQL", () => {
       // the cluster is owned by that user, inside the data directory
       const owner = Fs.statSync(Path.join(dir, "postgres")).uid
       assert.strictEqual(owner, nobody?.uid ?? process.getuid?.())
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live("a second start on a data directory this process already runs is refused, the first left running", () =>
+    Effect.gen(function*() {
+      const dir = yield* dataDir()
+      const first = yield* EmbeddedPostgres.start({ dataDir: dir, persistent: true })
+      const second = yield* Effect.either(Effect.scoped(EmbeddedPostgres.start({ dataDir: dir, persistent: true })))
+      assert.isTrue(Either.isLeft(second))
+      if (Either.isLeft(second)) assert.match(second.left.message, /already in use by this process/)
+      const answer = yield* Effect.promise(async () => {
+        const client = new pg.Client({ connectionString: Redacted.value(first.url) })
+        await client.connect()
+        const { rows } = await client.query<{ one: number }>("SELECT 1 AS one")
+        await client.end()
+        return rows[0]?.one
+      })
+      assert.strictEqual(answer, 1)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 })

@@ -30,6 +30,16 @@ export interface JobWatchConfigShape {
   readonly listenerMaxBackoff: Duration.Duration
   /** Exit the process when the LISTEN connection stays down this long (for supervisors); `None` never exits. */
   readonly shutdownOnListenerFailure: Option.Option<Duration.Duration>
+  /** How often a worker heartbeats by default; its leases last 1.5 × its interval. */
+  readonly heartbeatInterval: Duration.Duration
+  /** A worker silent for longer is forgotten by the reaper. */
+  readonly workerTimeout: Duration.Duration
+  /** How often the reaper looks for expired leases, timeouts and due scheduled jobs. */
+  readonly reaperInterval: Duration.Duration
+  /** Whether this process takes part in the reaper election (one reaper per cluster runs at a time). */
+  readonly reaper: boolean
+  /** Per job, at most one progress write per window (the first at once, the last always). */
+  readonly progressThrottle: Duration.Duration
 }
 
 /** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
@@ -55,7 +65,12 @@ export const defaults: JobWatchConfigShape = {
   refreshInterval: Option.some(Duration.seconds(5)),
   debounce: Duration.millis(50),
   listenerMaxBackoff: Duration.seconds(10),
-  shutdownOnListenerFailure: Option.none()
+  shutdownOnListenerFailure: Option.none(),
+  heartbeatInterval: Duration.seconds(10),
+  workerTimeout: Duration.seconds(30),
+  reaperInterval: Duration.seconds(1),
+  reaper: true,
+  progressThrottle: Duration.seconds(2)
 }
 
 /** The environment variable behind each field (`layerConfig`). */
@@ -74,7 +89,12 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   refreshInterval: "JOBWATCH_REFRESH_INTERVAL",
   debounce: "JOBWATCH_DEBOUNCE",
   listenerMaxBackoff: "JOBWATCH_LISTENER_MAX_BACKOFF",
-  shutdownOnListenerFailure: "JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE"
+  shutdownOnListenerFailure: "JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE",
+  heartbeatInterval: "JOBWATCH_HEARTBEAT_INTERVAL",
+  workerTimeout: "JOBWATCH_WORKER_TIMEOUT",
+  reaperInterval: "JOBWATCH_REAPER_INTERVAL",
+  reaper: "JOBWATCH_REAPER",
+  progressThrottle: "JOBWATCH_PROGRESS_THROTTLE"
 }
 
 type Field = keyof JobWatchConfigShape
@@ -143,6 +163,17 @@ const positive = (
     ? Either.left({ field, message: "expected a duration above zero (or off)" })
     : Either.right(value)
 
+const positiveDuration = (field: Field, value: unknown): Either.Either<Duration.Duration, Invalid> =>
+  Either.flatMap(duration(field, value), (d) =>
+    Duration.toMillis(d) > 0 ? Either.right(d) : Either.left({ field, message: "expected a duration above zero" }))
+
+const bool = (field: Field, value: unknown): Either.Either<boolean, Invalid> => {
+  if (typeof value === "boolean") return Either.right(value)
+  if (typeof value === "string" && /^\s*(true|1|yes|on)\s*$/i.test(value)) return Either.right(true)
+  if (typeof value === "string" && /^\s*(false|0|no|off)\s*$/i.test(value)) return Either.right(false)
+  return Either.left({ field, message: `expected true or false, got ${JSON.stringify(value)}` })
+}
+
 type RawInput = { readonly [K in Field]?: unknown }
 
 const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
@@ -171,7 +202,12 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       refreshInterval: yield* positive("refreshInterval", yield* optionalDuration("refreshInterval", v.refreshInterval)),
       debounce: yield* duration("debounce", v.debounce),
       listenerMaxBackoff: yield* duration("listenerMaxBackoff", v.listenerMaxBackoff),
-      shutdownOnListenerFailure: yield* optionalDuration("shutdownOnListenerFailure", v.shutdownOnListenerFailure)
+      shutdownOnListenerFailure: yield* optionalDuration("shutdownOnListenerFailure", v.shutdownOnListenerFailure),
+      heartbeatInterval: yield* positiveDuration("heartbeatInterval", v.heartbeatInterval),
+      workerTimeout: yield* positiveDuration("workerTimeout", v.workerTimeout),
+      reaperInterval: yield* positiveDuration("reaperInterval", v.reaperInterval),
+      reaper: yield* bool("reaper", v.reaper),
+      progressThrottle: yield* duration("progressThrottle", v.progressThrottle)
     }
   })
 
@@ -216,7 +252,12 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         refreshInterval: str("refreshInterval"),
         debounce: str("debounce"),
         listenerMaxBackoff: str("listenerMaxBackoff"),
-        shutdownOnListenerFailure: str("shutdownOnListenerFailure")
+        shutdownOnListenerFailure: str("shutdownOnListenerFailure"),
+        heartbeatInterval: str("heartbeatInterval"),
+        workerTimeout: str("workerTimeout"),
+        reaperInterval: str("reaperInterval"),
+        reaper: str("reaper"),
+        progressThrottle: str("progressThrottle")
       })
       const input: Partial<Record<Field, unknown>> = {}
       for (const [field, value] of Object.entries(raw)) {

@@ -5,6 +5,10 @@ import { CompletionWatcher } from "./CompletionWatcher.js"
 import { Jobs } from "./Jobs.js"
 import { Listener } from "./Listener.js"
 import * as Migrations from "./Migrations.js"
+import { ProgressReporter } from "./ProgressReporter.js"
+import { Reaper } from "./Reaper.js"
+import * as Worker from "./Worker.js"
+import { Workers } from "./Workers.js"
 
 /** Runs the pending migrations when built (before the services that follow it start). */
 export const MigrationsLive = Layer.effectDiscard(Migrations.run())
@@ -12,7 +16,15 @@ export const MigrationsLive = Layer.effectDiscard(Migrations.run())
 /**
  * Every jobwatch service, with the migrations run first. Requires a `PgClient`/`SqlClient` and `JobWatchConfig`.
  */
-export const layer = Layer.mergeAll(Jobs.Default, CompletionWatcher.Default, Listener.Default).pipe(
+export const layer = Worker.local.pipe(
+  Layer.provideMerge(Layer.mergeAll(
+    Jobs.Default,
+    CompletionWatcher.Default,
+    Listener.Default,
+    Workers.Default,
+    ProgressReporter.Default,
+    Reaper.Default
+  )),
   Layer.provide(MigrationsLive)
 )
 

@@ -4,6 +4,8 @@ import { JobWatchConfig } from "./Config.js"
 import { InvalidInput } from "./Domain/Errors.js"
 import { JobCursorPage, JobPage, JobRef, JobStatusInfo, Pagination } from "./Domain/Job.js"
 import { makeJobId } from "./Domain/JobId.js"
+import type { Backoff } from "./Domain/Worker.js"
+import { defaultBackoff } from "./Domain/Worker.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
@@ -31,6 +33,15 @@ export interface EnqueueOptions {
   readonly owner?: string | undefined
   /** The same owner and key answer the existing job instead of creating another. */
   readonly idempotencyKey?: string | undefined
+  /**
+   * How failed attempts are retried: after `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered between half
+   * and all of it. Defaults: `delay` 1 s, `maxDelay` 1 h, `multiplier` 2. A `delay` of 0 retries at once.
+   */
+  readonly backoff?: {
+    readonly delay?: Duration.DurationInput | undefined
+    readonly maxDelay?: Duration.DurationInput | undefined
+    readonly multiplier?: number | undefined
+  } | undefined
 }
 
 export interface ListOptions {
@@ -51,6 +62,25 @@ export interface OwnerScope {
 }
 
 const INT32 = 2 ** 31 - 1
+const WEEK_MS = 7 * 24 * 3600 * 1000
+
+/** A job's retry backoff from its enqueue option (throws the `InvalidInput`, see `V.orThrow`). */
+const backoffOf = (backoff: NonNullable<EnqueueOptions["backoff"]>, field: string): Backoff => {
+  if (typeof backoff !== "object" || backoff === null) V.orThrow(V.invalid(field, "must be an object"))
+  const ms = (name: string, value: unknown, fallback: number) => {
+    if (value === undefined) return fallback
+    const n = Math.round(V.orThrow(V.duration(`${field}.${name}`, value)))
+    return n <= WEEK_MS ? n : V.orThrow(V.invalid(`${field}.${name}`, "must be at most 7 days"))
+  }
+  const delayMs = ms("delay", backoff.delay, defaultBackoff.delayMs)
+  const maxDelayMs = ms("maxDelay", backoff.maxDelay, Math.max(defaultBackoff.maxDelayMs, delayMs))
+  if (maxDelayMs < delayMs) V.orThrow(V.invalid(`${field}.maxDelay`, "must not be shorter than delay"))
+  const multiplier = backoff.multiplier === undefined ? defaultBackoff.multiplier : backoff.multiplier
+  if (typeof multiplier !== "number" || !Number.isFinite(multiplier) || multiplier < 1 || multiplier > 100) {
+    V.orThrow(V.invalid(`${field}.multiplier`, `must be a number from 1 to 100, got ${V.preview(multiplier)}`))
+  }
+  return { delayMs, maxDelayMs, multiplier }
+}
 
 /** Enqueue, read, list, cancel and delete jobs. */
 export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
@@ -85,7 +115,8 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
           timeoutMs: options.timeout === undefined
             ? null
             : Math.ceil(V.orThrow(V.duration(f("timeout"), options.timeout, 1))),
-          idempotencyKey: V.orThrow(V.optionalText(f("idempotencyKey"), options.idempotencyKey, 200))
+          idempotencyKey: V.orThrow(V.optionalText(f("idempotencyKey"), options.idempotencyKey, 200)),
+          backoff: options.backoff === undefined ? defaultBackoff : backoffOf(options.backoff, f("backoff"))
         })
       } catch (error) {
         return V.caught(error)

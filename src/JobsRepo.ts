@@ -2,11 +2,12 @@ import { SqlClient } from "@effect/sql"
 import type { Statement } from "@effect/sql"
 import { DateTime, Effect, Option, Schema } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { InvalidTransition, JobNotFound } from "./Domain/Errors.js"
+import { InvalidTransition, JobNotFound, NotJobHolder } from "./Domain/Errors.js"
 import type { JobInfo } from "./Domain/Job.js"
 import { JobError, JobOutcome, JobRef } from "./Domain/Job.js"
 import type { JobEvent, JobEventType } from "./Domain/JobEvent.js"
 import { JobId, makeEventId } from "./Domain/JobId.js"
+import type { Backoff } from "./Domain/Worker.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { allowedFrom, isTerminal, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
 import { EventRow, eventColumns, eventJson, JobRow, jobColumns, toJobEvent, toJobInfo } from "./internal/rows.js"
@@ -26,6 +27,7 @@ export interface NewJob {
   readonly maxAttempts: number
   readonly timeoutMs: number | null
   readonly idempotencyKey: string | null
+  readonly backoff: Backoff
 }
 
 export interface ListFilter {
@@ -40,6 +42,8 @@ export interface Transition {
   readonly id: JobId
   /** The new status; omitted for a change that keeps the status (a cancel request). */
   readonly to?: JobStatus | undefined
+  /** The new status as an SQL expression on the job `j` (a status decided by the row); needs `from`. */
+  readonly toExpr?: Statement.Fragment | undefined
   /** The statuses the job may be in; by default those the transition table allows to move to `to`. */
   readonly from?: ReadonlyArray<JobStatus> | undefined
   /** Only the job of this owner (another owner's job is not found). */
@@ -131,6 +135,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const { schema } = yield* JobWatchConfig
     const jobs = sql(`${schema}.jobs`)
     const events = sql(`${schema}.job_events`)
+    const workers = sql(`${schema}.workers`)
     const columns = sql.literal(jobColumns)
     const queuePosition = sql`CASE WHEN j.status = 'pending' THEN (
       SELECT count(*)::int + 1 FROM ${jobs} p
@@ -180,7 +185,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           `"owner":${json(job.owner)},"payload":${job.payloadJson},"priority":${job.priority},` +
           `"run_at":${json(job.runAt?.toISOString() ?? null)},"delay_ms":${json(job.delayMs)},` +
           `"max_attempts":${job.maxAttempts},"timeout_ms":${json(job.timeoutMs)},` +
-          `"idempotency_key":${json(job.idempotencyKey)}}`
+          `"idempotency_key":${json(job.idempotencyKey)},"backoff_base_ms":${job.backoff.delayMs},` +
+          `"backoff_max_ms":${job.backoff.maxDelayMs},"backoff_multiplier":${job.backoff.multiplier}}`
         )
         // without idempotency keys nothing can conflict: a plain insert skips the speculative-insertion protocol
         const onConflict = input.some((job) => job.idempotencyKey !== null)
@@ -193,13 +199,14 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             SELECT x.*, coalesce(x.run_at, now() + x.delay_ms * interval '1 millisecond', now()) AS due
             FROM jsonb_to_recordset(${`[${body.join(",")}]`}::jsonb) AS x(
               id uuid, event_id uuid, queue text, name text, owner text, payload jsonb, priority int,
-              run_at timestamptz, delay_ms float8, max_attempts int, timeout_ms bigint, idempotency_key text)
+              run_at timestamptz, delay_ms float8, max_attempts int, timeout_ms bigint, idempotency_key text,
+              backoff_base_ms bigint, backoff_max_ms bigint, backoff_multiplier float8)
           ), ins AS (
             INSERT INTO ${jobs} (id, queue, name, owner, payload, priority, status, max_attempts, timeout_ms,
-              idempotency_key, scheduled_at)
+              idempotency_key, scheduled_at, backoff_base_ms, backoff_max_ms, backoff_multiplier)
             SELECT id, queue, name, owner, coalesce(payload, 'null'::jsonb), priority,
               CASE WHEN due > now() THEN 'scheduled' ELSE 'pending' END, max_attempts, timeout_ms,
-              idempotency_key, due
+              idempotency_key, due, backoff_base_ms, backoff_max_ms, backoff_multiplier
             FROM input
             ${onConflict}
             RETURNING id, status, scheduled_at, created_at
@@ -297,6 +304,21 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       )
 
     /**
+     * The job a single-job change statement answered (its columns and `eventJson`), with its event handed to this
+     * process's subscribers: committed already unless the caller holds a transaction (then the doorbell tells,
+     * after its commit).
+     */
+    const changedJob = (rows: ReadonlyArray<unknown>) =>
+      Effect.gen(function*() {
+        const [job] = yield* decodeJobs(rows).pipe(Effect.orDie)
+        if (Option.isNone(yield* Effect.serviceOption(SqlClient.TransactionConnection))) {
+          const event = yield* decodeEventJson((rows[0] as { readonly eventJson: unknown }).eventJson).pipe(Effect.orDie)
+          yield* local.publish(toJobEvent(event))
+        }
+        return toJobInfo(job!)
+      })
+
+    /**
      * The transition primitive: in one statement, lock the job, compare-and-set its status with
      * `version = version + 1`, and insert the event of that version (whose trigger rings the doorbell).
      */
@@ -310,7 +332,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           FOR UPDATE
         ), upd AS (
           UPDATE ${jobs} j SET
-            status = ${t.to === undefined ? sql`j.status` : sql`${t.to}`},
+            status = ${t.toExpr ?? (t.to === undefined ? sql`j.status` : sql`${t.to}`)},
             version = j.version + 1,
             updated_at = now()
             ${t.set ?? sql``}
@@ -339,29 +361,31 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             if (!found.changed) {
               return yield* new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
             }
-            const [job] = yield* decodeJobs(rows).pipe(Effect.orDie)
-            // committed already unless the caller holds a transaction: then the doorbell tells, after its commit
-            if (Option.isNone(yield* Effect.serviceOption(SqlClient.TransactionConnection))) {
-              const event = yield* decodeEventJson((rows[0] as { readonly eventJson: unknown }).eventJson).pipe(Effect.orDie)
-              yield* local.publish(toJobEvent(event))
-            }
-            return toJobInfo(job!)
+            return yield* changedJob(rows)
           })
         ),
         Effect.catchTag("SqlError", Effect.die)
       )
     }
 
-    /** As `transition`, with a refusal reported as `InvalidTransition` from the status found. */
+    /**
+     * As `transition`, with a refusal reported as `NotJobHolder` when `t.workerId` acts on a job another worker (or
+     * none) holds, else as `InvalidTransition` from the status found.
+     */
     const transitionOrInvalid = (t: Transition & { readonly to: JobStatus }) =>
       transition(t).pipe(
-        Effect.catchTag("TransitionRefused", (refused) =>
-          Effect.fail(new InvalidTransition({ id: t.id, from: refused.found, to: t.to })))
+        Effect.catchTag("TransitionRefused", (refused): Effect.Effect<never, InvalidTransition | NotJobHolder> =>
+          t.workerId !== undefined && (refused.found === "claimed" || refused.found === "running") &&
+            refused.workerId !== t.workerId
+            ? Effect.fail(new NotJobHolder({ id: t.id, workerId: t.workerId, holder: refused.workerId }))
+            : Effect.fail(new InvalidTransition({ id: t.id, from: refused.found, to: t.to })))
       )
 
     /**
      * Claims up to `limit` pending jobs of `queues` (and `names`), priority first then oldest, skipping jobs other
-     * claimers hold locked, and leases them to `workerId` for `leaseMs`.
+     * claimers hold locked, and leases them to `workerId` for `leaseMs` from `now` (the caller's clock; the
+     * database's by default). The same statement registers the worker (or refreshes its registration): what it
+     * serves, its heartbeat interval, and that it was seen now.
      */
     const claim = (options: {
       readonly workerId: string
@@ -369,9 +393,23 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       readonly names?: ReadonlyArray<string> | undefined
       readonly limit: number
       readonly leaseMs: number
-    }) =>
-      sql`
-        WITH cand AS (
+      readonly heartbeatIntervalMs?: number | undefined
+      readonly now?: Date | undefined
+      /** Claim and start at once (`pending` → `running`): for workers that run a job the moment they take it. */
+      readonly start?: boolean | undefined
+    }) => {
+      const now = options.now === undefined ? sql`now()` : sql`${options.now}::timestamptz`
+      return sql`
+        WITH w AS (
+          INSERT INTO ${workers} AS w (id, queues, names, heartbeat_interval_ms, lease_ms, registered_at, last_seen_at)
+          VALUES (${options.workerId}, ${options.queues}::text[], ${options.names ?? null}::text[],
+            ${Math.max(1, Math.round(options.heartbeatIntervalMs ?? options.leaseMs / 1.5))}, ${options.leaseMs},
+            ${now}, ${now})
+          ON CONFLICT (id) DO UPDATE SET queues = EXCLUDED.queues, names = EXCLUDED.names,
+            heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms, lease_ms = EXCLUDED.lease_ms,
+            last_seen_at = EXCLUDED.last_seen_at
+          RETURNING w.id
+        ), cand AS (
           SELECT id, status FROM ${jobs}
           WHERE status = 'pending' AND queue = ANY(${options.queues})
             ${options.names === undefined ? sql`` : sql`AND name = ANY(${options.names})`}
@@ -380,9 +418,10 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           FOR UPDATE SKIP LOCKED
         ), upd AS (
           UPDATE ${jobs} j SET
-            status = 'claimed', version = j.version + 1, updated_at = now(), attempt = j.attempt + 1,
-            worker_id = ${options.workerId}, lease_expires_at = now() + ${options.leaseMs} * interval '1 millisecond',
-            claimed_at = now(), started_at = NULL, cancel_requested = false
+            status = ${options.start === true ? "running" : "claimed"}, version = j.version + 1, updated_at = now(),
+            attempt = j.attempt + 1, worker_id = (SELECT id FROM w),
+            lease_expires_at = ${now} + ${options.leaseMs} * interval '1 millisecond',
+            claimed_at = ${now}, started_at = ${options.start === true ? now : sql`NULL`}, cancel_requested = false
           FROM cand WHERE j.id = cand.id
           RETURNING j.*, cand.status AS previous_status
         ), ev AS (
@@ -397,6 +436,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.map((rows) => rows.map(toJobInfo)),
         Effect.orDie
       )
+    }
 
     /** The events of a job after `afterVersion`, in version order. */
     const eventsOf = (id: JobId, afterVersion: number, limit = 1000) =>
@@ -559,6 +599,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       listAfter,
       transition,
       transitionOrInvalid,
+      changedJob,
       claim,
       eventsOf,
       eventsAfter,

@@ -22,6 +22,10 @@ export type Signal =
   | { readonly _tag: "Doorbell"; readonly payload: string; readonly at: number }
   | { readonly _tag: "Reconcile"; readonly at: number }
 
+/** The channels besides the doorbell, each `<schema>.<name>` (sql/0004, sql/0005). */
+const handledChannels = ["outcome", "ready", "cancel"] as const
+export type HandledChannel = typeof handledChannels[number]
+
 /** The listening connection's health, readable by `/ready` and metrics. */
 export interface ListenerState {
   readonly connected: boolean
@@ -50,7 +54,7 @@ const reconnectsTotal = Metric.counter("jobwatch_listener_reconnects_total", {
 })
 
 /** `pg.Client` options for the pool's database, from the `PgClient`'s configuration. */
-const clientConfig = (config: PgClient.PgClientConfig): pg.ClientConfig => ({
+export const clientConfig = (config: PgClient.PgClientConfig, applicationName = "jobwatch-listener"): pg.ClientConfig => ({
   ...(config.url !== undefined ? { connectionString: Redacted.value(config.url) } : {}),
   ...(config.host !== undefined ? { host: config.host } : {}),
   ...(config.port !== undefined ? { port: config.port } : {}),
@@ -58,7 +62,7 @@ const clientConfig = (config: PgClient.PgClientConfig): pg.ClientConfig => ({
   ...(config.username !== undefined ? { user: config.username } : {}),
   ...(config.password !== undefined ? { password: Redacted.value(config.password) } : {}),
   ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
-  application_name: "jobwatch-listener",
+  application_name: applicationName,
   connectionTimeoutMillis: 10_000,
   keepAlive: true
 })
@@ -74,7 +78,13 @@ export const make = (connection: pg.ClientConfig) =>
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
     const channel = `${config.schema}.doorbell`
-    const outcomeChannel = `${config.schema}.outcome`
+    // channels whose payloads go straight to handlers, synchronously in the connection's notification callback
+    const handlers: Record<HandledChannel, Set<(payload: string) => void>> = {
+      outcome: new Set(),
+      ready: new Set(),
+      cancel: new Set()
+    }
+    const handled = new Map(handledChannels.map((name) => [`${config.schema}.${name}`, handlers[name]]))
     const signals = yield* Queue.unbounded<Signal>()
     const started = new Date(yield* Clock.currentTimeMillis)
     const state = yield* SubscriptionRef.make<ListenerState>({
@@ -85,7 +95,6 @@ export const make = (connection: pg.ClientConfig) =>
       lastError: Option.none()
     })
     const fatal = yield* Deferred.make<never, ListenerFailed>()
-    const outcomeHandlers = new Set<(payload: string) => void>()
     /** Set by tests and diagnostics: the backend pid of the current connection. */
     const backendPid = yield* Ref.make(Option.none<number>())
 
@@ -99,10 +108,10 @@ export const make = (connection: pg.ClientConfig) =>
             client.on("notification", (msg) => {
               if (msg.channel === channel) {
                 Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
-              } else if (msg.channel === outcomeChannel) {
-                // handled right here, synchronously: waiters resolve without a hop through a queue and a fiber
+              } else {
+                // handled right here: waiters resolve without a hop through a queue and a fiber
                 const payload = msg.payload ?? ""
-                for (const handler of outcomeHandlers) handler(payload)
+                for (const handler of handled.get(msg.channel) ?? []) handler(payload)
               }
             })
             client.on("error", (error) => {
@@ -119,7 +128,7 @@ export const make = (connection: pg.ClientConfig) =>
           try: async () => {
             await client.connect()
             await client.query(`LISTEN ${client.escapeIdentifier(channel)}`)
-            await client.query(`LISTEN ${client.escapeIdentifier(outcomeChannel)}`)
+            for (const name of handled.keys()) await client.query(`LISTEN ${client.escapeIdentifier(name)}`)
             const result = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
             return result.rows[0]?.pid
           },
@@ -191,13 +200,14 @@ export const make = (connection: pg.ClientConfig) =>
       /** Fails when the listener gives up (only with `shutdownOnListenerFailure`); never succeeds. */
       awaitFailure: Deferred.await(fatal),
       /**
-       * Calls `handler` with every payload of the outcome channel (terminal outcomes, a JSON array), synchronously
-       * in the connection's notification callback, until the scope closes.
+       * Calls `handler` with every payload of channel `name`, synchronously in the connection's notification
+       * callback, until the scope closes: `outcome` (terminal outcomes, a JSON array), `ready` (the queues that just
+       * got a pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`).
        */
-      onOutcomes: (handler: (payload: string) => void) =>
+      on: (name: HandledChannel, handler: (payload: string) => void) =>
         Effect.acquireRelease(
-          Effect.sync(() => outcomeHandlers.add(handler)),
-          () => Effect.sync(() => outcomeHandlers.delete(handler))
+          Effect.sync(() => handlers[name].add(handler)),
+          () => Effect.sync(() => handlers[name].delete(handler))
         ).pipe(Effect.asVoid),
       /** The backend pid of the current LISTEN connection, if connected. */
       backendPid: Ref.get(backendPid),

@@ -325,7 +325,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         }
       }
     }
-    yield* listener.onOutcomes(deliverOutcomes)
+    yield* listener.on("outcome", deliverOutcomes)
 
     yield* Effect.forkScoped(
       Stream.fromQueue(listener.signals).pipe(Stream.runForEach((signal) => Queue.offer(work, signal)))

@@ -61,3 +61,66 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
     }, disableValidation)
   }
 }
+
+/** The job is held by another worker (or by none) than the one acting on it. HTTP 409. */
+export class NotJobHolder extends Schema.TaggedError<NotJobHolder>()(
+  "NotJobHolder",
+  { id: Schema.String, workerId: Schema.String, holder: Schema.NullOr(Schema.String), message: Schema.String },
+  HttpApiSchema.annotations({ status: 409, description: "Another worker holds the job" })
+) {
+  constructor(
+    props: { readonly id: string; readonly workerId: string; readonly holder: string | null; readonly message?: string },
+    disableValidation?: boolean
+  ) {
+    super({
+      ...props,
+      message: props.message ??
+        `Job ${props.id} is held by ${props.holder === null ? "no worker" : `worker ${props.holder}`}, not by worker ${props.workerId}`
+    }, disableValidation)
+  }
+}
+
+/** A progress report that is not a finite number from 0 to 100 (after clamping), or otherwise malformed. HTTP 400. */
+export class InvalidProgress extends Schema.TaggedError<InvalidProgress>()(
+  "InvalidProgress",
+  { field: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 400, description: "The progress report is invalid" })
+) {
+  constructor(props: { readonly field: string; readonly message: string }, disableValidation?: boolean) {
+    const message = props.message.startsWith(props.field) ? props.message : `${props.field} ${props.message}`
+    super({ field: props.field, message }, disableValidation)
+  }
+}
+
+/** Progress never goes backwards: the job is already further than the report. HTTP 409. */
+export class ProgressRegression extends Schema.TaggedError<ProgressRegression>()(
+  "ProgressRegression",
+  { id: Schema.String, current: Schema.Number, requested: Schema.Number, message: Schema.String },
+  HttpApiSchema.annotations({ status: 409, description: "Progress would go backwards" })
+) {
+  constructor(
+    props: { readonly id: string; readonly current: number; readonly requested: number; readonly message?: string },
+    disableValidation?: boolean
+  ) {
+    super({
+      ...props,
+      message: props.message ??
+        `Job ${props.id} is at ${props.current}%: progress cannot go back to ${props.requested}%`
+    }, disableValidation)
+  }
+}
+
+/** No worker with this id is registered (it never claimed, or was forgotten after going silent). HTTP 404. */
+export class WorkerNotFound extends Schema.TaggedError<WorkerNotFound>()(
+  "WorkerNotFound",
+  { workerId: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 404, description: "The worker is not registered (or was forgotten)" })
+) {
+  constructor(props: { readonly workerId: string; readonly message?: string }, disableValidation?: boolean) {
+    super({
+      workerId: props.workerId,
+      message: props.message ??
+        `Worker ${props.workerId} is not registered (or was forgotten after going silent): claim again to register`
+    }, disableValidation)
+  }
+}

@@ -1,0 +1,38 @@
+import { Schema } from "effect"
+import { JobId } from "./JobId.js"
+
+/** A job a worker claimed: what it needs to run it. */
+export class ClaimedJob extends Schema.Class<ClaimedJob>("ClaimedJob")({
+  id: JobId,
+  name: Schema.String,
+  queue: Schema.String,
+  payload: Schema.Unknown,
+  priority: Schema.Int,
+  attempt: Schema.Int,
+  maxAttempts: Schema.Int,
+  timeoutSeconds: Schema.NullOr(Schema.Number),
+  leaseExpiresAt: Schema.DateTimeUtc,
+  /** The job's version after the claim (the claim event's). */
+  version: Schema.Int
+}) {}
+
+/** What a heartbeat answers: the worker's jobs whose cancellation was requested. */
+export class HeartbeatResult extends Schema.Class<HeartbeatResult>("HeartbeatResult")({
+  cancelRequested: Schema.Array(JobId)
+}) {}
+
+/** What a progress report answers: accepted, and whether it was written now (or coalesced for later). */
+export class ProgressAck extends Schema.Class<ProgressAck>("ProgressAck")({
+  accepted: Schema.Boolean,
+  persisted: Schema.Boolean,
+  percent: Schema.Number
+}) {}
+
+/** How a failed attempt is retried: `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered. */
+export interface Backoff {
+  readonly delayMs: number
+  readonly maxDelayMs: number
+  readonly multiplier: number
+}
+
+export const defaultBackoff: Backoff = { delayMs: 1000, maxDelayMs: 3_600_000, multiplier: 2 }

@@ -1,0 +1,234 @@
+import { Clock, Duration, Effect, Either, FiberSet, Metric, Option, Ref } from "effect"
+import { JobWatchConfig } from "./Config.js"
+import type { InvalidInput, InvalidTransition, JobNotFound, NotJobHolder, PayloadTooLarge } from "./Domain/Errors.js"
+import { InvalidProgress, ProgressRegression } from "./Domain/Errors.js"
+import type { JobId } from "./Domain/JobId.js"
+import { ProgressAck } from "./Domain/Worker.js"
+import * as V from "./internal/validate.js"
+import type { ProgressWrite } from "./WorkersRepo.js"
+import { WorkersRepo } from "./WorkersRepo.js"
+
+/** A progress report. `percent` is clamped to 0–100; `force` writes at once, past the throttle. */
+export interface ProgressReport {
+  readonly percent: number
+  readonly step?: string | undefined
+  readonly message?: string | undefined
+  readonly data?: unknown
+  readonly force?: boolean | undefined
+}
+
+export type ProgressError =
+  | InvalidProgress
+  | InvalidInput
+  | PayloadTooLarge
+  | ProgressRegression
+  | JobNotFound
+  | InvalidTransition
+  | NotJobHolder
+
+/** Per job while it reports: what throttling needs. Dropped after a window without reports. */
+interface Slot {
+  /** The highest percent accepted (written or pending): a lower report is a regression. */
+  readonly lastPercent: number
+  /** When the last write started (clock ms). */
+  readonly lastWriteAt: number
+  /** The latest report not written yet, with the worker it came from. */
+  readonly pending: Option.Option<{ readonly write: ProgressWrite; readonly workerId: string | undefined }>
+  /** Serialises the writes of this job, so that they land in the order they were accepted. */
+  readonly lock: Effect.Semaphore
+}
+
+const writesTotal = Metric.counter("jobwatch_progress_writes_total", {
+  description: "progress reports written to the database",
+  incremental: true
+})
+const reportsTotal = Metric.counter("jobwatch_progress_reports_total", {
+  description: "progress reports received",
+  incremental: true
+})
+
+const MAX_DATA_BYTES = 64 * 1024
+
+/** Validates a report: percent a finite number (clamped to 0–100), step and message short texts, data JSON. */
+export const validateReport = (report: ProgressReport): Either.Either<ProgressWrite, InvalidProgress | V.Invalid> => {
+  if (typeof report !== "object" || report === null) {
+    return Either.left(new InvalidProgress({ field: "progress", message: "must be an object with a percent" }))
+  }
+  const percent = report.percent
+  if (typeof percent !== "number" || !Number.isFinite(percent)) {
+    return Either.left(new InvalidProgress({ field: "percent", message: `must be a finite number, got ${V.preview(percent)}` }))
+  }
+  try {
+    return Either.right({
+      percent: Math.min(100, Math.max(0, percent)),
+      step: V.orThrow(V.optionalText("step", report.step, 200)) ?? undefined,
+      message: V.orThrow(V.optionalText("message", report.message, 2000)) ?? undefined,
+      dataJson: report.data === undefined ? undefined : V.orThrow(V.jsonValue("data", report.data, MAX_DATA_BYTES))
+    })
+  } catch (error) {
+    return V.caught(error)
+  }
+}
+
+/**
+ * Throttled, monotonic progress. Per job, the first report is written at once; later ones within the throttle
+ * window are coalesced in a `Ref` and the latest lands when the window ends (so at most one write per window, and
+ * the last report always lands); `force` writes at once. A report lower than the last accepted one fails with
+ * `ProgressRegression` and writes nothing; the SQL write keeps the maximum too, so two processes cannot move progress
+ * backwards. Closing the layer's scope writes everything pending.
+ */
+export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwatch/ProgressReporter", {
+  dependencies: [WorkersRepo.Default],
+  scoped: Effect.gen(function*() {
+    const repo = yield* WorkersRepo
+    const config = yield* JobWatchConfig
+    const windowMs = Duration.toMillis(config.progressThrottle)
+    const slots = yield* Ref.make(new Map<JobId, Slot>())
+    const timers = yield* FiberSet.make()
+
+    const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+    const update = (id: JobId, f: (slot: Slot | undefined) => Slot | undefined) =>
+      Ref.update(slots, (map) => {
+        const next = new Map(map)
+        const slot = f(map.get(id))
+        if (slot === undefined) next.delete(id)
+        else next.set(id, slot)
+        return next
+      })
+
+    /** Writes one report (under the job's lock); a refusal by the database corrects what the slot believes. */
+    const write = (id: JobId, write: ProgressWrite, workerId: string | undefined) =>
+      Effect.gen(function*() {
+        const info = yield* repo.writeProgress(id, write, { workerId, now: yield* now }).pipe(
+          Effect.tapError((error) =>
+            error._tag === "ProgressRegression"
+              ? update(id, (slot) => slot && { ...slot, lastPercent: Math.max(slot.lastPercent, error.current) })
+              : Effect.void
+          )
+        )
+        yield* Metric.increment(writesTotal)
+        return info
+      })
+
+    /**
+     * At the end of the window after the last write: writes the pending report, if any (and waits another
+     * window), or drops the slot.
+     */
+    const scheduleFlush = (id: JobId, at: number): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const wait = at - (yield* Clock.currentTimeMillis)
+        if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+        const slot = (yield* Ref.get(slots)).get(id)
+        if (slot === undefined) return
+        const next = yield* slot.lock.withPermits(1)(
+          Effect.gen(function*() {
+            const startedAt = yield* Clock.currentTimeMillis
+            const taken = yield* Ref.modify(slots, (map): readonly [Slot["pending"], Map<JobId, Slot>] => {
+              const current = map.get(id)
+              const next = new Map(map)
+              if (current === undefined || Option.isNone(current.pending)) {
+                next.delete(id)
+                return [Option.none(), next]
+              }
+              next.set(id, { ...current, pending: Option.none(), lastWriteAt: startedAt })
+              return [current.pending, next]
+            })
+            if (Option.isNone(taken)) return Option.none<number>()
+            yield* write(id, taken.value.write, taken.value.workerId).pipe(
+              Effect.catchAll((error) =>
+                Effect.logDebug(`a coalesced progress report of job ${id} was not written: ${error.message}`)
+              )
+            )
+            return Option.some(startedAt + windowMs)
+          })
+        )
+        if (Option.isSome(next)) yield* scheduleFlush(id, next.value)
+      })
+
+    const startTimer = (id: JobId, at: number) => FiberSet.run(timers, scheduleFlush(id, at)).pipe(Effect.asVoid)
+
+    /** Reports progress of job `id` (by `workerId` when given: only the holder may). */
+    const progress = Effect.fn("ProgressReporter.progress")(function*(
+      id: JobId,
+      report: ProgressReport,
+      options: { readonly workerId?: string | undefined } = {}
+    ) {
+      const validated = yield* validateReport(report)
+      yield* Metric.increment(reportsTotal)
+      const at = yield* Clock.currentTimeMillis
+      const lock = yield* Effect.makeSemaphore(1)
+      // decided atomically: write now (first report, or a window has passed, or forced) or coalesce
+      const decision = yield* Ref.modify(slots, (map): [
+        { readonly _tag: "Write"; readonly lock: Effect.Semaphore; readonly fresh: boolean } | {
+          readonly _tag: "Coalesced"
+        } | { readonly _tag: "Regression"; readonly current: number },
+        Map<JobId, Slot>
+      ] => {
+        const slot = map.get(id)
+        if (slot !== undefined && validated.percent < slot.lastPercent) {
+          return [{ _tag: "Regression", current: slot.lastPercent }, map]
+        }
+        const next = new Map(map)
+        if (slot === undefined) {
+          next.set(id, { lastPercent: validated.percent, lastWriteAt: at, pending: Option.none(), lock })
+          return [{ _tag: "Write", lock, fresh: true }, next]
+        }
+        if (report.force === true) {
+          next.set(id, { ...slot, lastPercent: validated.percent, lastWriteAt: at, pending: Option.none() })
+          return [{ _tag: "Write", lock: slot.lock, fresh: false }, next]
+        }
+        next.set(id, {
+          ...slot,
+          lastPercent: validated.percent,
+          pending: Option.some({ write: validated, workerId: options.workerId })
+        })
+        return [{ _tag: "Coalesced" }, next]
+      })
+      switch (decision._tag) {
+        case "Regression":
+          return yield* new ProgressRegression({ id, current: decision.current, requested: validated.percent })
+        case "Coalesced":
+          return ProgressAck.make({ accepted: true, persisted: false, percent: validated.percent })
+        case "Write": {
+          if (decision.fresh) yield* startTimer(id, at + windowMs)
+          const info = yield* decision.lock.withPermits(1)(write(id, validated, options.workerId)).pipe(
+            // a job that cannot take progress (unknown, not held, finished) has nothing to throttle
+            Effect.tapError((error) => error._tag === "ProgressRegression" ? Effect.void : update(id, () => undefined))
+          )
+          return ProgressAck.make({ accepted: true, persisted: true, percent: info.progress.percent })
+        }
+      }
+    })
+
+    /** Writes the pending report of job `id` now, if there is one, and forgets the job (before a terminal change). */
+    const flush = Effect.fn("ProgressReporter.flush")(function*(id: JobId) {
+      const slot = (yield* Ref.get(slots)).get(id)
+      if (slot === undefined) return
+      yield* slot.lock.withPermits(1)(
+        Effect.gen(function*() {
+          const current = (yield* Ref.get(slots)).get(id)
+          yield* update(id, () => undefined)
+          if (current !== undefined && Option.isSome(current.pending)) {
+            yield* write(id, current.pending.value.write, current.pending.value.workerId).pipe(
+              Effect.catchAll((error) => Effect.logDebug(`pending progress of job ${id} was not written: ${error.message}`))
+            )
+          }
+        })
+      )
+    })
+
+    /** Reports not written yet, per job (tests and diagnostics). */
+    const pendingCount = Effect.map(Ref.get(slots), (map) => [...map.values()].filter((s) => Option.isSome(s.pending)).length)
+
+    // closing the scope writes everything pending
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const ids = [...(yield* Ref.get(slots)).keys()]
+        yield* Effect.forEach(ids, flush, { concurrency: 10, discard: true })
+      })
+    )
+
+    return { progress, flush, pendingCount } as const
+  })
+}) {}

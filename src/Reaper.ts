@@ -1,0 +1,163 @@
+import { PgClient } from "@effect/sql-pg"
+import { Clock, Data, Duration, Effect, Metric, Option, Random, Ref, Schedule } from "effect"
+import pg from "pg"
+import { JobWatchConfig } from "./Config.js"
+import { clientConfig } from "./Listener.js"
+import type { Reaped } from "./WorkersRepo.js"
+import { WorkersRepo } from "./WorkersRepo.js"
+
+/** What the reaper has done in this process (tests, diagnostics, `/ready`-style reporting). */
+export interface ReaperState {
+  /** Whether this process holds the cluster's reaper lock. */
+  readonly leader: boolean
+  readonly passes: number
+  readonly promoted: number
+  readonly leasesExpired: number
+  readonly timedOut: number
+  readonly workersForgotten: number
+}
+
+class LockLost extends Data.TaggedError("LockLost")<{ readonly message: string }> {}
+
+const reapedTotal = Metric.counter("jobwatch_reaped_total", {
+  description: "jobs whose lease expired or that timed out",
+  incremental: true
+})
+const promotedTotal = Metric.counter("jobwatch_promoted_total", {
+  description: "scheduled jobs that became pending",
+  incremental: true
+})
+
+const BATCH = 1000
+
+const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * Makes the reaper of this process on the lock connection `connection`. One reaper per cluster runs at a time:
+ * the one whose dedicated connection holds a session-level advisory lock. The others try again every
+ * `reaperInterval`, so that when the holder dies (its connection ends and PostgreSQL releases the lock) another
+ * takes over. On each pass the leader promotes due scheduled jobs, returns jobs whose lease expired to the queue
+ * (or fails them with `worker_lost`), ends attempts past their timeout, and forgets silent workers; it sleeps until
+ * the next pass or the next scheduled job, whichever comes first.
+ */
+export const make = (connection: pg.ClientConfig) =>
+  Effect.gen(function*() {
+    const config = yield* JobWatchConfig
+    const repo = yield* WorkersRepo
+    const state = yield* Ref.make<ReaperState>({
+      leader: false,
+      passes: 0,
+      promoted: 0,
+      leasesExpired: 0,
+      timedOut: 0,
+      workersForgotten: 0
+    })
+    const intervalMs = Duration.toMillis(config.reaperInterval)
+    const lockKey = `${config.schema}.reaper`
+
+    const drain = (step: (now: Date) => Effect.Effect<ReadonlyArray<Reaped>>, now: Date) =>
+      Effect.gen(function*() {
+        let total = 0
+        while (true) {
+          const changed = yield* step(now)
+          total += changed.length
+          if (changed.length < BATCH) return total
+        }
+      })
+
+    /** One pass; answers when the next one should start (ms from now). */
+    const pass = Effect.gen(function*() {
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const promoted = yield* drain((at) => repo.promoteDue(at, BATCH), now)
+      const leasesExpired = yield* drain((at) => repo.reapExpiredLeases(at, BATCH), now)
+      const timedOut = yield* drain((at) => repo.reapTimeouts(at, BATCH), now)
+      const forgotten = yield* repo.forgetWorkers(new Date(now.getTime() - Duration.toMillis(config.workerTimeout)))
+      yield* Metric.incrementBy(promotedTotal, promoted)
+      yield* Metric.incrementBy(reapedTotal, leasesExpired + timedOut)
+      yield* Ref.update(state, (s) => ({
+        ...s,
+        passes: s.passes + 1,
+        promoted: s.promoted + promoted,
+        leasesExpired: s.leasesExpired + leasesExpired,
+        timedOut: s.timedOut + timedOut,
+        workersForgotten: s.workersForgotten + forgotten.length
+      }))
+      if (leasesExpired + timedOut > 0) {
+        yield* Effect.logInfo(`reaper: ${leasesExpired} expired leases and ${timedOut} timeouts handled`)
+      }
+      const next = yield* repo.nextDue
+      const untilDue = Option.match(next, {
+        onNone: () => intervalMs,
+        onSome: (at) => at.getTime() - now.getTime()
+      })
+      return Math.max(10, Math.min(intervalMs, untilDue))
+    }).pipe(Effect.withSpan("Reaper.pass"))
+
+    /** One lock connection's life: tries the lock every interval; while held, reaps; fails when the connection does. */
+    const session = Effect.gen(function*() {
+      const client = yield* Effect.acquireRelease(
+        Effect.tryPromise({
+          try: async () => {
+            const client = new pg.Client(connection)
+            client.on("error", () => undefined)
+            await client.connect()
+            return client
+          },
+          catch: (cause) => new LockLost({ message: `cannot connect: ${describe(cause)}` })
+        }),
+        (client) => Effect.promise(() => client.end().catch(() => undefined))
+      )
+      const query = <A extends Record<string, unknown>>(text: string, values: ReadonlyArray<unknown>) =>
+        Effect.tryPromise({
+          try: () => client.query<A>(text, [...values]),
+          catch: (cause) => new LockLost({ message: describe(cause) })
+        })
+      while (true) {
+        const { rows } = yield* query<{ locked: boolean }>(
+          "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked",
+          [lockKey]
+        )
+        if (rows[0]?.locked === true) break
+        // another process reaps; try again after an interval, jittered so that followers do not ask in step
+        yield* Effect.sleep(Duration.millis(intervalMs * (0.75 + 0.5 * (yield* Random.next))))
+      }
+      yield* Ref.update(state, (s) => ({ ...s, leader: true }))
+      yield* Effect.logInfo("this process is the reaper")
+      yield* Effect.ensuring(
+        Effect.gen(function*() {
+          while (true) {
+            // still holding the lock? (the connection is alive: a session lock lives as long as it)
+            yield* query("SELECT 1", [])
+            const wait = yield* pass.pipe(
+              Effect.catchAllCause((cause) =>
+                Effect.as(Effect.logWarning("a reaper pass failed; trying again next interval", cause), intervalMs)
+              )
+            )
+            yield* Effect.sleep(Duration.millis(wait))
+          }
+        }),
+        Ref.update(state, (s) => ({ ...s, leader: false }))
+      )
+    }).pipe(Effect.scoped)
+
+    if (config.reaper) {
+      yield* session.pipe(
+        Effect.tapError((error) => Effect.logWarning(`reaper lock connection: ${error.message}; retrying`)),
+        Effect.retry(Schedule.spaced(config.reaperInterval)),
+        Effect.interruptible,
+        Effect.forkScoped
+      )
+    }
+
+    return {
+      state: Ref.get(state),
+      /** Runs one pass now, whether or not this process is the leader (tests, admin tools). */
+      runOnce: pass
+    } as const
+  })
+
+/** The reaper of this process (see `make`), on a dedicated connection to the `PgClient`'s database. */
+export class Reaper extends Effect.Service<Reaper>()("jobwatch/Reaper", {
+  dependencies: [WorkersRepo.Default],
+  scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config, "jobwatch-reaper")))
+}) {}

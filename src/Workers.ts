@@ -1,0 +1,253 @@
+import { Clock, DateTime, Deferred, Duration, Effect, Metric, Option, Random, Stream } from "effect"
+import { JobWatchConfig } from "./Config.js"
+import { WorkerNotFound } from "./Domain/Errors.js"
+import type { JobInfo } from "./Domain/Job.js"
+import type { JobId } from "./Domain/JobId.js"
+import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
+import * as V from "./internal/validate.js"
+import { JobsRepo } from "./JobsRepo.js"
+import { Listener } from "./Listener.js"
+import type { ProgressReport } from "./ProgressReporter.js"
+import { ProgressReporter } from "./ProgressReporter.js"
+import { WorkersRepo } from "./WorkersRepo.js"
+
+export interface ClaimOptions {
+  /** The queues served; default `["default"]`. */
+  readonly queues?: ReadonlyArray<string> | undefined
+  /** Only jobs of these names. */
+  readonly names?: ReadonlyArray<string> | undefined
+  /** At most this many jobs (1–1,000); default 1. */
+  readonly limit?: number | undefined
+  /** When nothing is ready, wait up to this long for a job (woken by the database, not by polling). */
+  readonly wait?: Duration.DurationInput | undefined
+  /** How often this worker heartbeats (its leases last 1.5 × this); default `heartbeatInterval` of the config. */
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+  /** Start the jobs as they are claimed (`running` at once, one write fewer than claim then `start`). */
+  readonly start?: boolean | undefined
+}
+
+/** The worker acting on a job: only the job's holder may change it. Omitted: trusted in-process code, any holder. */
+export interface WorkerScope {
+  readonly workerId?: string | undefined
+  /** A note for the job's event. */
+  readonly message?: string | undefined
+}
+
+export interface FailOptions extends WorkerScope {
+  /** A machine-readable code (`timeout`, `invalid_input`, …). */
+  readonly code?: string | undefined
+  /** What went wrong (required). */
+  readonly error: string
+  /** Whether another attempt may follow (when attempts remain); default true. */
+  readonly retryable?: boolean | undefined
+  /** The progress reached, written (forced) before the job fails. */
+  readonly progress?: number | undefined
+}
+
+const claimsTotal = Metric.counter("jobwatch_jobs_claimed_total", { incremental: true })
+const MAX_WAIT_MS = 10 * 60 * 1000
+
+const workerIdOf = (workerId: unknown) => V.text("workerId", workerId, { max: 200 })
+
+const texts = (field: string, value: unknown, max: number) =>
+  Effect.gen(function*() {
+    if (!Array.isArray(value) || value.length === 0 || value.length > max) {
+      return yield* V.invalid(field, `must be a list of 1 to ${max} names`)
+    }
+    const out: Array<string> = []
+    for (let i = 0; i < value.length; i++) out.push(yield* V.text(`${field}[${i}]`, value[i], { max: 200 }))
+    return out
+  })
+
+/**
+ * The worker protocol: claim (optionally waiting for work), heartbeat, and end the jobs a worker holds. Only the
+ * holder may start, complete, fail or acknowledge the cancellation of a job (`NotJobHolder` otherwise).
+ */
+export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
+  dependencies: [JobsRepo.Default, WorkersRepo.Default, ProgressReporter.Default, Listener.Default],
+  scoped: Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    const workersRepo = yield* WorkersRepo
+    const reporter = yield* ProgressReporter
+    const listener = yield* Listener
+    const config = yield* JobWatchConfig
+    const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+    // claimers waiting for work, woken by the ready channel (a queue got a pending job) or a listener reconnect
+    const waiting = new Set<{ readonly queues: ReadonlySet<string>; readonly wake: () => void }>()
+    yield* listener.on("ready", (payload) => {
+      const queues = payload === "*" ? undefined : new Set(payload.split(","))
+      for (const waiter of waiting) {
+        if (queues === undefined || [...waiter.queues].some((q) => queues.has(q))) waiter.wake()
+      }
+    })
+    yield* listener.state.changes.pipe(
+      Stream.filter((state) => state.connected),
+      Stream.runForEach(() => Effect.sync(() => waiting.forEach((waiter) => waiter.wake()))),
+      Effect.forkScoped
+    )
+
+    const toClaimed = (job: JobInfo) =>
+      new ClaimedJob({
+        id: job.id,
+        name: job.name,
+        queue: job.queue,
+        payload: job.payload,
+        priority: job.priority,
+        attempt: job.attempt,
+        maxAttempts: job.maxAttempts,
+        timeoutSeconds: job.timeoutSeconds,
+        leaseExpiresAt: job.leaseExpiresAt ?? DateTime.unsafeMake(0),
+        version: job.version
+      }, true)
+
+    /**
+     * Takes up to `limit` pending jobs of the worker's queues (priority, then oldest first) under a lease. With
+     * `wait`, when none is ready it waits until one is (or the wait ends) and answers what it then claims.
+     */
+    const claim = Effect.fn("Workers.claim")(function*(workerId: string, options: ClaimOptions = {}) {
+      const worker = yield* workerIdOf(workerId)
+      const queues = options.queues === undefined ? ["default"] : yield* texts("queues", options.queues, 100)
+      const names = options.names === undefined ? undefined : yield* texts("names", options.names, 100)
+      const limit = options.limit === undefined ? 1 : yield* V.integer("limit", options.limit, 1, 1000)
+      const waitMs = options.wait === undefined ? 0 : yield* V.duration("wait", options.wait)
+      if (waitMs > MAX_WAIT_MS) return yield* V.invalid("wait", `must be at most ${MAX_WAIT_MS / 1000} seconds`)
+      const heartbeatMs = options.heartbeatInterval === undefined
+        ? Duration.toMillis(config.heartbeatInterval)
+        : yield* V.duration("heartbeatInterval", options.heartbeatInterval, 100)
+      const claimOnce = Effect.flatMap(now, (at) =>
+        repo.claim({
+          workerId: worker,
+          queues,
+          names,
+          limit,
+          leaseMs: Math.round(heartbeatMs * 1.5),
+          heartbeatIntervalMs: heartbeatMs,
+          now: at,
+          start: options.start === true
+        })).pipe(
+          Effect.map((jobs) => jobs.map(toClaimed)),
+          Effect.tap((jobs) => Metric.incrementBy(claimsTotal, jobs.length))
+        )
+      const deadline = (yield* Clock.currentTimeMillis) + waitMs
+      const queueSet = new Set(queues)
+      const safetyNetMs = Option.match(config.refreshInterval, {
+        onNone: () => Number.POSITIVE_INFINITY,
+        onSome: Duration.toMillis
+      })
+      while (true) {
+        const woken = yield* Deferred.make<void>()
+        const waiter = { queues: queueSet, wake: () => Deferred.unsafeDone(woken, Effect.void) }
+        // registered before the claim reads, so a job enqueued in between wakes this waiter
+        const jobs = yield* Effect.acquireUseRelease(
+          Effect.sync(() => waiting.add(waiter)),
+          () =>
+            Effect.gen(function*() {
+              const jobs = yield* claimOnce
+              const remaining = deadline - (yield* Clock.currentTimeMillis)
+              if (jobs.length > 0 || remaining <= 0) return Option.some(jobs)
+              yield* Deferred.await(woken).pipe(
+                Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs)))
+              )
+              return Option.none()
+            }),
+          () => Effect.sync(() => waiting.delete(waiter))
+        )
+        if (Option.isSome(jobs)) return jobs.value
+      }
+    })
+
+    /** Marks the worker alive, extends the leases of its jobs, and answers its jobs whose cancellation was requested. */
+    const heartbeat = Effect.fn("Workers.heartbeat")(function*(workerId: string) {
+      const worker = yield* workerIdOf(workerId)
+      const result = yield* workersRepo.heartbeat(worker, yield* now)
+      if (!result.known) return yield* new WorkerNotFound({ workerId: worker })
+      return HeartbeatResult.make({ cancelRequested: result.cancelRequested })
+    })
+
+    const scopeOf = (scope: WorkerScope) =>
+      Effect.gen(function*() {
+        return {
+          workerId: scope.workerId === undefined ? undefined : yield* workerIdOf(scope.workerId),
+          message: yield* V.optionalText("message", scope.message, 2000)
+        }
+      })
+
+    /** claimed → running. */
+    const start = Effect.fn("Workers.start")(function*(id: string, scope: WorkerScope = {}) {
+      return yield* repo.start(yield* V.jobId(id), yield* scopeOf(scope))
+    })
+
+    /** Reports progress (throttled; see `ProgressReporter`). */
+    const progress = Effect.fn("Workers.progress")(function*(
+      id: string,
+      report: ProgressReport,
+      scope: { readonly workerId?: string | undefined } = {}
+    ) {
+      const workerId = scope.workerId === undefined ? undefined : yield* workerIdOf(scope.workerId)
+      return yield* reporter.progress(yield* V.jobId(id), report, { workerId })
+    })
+
+    /** claimed|running → completed with `result`; pending progress is written first. */
+    const complete = Effect.fn("Workers.complete")(function*(
+      id: string,
+      options: WorkerScope & { readonly result?: unknown } = {}
+    ) {
+      const jobId = yield* V.jobId(id)
+      const scope = yield* scopeOf(options)
+      const resultJson = yield* V.jsonValue("result", options.result, config.maxPayloadBytes)
+      yield* reporter.flush(jobId)
+      return yield* repo.complete(jobId, { ...scope, resultJson })
+    })
+
+    /**
+     * The attempt failed: another one follows after the job's backoff when `retryable` (the default) and attempts
+     * remain, else the job ends `failed`. Pending progress is written first.
+     */
+    const fail = Effect.fn("Workers.fail")(function*(id: string, options: FailOptions) {
+      const jobId = yield* V.jobId(id)
+      const scope = yield* scopeOf(options)
+      const code = yield* V.optionalText("code", options.code, 200)
+      const error = yield* V.text("error", options.error, { max: 10_000 })
+      const retryable = options.retryable ?? true
+      if (typeof retryable !== "boolean") return yield* V.invalid("retryable", "must be true or false")
+      if (options.progress !== undefined) {
+        yield* reporter.progress(jobId, { percent: options.progress, force: true }, { workerId: scope.workerId }).pipe(
+          Effect.catchTag("ProgressRegression", () => Effect.void)
+        )
+      }
+      yield* reporter.flush(jobId)
+      return yield* workersRepo.failAttempt(jobId, {
+        ...scope,
+        code,
+        error,
+        retryable,
+        now: yield* now,
+        jitter: yield* Random.next
+      })
+    })
+
+    /** claimed|running → canceled: the worker stopped the job (after a cancel request, or of its own accord). */
+    const canceled = Effect.fn("Workers.canceled")(function*(id: string, scope: WorkerScope = {}) {
+      const jobId = yield* V.jobId(id)
+      yield* reporter.flush(jobId)
+      return yield* repo.markCanceled(jobId, yield* scopeOf(scope))
+    })
+
+    /** Lets go of the worker's held jobs (`ids`, or all) without using up their attempts: back to `pending`. */
+    const release = Effect.fn("Workers.release")(function*(workerId: string, ids?: ReadonlyArray<JobId>) {
+      const worker = yield* workerIdOf(workerId)
+      if (ids !== undefined) yield* Effect.forEach(ids, reporter.flush, { discard: true })
+      return yield* workersRepo.release(worker, ids)
+    })
+
+    /**
+     * Calls `handler` at once (in the LISTEN connection's callback) with the ids of jobs whose cancellation was just
+     * requested, or with `"*"` when there were too many to list (ask `heartbeat`), until the scope closes.
+     */
+    const onCancelRequested = (handler: (ids: ReadonlyArray<JobId> | "*") => void) =>
+      listener.on("cancel", (payload) => handler(payload === "*" ? "*" : (payload.split(",") as Array<JobId>)))
+
+    return { claim, heartbeat, start, progress, complete, fail, canceled, release, onCancelRequested } as const
+  })
+}) {}

@@ -55,9 +55,9 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
     const columns = sql.literal(jobColumns)
     const noPosition = sql.literal(`NULL::int AS "queuePosition"`)
 
-    /** The retry delay of the job `j`'s current attempt in ms, jittered by `jitter` (0–1; SQL `random()` if absent). */
+    /** The retry delay of the job `j`'s current attempt in whole ms, jittered by `jitter` (0–1; SQL `random()` if absent). */
     const retryDelay = (jitter?: number) =>
-      sql`(least(j.backoff_max_ms, j.backoff_base_ms * power(j.backoff_multiplier, greatest(j.attempt - 1, 0)))
+      sql`round(least(j.backoff_max_ms, j.backoff_base_ms * power(j.backoff_multiplier, greatest(j.attempt - 1, 0)))
         * (0.5 + 0.5 * ${jitter === undefined ? sql`random()` : sql`${jitter}::float8`}))`
 
     /**
@@ -126,14 +126,15 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
 
     /**
      * A set-based change of the jobs `cand` selects (`id`, `status`, `worker_id`, locked): the status `status`,
-     * extra assignments `set`, and per job an event with `message` (an expression on the updated row `u` and `cand`
-     * `c`) and the job's error columns.
+     * extra assignments `set`, and per job an event with `message` (an expression on the updated row `u`) and, when
+     * `withError`, the job's (new) error.
      */
     const bulk = (
       cand: Statement.Fragment,
       status: Statement.Fragment,
       set: Statement.Fragment,
-      message: Statement.Fragment
+      message: Statement.Fragment,
+      withError = false
     ) =>
       sql`
         WITH cand AS (${cand}), upd AS (
@@ -145,8 +146,8 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
             message, attempt, error_code, error_message)
           SELECT u.id, u.version, 'job.status.changed', u.status, u.previous_status, u.progress_percent,
             u.progress_percent, u.progress_step, ${message}, u.attempt,
-            CASE WHEN u.status <> 'canceled' THEN u.error_code END,
-            CASE WHEN u.status <> 'canceled' THEN u.error_message END
+            CASE WHEN ${withError} AND u.status <> 'canceled' THEN u.error_code END,
+            CASE WHEN ${withError} AND u.status <> 'canceled' THEN u.error_message END
           FROM upd u
         )
         SELECT id, status, previous_status AS "previousStatus" FROM upd`.pipe(
@@ -173,7 +174,8 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
           error_code = CASE WHEN j.cancel_requested THEN j.error_code ELSE ${code} END,
           error_message = CASE WHEN j.cancel_requested THEN j.error_message ELSE ${error} END`,
         sql`CASE WHEN u.status = 'canceled' THEN 'canceled: its worker stopped after the cancel request'
-            ELSE u.error_message END`
+            ELSE u.error_message END`,
+        true
       )
     }
 

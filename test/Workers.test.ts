@@ -1,0 +1,265 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { SqlClient } from "@effect/sql"
+import { Clock, Duration, Effect, Fiber, Layer, TestClock } from "effect"
+import type { JobWatchConfigInput } from "../src/Config.js"
+import { JobWatchConfig } from "../src/Config.js"
+import type { JobId } from "../src/Domain/JobId.js"
+import * as JobWatch from "../src/JobWatch.js"
+import { Jobs } from "../src/Jobs.js"
+import { JobsRepo } from "../src/JobsRepo.js"
+import { awaitConnected, Listener } from "../src/Listener.js"
+import * as Reaper from "../src/Reaper.js"
+import { Workers } from "../src/Workers.js"
+import { WorkersRepo } from "../src/WorkersRepo.js"
+import { uniqueQueue } from "./support/fixtures.js"
+import * as TestDb from "./support/TestDb.js"
+
+/**
+ * The test clock is set to the wall clock's time before the services start (so that the database's and the
+ * services' times agree; setting it later would replay every schedule's ticks since 1970).
+ */
+export const clockAtNow = Layer.effectDiscard(Effect.suspend(() => TestClock.setTime(Date.now())))
+
+export const testLayer = (config: JobWatchConfigInput = {}) =>
+  Layer.mergeAll(JobWatch.layer, Layer.mergeAll(JobsRepo.Default, WorkersRepo.Default).pipe(Layer.provide(JobWatch.MigrationsLive)))
+    .pipe(
+      Layer.provideMerge(TestDb.layer({ reaper: false, ...config }, { maxConnections: 30 })),
+      Layer.provide(clockAtNow)
+    )
+
+/** Waits (really, not on the test clock) until `check` holds, for up to `seconds`. */
+export const eventually = <A, E, R>(check: Effect.Effect<A, E, R>, holds: (a: A) => boolean, seconds = 20) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + seconds * 1000
+    while (true) {
+      const value = yield* check
+      if (holds(value)) return value
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`still not so after ${seconds} s: ${JSON.stringify(value)}`))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+    }
+  })
+
+/** The events of a job, oldest first. */
+export const eventsOf = (id: JobId) => Effect.flatMap(JobsRepo, (repo) => repo.eventsOf(id, 0))
+
+describe("Workers", () => {
+  layer(testLayer())((it) => {
+    it.effect("claim takes priority first, then FIFO, leases from the caller's clock and registers the worker", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const workers = yield* Workers
+        const queue = uniqueQueue()
+        const low1 = yield* jobs.enqueue({ name: "low1", queue })
+        const high = yield* jobs.enqueue({ name: "high", queue, priority: 5 })
+        const low2 = yield* jobs.enqueue({ name: "low2", queue })
+        const now = yield* Clock.currentTimeMillis
+        const claimed = yield* workers.claim("w-order", { queues: [queue], limit: 10, heartbeatInterval: "4 seconds" })
+        assert.deepStrictEqual(claimed.map((j) => j.id), [high.id, low1.id, low2.id])
+        for (const job of claimed) {
+          assert.strictEqual(job.attempt, 1)
+          // lease = 1.5 × the heartbeat interval, from the caller's clock
+          assert.strictEqual(job.leaseExpiresAt.epochMillis, now + 6000)
+        }
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const rows = yield* sql.unsafe<{ queues: Array<string>; heartbeat_interval_ms: string }>(
+          `SELECT queues, heartbeat_interval_ms FROM "${schema}".workers WHERE id = 'w-order'`
+        )
+        assert.deepStrictEqual(rows[0]?.queues, [queue])
+        assert.strictEqual(Number(rows[0]?.heartbeat_interval_ms), 4000)
+        assert.lengthOf(yield* workers.claim("w-order", { queues: [queue] }), 0)
+      }))
+
+    it.effect("8 workers claiming 2,000 jobs concurrently claim each exactly once", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const workers = yield* Workers
+        const queue = uniqueQueue("many")
+        const ids: Array<string> = []
+        for (let i = 0; i < 2; i++) {
+          const refs = yield* jobs.enqueueBatch(Array.from({ length: 1000 }, (_, k) => ({ name: `n${i * 1000 + k}`, queue })))
+          ids.push(...refs.map((r) => r.id))
+        }
+        const claimAll = (worker: string) =>
+          Effect.gen(function*() {
+            const mine: Array<string> = []
+            for (let round = 0; round < 1000; round++) {
+              const batch = yield* workers.claim(worker, { queues: [queue], limit: 13 })
+              if (batch.length === 0) return mine
+              mine.push(...batch.map((j) => j.id))
+            }
+            return mine
+          })
+        const perWorker = yield* Effect.all(Array.from({ length: 8 }, (_, i) => claimAll(`w${i}`)), { concurrency: 8 })
+        const all = perWorker.flat()
+        assert.strictEqual(all.length, 2000)
+        assert.strictEqual(new Set(all).size, 2000)
+        assert.deepStrictEqual([...all].sort(), [...ids].sort())
+        assert.isTrue(perWorker.filter((mine) => mine.length > 0).length > 1, "the work was shared")
+      }))
+
+    it.effect("a waiting claim is woken by the enqueue (the test clock never moves: no timer can wake it)", () =>
+      Effect.gen(function*() {
+        yield* awaitConnected(yield* Listener)
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("wait")
+        const waiting = yield* Effect.fork(workers.claim("w-wait", { queues: [queue], wait: "30 seconds" }))
+        // the claim found nothing and waits; the job arrives later
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+        const ref = yield* jobs.enqueue({ name: "wake", queue })
+        const claimed = yield* Fiber.join(waiting).pipe(
+          Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("not woken") }),
+          Effect.provide(Layer.setClock(Clock.make()))
+        )
+        assert.deepStrictEqual(claimed.map((j) => j.id), [ref.id])
+      }))
+
+    it.effect("a waiting claim answers empty when its wait ends, and a job of another queue does not take it", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("quiet")
+        const waiting = yield* Effect.fork(workers.claim("w-quiet", { queues: [queue], wait: "10 seconds" }))
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+        yield* jobs.enqueue({ name: "elsewhere", queue: uniqueQueue("other") })
+        yield* TestClock.adjust("10 seconds")
+        assert.lengthOf(yield* Fiber.join(waiting), 0)
+      }))
+
+    it.effect("bad claim input is InvalidInput naming the field", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const cases: Array<[Effect.Effect<unknown, { readonly _tag: string; readonly message: string }>, string]> = [
+          [workers.claim("", {}), "workerId"],
+          [workers.claim("w", { queues: [] }), "queues"],
+          [workers.claim("w", { queues: [""] }), "queues[0]"],
+          [workers.claim("w", { limit: 0 }), "limit"],
+          [workers.claim("w", { limit: 1001 }), "limit"],
+          [workers.claim("w", { wait: "forever" as Duration.DurationInput }), "wait"],
+          [workers.claim("w", { wait: "1 hour" }), "wait"]
+        ]
+        for (const [effect, field] of cases) {
+          const error = yield* Effect.flip(effect)
+          assert.strictEqual(error._tag, "InvalidInput")
+          assert.isTrue(error.message.startsWith(field), error.message)
+        }
+      }))
+
+    it.effect("heartbeat extends the leases of the worker's jobs and names those with a cancel request", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("hb")
+        const a = yield* jobs.enqueue({ name: "a", queue })
+        const b = yield* jobs.enqueue({ name: "b", queue })
+        yield* workers.claim("w-hb", { queues: [queue], limit: 2, heartbeatInterval: "10 seconds" })
+        yield* jobs.cancel(b.id)
+        yield* TestClock.adjust("9 seconds")
+        const result = yield* workers.heartbeat("w-hb")
+        assert.deepStrictEqual(result.cancelRequested, [b.id])
+        const now = yield* Clock.currentTimeMillis
+        const info = yield* jobs.get(a.id)
+        assert.strictEqual(info.leaseExpiresAt?.epochMillis, now + 15_000)
+        const unknown = yield* Effect.flip(workers.heartbeat("nobody-here"))
+        assert.strictEqual(unknown._tag, "WorkerNotFound")
+      }))
+
+    it.effect("only the holder may start, complete, fail or cancel a job; completing twice is InvalidTransition", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("holder")
+        const ref = yield* jobs.enqueue({ name: "held", queue })
+        yield* workers.claim("w-a", { queues: [queue] })
+        for (
+          const attempt of <Array<Effect.Effect<unknown, { readonly _tag: string; readonly message: string; readonly holder?: string | null }>>>[
+            workers.start(ref.id, { workerId: "w-b" }),
+            workers.complete(ref.id, { workerId: "w-b", result: 1 }),
+            workers.fail(ref.id, { workerId: "w-b", error: "no" }),
+            workers.canceled(ref.id, { workerId: "w-b" }),
+            workers.progress(ref.id, { percent: 10 }, { workerId: "w-b" })
+          ]
+        ) {
+          const error = yield* Effect.flip(attempt)
+          assert.strictEqual(error._tag, "NotJobHolder")
+          assert.strictEqual(error.holder, "w-a")
+          assert.include(error.message, "w-a")
+        }
+        const started = yield* workers.start(ref.id, { workerId: "w-a", message: "go" })
+        assert.strictEqual(started.status, "running")
+        const done = yield* workers.complete(ref.id, { workerId: "w-a", result: { ok: 1 } })
+        assert.strictEqual(done.status, "completed")
+        assert.deepStrictEqual(done.result, { ok: 1 })
+        const again = yield* Effect.flip(workers.complete(ref.id, { workerId: "w-a", result: 2 }))
+        assert.strictEqual(again._tag, "InvalidTransition")
+        if (again._tag === "InvalidTransition") assert.strictEqual(again.from, "completed")
+        const bad = yield* Effect.flip(workers.complete("not-a-uuid", { workerId: "w-a" }))
+        assert.strictEqual(bad._tag, "InvalidInput")
+      }))
+
+    it.effect("a failed attempt is retried after a jittered exponential backoff; the last one fails for good", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("retry")
+        const ref = yield* jobs.enqueue({
+          name: "flaky",
+          queue,
+          maxAttempts: 3,
+          backoff: { delay: "2 seconds", multiplier: 3, maxDelay: "1 minute" }
+        })
+        const reaper = yield* Reaper.Reaper
+        const expected = [2000, 6000]
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          const [job] = yield* workers.claim("w-retry", { queues: [queue] })
+          assert.strictEqual(job?.attempt, attempt)
+          const now = yield* Clock.currentTimeMillis
+          const info = yield* workers.fail(ref.id, { workerId: "w-retry", code: "flaky", error: `attempt ${attempt} broke` })
+          if (attempt === 3) {
+            assert.strictEqual(info.status, "failed")
+            assert.strictEqual(info.error?.code, "flaky")
+            break
+          }
+          assert.strictEqual(info.status, "scheduled")
+          const delay = info.scheduledAt.epochMillis - now
+          const full = expected[attempt - 1]!
+          assert.isTrue(delay >= full / 2 && delay <= full, `attempt ${attempt}: ${delay} ms within [${full / 2}, ${full}]`)
+          // not due yet: the reaper leaves it; once due, it becomes pending
+          yield* TestClock.adjust(Duration.millis(delay - 1))
+          yield* reaper.runOnce
+          assert.strictEqual((yield* jobs.get(ref.id)).status, "scheduled")
+          yield* TestClock.adjust(Duration.millis(1))
+          yield* reaper.runOnce
+          assert.strictEqual((yield* jobs.get(ref.id)).status, "pending")
+        }
+        const events = yield* eventsOf(ref.id)
+        const changes = events.filter((e) => e.type === "job.status.changed").map((e) => [e.status, e.attempt])
+        assert.deepStrictEqual(changes, [
+          ["pending", 0],
+          ["claimed", 1],
+          ["scheduled", 1],
+          ["pending", 1],
+          ["claimed", 2],
+          ["scheduled", 2],
+          ["pending", 2],
+          ["claimed", 3],
+          ["failed", 3]
+        ])
+        const failures = events.filter((e) => e.error !== null).map((e) => e.error?.message)
+        assert.deepStrictEqual(failures, ["attempt 1 broke", "attempt 2 broke", "attempt 3 broke"])
+      }))
+
+    it.effect("fail with retryable: false ends the job at once whatever attempts remain", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("fatal")
+        const ref = yield* jobs.enqueue({ name: "fatal", queue, maxAttempts: 5 })
+        yield* workers.claim("w-fatal", { queues: [queue] })
+        const info = yield* workers.fail(ref.id, { workerId: "w-fatal", code: "bad_input", error: "no", retryable: false })
+        assert.strictEqual(info.status, "failed")
+        assert.strictEqual(info.attempt, 1)
+      }))
+  })
+})

@@ -38,9 +38,10 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
  * `reaperInterval`, so that when the holder dies (its connection ends and PostgreSQL releases the lock) another
  * takes over. On each pass the leader promotes due scheduled jobs, returns jobs whose lease expired to the queue
  * (or fails them with `worker_lost`), ends attempts past their timeout, and forgets silent workers; it sleeps until
- * the next pass or the next scheduled job, whichever comes first.
+ * the next pass or the next scheduled job, whichever comes first. `campaign` (default: the `reaper` config) says
+ * whether this process takes part in the election at all.
  */
-export const make = (connection: pg.ClientConfig) =>
+export const make = (connection: pg.ClientConfig, options: { readonly campaign?: boolean } = {}) =>
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
     const repo = yield* WorkersRepo
@@ -140,7 +141,7 @@ export const make = (connection: pg.ClientConfig) =>
       )
     }).pipe(Effect.scoped)
 
-    if (config.reaper) {
+    if (options.campaign ?? config.reaper) {
       yield* session.pipe(
         Effect.tapError((error) => Effect.logWarning(`reaper lock connection: ${error.message}; retrying`)),
         Effect.retry(Schedule.spaced(config.reaperInterval)),

@@ -62,12 +62,12 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
 
     /**
      * The end of an attempt that did not succeed, for job `j`: `retry` tells whether another attempt follows
-     * (then `scheduled` after the backoff, or `pending` when the backoff is 0); otherwise `failed`. A job whose
-     * cancellation was requested is never retried.
+     * (then `scheduled` after the backoff, or `pending` when the backoff is 0 or `jitter` is `"none"`: no backoff);
+     * otherwise `failed`. A job whose cancellation was requested is never retried.
      */
-    const attemptEnd = (retry: Statement.Fragment, now: Statement.Fragment, jitter?: number) => {
+    const attemptEnd = (retry: Statement.Fragment, now: Statement.Fragment, jitter?: number | "none") => {
       const retried = sql`(${retry} AND NOT j.cancel_requested AND j.attempt < j.max_attempts)`
-      const delay = retryDelay(jitter)
+      const delay = jitter === "none" ? sql`0` : retryDelay(jitter)
       return {
         status: sql`CASE WHEN ${retried} THEN CASE WHEN ${delay} > 0 THEN 'scheduled' ELSE 'pending' END ELSE 'failed' END`,
         set: sql`, lease_expires_at = NULL, cancel_requested = false,
@@ -162,9 +162,9 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
       limit: number,
       code: string,
       error: Statement.Fragment,
-      retry: Statement.Fragment
+      backoff: boolean
     ) => {
-      const end = attemptEnd(retry, sql`${now}::timestamptz`)
+      const end = attemptEnd(sql`true`, sql`${now}::timestamptz`, backoff ? undefined : "none")
       return bulk(
         sql`SELECT id, status, worker_id FROM ${jobs} j
             WHERE j.status IN ('claimed', 'running') AND ${where}
@@ -192,7 +192,7 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
         sql`'the lease of worker ' || coalesce(j.worker_id, '?') || ' expired at ' || j.lease_expires_at
           || ' without a heartbeat'`,
         // back to the queue at once: the backoff is for failures of the job, not of its worker
-        sql`true`
+        false
       ).pipe(Effect.withSpan("WorkersRepo.reapExpiredLeases"))
 
     /** Attempts running longer than their job's timeout: retried with backoff, or `failed` with code `timeout`. */
@@ -202,8 +202,8 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
         now,
         limit,
         "timeout",
-        sql`'attempt ' || j.attempt || ' ran longer than its timeout of ' || (j.timeout_ms / 1000.0) || ' s'`,
-        sql`true`
+        sql`'attempt ' || j.attempt || ' ran longer than its timeout of ' || (j.timeout_ms / 1000.0)::float8 || ' s'`,
+        true
       ).pipe(Effect.withSpan("WorkersRepo.reapTimeouts"))
 
     /** Due `scheduled` jobs become `pending`. */

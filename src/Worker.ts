@@ -267,11 +267,14 @@ export const run = <A, E, R>(
       Effect.gen(function*() {
         yield* Fiber.interrupt(claiming)
         const fibers = [...running.keys()].flatMap((id) => Option.toArray(FiberMap.unsafeGet(handlers, id)))
+        // finalizers run uninterruptibly: the wait must be interruptible for the timeout to end it
         yield* Effect.forEach(fibers, Fiber.await, { concurrency: "unbounded", discard: true }).pipe(
+          Effect.interruptible,
           Effect.timeoutOption(grace)
         )
         const left = [...running.keys()]
         yield* FiberMap.clear(handlers)
+
         if (left.length > 0) {
           yield* backend.release(workerId, left).pipe(Effect.catchAll(warn("releasing jobs at shutdown")))
           yield* Effect.logInfo(`worker ${workerId}: released ${left.length} unfinished jobs at shutdown`)

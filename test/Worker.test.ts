@@ -1,0 +1,220 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Clock, Data, Deferred, Effect, Exit, Layer, Ref, Scope, TestClock } from "effect"
+import { CompletionWatcher } from "../src/CompletionWatcher.js"
+import type { JobId } from "../src/Domain/JobId.js"
+import type { ClaimedJob } from "../src/Domain/Worker.js"
+import { Jobs } from "../src/Jobs.js"
+import { awaitConnected, Listener } from "../src/Listener.js"
+import * as Worker from "../src/Worker.js"
+import { uniqueQueue } from "./support/fixtures.js"
+import { eventsOf, eventually, testLayer } from "./support/workers.js"
+
+class Flaky extends Data.TaggedError("Flaky")<{ readonly message: string; readonly code: string }> {}
+class Fatal extends Data.TaggedError("Fatal")<{ readonly message: string; readonly retryable: false }> {}
+
+/** Waits on the real clock (the test clock does not move by itself). */
+const live = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("timed out after 20 s") }),
+    Effect.provide(Layer.setClock(Clock.make()))
+  )
+
+const waitFor = (id: JobId) => Effect.flatMap(CompletionWatcher, (watcher) => live(watcher.waitFor(id)))
+
+/** Runs a worker in a scope of its own; answers the scope to stop it with. */
+const startWorker = <A, E, R>(options: Worker.RunOptions<A, E, R>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const handle = yield* Worker.run(options).pipe(Scope.extend(scope))
+    return { handle, scope }
+  })
+
+const withoutCancelChannel = ({ onCancelRequested: _, ...rest }: Worker.WorkerBackendShape): Worker.WorkerBackendShape =>
+  rest
+
+describe("Worker.run", () => {
+  // a burst of wake-ups waits up to `debounce` on the clock; the test clock does not move by itself
+  layer(testLayer({ debounce: "0 millis" }))((it) => {
+    it.effect("completes jobs with the handler's value; typed failures and defects fail the attempt", () =>
+      Effect.gen(function*() {
+        yield* awaitConnected(yield* Listener)
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("run")
+        const worker = yield* startWorker({
+          queues: [queue],
+          concurrency: 4,
+          handler: (job: ClaimedJob): Effect.Effect<{ doubled: number }, Flaky | Fatal> => {
+            const n = (job.payload as { n: number }).n
+            if (n === 1) return Effect.fail(new Flaky({ message: "try later", code: "busy" }))
+            if (n === 2) return Effect.fail(new Fatal({ message: "bad input", retryable: false }))
+            if (n === 3) return Effect.die(new Error("kaboom"))
+            return Effect.succeed({ doubled: n * 2 })
+          }
+        })
+        const refs = yield* jobs.enqueueBatch([0, 1, 2, 3, 21].map((n) => ({ name: `n${n}`, queue, payload: { n } })))
+        const outcomes = yield* Effect.forEach(refs, (ref) => waitFor(ref.id))
+        assert.deepStrictEqual(outcomes.map((o) => o.status), ["completed", "failed", "failed", "failed", "completed"])
+        assert.deepStrictEqual(outcomes[0]!.result, { doubled: 0 })
+        assert.deepStrictEqual(outcomes[4]!.result, { doubled: 42 })
+        assert.deepStrictEqual(outcomes[1]!.error, { code: "busy", message: "try later" })
+        assert.deepStrictEqual(outcomes[2]!.error, { code: "Fatal", message: "bad input" })
+        assert.strictEqual(outcomes[3]!.error?.code, "defect")
+        assert.include(outcomes[3]!.error?.message, "kaboom")
+        // claimed and started at once
+        const events = yield* eventsOf(refs[0]!.id)
+        assert.deepStrictEqual(events.map((e) => e.status), ["pending", "running", "completed"])
+        yield* eventually(worker.handle.stats, (s) => s.completed === 2 && s.failed === 3 && s.canceled === 0)
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
+    it.effect("a retryable failure is retried by the next claim after its backoff", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("again")
+        const attempts = yield* Ref.make(0)
+        const worker = yield* startWorker({
+          queues: [queue],
+          handler: () =>
+            Ref.updateAndGet(attempts, (n) => n + 1).pipe(
+              Effect.flatMap((n) => n < 3 ? Effect.fail(new Flaky({ message: `attempt ${n}`, code: "busy" })) : Effect.succeed(n))
+            )
+        })
+        const ref = yield* jobs.enqueue({ name: "flaky", queue, maxAttempts: 3, backoff: { delay: 0 } })
+        const outcome = yield* waitFor(ref.id)
+        assert.strictEqual(outcome.status, "completed")
+        assert.strictEqual(outcome.result, 3)
+        const failures = (yield* eventsOf(ref.id)).filter((e) => e.error !== null).map((e) => [e.attempt, e.error?.message])
+        assert.deepStrictEqual(failures, [[1, "attempt 1"], [2, "attempt 2"]])
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
+    it.effect("a cancel request interrupts the running handler and the job ends canceled", () =>
+      Effect.gen(function*() {
+        yield* awaitConnected(yield* Listener)
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("cancel")
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        const worker = yield* startWorker({
+          queues: [queue],
+          handler: (_job: ClaimedJob, ctx: Worker.WorkerContext) =>
+            ctx.progress(5).pipe(
+              Effect.zipRight(Deferred.succeed(started, undefined)),
+              Effect.zipRight(Effect.never),
+              Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+            )
+        })
+        const ref = yield* jobs.enqueue({ name: "long", queue })
+        yield* live(Deferred.await(started))
+        const requested = yield* jobs.cancel(ref.id)
+        assert.isTrue(requested.cancelRequested)
+        // no heartbeat is due (the test clock stands still): the cancel channel interrupts the handler
+        yield* live(Deferred.await(interrupted))
+        const outcome = yield* waitFor(ref.id)
+        assert.strictEqual(outcome.status, "canceled")
+        // counted once the worker's own call returned (the waiter may hear of the change first)
+        yield* eventually(worker.handle.stats, (s) => s.canceled === 1 && s.completed === 0 && s.failed === 0)
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
+    it.effect("without a cancel channel, the heartbeat reports the cancel request and the handler is interrupted", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const backend = yield* Worker.WorkerBackend
+        const queue = uniqueQueue("hbcancel")
+        const started = yield* Deferred.make<void>()
+        const worker = yield* startWorker({
+          queues: [queue],
+          heartbeatInterval: "2 seconds",
+          handler: () => Deferred.succeed(started, undefined).pipe(Effect.zipRight(Effect.never))
+        }).pipe(Effect.provideService(Worker.WorkerBackend, withoutCancelChannel(backend)))
+        const ref = yield* jobs.enqueue({ name: "long", queue })
+        yield* live(Deferred.await(started))
+        yield* jobs.cancel(ref.id)
+        yield* TestClock.adjust("2 seconds")
+        const outcome = yield* waitFor(ref.id)
+        assert.strictEqual(outcome.status, "canceled")
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
+    it.effect("a handler running past the job's timeout is interrupted and the attempt fails with timeout", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("timeout")
+        const started = yield* Deferred.make<void>()
+        const worker = yield* startWorker({
+          queues: [queue],
+          handler: () => Deferred.succeed(started, undefined).pipe(Effect.zipRight(Effect.never))
+        })
+        const ref = yield* jobs.enqueue({ name: "slow", queue, timeout: "3 seconds" })
+        yield* live(Deferred.await(started))
+        yield* TestClock.adjust("3 seconds")
+        const outcome = yield* waitFor(ref.id)
+        assert.strictEqual(outcome.status, "failed")
+        assert.strictEqual(outcome.error?.code, "timeout")
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
+    it.effect("never runs more than `concurrency` handlers at once", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("conc")
+        const active = yield* Ref.make(0)
+        const peak = yield* Ref.make(0)
+        const worker = yield* startWorker({
+          queues: [queue],
+          concurrency: 3,
+          handler: () =>
+            Effect.acquireUseRelease(
+              Ref.updateAndGet(active, (n) => n + 1).pipe(Effect.tap((n) => Ref.update(peak, (p) => Math.max(p, n)))),
+              // a real pause, so that handlers overlap
+              () => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5))),
+              () => Ref.update(active, (n) => n - 1)
+            )
+        })
+        const refs = yield* jobs.enqueueBatch(Array.from({ length: 30 }, (_, i) => ({ name: `c${i}`, queue })))
+        yield* Effect.forEach(refs, (ref) => waitFor(ref.id), { discard: true })
+        assert.strictEqual(yield* Ref.get(peak), 3)
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
+    it.effect("shutdown stops claiming, lets handlers finish within the grace period, then releases the rest", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("shutdown")
+        const started = yield* Ref.make(0)
+        const finishQuick = yield* Deferred.make<void>()
+        const worker = yield* startWorker({
+          queues: [queue],
+          concurrency: 2,
+          shutdownGrace: "5 seconds",
+          handler: (job: ClaimedJob) =>
+            Ref.update(started, (n) => n + 1).pipe(
+              Effect.zipRight(job.name === "quick" ? Deferred.await(finishQuick) : Effect.never),
+              Effect.as(job.name)
+            )
+        })
+        const quick = yield* jobs.enqueue({ name: "quick", queue, priority: 2 })
+        const stuck = yield* jobs.enqueue({ name: "stuck", queue, priority: 1 })
+        yield* eventually(Ref.get(started), (n) => n === 2)
+        const closing = yield* Effect.fork(Scope.close(worker.scope, Exit.void))
+        // the quick one finishes within the grace period; the stuck one does not
+        yield* Deferred.succeed(finishQuick, undefined)
+        assert.strictEqual((yield* waitFor(quick.id)).status, "completed")
+        // nothing new is claimed while shutting down
+        const late = yield* jobs.enqueue({ name: "late", queue })
+        // the grace period passes (in steps: the shutdown may not be waiting yet)
+        for (let i = 0; i < 10 && closing.unsafePoll() === null; i++) {
+          yield* TestClock.adjust("1 second")
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+        }
+        yield* live(closing.await)
+        const released = yield* jobs.get(stuck.id)
+        assert.strictEqual(released.status, "pending")
+        assert.strictEqual(released.attempt, 0)
+        assert.isNull(released.workerId)
+        assert.strictEqual((yield* jobs.get(late.id)).status, "pending")
+        assert.strictEqual(yield* Ref.get(started), 2)
+      }))
+  })
+})

@@ -1,5 +1,5 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Scope, TestClock } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Scope, TestClock } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { Jobs } from "../src/Jobs.js"
@@ -7,6 +7,7 @@ import { JobsRepo } from "../src/JobsRepo.js"
 import { ProgressReporter } from "../src/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
+import { runScript } from "./support/processes.js"
 import * as TestDb from "./support/TestDb.js"
 import { eventsOf, eventually, testLayer } from "./support/workers.js"
 
@@ -89,25 +90,31 @@ describe("ProgressReporter", () => {
         assert.strictEqual(info.progress.message, "uploading")
       }))
 
-    it.effect("two reporters of two connection pools never move progress backwards", () =>
+    it.effect("two reporters in two processes never move progress backwards", () =>
       Effect.gen(function*() {
-        const here = yield* ProgressReporter
-        const other = yield* otherProcessReporter
-        const id = yield* claimedJob()
-        const report = (reporter: ProgressReporter, start: number) =>
-          Effect.forEach(
-            Array.from({ length: 50 }, (_, i) => start + 2 * i),
-            (percent) => reporter.progress(id, { percent, force: true }).pipe(Effect.either),
-            { discard: true }
+        const reporter = yield* ProgressReporter
+        const { schema } = yield* JobWatchConfig
+        const id = yield* claimedJob("w-two")
+        // the other process reports 0.5, 1.5, …, 99.5 while this one reports 0, 1, …, 99, both 10 ms apart
+        const child = yield* Effect.fork(runScript("progressChild.ts", [TestDb.databaseUrl(), schema, id, "w-two"]))
+        yield* eventually(progressEvents(id), (events) => events.length > 0, 30)
+        let refusedHere = 0
+        for (let i = 0; i < 100; i++) {
+          yield* reporter.progress(id, { percent: i, force: true }, { workerId: "w-two" }).pipe(
+            Effect.catchTag("ProgressRegression", () => Effect.sync(() => refusedHere++))
           )
-        yield* Effect.all([report(here, 0), report(other.reporter, 1)], { concurrency: 2 })
-        yield* Scope.close(other.scope, Exit.void)
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+        }
+        const { code, stdout, stderr } = yield* Fiber.join(child)
+        assert.strictEqual(code, 0, stderr)
         const percents = (yield* progressEvents(id)).map((e) => e.progress)
         for (let i = 1; i < percents.length; i++) {
           assert.isTrue(percents[i]! >= percents[i - 1]!, `event ${i}: ${percents[i - 1]} then ${percents[i]}`)
         }
-        assert.strictEqual((yield* (yield* Jobs).get(id)).progress.percent, 99)
-      }))
+        assert.strictEqual((yield* (yield* Jobs).get(id)).progress.percent, 99.5)
+        // both wrote, and each refused what the other had passed
+        assert.strictEqual(percents.length + refusedHere + Number(stdout.trim()), 200)
+      }), { timeout: 60_000 })
 
     it.effect("force writes at once; percent is clamped; NaN, Infinity and non-numbers are InvalidProgress", () =>
       Effect.gen(function*() {

@@ -5,6 +5,7 @@ import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
 import { awaitConnected, Listener } from "../src/Listener.js"
 import * as Reaper from "../src/Reaper.js"
+import * as Helpers from "../src/WorkerHelpers.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { eventsOf, testLayer } from "./support/workers.js"
@@ -227,6 +228,30 @@ describe("Workers", () => {
         const info = yield* workers.fail(ref.id, { workerId: "w-fatal", code: "bad_input", error: "no", retryable: false })
         assert.strictEqual(info.status, "failed")
         assert.strictEqual(info.attempt, 1)
+      }))
+
+    it.effect("the seed systems' helpers: startJob, progress, completeJob, failJob", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("helpers")
+        const a = yield* jobs.enqueue({ name: "a", queue })
+        const b = yield* jobs.enqueue({ name: "b", queue })
+        yield* workers.claim("w-helpers", { queues: [queue], limit: 2 })
+        assert.strictEqual((yield* Helpers.startJob(a.id, "starting")).status, "running")
+        const ack = yield* Helpers.progress(a.id, 30, "resize", "resizing", { frames: 3 })
+        assert.deepStrictEqual([ack.persisted, ack.percent], [true, 30])
+        const done = yield* Helpers.completeJob(a.id, { url: "x" }, "done")
+        assert.deepStrictEqual([done.status, done.result, done.progress.percent], ["completed", { url: "x" }, 100])
+        const failed = yield* Helpers.failJob(b.id, "oom", "out of memory", { progress: 45 })
+        assert.deepStrictEqual([failed.status, failed.error?.code, failed.progress.percent], ["failed", "oom", 45])
+        const events = yield* eventsOf(a.id)
+        assert.deepStrictEqual(events.map((e) => [e.type, e.message]).slice(1), [
+          ["job.status.changed", null],
+          ["job.status.changed", "starting"],
+          ["job.progress", "resizing"],
+          ["job.status.changed", "done"]
+        ])
       }))
   })
 })

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Either, FiberSet, Metric, Option, Ref } from "effect"
+import { Clock, Duration, Effect, Either, FiberSet, HashMap, Metric, Option, Ref } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import type { InvalidInput, InvalidTransition, JobNotFound, NotJobHolder, PayloadTooLarge } from "./Domain/Errors.js"
 import { InvalidProgress, ProgressRegression } from "./Domain/Errors.js"
@@ -83,18 +83,16 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
     const repo = yield* WorkersRepo
     const config = yield* JobWatchConfig
     const windowMs = Duration.toMillis(config.progressThrottle)
-    const slots = yield* Ref.make(new Map<JobId, Slot>())
+    // a persistent map: an update costs O(log n) however many jobs report at once
+    const slots = yield* Ref.make(HashMap.empty<JobId, Slot>())
     const timers = yield* FiberSet.make()
 
     const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 
     const update = (id: JobId, f: (slot: Slot | undefined) => Slot | undefined) =>
       Ref.update(slots, (map) => {
-        const next = new Map(map)
-        const slot = f(map.get(id))
-        if (slot === undefined) next.delete(id)
-        else next.set(id, slot)
-        return next
+        const slot = f(Option.getOrUndefined(HashMap.get(map, id)))
+        return slot === undefined ? HashMap.remove(map, id) : HashMap.set(map, id, slot)
       })
 
     /** Writes one report (under the job's lock); a refusal by the database corrects what the slot believes. */
@@ -119,20 +117,15 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
       Effect.gen(function*() {
         const wait = at - (yield* Clock.currentTimeMillis)
         if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-        const slot = (yield* Ref.get(slots)).get(id)
+        const slot = Option.getOrUndefined(HashMap.get(yield* Ref.get(slots), id))
         if (slot === undefined) return
         const next = yield* slot.lock.withPermits(1)(
           Effect.gen(function*() {
             const startedAt = yield* Clock.currentTimeMillis
-            const taken = yield* Ref.modify(slots, (map): readonly [Slot["pending"], Map<JobId, Slot>] => {
-              const current = map.get(id)
-              const next = new Map(map)
-              if (current === undefined || Option.isNone(current.pending)) {
-                next.delete(id)
-                return [Option.none(), next]
-              }
-              next.set(id, { ...current, pending: Option.none(), lastWriteAt: startedAt })
-              return [current.pending, next]
+            const taken = yield* Ref.modify(slots, (map): readonly [Slot["pending"], HashMap.HashMap<JobId, Slot>] => {
+              const current = Option.getOrUndefined(HashMap.get(map, id))
+              if (current === undefined || Option.isNone(current.pending)) return [Option.none(), HashMap.remove(map, id)]
+              return [current.pending, HashMap.set(map, id, { ...current, pending: Option.none(), lastWriteAt: startedAt })]
             })
             if (Option.isNone(taken)) return Option.none<number>()
             yield* write(id, taken.value.write, taken.value.workerId).pipe(
@@ -157,33 +150,28 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
       const validated = yield* validateReport(report)
       yield* Metric.increment(reportsTotal)
       const at = yield* Clock.currentTimeMillis
-      const lock = yield* Effect.makeSemaphore(1)
       // decided atomically: write now (first report, or a window has passed, or forced) or coalesce
       const decision = yield* Ref.modify(slots, (map): [
         { readonly _tag: "Write"; readonly lock: Effect.Semaphore; readonly fresh: boolean } | {
           readonly _tag: "Coalesced"
         } | { readonly _tag: "Regression"; readonly current: number },
-        Map<JobId, Slot>
+        HashMap.HashMap<JobId, Slot>
       ] => {
-        const slot = map.get(id)
+        const slot = Option.getOrUndefined(HashMap.get(map, id))
         if (slot !== undefined && validated.percent < slot.lastPercent) {
           return [{ _tag: "Regression", current: slot.lastPercent }, map]
         }
-        const next = new Map(map)
         if (slot === undefined) {
-          next.set(id, { lastPercent: validated.percent, lastWriteAt: at, pending: Option.none(), lock })
-          return [{ _tag: "Write", lock, fresh: true }, next]
+          const lock = Effect.unsafeMakeSemaphore(1)
+          const fresh: Slot = { lastPercent: validated.percent, lastWriteAt: at, pending: Option.none(), lock }
+          return [{ _tag: "Write", lock, fresh: true }, HashMap.set(map, id, fresh)]
         }
         if (report.force === true) {
-          next.set(id, { ...slot, lastPercent: validated.percent, lastWriteAt: at, pending: Option.none() })
-          return [{ _tag: "Write", lock: slot.lock, fresh: false }, next]
+          const forced: Slot = { ...slot, lastPercent: validated.percent, lastWriteAt: at, pending: Option.none() }
+          return [{ _tag: "Write", lock: slot.lock, fresh: false }, HashMap.set(map, id, forced)]
         }
-        next.set(id, {
-          ...slot,
-          lastPercent: validated.percent,
-          pending: Option.some({ write: validated, workerId: options.workerId })
-        })
-        return [{ _tag: "Coalesced" }, next]
+        const pending = Option.some({ write: validated, workerId: options.workerId })
+        return [{ _tag: "Coalesced" }, HashMap.set(map, id, { ...slot, lastPercent: validated.percent, pending })]
       })
       switch (decision._tag) {
         case "Regression":
@@ -203,11 +191,11 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
 
     /** Writes the pending report of job `id` now, if there is one, and forgets the job (before a terminal change). */
     const flush = Effect.fn("ProgressReporter.flush")(function*(id: JobId) {
-      const slot = (yield* Ref.get(slots)).get(id)
+      const slot = Option.getOrUndefined(HashMap.get(yield* Ref.get(slots), id))
       if (slot === undefined) return
       yield* slot.lock.withPermits(1)(
         Effect.gen(function*() {
-          const current = (yield* Ref.get(slots)).get(id)
+          const current = Option.getOrUndefined(HashMap.get(yield* Ref.get(slots), id))
           yield* update(id, () => undefined)
           if (current !== undefined && Option.isSome(current.pending)) {
             yield* write(id, current.pending.value.write, current.pending.value.workerId).pipe(
@@ -219,12 +207,15 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
     })
 
     /** Reports not written yet, per job (tests and diagnostics). */
-    const pendingCount = Effect.map(Ref.get(slots), (map) => [...map.values()].filter((s) => Option.isSome(s.pending)).length)
+    const pendingCount = Effect.map(
+      Ref.get(slots),
+      (map) => HashMap.reduce(map, 0, (n, slot) => (Option.isSome(slot.pending) ? n + 1 : n))
+    )
 
     // closing the scope writes everything pending
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        const ids = [...(yield* Ref.get(slots)).keys()]
+        const ids = [...HashMap.keys(yield* Ref.get(slots))]
         yield* Effect.forEach(ids, flush, { concurrency: 10, discard: true })
       })
     )

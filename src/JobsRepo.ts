@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import type { Statement } from "@effect/sql"
-import { DateTime, Effect, Option, Schema } from "effect"
+import { DateTime, Effect, Either, Option, Schema } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { InvalidTransition, JobNotFound, NotJobHolder } from "./Domain/Errors.js"
 import type { JobInfo } from "./Domain/Job.js"
@@ -120,6 +120,14 @@ const toOutcome = (row: typeof OutcomeRow.Type): JobOutcome =>
     version: row.version,
     finishedAt: row.finishedAt === null ? null : DateTime.unsafeMake(row.finishedAt)
   })
+
+/** What `completeMany` answers per job found (our own SQL: typed, not decoded; the event is decoded). */
+interface CompletedRow {
+  readonly id: JobId
+  readonly foundStatus: JobStatus
+  readonly foundWorker: string | null
+  readonly eventJson: unknown
+}
 
 const decodeJobs = Schema.decodeUnknown(Schema.Array(JobRow))
 const decodeEvents = Schema.decodeUnknown(Schema.Array(EventRow))
@@ -327,7 +335,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       const event = t.event ?? {}
       return sql`
         WITH cur AS (
-          SELECT id, status, worker_id FROM ${jobs}
+          SELECT id, status, worker_id, progress_percent FROM ${jobs}
           WHERE id = ${t.id} ${t.owner === undefined ? sql`` : sql`AND owner = ${t.owner}`}
           FOR UPDATE
         ), upd AS (
@@ -340,12 +348,12 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           WHERE j.id = cur.id AND cur.status = ANY(${from})
             ${t.workerId === undefined ? sql`` : sql`AND cur.worker_id = ${t.workerId}`}
             ${t.where ?? sql``}
-          RETURNING j.*, cur.status AS previous_status, cur.id AS cur_id
+          RETURNING j.*, cur.status AS previous_status, cur.progress_percent AS previous_progress, cur.id AS cur_id
         ), ev AS (
           INSERT INTO ${events} (job_id, version, type, status, previous_status, progress, previous_progress,
             step, message, attempt, data, error_code, error_message)
           SELECT id, version, ${event.type ?? "job.status.changed"}, status, previous_status, progress_percent,
-            progress_percent, progress_step, ${event.message ?? null},
+            previous_progress, progress_step, ${event.message ?? null},
             attempt, ${event.data === undefined ? null : json(event.data)}::jsonb,
             ${event.errorCode ?? null}, ${event.errorMessage ?? null}
           FROM upd
@@ -500,6 +508,65 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         event: { message: options.message }
       })
 
+    /**
+     * `complete` for many jobs of one worker in one statement (one commit, one doorbell): the worker loop's group
+     * commit. Answers, per input item and in its order, whether the job completed or why not. Rows are locked in
+     * id order, so concurrent batches cannot deadlock on each other.
+     */
+    const completeMany = (
+      workerId: string | undefined,
+      items: ReadonlyArray<{ readonly id: JobId; readonly resultJson: string; readonly message: string | null }>
+    ): Effect.Effect<ReadonlyArray<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>>> =>
+      Effect.gen(function*() {
+        if (items.length === 0) return []
+        const rows = yield* sql<CompletedRow>`
+          WITH input AS (
+            SELECT * FROM unnest(${items.map((i) => i.id)}::uuid[], ${items.map((i) => i.resultJson)}::text[],
+              ${items.map((i) => i.message)}::text[]) AS i(id, result, message)
+          ), cur AS (
+            SELECT j.id, j.status, j.worker_id, j.progress_percent FROM ${jobs} j
+            WHERE j.id IN (SELECT id FROM input) ORDER BY j.id FOR UPDATE
+          ), upd AS (
+            UPDATE ${jobs} j SET status = 'completed', version = j.version + 1, updated_at = now(),
+              result = i.result::jsonb, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
+              cancel_requested = false
+            FROM cur JOIN input i ON i.id = cur.id
+            WHERE j.id = cur.id AND cur.status = ANY(${allowedFrom("completed")})
+              ${workerId === undefined ? sql`` : sql`AND cur.worker_id = ${workerId}`}
+            RETURNING j.*, cur.status AS previous_status, cur.progress_percent AS previous_progress,
+              i.message AS event_message
+          ), ev AS (
+            INSERT INTO ${events} (job_id, version, type, status, previous_status, progress, previous_progress,
+              step, message, attempt)
+            SELECT id, version, 'job.status.changed', status, previous_status, progress_percent, previous_progress,
+              progress_step, event_message, attempt
+            FROM upd
+            RETURNING *
+          )
+          SELECT cur.id, cur.status AS "foundStatus", cur.worker_id AS "foundWorker",
+            CASE WHEN j.id IS NULL THEN NULL ELSE ${sql.literal(eventJson)} END AS "eventJson"
+          FROM cur LEFT JOIN upd j ON j.id = cur.id LEFT JOIN ev e ON e.job_id = j.id`.pipe(Effect.orDie)
+        const byId = new Map(rows.map((row) => [row.id, row]))
+        const answers: Array<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>> = []
+        for (const item of items) {
+          const row = byId.get(item.id)
+          if (row === undefined) {
+            answers.push(Either.left(new JobNotFound({ id: item.id })))
+          } else if (row.eventJson !== null) {
+            yield* local.publish(toJobEvent(yield* decodeEventJson(row.eventJson).pipe(Effect.orDie)))
+            answers.push(Either.right(item.id))
+          } else if (
+            workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&
+            row.foundWorker !== workerId
+          ) {
+            answers.push(Either.left(new NotJobHolder({ id: item.id, workerId, holder: row.foundWorker })))
+          } else {
+            answers.push(Either.left(new InvalidTransition({ id: item.id, from: row.foundStatus, to: "completed" })))
+          }
+        }
+        return answers
+      })
+
     /** claimed|running → failed, for good. */
     const fail = (id: JobId, options: Holder & { readonly code: string | null; readonly error: string }) =>
       transitionOrInvalid({
@@ -586,6 +653,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     return {
       start,
       complete,
+      completeMany,
       fail,
       retry,
       markCanceled,

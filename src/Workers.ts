@@ -33,6 +33,13 @@ export interface WorkerScope {
   readonly message?: string | undefined
 }
 
+/** One job of `completeMany`. */
+export interface CompleteItem {
+  readonly id: string
+  readonly result?: unknown
+  readonly message?: string | undefined
+}
+
 export interface FailOptions extends WorkerScope {
   /** A machine-readable code (`timeout`, `invalid_input`, …). */
   readonly code?: string | undefined
@@ -178,8 +185,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       return yield* repo.start(yield* V.jobId(id), yield* scopeOf(scope))
     })
 
-    /** Reports progress (throttled; see `ProgressReporter`). */
-    const progress = Effect.fn("Workers.progress")(function*(
+    /** Reports progress (throttled; see `ProgressReporter`, which traces the writes: a span per report would cost more than the report). */
+    const progress = Effect.fnUntraced(function*(
       id: string,
       report: ProgressReport,
       scope: { readonly workerId?: string | undefined } = {}
@@ -198,6 +205,36 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       const resultJson = yield* V.jsonValue("result", options.result, config.maxPayloadBytes)
       yield* reporter.flush(jobId)
       return yield* repo.complete(jobId, { ...scope, resultJson })
+    })
+
+    /**
+     * `complete` for up to 1,000 jobs of one worker in one statement (one commit): a worker's group commit. Answers
+     * per item, in input order, the job's id or why it was not completed (`NotJobHolder`, `InvalidTransition`,
+     * `JobNotFound`); invalid input fails the whole call and changes nothing.
+     */
+    const completeMany = Effect.fn("Workers.completeMany")(function*(
+      workerId: string,
+      items: ReadonlyArray<CompleteItem>
+    ) {
+      const worker = yield* workerIdOf(workerId)
+      if (!Array.isArray(items) || items.length === 0 || items.length > 1000) {
+        return yield* V.invalid("items", "must be a list of 1 to 1,000 jobs")
+      }
+      const seen = new Set<JobId>()
+      const validated: Array<{ id: JobId; resultJson: string; message: string | null }> = []
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!
+        const id = yield* V.jobId(item?.id, `items[${i}].id`)
+        if (seen.has(id)) return yield* V.invalid(`items[${i}].id`, `job ${id} is listed twice`)
+        seen.add(id)
+        validated.push({
+          id,
+          resultJson: yield* V.jsonValue(`items[${i}].result`, item.result, config.maxPayloadBytes),
+          message: yield* V.optionalText(`items[${i}].message`, item.message, 2000)
+        })
+      }
+      yield* Effect.forEach(validated, (item) => reporter.flush(item.id), { discard: true })
+      return yield* repo.completeMany(worker, validated)
     })
 
     /**
@@ -248,6 +285,6 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     const onCancelRequested = (handler: (ids: ReadonlyArray<JobId> | "*") => void) =>
       listener.on("cancel", (payload) => handler(payload === "*" ? "*" : (payload.split(",") as Array<JobId>)))
 
-    return { claim, heartbeat, start, progress, complete, fail, canceled, release, onCancelRequested } as const
+    return { claim, heartbeat, start, progress, complete, completeMany, fail, canceled, release, onCancelRequested } as const
   })
 }) {}

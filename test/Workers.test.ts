@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Clock, Duration, Effect, Fiber, Layer, TestClock } from "effect"
+import { Clock, Duration, Effect, Either, Fiber, Layer, TestClock } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
 import { awaitConnected, Listener } from "../src/Listener.js"
@@ -164,6 +164,70 @@ describe("Workers", () => {
         if (again._tag === "InvalidTransition") assert.strictEqual(again.from, "completed")
         const bad = yield* Effect.flip(workers.complete("not-a-uuid", { workerId: "w-a" }))
         assert.strictEqual(bad._tag, "InvalidInput")
+      }))
+
+    it.effect("completeMany completes a worker's jobs in one statement and says per item why one was not", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const jobs = yield* Jobs
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const queue = uniqueQueue("many-done")
+        const [a, b, done, foreign] = yield* jobs.enqueueBatch(["a", "b", "done", "foreign"].map((name) => ({ name, queue })))
+        yield* workers.claim("w-many", { queues: [queue], limit: 3 })
+        yield* workers.progress(a!.id, { percent: 40, force: true }, { workerId: "w-many" })
+        yield* workers.complete(done!.id, { workerId: "w-many" })
+        yield* workers.claim("w-other", { queues: [queue] })
+        const missing = "01900000-0000-7000-8000-000000000000"
+        const answers = yield* workers.completeMany("w-many", [
+          { id: a!.id, result: { n: 1 }, message: "first" },
+          { id: foreign!.id, result: 2 },
+          { id: b!.id },
+          { id: done!.id, result: 3 },
+          { id: missing }
+        ])
+        assert.deepStrictEqual(answers.map((x) => Either.isRight(x) ? "ok" : x.left._tag), [
+          "ok",
+          "NotJobHolder",
+          "ok",
+          "InvalidTransition",
+          "JobNotFound"
+        ])
+        const infoA = yield* jobs.get(a!.id)
+        assert.strictEqual(infoA.status, "completed")
+        assert.deepStrictEqual(infoA.result, { n: 1 })
+        assert.strictEqual((yield* jobs.get(b!.id)).result, null)
+        assert.strictEqual((yield* jobs.get(foreign!.id)).status, "claimed")
+        // the event says where progress was before the completion, and carries the message
+        const last = (yield* eventsOf(a!.id)).at(-1)!
+        assert.strictEqual(last.status, "completed")
+        assert.strictEqual(last.previousStatus, "running")
+        assert.strictEqual(last.previousProgress, 40)
+        assert.strictEqual(last.progress, 100)
+        assert.strictEqual(last.message, "first")
+        // one statement: the two jobs share their transaction's time
+        const times = yield* sql.unsafe<{ n: string }>(
+          `SELECT count(DISTINCT finished_at)::text AS n FROM "${schema}".jobs WHERE id IN ($1, $2)`,
+          [a!.id, b!.id]
+        )
+        assert.strictEqual(times[0]!.n, "1")
+        // bad input changes nothing
+        const c = yield* jobs.enqueue({ name: "c", queue })
+        yield* workers.claim("w-many", { queues: [queue] })
+        for (
+          const [items, field] of [
+            [[], "items"],
+            [[{ id: c.id }, { id: c.id }], "items[1].id"],
+            [[{ id: c.id }, { id: "nope" }], "items[1].id"],
+            [[{ id: c.id, message: 5 }], "items[0].message"],
+            [Array.from({ length: 1001 }, () => ({ id: c.id })), "items"]
+          ] as const
+        ) {
+          const error = yield* Effect.flip(workers.completeMany("w-many", items as never))
+          assert.strictEqual(error._tag, "InvalidInput")
+          if (error._tag === "InvalidInput") assert.strictEqual(error.field, field)
+        }
+        assert.strictEqual((yield* jobs.get(c.id)).status, "claimed")
       }))
 
     it.effect("a failed attempt is retried after a jittered exponential backoff; the last one fails for good", () =>

@@ -1,9 +1,11 @@
 import {
   Cause,
+  Chunk,
   Context,
   Deferred,
   Duration,
   Effect,
+  Either,
   Exit,
   Fiber,
   FiberMap,
@@ -18,7 +20,7 @@ import * as Os from "node:os"
 import type { JobId } from "./Domain/JobId.js"
 import type { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
 import type { ProgressReport } from "./ProgressReporter.js"
-import type { ClaimOptions, FailOptions, WorkerScope } from "./Workers.js"
+import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
 import { Workers } from "./Workers.js"
 
 /** Any failure of the worker protocol: the domain errors, or a transport's own. */
@@ -46,6 +48,14 @@ export interface WorkerBackendShape {
     id: string,
     options: WorkerScope & { readonly result?: unknown }
   ) => Effect.Effect<unknown, WorkerProtocolError>
+  /**
+   * Completes many jobs of the worker in one round trip, answering per item (in order) the job's id or why it was
+   * not completed. Optional: without it `Worker.run` completes jobs one by one.
+   */
+  readonly completeMany?: (
+    workerId: string,
+    items: ReadonlyArray<CompleteItem>
+  ) => Effect.Effect<ReadonlyArray<Either.Either<unknown, WorkerProtocolError>>, WorkerProtocolError>
   readonly fail: (id: string, options: FailOptions) => Effect.Effect<unknown, WorkerProtocolError>
   readonly canceled: (id: string, scope: WorkerScope) => Effect.Effect<unknown, WorkerProtocolError>
   readonly release: (workerId: string, ids: ReadonlyArray<JobId>) => Effect.Effect<unknown, WorkerProtocolError>
@@ -65,6 +75,7 @@ export const local: Layer.Layer<WorkerBackend, never, Workers> = Layer.effect(
     heartbeat: workers.heartbeat,
     progress: workers.progress,
     complete: workers.complete,
+    completeMany: workers.completeMany,
     fail: workers.fail,
     canceled: workers.canceled,
     release: workers.release,
@@ -149,7 +160,10 @@ export const run = <A, E, R>(
     const heartbeatInterval = Duration.decode(options.heartbeatInterval ?? "10 seconds")
     const grace = Duration.decode(options.shutdownGrace ?? "10 seconds")
     const claimWait = Duration.decode(options.claimWait ?? "30 seconds")
+    /** The jobs this worker holds (running, or their outcome being written), with their cancel signals. */
     const running = new Map<JobId, Deferred.Deferred<void>>()
+    /** Handlers running: what `concurrency` bounds. */
+    let busy = 0
     const stats = yield* Ref.make({ completed: 0, failed: 0, canceled: 0 })
     const freed = yield* Queue.sliding<void>(1)
     const handlers = yield* FiberMap.make<JobId>()
@@ -164,6 +178,48 @@ export const run = <A, E, R>(
 
     const warn = (what: string) => (error: WorkerProtocolError) =>
       Effect.logWarning(`worker ${workerId}: ${what}: ${error.message}`)
+
+    /**
+     * Completions go through one writer: the jobs that finish while a write is in flight are written together by
+     * the next one (a group commit: one statement, one commit, one doorbell for the lot). A handler's slot stays
+     * taken until its job's completion is written. A batch the backend refuses as a whole is retried one by one.
+     */
+    type Completion = {
+      readonly item: CompleteItem
+      readonly done: Deferred.Deferred<void, WorkerProtocolError>
+    }
+    const completions = yield* Queue.unbounded<Completion>()
+    const completeOne = (c: Completion) =>
+      backend.complete(c.item.id, { workerId, result: c.item.result }).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => Deferred.done(c.done, Exit.asVoid(exit)))
+      )
+    const completeMany = backend.completeMany
+    const completer = completeMany === undefined ? Effect.never : Effect.forever(
+      Effect.gen(function*() {
+        const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(completions, 1, 1000))
+        const answers = yield* completeMany(workerId, batch.map((c) => c.item)).pipe(Effect.exit)
+        if (Exit.isSuccess(answers) && answers.value.length === batch.length) {
+          yield* Effect.forEach(batch, (c, i) => {
+            const answer = answers.value[i]!
+            return Deferred.done(c.done, Either.isRight(answer) ? Exit.void : Exit.fail(answer.left))
+          }, { discard: true })
+        } else {
+          if (Exit.isFailure(answers)) {
+            yield* Effect.logWarning(`worker ${workerId}: a batch of ${batch.length} completions failed; one by one`, answers.cause)
+          }
+          yield* Effect.forEach(batch, completeOne, { concurrency: 4, discard: true })
+        }
+      })
+    )
+    const complete = (job: ClaimedJob, result: unknown) =>
+      completeMany === undefined
+        ? backend.complete(job.id, { workerId, result })
+        : Effect.gen(function*() {
+          const done = yield* Deferred.make<void, WorkerProtocolError>()
+          yield* Queue.offer(completions, { item: { id: job.id, result }, done })
+          yield* Deferred.await(done)
+        })
 
     /** Ends the job as the handler's outcome says. */
     const settle = (job: ClaimedJob, ending: Ending) => {
@@ -181,7 +237,7 @@ export const run = <A, E, R>(
           }).pipe(Effect.zipRight(Ref.update(stats, (s) => ({ ...s, failed: s.failed + 1 }))))
         case "Done": {
           if (Exit.isSuccess(ending.exit)) {
-            return backend.complete(job.id, { ...scope, result: ending.exit.value ?? null }).pipe(
+            return complete(job, ending.exit.value ?? null).pipe(
               Effect.zipRight(Ref.update(stats, (s) => ({ ...s, completed: s.completed + 1 })))
             )
           }
@@ -198,8 +254,15 @@ export const run = <A, E, R>(
     }
 
     /** Runs one job: the handler raced against its cancellation and its timeout. */
-    const runJob = (job: ClaimedJob, cancel: Deferred.Deferred<void>) =>
-      Effect.gen(function*() {
+    const runJob = (job: ClaimedJob, cancel: Deferred.Deferred<void>) => {
+      let slotHeld = true
+      const freeSlot = Effect.suspend(() => {
+        if (!slotHeld) return Effect.void
+        slotHeld = false
+        busy--
+        return Queue.offer(freed, undefined)
+      })
+      return Effect.gen(function*() {
         const ctx: WorkerContext = {
           job,
           workerId,
@@ -218,15 +281,23 @@ export const run = <A, E, R>(
         )
         // the loser is interrupted: a cancel request interrupts the handler fiber
         const ending = yield* Effect.raceFirst(timed, Deferred.await(cancel).pipe(Effect.as<Ending>({ _tag: "Canceled" })))
+        // the handler's slot is free: the next claim overlaps with the write of this job's outcome
+        yield* freeSlot
         // the outcome is recorded even if shutdown interrupts meanwhile
         yield* Effect.uninterruptible(settle(job, ending).pipe(Effect.catchAll(warn(`ending job ${job.id}`))))
       }).pipe(
-        Effect.ensuring(Effect.sync(() => running.delete(job.id)).pipe(Effect.zipRight(Queue.offer(freed, undefined))))
+        Effect.ensuring(Effect.suspend(() => {
+          running.delete(job.id)
+          // wakes the claim loop also when it waits for held jobs, not handlers, to drop below the bound
+          return slotHeld ? freeSlot : Queue.offer(freed, undefined)
+        }))
       )
+    }
 
     const claimLoop = Effect.gen(function*() {
       while (true) {
-        const free = concurrency - running.size
+        // at most `concurrency` handlers, and at most as many jobs again whose outcome is being written
+        const free = Math.min(concurrency - busy, 2 * concurrency - running.size)
         if (free <= 0) {
           yield* Queue.take(freed)
           continue
@@ -246,6 +317,7 @@ export const run = <A, E, R>(
         for (const job of jobs) {
           const cancel = yield* Deferred.make<void>()
           running.set(job.id, cancel)
+          busy++
           yield* FiberMap.run(handlers, job.id, runJob(job, cancel))
         }
       }
@@ -258,6 +330,8 @@ export const run = <A, E, R>(
       Effect.asVoid
     )
 
+    // forked before the shutdown finalizer is added: it outlives the handlers that wait on it
+    const completing = yield* Effect.forkScoped(completer)
     if (backend.onCancelRequested !== undefined) yield* backend.onCancelRequested(requestCancel)
     const heartbeats = yield* Effect.forkScoped(heartbeat.pipe(Effect.delay(heartbeatInterval)))
     const claiming = yield* Effect.forkScoped(claimLoop)
@@ -280,6 +354,7 @@ export const run = <A, E, R>(
           yield* Effect.logInfo(`worker ${workerId}: released ${left.length} unfinished jobs at shutdown`)
         }
         yield* Fiber.interrupt(heartbeats)
+        yield* Fiber.interrupt(completing)
       })
     )
 

@@ -178,6 +178,45 @@ describe("Worker.run", () => {
         yield* Scope.close(worker.scope, Exit.void)
       }))
 
+    it.effect("jobs that finish together are completed together: one statement for the lot", () =>
+      Effect.gen(function*() {
+        yield* awaitConnected(yield* Listener)
+        const jobs = yield* Jobs
+        const local = yield* Worker.WorkerBackend
+        const batches: Array<number> = []
+        const counting = Layer.succeed(Worker.WorkerBackend, {
+          ...local,
+          completeMany: (workerId, items) => {
+            batches.push(items.length)
+            return local.completeMany!(workerId, items)
+          }
+        })
+        const queue = uniqueQueue("group")
+        const gate = yield* Deferred.make<void>()
+        const started = yield* Ref.make(0)
+        const allStarted = yield* Deferred.make<void>()
+        const worker = yield* startWorker({
+          queues: [queue],
+          concurrency: 20,
+          handler: (job: ClaimedJob) =>
+            Ref.updateAndGet(started, (n) => n + 1).pipe(
+              Effect.tap((n) => n === 20 ? Deferred.succeed(allStarted, undefined) : Effect.void),
+              Effect.zipRight(Deferred.await(gate)),
+              Effect.as({ name: job.name })
+            )
+        }).pipe(Effect.provide(counting))
+        const refs = yield* jobs.enqueueBatch(Array.from({ length: 20 }, (_, i) => ({ name: `g${i}`, queue })))
+        yield* live(Deferred.await(allStarted))
+        yield* Deferred.succeed(gate, undefined)
+        const outcomes = yield* Effect.forEach(refs, (ref) => waitFor(ref.id))
+        assert.deepStrictEqual(outcomes.map((o) => o.status), refs.map(() => "completed"))
+        assert.deepStrictEqual(outcomes.map((o) => o.result), refs.map((_, i) => ({ name: `g${i}` })))
+        assert.strictEqual(batches.reduce((a, b) => a + b, 0), 20)
+        // the first job to finish may be written alone; the others wait for that write and go together
+        assert.isAtMost(batches.length, 3, `batches: ${batches.join(", ")}`)
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+
     it.effect("shutdown stops claiming, lets handlers finish within the grace period, then releases the rest", () =>
       Effect.gen(function*() {
         const jobs = yield* Jobs

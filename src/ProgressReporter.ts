@@ -141,53 +141,73 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
 
     const startTimer = (id: JobId, at: number) => FiberSet.run(timers, scheduleFlush(id, at)).pipe(Effect.asVoid)
 
-    /** Reports progress of job `id` (by `workerId` when given: only the holder may). */
-    const progress = Effect.fn("ProgressReporter.progress")(function*(
+    type Decision =
+      | { readonly _tag: "Write"; readonly lock: Effect.Semaphore; readonly fresh: boolean }
+      | { readonly _tag: "Coalesced" }
+      | { readonly _tag: "Regression"; readonly current: number }
+
+    /** Writes a report now, under the job's lock (traced: a write is a round trip; a coalesced report is not). */
+    const writeNow = (
+      id: JobId,
+      validated: ProgressWrite,
+      workerId: string | undefined,
+      decision: { readonly lock: Effect.Semaphore; readonly fresh: boolean },
+      at: number
+    ) =>
+      Effect.gen(function*() {
+        if (decision.fresh) yield* startTimer(id, at + windowMs)
+        const info = yield* decision.lock.withPermits(1)(write(id, validated, workerId)).pipe(
+          // a job that cannot take progress (unknown, not held, finished) has nothing to throttle
+          Effect.tapError((error) => error._tag === "ProgressRegression" ? Effect.void : update(id, () => undefined))
+        )
+        return new ProgressAck({ accepted: true, persisted: true, percent: info.progress.percent }, true)
+      }).pipe(Effect.withSpan("ProgressReporter.write", { attributes: { jobId: id } }))
+
+    /**
+     * Reports progress of job `id` (by `workerId` when given: only the holder may). The hot path: a coalesced
+     * report is a validation and one `Ref` update, a few microseconds, so that a tight loop of reports stays cheap.
+     */
+    const progress = (
       id: JobId,
       report: ProgressReport,
       options: { readonly workerId?: string | undefined } = {}
-    ) {
-      const validated = yield* validateReport(report)
-      yield* Metric.increment(reportsTotal)
-      const at = yield* Clock.currentTimeMillis
-      // decided atomically: write now (first report, or a window has passed, or forced) or coalesce
-      const decision = yield* Ref.modify(slots, (map): [
-        { readonly _tag: "Write"; readonly lock: Effect.Semaphore; readonly fresh: boolean } | {
-          readonly _tag: "Coalesced"
-        } | { readonly _tag: "Regression"; readonly current: number },
-        HashMap.HashMap<JobId, Slot>
-      ] => {
-        const slot = Option.getOrUndefined(HashMap.get(map, id))
-        if (slot !== undefined && validated.percent < slot.lastPercent) {
-          return [{ _tag: "Regression", current: slot.lastPercent }, map]
-        }
-        if (slot === undefined) {
-          const lock = Effect.unsafeMakeSemaphore(1)
-          const fresh: Slot = { lastPercent: validated.percent, lastWriteAt: at, pending: Option.none(), lock }
-          return [{ _tag: "Write", lock, fresh: true }, HashMap.set(map, id, fresh)]
-        }
-        if (report.force === true) {
-          const forced: Slot = { ...slot, lastPercent: validated.percent, lastWriteAt: at, pending: Option.none() }
-          return [{ _tag: "Write", lock: slot.lock, fresh: false }, HashMap.set(map, id, forced)]
-        }
-        const pending = Option.some({ write: validated, workerId: options.workerId })
-        return [{ _tag: "Coalesced" }, HashMap.set(map, id, { ...slot, lastPercent: validated.percent, pending })]
+    ): Effect.Effect<ProgressAck, ProgressError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (at) => {
+        const validated = validateReport(report)
+        if (Either.isLeft(validated)) return Effect.fail(validated.left)
+        const write = validated.right
+        reportsTotal.unsafeUpdate(1, [])
+        // decided atomically: write now (first report, or forced) or coalesce into the pending report
+        return Effect.flatMap(
+          Ref.modify(slots, (map): [Decision, HashMap.HashMap<JobId, Slot>] => {
+            const slot = Option.getOrUndefined(HashMap.get(map, id))
+            if (slot !== undefined && write.percent < slot.lastPercent) {
+              return [{ _tag: "Regression", current: slot.lastPercent }, map]
+            }
+            if (slot === undefined) {
+              const lock = Effect.unsafeMakeSemaphore(1)
+              const fresh: Slot = { lastPercent: write.percent, lastWriteAt: at, pending: Option.none(), lock }
+              return [{ _tag: "Write", lock, fresh: true }, HashMap.set(map, id, fresh)]
+            }
+            if (report.force === true) {
+              const forced: Slot = { ...slot, lastPercent: write.percent, lastWriteAt: at, pending: Option.none() }
+              return [{ _tag: "Write", lock: slot.lock, fresh: false }, HashMap.set(map, id, forced)]
+            }
+            const pending = Option.some({ write, workerId: options.workerId })
+            return [{ _tag: "Coalesced" }, HashMap.set(map, id, { ...slot, lastPercent: write.percent, pending })]
+          }),
+          (decision): Effect.Effect<ProgressAck, ProgressError> => {
+            switch (decision._tag) {
+              case "Regression":
+                return Effect.fail(new ProgressRegression({ id, current: decision.current, requested: write.percent }))
+              case "Coalesced":
+                return Effect.succeed(new ProgressAck({ accepted: true, persisted: false, percent: write.percent }, true))
+              case "Write":
+                return writeNow(id, write, options.workerId, decision, at)
+            }
+          }
+        )
       })
-      switch (decision._tag) {
-        case "Regression":
-          return yield* new ProgressRegression({ id, current: decision.current, requested: validated.percent })
-        case "Coalesced":
-          return ProgressAck.make({ accepted: true, persisted: false, percent: validated.percent })
-        case "Write": {
-          if (decision.fresh) yield* startTimer(id, at + windowMs)
-          const info = yield* decision.lock.withPermits(1)(write(id, validated, options.workerId)).pipe(
-            // a job that cannot take progress (unknown, not held, finished) has nothing to throttle
-            Effect.tapError((error) => error._tag === "ProgressRegression" ? Effect.void : update(id, () => undefined))
-          )
-          return ProgressAck.make({ accepted: true, persisted: true, percent: info.progress.percent })
-        }
-      }
-    })
 
     /** Writes the pending report of job `id` now, if there is one, and forgets the job (before a terminal change). */
     const flush = Effect.fn("ProgressReporter.flush")(function*(id: JobId) {

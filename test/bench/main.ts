@@ -15,6 +15,8 @@ import { JobsRepo } from "../../src/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
 import { enqueue } from "./enqueue.js"
 import { latency } from "./latency.js"
+import { lifecycle } from "./lifecycle.js"
+import { progress } from "./progress.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
 
@@ -23,7 +25,9 @@ type Services = JobWatch.Services | JobsRepo | Notifications | PgClient.PgClient
 const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Services | Scope.Scope>> = {
   enqueue,
   latency,
-  waiters
+  waiters,
+  lifecycle,
+  progress
 }
 
 const database = Effect.gen(function*() {

@@ -1,8 +1,7 @@
 // Claims, starts and completes the jobs of queue argv[4] (in database argv[2], schema argv[3]) with the result
 // {"by":"child"}, then exits: the "another process" of test/CompletionWatcher.test.ts.
-import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
-import { JobWatchConfig } from "../../src/Config.js"
+import { Effect, Layer } from "effect"
+import { childDatabase, runChild } from "./child.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
 
 const [url, schema, queue] = process.argv.slice(2)
@@ -18,18 +17,6 @@ const program = Effect.gen(function*() {
     yield* repo.complete(job.id, { resultJson: JSON.stringify({ by: "child" }) })
   }
   process.stdout.write(`${claimed.length}\n`)
-}).pipe(
-  Effect.provide(
-    JobsRepo.Default.pipe(
-      Layer.provide(Layer.merge(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }), JobWatchConfig.layer({ schema })))
-    )
-  )
-)
+}).pipe(Effect.provide(JobsRepo.Default.pipe(Layer.provide(childDatabase(url, schema)))))
 
-Effect.runPromise(program).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(`${String(error)}\n`)
-    process.exit(1)
-  }
-)
+runChild(program)

@@ -1,9 +1,8 @@
 // Reports progress 0.5, 1.5, …, 99.5 (forced, 10 ms apart) on job argv[4] (in database argv[2], schema argv[3])
 // as the worker argv[5], then prints how many reports were refused as regressions: the "other process" of
 // test/Progress.test.ts.
-import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
-import { JobWatchConfig } from "../../src/Config.js"
+import { Effect, Layer } from "effect"
+import { childDatabase, runChild } from "./child.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { ProgressReporter } from "../../src/ProgressReporter.js"
 
@@ -22,18 +21,6 @@ const program = Effect.gen(function*() {
     yield* Effect.sleep("10 millis")
   }
   process.stdout.write(`${refused}\n`)
-}).pipe(
-  Effect.provide(
-    ProgressReporter.Default.pipe(
-      Layer.provide(Layer.merge(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 }), JobWatchConfig.layer({ schema })))
-    )
-  )
-)
+}).pipe(Effect.provide(ProgressReporter.Default.pipe(Layer.provide(childDatabase(url, schema)))))
 
-Effect.runPromise(program).then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(`${String(error)}\n`)
-    process.exit(1)
-  }
-)
+runChild(program)

@@ -1,5 +1,26 @@
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import {
+  HttpApi,
+  HttpApiEndpoint,
+  HttpApiGroup,
+  HttpApiMiddleware,
+  HttpApiSchema,
+  HttpApiSecurity,
+  OpenApi
+} from "@effect/platform"
 import { Schema } from "effect"
+import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
+import {
+  InvalidInput,
+  InvalidProgress,
+  InvalidTransition,
+  JobNotFound,
+  NotJobHolder,
+  PayloadTooLarge,
+  ProgressRegression,
+  WorkerNotFound
+} from "./Domain/Errors.js"
+import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
+import { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
 
 /** `GET /health`: the process is up. */
 export class Health extends Schema.Class<Health>("Health")({
@@ -32,9 +53,232 @@ export class OpsApi extends HttpApiGroup.make("ops")
   .annotate(OpenApi.Description, "Liveness and readiness for supervisors and load balancers")
 {}
 
+/**
+ * The authentication port: a bearer token in, the `CurrentUser` out, `Unauthorized` (401) otherwise. jobwatch's
+ * own implementation verifies JWTs (`Auth.ts`); an embedding application provides its own layer instead.
+ */
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("jobwatch/Authentication", {
+  failure: Unauthorized,
+  provides: CurrentUser,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+// ---- request bodies: types here, ranges and limits checked by the services (400 naming the field) ----
+
+const Backoff = Schema.Struct({
+  delaySeconds: Schema.optional(Schema.Number),
+  maxDelaySeconds: Schema.optional(Schema.Number),
+  multiplier: Schema.optional(Schema.Number)
+})
+
+/** A job to enqueue. Give `runAt` or `delaySeconds`, not both. */
+export const EnqueueBody = Schema.Struct({
+  name: Schema.String,
+  queue: Schema.optional(Schema.String),
+  payload: Schema.optional(Schema.Unknown),
+  priority: Schema.optional(Schema.Number),
+  runAt: Schema.optional(Schema.String).annotations({ description: "ISO-8601 time" }),
+  delaySeconds: Schema.optional(Schema.Number),
+  maxAttempts: Schema.optional(Schema.Number),
+  timeoutSeconds: Schema.optional(Schema.Number),
+  idempotencyKey: Schema.optional(Schema.String),
+  backoff: Schema.optional(Backoff)
+}).annotations({ identifier: "EnqueueBody" })
+export type EnqueueBody = typeof EnqueueBody.Type
+
+/** A new job (201) … */
+const Created = Schema.Struct({ ...JobRef.fields, existing: Schema.Literal(false) }).annotations({
+  identifier: "JobCreated",
+  ...HttpApiSchema.annotations({ status: 201 })
+})
+/** … or the job an idempotency key already named (200). */
+const Existing = Schema.Struct({ ...JobRef.fields, existing: Schema.Literal(true) }).annotations({
+  identifier: "JobExisting",
+  description: "The job this idempotency key already created"
+})
+
+export class JobRefs extends Schema.Class<JobRefs>("JobRefs")({ jobs: Schema.Array(JobRef) }) {}
+
+export const WaitBody = Schema.Struct({
+  ids: Schema.Array(Schema.String),
+  mode: Schema.optionalWith(Schema.Literal("all", "any"), { default: () => "all" as const }),
+  timeoutSeconds: Schema.optional(Schema.Number)
+}).annotations({ identifier: "WaitBody" })
+
+export class WaitResult extends Schema.Class<WaitResult>("WaitResult")({
+  jobs: Schema.Array(JobOutcome),
+  timedOut: Schema.Boolean
+}) {}
+
+const IdPath = Schema.Struct({ id: Schema.String })
+
+/** `Prefer: wait=N` (RFC 7240): answer when the job is terminal (or changed after `afterVersion`), or N s passed. */
+const WaitHeaders = Schema.Struct({
+  prefer: Schema.optional(Schema.String).annotations({
+    description: "wait=N: hold the answer up to N seconds until the job is terminal, or changed after afterVersion"
+  })
+})
+const AfterVersion = Schema.Struct({ afterVersion: Schema.optional(Schema.NumberFromString) })
+
+const ListParams = Schema.Struct({
+  status: Schema.optional(Schema.String).annotations({ description: "statuses or aliases, comma-separated" }),
+  queue: Schema.optional(Schema.String),
+  name: Schema.optional(Schema.String),
+  page: Schema.optional(Schema.NumberFromString),
+  limit: Schema.optional(Schema.NumberFromString),
+  cursor: Schema.optional(Schema.String).annotations({ description: "keyset paging: nextCursor of the previous page" })
+})
+
+export class JobsApi extends HttpApiGroup.make("jobs")
+  .add(
+    HttpApiEndpoint.post("enqueue", "/v1/jobs")
+      .setPayload(EnqueueBody)
+      .addSuccess(Created)
+      .addSuccess(Existing)
+      .addError(InvalidInput)
+      .addError(PayloadTooLarge)
+  )
+  .add(
+    HttpApiEndpoint.post("enqueueBatch", "/v1/jobs/batch")
+      .setPayload(Schema.Struct({ jobs: Schema.Array(EnqueueBody) }))
+      .addSuccess(JobRefs, { status: 201 })
+      .addError(InvalidInput)
+      .addError(PayloadTooLarge)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/jobs")
+      .setUrlParams(ListParams)
+      .addSuccess(JobPage)
+      .addSuccess(JobCursorPage)
+      .addError(InvalidInput)
+  )
+  .add(
+    HttpApiEndpoint.post("wait", "/v1/jobs/wait")
+      .setPayload(WaitBody)
+      .addSuccess(WaitResult)
+      .addError(InvalidInput)
+      .addError(JobNotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/jobs/:id")
+      .setPath(IdPath)
+      .setHeaders(WaitHeaders)
+      .setUrlParams(AfterVersion)
+      .addSuccess(JobInfo)
+      .addError(InvalidInput)
+      .addError(JobNotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("status", "/v1/jobs/:id/status")
+      .setPath(IdPath)
+      .setHeaders(WaitHeaders)
+      .setUrlParams(AfterVersion)
+      .addSuccess(JobStatusInfo)
+      .addError(InvalidInput)
+      .addError(JobNotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("cancel", "/v1/jobs/:id/cancel")
+      .setPath(IdPath)
+      .addSuccess(JobInfo)
+      .addError(InvalidInput)
+      .addError(JobNotFound)
+      .addError(InvalidTransition)
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/v1/jobs/:id")
+      .setPath(IdPath)
+      .addSuccess(JobInfo)
+      .addError(InvalidInput)
+      .addError(JobNotFound)
+      .addError(InvalidTransition)
+  )
+  .middleware(Authentication)
+  .annotate(OpenApi.Description, "Jobs: enqueue, read, long-poll, list, wait for many, cancel, delete")
+{}
+
+export const ClaimBody = Schema.Struct({
+  queues: Schema.optional(Schema.Array(Schema.String)),
+  names: Schema.optional(Schema.Array(Schema.String)),
+  limit: Schema.optional(Schema.Number),
+  waitSeconds: Schema.optional(Schema.Number)
+}).annotations({ identifier: "ClaimBody" })
+
+export class ClaimResult extends Schema.Class<ClaimResult>("ClaimResult")({ jobs: Schema.Array(ClaimedJob) }) {}
+
+export const UpdateBody = Schema.Struct({
+  workerId: Schema.String,
+  status: Schema.Literal("running", "completed", "failed", "canceled"),
+  result: Schema.optional(Schema.Unknown),
+  error: Schema.optional(Schema.Struct({
+    code: Schema.optional(Schema.String),
+    message: Schema.String,
+    retryable: Schema.optional(Schema.Boolean)
+  })),
+  message: Schema.optional(Schema.String)
+}).annotations({ identifier: "UpdateBody" })
+
+export const ProgressBody = Schema.Struct({
+  workerId: Schema.String,
+  percent: Schema.Number,
+  step: Schema.optional(Schema.String),
+  message: Schema.optional(Schema.String),
+  data: Schema.optional(Schema.Unknown),
+  force: Schema.optional(Schema.Boolean)
+}).annotations({ identifier: "ProgressBody" })
+
+const WorkerPath = Schema.Struct({ workerId: Schema.String })
+
+export class WorkersApi extends HttpApiGroup.make("workers")
+  .add(
+    HttpApiEndpoint.post("claim", "/v1/workers/:workerId/claim")
+      .setPath(WorkerPath)
+      .setPayload(ClaimBody)
+      .addSuccess(ClaimResult)
+      .addError(InvalidInput)
+  )
+  .add(
+    HttpApiEndpoint.patch("heartbeat", "/v1/workers/:workerId")
+      .setPath(WorkerPath)
+      .addSuccess(HeartbeatResult)
+      .addError(InvalidInput)
+      .addError(WorkerNotFound)
+  )
+  .add(
+    HttpApiEndpoint.patch("update", "/v1/jobs/:id")
+      .setPath(IdPath)
+      .setPayload(UpdateBody)
+      .addSuccess(JobInfo)
+      .addError(InvalidInput)
+      .addError(InvalidProgress)
+      .addError(PayloadTooLarge)
+      .addError(JobNotFound)
+      .addError(InvalidTransition)
+      .addError(NotJobHolder)
+  )
+  .add(
+    HttpApiEndpoint.post("progress", "/v1/jobs/:id/progress")
+      .setPath(IdPath)
+      .setPayload(ProgressBody)
+      .addSuccess(ProgressAck)
+      .addError(InvalidInput)
+      .addError(InvalidProgress)
+      .addError(PayloadTooLarge)
+      .addError(JobNotFound)
+      .addError(InvalidTransition)
+      .addError(NotJobHolder)
+      .addError(ProgressRegression)
+  )
+  .addError(Forbidden)
+  .middleware(Authentication)
+  .annotate(OpenApi.Description, "The worker protocol (role worker or admin): claim, heartbeat, report, end jobs")
+{}
+
 /** The HTTP API definition: import it in clients without pulling in any server code. */
 export class Api extends HttpApi.make("jobwatch")
   .add(OpsApi)
+  .add(JobsApi)
+  .add(WorkersApi)
   .annotate(OpenApi.Title, "jobwatch")
   .annotate(OpenApi.Description, "Job tracking and notifications on PostgreSQL")
 {}

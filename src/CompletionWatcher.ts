@@ -1,5 +1,5 @@
 import type { Duration } from "effect"
-import { Deferred, Effect, Queue, Stream } from "effect"
+import { Deferred, Effect, Option, Queue, Stream } from "effect"
 import type { InvalidInput } from "./Domain/Errors.js"
 import { JobNotFound } from "./Domain/Errors.js"
 import { JobError, JobOutcome } from "./Domain/Job.js"
@@ -185,6 +185,39 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       )
     })
 
-    return { waitFor, waitForAll, waitForFirst, awaitCompletion, isComplete, watch, changes } as const
+    /**
+     * Waits for all (`mode: "all"`) or the first (`"any"`) of `ids` (1–1,000) to be terminal, for at most `timeout`,
+     * then answers every job's current outcome in input order and whether the wait timed out. With `owner`, a job of
+     * another owner is `JobNotFound`, like an unknown one.
+     */
+    const waitMany = Effect.fn("CompletionWatcher.waitMany")(function*(
+      ids: ReadonlyArray<string>,
+      options: {
+        readonly mode: "all" | "any"
+        readonly timeout: Duration.DurationInput
+        readonly owner?: string | undefined
+      }
+    ) {
+      const jobIds = yield* validIds(ids)
+      if (jobIds.length > 1000) return yield* V.invalid("ids", "must list at most 1,000 job ids")
+      const ms = yield* V.duration("timeoutSeconds", options.timeout)
+      const found = yield* repo.visible(jobIds, options.owner)
+      const missing = jobIds.find((id) => !found.has(id))
+      if (missing !== undefined) return yield* new JobNotFound({ id: missing })
+      const waited = ms === 0 ? Option.none() : yield* (options.mode === "all"
+        ? waitForAll(jobIds).pipe(Effect.asVoid)
+        : waitForFirst(jobIds).pipe(Effect.asVoid)).pipe(Effect.timeoutOption(ms))
+      const outcomes = new Map((yield* repo.outcomes(jobIds)).map((outcome) => [outcome.id, outcome]))
+      const jobs: Array<JobOutcome> = []
+      for (const id of jobIds) {
+        const outcome = outcomes.get(id)
+        // deleted since it was found: its outcome is gone with it
+        if (outcome === undefined) return yield* new JobNotFound({ id })
+        jobs.push(outcome)
+      }
+      return { jobs, timedOut: Option.isNone(waited) }
+    })
+
+    return { waitFor, waitForAll, waitForFirst, waitMany, awaitCompletion, isComplete, watch, changes } as const
   })
 }) {}

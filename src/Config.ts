@@ -40,6 +40,12 @@ export interface JobWatchConfigShape {
   readonly reaper: boolean
   /** Per job, at most one progress write per window (the first at once, the last always). */
   readonly progressThrottle: Duration.Duration
+  /** The longest an HTTP long-poll (`Prefer: wait=N`, `waitSeconds`, `timeoutSeconds`) may wait. */
+  readonly maxWait: Duration.Duration
+  /** The largest HTTP request body; larger ones answer 413 before they are parsed. */
+  readonly maxBodyBytes: number
+  /** Origins allowed by CORS (`*` for any); empty: no CORS headers. */
+  readonly corsOrigins: ReadonlyArray<string>
 }
 
 /** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
@@ -70,7 +76,10 @@ export const defaults: JobWatchConfigShape = {
   workerTimeout: Duration.seconds(30),
   reaperInterval: Duration.seconds(1),
   reaper: true,
-  progressThrottle: Duration.seconds(2)
+  progressThrottle: Duration.seconds(2),
+  maxWait: Duration.seconds(60),
+  maxBodyBytes: 16 * 1024 * 1024,
+  corsOrigins: []
 }
 
 /** The environment variable behind each field (`layerConfig`). */
@@ -94,7 +103,10 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   workerTimeout: "JOBWATCH_WORKER_TIMEOUT",
   reaperInterval: "JOBWATCH_REAPER_INTERVAL",
   reaper: "JOBWATCH_REAPER",
-  progressThrottle: "JOBWATCH_PROGRESS_THROTTLE"
+  progressThrottle: "JOBWATCH_PROGRESS_THROTTLE",
+  maxWait: "JOBWATCH_MAX_WAIT",
+  maxBodyBytes: "JOBWATCH_MAX_BODY_BYTES",
+  corsOrigins: "JOBWATCH_CORS_ORIGINS"
 }
 
 type Field = keyof JobWatchConfigShape
@@ -174,6 +186,19 @@ const bool = (field: Field, value: unknown): Either.Either<boolean, Invalid> => 
   return Either.left({ field, message: `expected true or false, got ${JSON.stringify(value)}` })
 }
 
+/** A list of origins, or a comma-separated string of them. */
+const origins = (value: unknown): Either.Either<ReadonlyArray<string>, Invalid> => {
+  const list = typeof value === "string" ? value.split(",") : value
+  if (!Array.isArray(list) || !list.every((o) => typeof o === "string")) {
+    return Either.left({ field: "corsOrigins", message: "expected origins such as https://app.example.com, comma-separated" })
+  }
+  const trimmed = list.map((o: string) => o.trim()).filter((o) => o !== "")
+  const bad = trimmed.find((o) => o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o))
+  return bad === undefined
+    ? Either.right(trimmed)
+    : Either.left({ field: "corsOrigins", message: `expected an origin such as https://app.example.com or *, got ${JSON.stringify(bad)}` })
+}
+
 type RawInput = { readonly [K in Field]?: unknown }
 
 const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
@@ -207,7 +232,10 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       workerTimeout: yield* positiveDuration("workerTimeout", v.workerTimeout),
       reaperInterval: yield* positiveDuration("reaperInterval", v.reaperInterval),
       reaper: yield* bool("reaper", v.reaper),
-      progressThrottle: yield* duration("progressThrottle", v.progressThrottle)
+      progressThrottle: yield* duration("progressThrottle", v.progressThrottle),
+      maxWait: yield* duration("maxWait", v.maxWait),
+      maxBodyBytes: yield* intIn("maxBodyBytes", v.maxBodyBytes, 1024, 1024 * 1024 * 1024),
+      corsOrigins: yield* origins(v.corsOrigins)
     }
   })
 
@@ -257,7 +285,10 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         workerTimeout: str("workerTimeout"),
         reaperInterval: str("reaperInterval"),
         reaper: str("reaper"),
-        progressThrottle: str("progressThrottle")
+        progressThrottle: str("progressThrottle"),
+        maxWait: str("maxWait"),
+        maxBodyBytes: int("maxBodyBytes"),
+        corsOrigins: Config.option(Config.string(envNames.corsOrigins))
       })
       const input: Partial<Record<Field, unknown>> = {}
       for (const [field, value] of Object.entries(raw)) {

@@ -1,11 +1,26 @@
-import { HttpApiBuilder, HttpLayerRouter } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiSwagger,
+  HttpApp,
+  HttpLayerRouter,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
-import { Api, Health, NotReady, Readiness } from "./Api.js"
+import type { EnqueueBody } from "./Api.js"
+import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult } from "./Api.js"
+import * as Auth from "./Auth.js"
+import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
+import { CurrentUser, Forbidden } from "./Domain/Auth.js"
+import { InvalidInput, PayloadTooLarge } from "./Domain/Errors.js"
+import type { EnqueueOptions } from "./Jobs.js"
+import { Jobs } from "./Jobs.js"
 import { Listener } from "./Listener.js"
+import { Workers } from "./Workers.js"
 
 /** `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). */
 export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
@@ -37,9 +52,262 @@ export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
         }))
   }))
 
-/** Every route of the API on one `HttpLayerRouter`. */
-export const RoutesLive = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide(OpsLive)
+/** A number of seconds from a request: finite and at least `min`, else `InvalidInput` naming `field`. */
+const seconds = (field: string, value: number | undefined, min = 0) =>
+  value === undefined
+    ? Effect.succeed(undefined)
+    : Number.isFinite(value) && value >= min
+    ? Effect.succeed(Duration.millis(Math.round(value * 1000)))
+    : Effect.fail(new InvalidInput({ field, message: `must be a number of seconds of at least ${min}, got ${value}` }))
+
+/** The service's names of duration fields, as the HTTP API spells them (in seconds). */
+const httpField = (field: string) => field.replace(/(^|\.)(delay|maxDelay|timeout)$/, "$1$2Seconds")
+
+/** An enqueue body (seconds) as the service's options (durations), owned by `owner`. */
+const enqueueOptions = (body: EnqueueBody, owner: string, prefix = "") =>
+  Effect.gen(function*() {
+    const backoff = body.backoff === undefined ? undefined : {
+      delay: yield* seconds(`${prefix}backoff.delaySeconds`, body.backoff.delaySeconds),
+      maxDelay: yield* seconds(`${prefix}backoff.maxDelaySeconds`, body.backoff.maxDelaySeconds),
+      multiplier: body.backoff.multiplier
+    }
+    return {
+      name: body.name,
+      queue: body.queue,
+      payload: body.payload,
+      priority: body.priority,
+      runAt: body.runAt,
+      delay: yield* seconds(`${prefix}delaySeconds`, body.delaySeconds),
+      maxAttempts: body.maxAttempts,
+      timeout: yield* seconds(`${prefix}timeoutSeconds`, body.timeoutSeconds, 0.001),
+      idempotencyKey: body.idempotencyKey,
+      owner,
+      backoff
+    } satisfies EnqueueOptions
+  })
+
+const renameFields = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.mapError(effect, (error) =>
+    error instanceof InvalidInput
+      ? new InvalidInput({ field: httpField(error.field), message: error.message.replace(error.field, httpField(error.field)) })
+      : error)
+
+/** `Prefer: wait=N` (RFC 7240): N seconds capped at `max`; absent, malformed or 0: no wait. */
+export const preferredWait = (prefer: string | undefined, max: Duration.Duration): number => {
+  if (prefer === undefined) return 0
+  for (const part of prefer.split(/[,;]/)) {
+    const m = /^\s*wait\s*=\s*"?(\d{1,9})"?\s*$/i.exec(part)
+    if (m !== null) return Math.min(Number(m[1]), Math.floor(Duration.toSeconds(max)))
+  }
+  return 0
+}
+
+/**
+ * Reads a job with `read`; with a wait of N seconds, answers when it is terminal (or, with `afterVersion`, when its
+ * version passed it), or when N seconds passed, with `Preference-Applied`. The wait holds no database connection:
+ * the `CompletionWatcher` wakes it.
+ */
+const longPoll = <A extends { readonly version: number; readonly terminal: boolean }, E, R>(
+  id: string,
+  read: Effect.Effect<A, E, R>,
+  wait: number,
+  afterVersion: number | undefined
+) =>
+  Effect.gen(function*() {
+    const watcher = yield* CompletionWatcher
+    const first = yield* read
+    if (wait <= 0) return first
+    yield* HttpApp.appendPreResponseHandler((_request, response) =>
+      Effect.succeed(HttpServerResponse.setHeader(response, "preference-applied", `wait=${wait}`))
+    )
+    const done = afterVersion === undefined ? first.terminal : first.version > afterVersion || first.terminal
+    if (done) return first
+    const change = afterVersion === undefined
+      ? watcher.waitFor(id).pipe(Effect.asVoid)
+      : watcher.changes(id, afterVersion).pipe(Effect.asVoid)
+    // the job was found: a failure of the wait (deleted meanwhile) shows in the final read
+    yield* change.pipe(Effect.timeoutOption(Duration.seconds(wait)), Effect.ignore)
+    return yield* read
+  })
+
+const afterVersionOf = (value: number | undefined) =>
+  value === undefined || (Number.isInteger(value) && value >= 0)
+    ? Effect.succeed(value)
+    : Effect.fail(new InvalidInput({ field: "afterVersion", message: `must be a non-negative integer, got ${value}` }))
+
+export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
+  Effect.gen(function*() {
+    const jobs = yield* Jobs
+    const watcher = yield* CompletionWatcher
+    const config = yield* JobWatchConfig
+    return handlers
+      .handle("enqueue", ({ payload }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const ref = yield* jobs.enqueue(yield* enqueueOptions(payload, user.sub)).pipe(renameFields)
+          return ref.existing ? { ...ref, existing: true as const } : { ...ref, existing: false as const }
+        }))
+      .handle("enqueueBatch", ({ payload }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          if (!Array.isArray(payload.jobs) || payload.jobs.length === 0 || payload.jobs.length > config.maxBatchSize) {
+            return yield* new InvalidInput({ field: "jobs", message: `must hold 1 to ${config.maxBatchSize} jobs` })
+          }
+          const options = yield* Effect.forEach(payload.jobs, (job, i) => enqueueOptions(job, user.sub, `jobs[${i}].`))
+          return JobRefs.make({ jobs: yield* jobs.enqueueBatch(options).pipe(renameFields) })
+        }))
+      .handle("list", ({ urlParams }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const filter = { status: urlParams.status, queue: urlParams.queue, name: urlParams.name, owner: user.ownerScope }
+          if (urlParams.cursor !== undefined) {
+            return yield* jobs.listByCursor({ ...filter, cursor: urlParams.cursor, limit: urlParams.limit })
+          }
+          return yield* jobs.list({ ...filter, page: urlParams.page, limit: urlParams.limit })
+        }))
+      .handle("wait", ({ payload }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const timeout = (yield* seconds("timeoutSeconds", payload.timeoutSeconds)) ?? config.maxWait
+          const capped = Duration.min(timeout, config.maxWait)
+          const result = yield* watcher.waitMany(payload.ids, { mode: payload.mode, timeout: capped, owner: user.ownerScope })
+          return WaitResult.make(result)
+        }))
+      .handle("get", ({ headers, path, urlParams }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const after = yield* afterVersionOf(urlParams.afterVersion)
+          const wait = preferredWait(headers.prefer, config.maxWait)
+          return yield* longPoll(path.id, jobs.get(path.id, { owner: user.ownerScope }), wait, after)
+        }))
+      .handle("status", ({ headers, path, urlParams }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const after = yield* afterVersionOf(urlParams.afterVersion)
+          const wait = preferredWait(headers.prefer, config.maxWait)
+          return yield* longPoll(path.id, jobs.status(path.id, { owner: user.ownerScope }), wait, after)
+        }))
+      .handle("cancel", ({ path }) =>
+        Effect.flatMap(CurrentUser, (user) => jobs.cancel(path.id, { owner: user.ownerScope })))
+      .handle("delete", ({ path }) =>
+        Effect.flatMap(CurrentUser, (user) => jobs.delete(path.id, { owner: user.ownerScope })).pipe(
+          // only a worker acting on a job it does not hold gets NotJobHolder; a user never acts as one
+          Effect.catchTag("NotJobHolder", Effect.die)
+        ))
+  }))
+
+/** The worker endpoints need the `worker` role (or `admin`). */
+const asWorker = Effect.flatMap(CurrentUser, (user) =>
+  user.isWorker
+    ? Effect.void
+    : Effect.fail(new Forbidden({ message: "this needs the worker role", required: "worker" })))
+
+export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
+  Effect.gen(function*() {
+    const workers = yield* Workers
+    const config = yield* JobWatchConfig
+    return handlers
+      .handle("claim", ({ path, payload }) =>
+        Effect.gen(function*() {
+          yield* asWorker
+          const wait = yield* seconds("waitSeconds", payload.waitSeconds)
+          const jobs = yield* workers.claim(path.workerId, {
+            queues: payload.queues,
+            names: payload.names,
+            limit: payload.limit,
+            wait: wait === undefined ? undefined : Duration.min(wait, config.maxWait)
+          })
+          return ClaimResult.make({ jobs })
+        }))
+      .handle("heartbeat", ({ path }) => Effect.zipRight(asWorker, workers.heartbeat(path.workerId)))
+      .handle("update", ({ path, payload }) =>
+        Effect.gen(function*() {
+          yield* asWorker
+          const scope = { workerId: payload.workerId, message: payload.message }
+          switch (payload.status) {
+            case "running":
+              return yield* workers.start(path.id, scope)
+            case "completed":
+              return yield* workers.complete(path.id, { ...scope, result: payload.result })
+            case "canceled":
+              return yield* workers.canceled(path.id, scope)
+            case "failed": {
+              if (payload.error === undefined) {
+                return yield* new InvalidInput({ field: "error", message: "is required when status is failed" })
+              }
+              return yield* workers.fail(path.id, {
+                ...scope,
+                code: payload.error.code,
+                error: payload.error.message,
+                retryable: payload.error.retryable
+              })
+            }
+          }
+        }))
+      .handle("progress", ({ path, payload }) =>
+        Effect.zipRight(
+          asWorker,
+          workers.progress(path.id, {
+            percent: payload.percent,
+            step: payload.step,
+            message: payload.message,
+            data: payload.data,
+            force: payload.force
+          }, { workerId: payload.workerId })
+        ))
+  }))
+
+/**
+ * Bodies over `maxBodyBytes` answer 413 before they are parsed: by their `content-length`, or while they are read
+ * (a chunked body is read, up to the limit, before the route runs).
+ */
+export const BodyLimit = HttpLayerRouter.middleware(
+  Effect.gen(function*() {
+    const config = yield* JobWatchConfig
+    const limit = config.maxBodyBytes
+    const tooLarge = (size: number) =>
+      HttpServerResponse.unsafeJson(new PayloadTooLarge({ field: "body", size, limit }), { status: 413 })
+    return (app) =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return yield* app
+        const length = Number(request.headers["content-length"] ?? Number.NaN)
+        if (Number.isFinite(length) && length > limit) return tooLarge(length)
+        if (!Number.isFinite(length) && request.headers["transfer-encoding"] !== undefined) {
+          const read = yield* request.text.pipe(HttpServerRequest.withMaxBodySize(Option.some(limit)), Effect.either)
+          if (read._tag === "Left") return tooLarge(limit + 1)
+        }
+        return yield* app
+      })
+  }),
+  { global: true }
+)
+
+/** CORS for `corsOrigins` (none by default: no CORS headers at all). */
+export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =>
+  config.corsOrigins.length === 0
+    ? Layer.empty
+    : HttpLayerRouter.cors({
+      allowedOrigins: config.corsOrigins.includes("*") ? () => true : config.corsOrigins,
+      allowedHeaders: ["authorization", "content-type", "prefer", "last-event-id"],
+      exposedHeaders: ["preference-applied"],
+      maxAge: 600
+    })))
+
+/**
+ * The API's routes, to mount on a host's `HttpLayerRouter`: they need an `Authentication` layer (the host's own,
+ * or `Auth.layerJwt`) and the jobwatch services.
+ */
+export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
+  Layer.provide([OpsLive, JobsLive, WorkersLive])
+)
+
+/** Every route of the service: the API, `/docs` (Swagger UI, offline), the body limit and CORS. */
+export const RoutesLive = Layer.mergeAll(
+  HttpRoutes,
+  HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
+  BodyLimit,
+  CorsLive
 )
 
 /** The Node HTTP server on the configured host and port. */
@@ -47,4 +315,8 @@ export const NodeServerLive = Layer.unwrapEffect(
   Effect.map(JobWatchConfig, (config) => NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
 )
 
-export const ServerLive = HttpLayerRouter.serve(RoutesLive).pipe(Layer.provide(NodeServerLive))
+/** The service: routes with JWT authentication, served on the configured host and port. */
+export const ServerLive = HttpLayerRouter.serve(RoutesLive).pipe(
+  Layer.provide(Auth.layerJwt),
+  Layer.provide(NodeServerLive)
+)

@@ -285,6 +285,16 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.orDie
       )
 
+    /** Which of `ids` exist (and belong to `owner`, when given). */
+    const visible = (ids: ReadonlyArray<JobId>, owner?: string) =>
+      ids.length === 0
+        ? Effect.succeed(new Set<JobId>())
+        : sql<{ readonly id: JobId }>`SELECT j.id FROM ${jobs} j
+            WHERE j.id = ANY(${ids}::uuid[]) ${owner === undefined ? sql`` : sql`AND j.owner = ${owner}`}`.pipe(
+          Effect.map((rows) => new Set(rows.map((row) => row.id))),
+          Effect.orDie
+        )
+
     const where = (filter: ListFilter, extra: ReadonlyArray<Statement.Fragment> = []) => {
       const clauses: Array<Statement.Fragment> = [...extra]
       if (filter.statuses !== undefined) clauses.push(sql`j.status = ANY(${filter.statuses})`)
@@ -672,6 +682,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       get,
       status,
       exists,
+      visible,
       listPage,
       listAfter,
       transition,

@@ -4,8 +4,18 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Clock, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import * as Net from "node:net"
 import { JobWatchConfig } from "../src/Config.js"
+import { Authentication } from "../src/Api.js"
+import { CompletionWatcher } from "../src/CompletionWatcher.js"
+import { Unauthorized } from "../src/Domain/Auth.js"
 import { RoutesLive } from "../src/Http.js"
+import { Jobs } from "../src/Jobs.js"
+import { JobsRepo } from "../src/JobsRepo.js"
 import * as Listener from "../src/Listener.js"
+import { LocalEvents } from "../src/LocalEvents.js"
+import { Notifications } from "../src/Notifications.js"
+import { ProgressReporter } from "../src/ProgressReporter.js"
+import { Workers } from "../src/Workers.js"
+import { WorkersRepo } from "../src/WorkersRepo.js"
 import * as TestDb from "./support/TestDb.js"
 
 /** A loopback port nobody listens on: connections to it are refused at once. */
@@ -85,6 +95,22 @@ describe("Listener", () => {
       assert.isAtLeast((yield* listener.currentState).failures, 40)
     }), { timeout: 60_000 })
 
+  /** The services the routes need, on the given listener (nobody is authenticated: only /ready is asked). */
+  const servicesOn = <E, R>(listener: Layer.Layer<Listener.Listener, E, R>) => {
+    const notifications = Notifications.DefaultWithoutDependencies.pipe(
+      Layer.provide([JobsRepo.Default, LocalEvents.Default, listener])
+    )
+    return Layer.mergeAll(
+      Jobs.Default,
+      CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, JobsRepo.Default])),
+      Workers.DefaultWithoutDependencies.pipe(
+        Layer.provide([JobsRepo.Default, WorkersRepo.Default, ProgressReporter.Default, listener])
+      ),
+      Layer.succeed(Authentication, { bearer: () => Effect.fail(new Unauthorized({ message: "no one" })) }),
+      listener
+    )
+  }
+
   it.live("/ready answers 503 naming the listener while it is down, 200 with a live one", () =>
     Effect.gen(function*() {
       const port = yield* closedPort
@@ -107,7 +133,7 @@ describe("Listener", () => {
           Effect.scoped,
           Effect.provide(
             HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true }).pipe(
-              Layer.provide(listener),
+              Layer.provide(servicesOn(listener)),
               Layer.provideMerge(NodeHttpServer.layerTest),
               Layer.provide(TestDb.layer())
             )

@@ -237,3 +237,70 @@ describe("HTTP API", () => {
       }))
   })
 })
+
+describe("HTTP API documents and CORS", () => {
+  layer(serverLayer({ corsOrigins: ["https://app.example.com"] }), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("/openapi.json is valid OpenAPI 3 with every endpoint, its error responses and the bearer scheme", () =>
+      Effect.gen(function*() {
+        const answer = yield* raw("GET", "/openapi.json")
+        assert.strictEqual(answer.status, 200)
+        const spec = answer.body
+        assert.match(spec.openapi, /^3\./)
+        const SwaggerParser = (yield* Effect.promise(() => import("@apidevtools/swagger-parser"))).default
+        yield* Effect.promise(() => SwaggerParser.validate(structuredClone(spec)))
+        const operations: Array<string> = []
+        for (const [path, item] of Object.entries(spec.paths as Record<string, Record<string, unknown>>)) {
+          for (const method of Object.keys(item)) operations.push(`${method.toUpperCase()} ${path}`)
+        }
+        for (
+          const expected of [
+            "GET /health",
+            "GET /ready",
+            "POST /v1/jobs",
+            "POST /v1/jobs/batch",
+            "GET /v1/jobs",
+            "POST /v1/jobs/wait",
+            "GET /v1/jobs/{id}",
+            "GET /v1/jobs/{id}/status",
+            "POST /v1/jobs/{id}/cancel",
+            "DELETE /v1/jobs/{id}",
+            "POST /v1/workers/{workerId}/claim",
+            "PATCH /v1/workers/{workerId}",
+            "PATCH /v1/jobs/{id}",
+            "POST /v1/jobs/{id}/progress"
+          ]
+        ) assert.include(operations, expected)
+        const get = spec.paths["/v1/jobs/{id}"].get
+        for (const status of ["200", "400", "401", "404"]) assert.property(get.responses, status)
+        assert.property(spec.paths["/v1/jobs/{id}/progress"].post.responses, "409")
+        assert.property(spec.paths["/v1/workers/{workerId}/claim"].post.responses, "403")
+        assert.deepInclude(Object.values(spec.components.securitySchemes), { type: "http", scheme: "bearer" })
+        assert.isNotEmpty(get.security)
+        const docs = yield* raw("GET", "/docs")
+        assert.strictEqual(docs.status, 200)
+        assert.match(String(docs.body), /swagger/i)
+        // offline: no script or stylesheet from elsewhere
+        assert.notMatch(String(docs.body), /<script[^>]+src="https?:/)
+      }))
+
+    it.effect("CORS answers the configured origin only", () =>
+      Effect.gen(function*() {
+        const allowed = yield* raw("GET", "/health", { headers: { origin: "https://app.example.com" } })
+        assert.strictEqual(allowed.headers["access-control-allow-origin"], "https://app.example.com")
+        assert.include(allowed.headers["access-control-expose-headers"], "preference-applied")
+        // another origin is never echoed back: a browser refuses the answer
+        const other = yield* raw("GET", "/health", { headers: { origin: "https://evil.example.com" } })
+        assert.notStrictEqual(other.headers["access-control-allow-origin"], "https://evil.example.com")
+      }))
+  })
+})
+
+describe("HTTP API without CORS origins", () => {
+  layer(serverLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("sends no CORS headers by default", () =>
+      Effect.gen(function*() {
+        const answer = yield* raw("GET", "/health", { headers: { origin: "https://app.example.com" } })
+        assert.isUndefined(answer.headers["access-control-allow-origin"])
+      }))
+  })
+})

@@ -2,7 +2,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as Net from "node:net"
+import * as Fs from "node:fs/promises"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { execFileSync } from "node:child_process"
 import pg from "pg"
 import { databaseUrl, freshSchema } from "./support/TestDb.js"
 
@@ -36,6 +40,63 @@ const proxy = Effect.acquireRelease(
   ({ cut }) => Effect.sync(cut)
 )
 
+/** A fresh directory, removed at the end. */
+const tempDir = Effect.acquireRelease(
+  Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "jobwatch-main-"))),
+  (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
+)
+
+/** A running `npm start`: its output so far, and a way to wait for a line. Killed (SIGTERM, then SIGKILL) at the end. */
+const startService = (env: Record<string, string | undefined>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, ["--import", "tsx", main], {
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      const watchers = new Set<() => void>()
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString()
+        watchers.forEach((w) => w())
+      }
+      child.stdout.on("data", onData)
+      child.stderr.on("data", onData)
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
+      /** Waits (up to 90 s) until the output matches `pattern`; answers the match. */
+      const waitFor = (pattern: RegExp) =>
+        Effect.async<RegExpMatchArray, Error>((resume) => {
+          const check = () => {
+            const m = output.match(pattern)
+            if (m !== null) {
+              watchers.delete(check)
+              clearTimeout(timer)
+              resume(Effect.succeed(m))
+            }
+          }
+          const timer = setTimeout(() => {
+            watchers.delete(check)
+            resume(Effect.fail(new Error(`no ${pattern} in 90 s; output: ${output}`)))
+          }, 90_000)
+          watchers.add(check)
+          check()
+          return Effect.sync(() => {
+            watchers.delete(check)
+            clearTimeout(timer)
+          })
+        })
+      return { child, waitFor, exited, output: () => output }
+    }),
+    ({ child, exited }) =>
+      Effect.promise(async () => {
+        if (child.exitCode !== null) return
+        child.kill("SIGTERM")
+        const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
+        await exited
+        clearTimeout(timer)
+      })
+  )
+
 const dropSchema = (schema: string) =>
   Effect.promise(async () => {
     const client = new pg.Client({ connectionString: databaseUrl() })
@@ -48,6 +109,7 @@ describe("npm start (src/main.ts)", () => {
   it.live("exits non-zero when the LISTEN connection stays down past JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE", () =>
     Effect.gen(function*() {
       const { port, cut } = yield* proxy
+      const dataDir = yield* tempDir
       const schema = freshSchema()
       yield* Effect.addFinalizer(() => dropSchema(schema))
       const url = new URL(databaseUrl())
@@ -61,7 +123,8 @@ describe("npm start (src/main.ts)", () => {
             JOBWATCH_SCHEMA: schema,
             PORT: "0",
             JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE: "1 second",
-            JOBWATCH_LISTENER_MAX_BACKOFF: "200 millis"
+            JOBWATCH_LISTENER_MAX_BACKOFF: "200 millis",
+            JOBWATCH_DATA_DIR: dataDir
           },
           stdio: ["ignore", "pipe", "pipe"]
         })
@@ -88,4 +151,50 @@ describe("npm start (src/main.ts)", () => {
       assert.isNotNull(result.code, `killed by the test's timeout: ${result.output}`)
       assert.match(result.output, /LISTEN connection has been down/)
     }).pipe(Effect.scoped), { timeout: 90_000 })
+
+  it.live("black box: on the embedded database, a user enqueues, a worker runs the job over HTTP, the long-poll answers it", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir
+      const service = yield* startService({ DATABASE_URL: "", JOBWATCH_DATA_DIR: dataDir, PORT: "0", HOST: "127.0.0.1" })
+      const admin = (yield* service.waitFor(/Admin token \(24 h\):\s+(\S+)/))[1]!
+      const worker = (yield* service.waitFor(/Worker token \(24 h\):\s+(\S+)/))[1]!
+      const base = (yield* service.waitFor(/Listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
+      // a user's token from the CLI, signed with the secret the service generated
+      const token = (cmd: ReadonlyArray<string>) =>
+        execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../src/token.ts", import.meta.url)), ...cmd], {
+          env: { ...process.env, JOBWATCH_DATA_DIR: dataDir },
+          encoding: "utf8"
+        }).trim()
+      const alice = token(["--sub", "alice", "--ttl", "10m"])
+      const call = (method: string, path: string, bearer: string, body?: unknown, headers: Record<string, string> = {}) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${base}${path}`, {
+            method,
+            headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json", ...headers },
+            ...(body === undefined ? {} : { body: JSON.stringify(body) })
+          })
+          return { status: response.status, headers: response.headers, body: await response.json() as any }
+        })
+      const health = yield* Effect.promise(() => fetch(`${base}/health`).then((r) => r.status))
+      assert.strictEqual(health, 200)
+      assert.strictEqual((yield* call("GET", "/v1/jobs", "")).status, 401)
+      const created = yield* call("POST", "/v1/jobs", alice, { name: "render", queue: "images", payload: { w: 640 } })
+      assert.strictEqual(created.status, 201)
+      const id = created.body.id as string
+      const poll = yield* Effect.fork(call("GET", `/v1/jobs/${id}`, alice, undefined, { prefer: "wait=30" }))
+      const claimed = yield* call("POST", "/v1/workers/box-1/claim", worker, { queues: ["images"], waitSeconds: 5 })
+      assert.deepStrictEqual(claimed.body.jobs.map((j: { id: string }) => j.id), [id])
+      assert.strictEqual((yield* call("PATCH", `/v1/jobs/${id}`, worker, { workerId: "box-1", status: "running" })).status, 200)
+      const progress = yield* call("POST", `/v1/jobs/${id}/progress`, worker, { workerId: "box-1", percent: 50, step: "resize" })
+      assert.isTrue(progress.body.accepted)
+      const done = yield* call("PATCH", `/v1/jobs/${id}`, worker, { workerId: "box-1", status: "completed", result: { url: "/a.png" } })
+      assert.strictEqual(done.status, 200)
+      const answer = yield* poll.await.pipe(Effect.flatten)
+      assert.strictEqual(answer.status, 200)
+      assert.strictEqual(answer.headers.get("preference-applied"), "wait=30")
+      assert.deepInclude(answer.body, { id, status: "completed", owner: "alice", result: { url: "/a.png" } })
+      // the admin sees alice's job; another user does not
+      assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, admin)).status, 200)
+      assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, token(["--sub", "bob"]))).status, 404)
+    }).pipe(Effect.scoped), { timeout: 180_000 })
 })

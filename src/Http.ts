@@ -6,9 +6,9 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Option } from "effect"
+import { Cause, Duration, Effect, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import type { EnqueueBody } from "./Api.js"
 import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult } from "./Api.js"
@@ -86,10 +86,11 @@ const enqueueOptions = (body: EnqueueBody, owner: string, prefix = "") =>
     } satisfies EnqueueOptions
   })
 
-const renameFields = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+/** `InvalidInput` naming the field as the request spells it. */
+const renameFields = (rename: (field: string) => string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.mapError(effect, (error) =>
-    error instanceof InvalidInput
-      ? new InvalidInput({ field: httpField(error.field), message: error.message.replace(error.field, httpField(error.field)) })
+    error instanceof InvalidInput && rename(error.field) !== error.field
+      ? new InvalidInput({ field: rename(error.field), message: error.message.replace(error.field, rename(error.field)) })
       : error)
 
 /** `Prefer: wait=N` (RFC 7240): N seconds capped at `max`; absent, malformed or 0: no wait. */
@@ -144,7 +145,7 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
       .handle("enqueue", ({ payload }) =>
         Effect.gen(function*() {
           const user = yield* CurrentUser
-          const ref = yield* jobs.enqueue(yield* enqueueOptions(payload, user.sub)).pipe(renameFields)
+          const ref = yield* jobs.enqueue(yield* enqueueOptions(payload, user.sub)).pipe(renameFields(httpField))
           return ref.existing ? { ...ref, existing: true as const } : { ...ref, existing: false as const }
         }))
       .handle("enqueueBatch", ({ payload }) =>
@@ -154,7 +155,7 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
             return yield* new InvalidInput({ field: "jobs", message: `must hold 1 to ${config.maxBatchSize} jobs` })
           }
           const options = yield* Effect.forEach(payload.jobs, (job, i) => enqueueOptions(job, user.sub, `jobs[${i}].`))
-          return JobRefs.make({ jobs: yield* jobs.enqueueBatch(options).pipe(renameFields) })
+          return JobRefs.make({ jobs: yield* jobs.enqueueBatch(options).pipe(renameFields(httpField)) })
         }))
       .handle("list", ({ urlParams }) =>
         Effect.gen(function*() {
@@ -240,7 +241,7 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
                 code: payload.error.code,
                 error: payload.error.message,
                 retryable: payload.error.retryable
-              })
+              }).pipe(renameFields((field) => field === "error" ? "error.message" : field === "code" ? "error.code" : field))
             }
           }
         }))
@@ -257,27 +258,88 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
         ))
   }))
 
+/** Reads a body without a length (chunked) up to `limit` bytes; `undefined` when it is longer (the rest unread). */
+const readBounded = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
+  Effect.async<Buffer | undefined, Error>((resume) => {
+    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const done = (result: Effect.Effect<Buffer | undefined, Error>) => {
+      incoming.off("data", onData).off("end", onEnd).off("error", onError)
+      resume(result)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= limit) return void chunks.push(chunk)
+      // stop reading (not destroy: the 413 must still be written); the answer closes the connection
+      incoming.pause()
+      done(Effect.succeed(undefined))
+    }
+    const onEnd = () => done(Effect.succeed(Buffer.concat(chunks)))
+    const onError = (error: Error) => done(Effect.fail(error))
+    incoming.on("data", onData).on("end", onEnd).on("error", onError)
+    return Effect.sync(() => incoming.off("data", onData).off("end", onEnd).off("error", onError))
+  })
+
+/** `request` with its body already read as `text` (the original stream is consumed). */
+const withBody = (request: HttpServerRequest.HttpServerRequest, text: string): HttpServerRequest.HttpServerRequest =>
+  Object.create(request, {
+    text: { value: Effect.succeed(text) },
+    json: { get: () => Effect.try({ try: () => (text === "" ? null : JSON.parse(text)), catch: (error) => error }) },
+    arrayBuffer: { value: Effect.succeed(new TextEncoder().encode(text).buffer) }
+  })
+
 /**
- * Bodies over `maxBodyBytes` answer 413 before they are parsed: by their `content-length`, or while they are read
- * (a chunked body is read, up to the limit, before the route runs).
+ * Request bodies before any route parses them: over `maxBodyBytes` they answer 413 (by their `content-length`, or
+ * while a chunked one is read, without reading further), and a JSON body that does not parse answers 400 with a
+ * JSON error like any other decode failure.
  */
-export const BodyLimit = HttpLayerRouter.middleware(
+export const RequestBodies = HttpLayerRouter.middleware(
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
     const limit = config.maxBodyBytes
     const tooLarge = (size: number) =>
-      HttpServerResponse.unsafeJson(new PayloadTooLarge({ field: "body", size, limit }), { status: 413 })
+      HttpServerResponse.unsafeJson(new PayloadTooLarge({ field: "body", size, limit }), {
+        status: 413,
+        headers: { connection: "close" }
+      })
+    const malformed = (error: unknown) =>
+      HttpServerResponse.unsafeJson({
+        _tag: "HttpApiDecodeError",
+        issues: [],
+        message: `the body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`
+      }, { status: 400 })
     return (app) =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return yield* app
-        const length = Number(request.headers["content-length"] ?? Number.NaN)
+        const declared = request.headers["content-length"]
+        const length = declared === undefined ? Number.NaN : Number(declared)
         if (Number.isFinite(length) && length > limit) return tooLarge(length)
-        if (!Number.isFinite(length) && request.headers["transfer-encoding"] !== undefined) {
-          const read = yield* request.text.pipe(HttpServerRequest.withMaxBodySize(Option.some(limit)), Effect.either)
-          if (read._tag === "Left") return tooLarge(limit + 1)
+        let current = request
+        if (declared === undefined && request.headers["transfer-encoding"] !== undefined) {
+          const body = yield* readBounded(request, limit).pipe(Effect.orElseSucceed(() => Buffer.alloc(0)))
+          if (body === undefined) return tooLarge(limit + 1)
+          current = withBody(request, body.toString("utf8"))
         }
-        return yield* app
+        const run = current === request ? app : Effect.provideService(app, HttpServerRequest.HttpServerRequest, current)
+        const answered: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, unknown> = run
+        // a body that does not parse fails the route (after authentication) and would answer an empty 400: say why
+        return yield* answered.pipe(
+          Effect.catchAllCause((cause) => {
+            // the platform raises it as a defect of the route, not a failure
+            const e = Cause.squash(cause) as { readonly _tag?: unknown; readonly reason?: unknown } | undefined
+            if (e?._tag !== "RequestError" || e.reason !== "Decode") return Effect.failCause(cause)
+            return Effect.map(current.text.pipe(Effect.orElseSucceed(() => "")), (text) => {
+              try {
+                JSON.parse(text)
+              } catch (parseError) {
+                return malformed(parseError)
+              }
+              return malformed("the body could not be read")
+            })
+          })
+        ) as typeof app
       })
   }),
   { global: true }
@@ -306,7 +368,7 @@ export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/opena
 export const RoutesLive = Layer.mergeAll(
   HttpRoutes,
   HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
-  BodyLimit,
+  RequestBodies,
   CorsLive
 )
 

@@ -62,7 +62,19 @@ export interface OwnerScope {
 }
 
 const INT32 = 2 ** 31 - 1
-const WEEK_MS = 7 * 24 * 3600 * 1000
+const DAY_MS = 24 * 3600 * 1000
+const WEEK_MS = 7 * DAY_MS
+/** The furthest a job may be delayed, and the longest an attempt may be allowed to run. */
+const MAX_DELAY_MS = 3653 * DAY_MS
+const MAX_TIMEOUT_MS = 365 * DAY_MS
+
+const atMost = (
+  field: string,
+  ms: Either.Either<number, InvalidInput>,
+  max: number,
+  label: string
+): Either.Either<number, InvalidInput> =>
+  Either.flatMap(ms, (n) => n <= max ? Either.right(n) : V.invalid(field, `must be at most ${label}`))
 
 /** A job's retry backoff from its enqueue option (throws the `InvalidInput`, see `V.orThrow`). */
 const backoffOf = (backoff: NonNullable<EnqueueOptions["backoff"]>, field: string): Backoff => {
@@ -108,13 +120,13 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
             ? 0
             : V.orThrow(V.integer(f("priority"), options.priority, -INT32, INT32)),
           runAt: options.runAt === undefined ? null : V.orThrow(V.instant(f("runAt"), options.runAt)),
-          delayMs: options.delay === undefined ? null : V.orThrow(V.duration(f("delay"), options.delay)),
+          delayMs: options.delay === undefined ? null : V.orThrow(atMost(f("delay"), V.duration(f("delay"), options.delay), MAX_DELAY_MS, "10 years")),
           maxAttempts: options.maxAttempts === undefined
             ? 1
             : V.orThrow(V.integer(f("maxAttempts"), options.maxAttempts, 1, 1000)),
           timeoutMs: options.timeout === undefined
             ? null
-            : Math.ceil(V.orThrow(V.duration(f("timeout"), options.timeout, 1))),
+            : Math.ceil(V.orThrow(atMost(f("timeout"), V.duration(f("timeout"), options.timeout, 1), MAX_TIMEOUT_MS, "365 days"))),
           idempotencyKey: V.orThrow(V.optionalText(f("idempotencyKey"), options.idempotencyKey, 200)),
           backoff: options.backoff === undefined ? defaultBackoff : backoffOf(options.backoff, f("backoff"))
         })

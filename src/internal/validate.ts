@@ -109,7 +109,11 @@ export const instant = (field: string, value: unknown): Either.Either<Date, Inva
     : typeof value === "string" && /^\d{4}-\d{2}-\d{2}T/.test(value)
     ? new Date(value)
     : undefined
-  return date !== undefined && Number.isFinite(date.getTime())
+  if (date === undefined || !Number.isFinite(date.getTime())) {
+    return invalid(field, `must be a date-time (ISO 8601), got ${preview(value)}`)
+  }
+  // what PostgreSQL stores and every client parses: years 1970 to 9999
+  return date.getTime() >= 0 && date.getUTCFullYear() <= 9999
     ? Either.right(date)
-    : invalid(field, `must be a date-time (ISO 8601), got ${preview(value)}`)
+    : invalid(field, `must be between 1970 and 9999, got ${preview(value)}`)
 }

@@ -42,7 +42,15 @@ describe("JobWatchConfig", () => {
         JOBWATCH_MAX_BATCH_SIZE: "50",
         JOBWATCH_DEFAULT_PAGE_SIZE: "20",
         JOBWATCH_MAX_PAGE_SIZE: "200",
-        JOBWATCH_SHUTDOWN_TIMEOUT: "2500ms"
+        JOBWATCH_SHUTDOWN_TIMEOUT: "2500ms",
+        JOBWATCH_HEARTBEAT_INTERVAL: "5s",
+        JOBWATCH_WORKER_TIMEOUT: "1m",
+        JOBWATCH_REAPER: "off",
+        JOBWATCH_REAPER_INTERVAL: "500ms",
+        JOBWATCH_PROGRESS_THROTTLE: "1s",
+        JOBWATCH_MAX_WAIT: "2m",
+        JOBWATCH_MAX_BODY_BYTES: "65536",
+        JOBWATCH_CORS_ORIGINS: "https://app.example.com, http://localhost:5173"
       })
       assert.strictEqual(Redacted.value(Option.getOrThrow(config.databaseUrl)), "postgres://u:p@db:5432/app")
       assert.strictEqual(config.schema, "jw_prod")
@@ -55,6 +63,14 @@ describe("JobWatchConfig", () => {
       assert.strictEqual(config.defaultPageSize, 20)
       assert.strictEqual(config.maxPageSize, 200)
       assert.strictEqual(Duration.toMillis(config.shutdownTimeout), 2500)
+      assert.strictEqual(Duration.toMillis(config.heartbeatInterval), 5000)
+      assert.strictEqual(Duration.toMillis(config.workerTimeout), 60_000)
+      assert.isFalse(config.reaper)
+      assert.strictEqual(Duration.toMillis(config.reaperInterval), 500)
+      assert.strictEqual(Duration.toMillis(config.progressThrottle), 1000)
+      assert.strictEqual(Duration.toMillis(config.maxWait), 120_000)
+      assert.strictEqual(config.maxBodyBytes, 65536)
+      assert.deepStrictEqual(config.corsOrigins, ["https://app.example.com", "http://localhost:5173"])
     }))
 
   it.effect("an empty DATABASE_URL means the embedded database", () =>
@@ -73,7 +89,13 @@ describe("JobWatchConfig", () => {
     ["JOBWATCH_SCHEMA", ""],
     ["DATABASE_URL", "mysql://localhost/db"],
     ["JOBWATCH_SHUTDOWN_TIMEOUT", "soonish"],
-    ["HOST", "   "]
+    ["HOST", "   "],
+    ["JOBWATCH_HEARTBEAT_INTERVAL", "0s"],
+    ["JOBWATCH_REAPER", "maybe"],
+    ["JOBWATCH_MAX_WAIT", "forever"],
+    ["JOBWATCH_MAX_BODY_BYTES", "12"],
+    ["JOBWATCH_CORS_ORIGINS", "app.example.com"],
+    ["JOBWATCH_CORS_ORIGINS", "https://a.example.com/path"]
   ]
   for (const [name, value] of bad) {
     it.effect(`a bad ${name} (${JSON.stringify(value)}) fails naming the variable`, () =>

@@ -14,6 +14,7 @@ import * as JobWatch from "../../src/JobWatch.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
 import { enqueue } from "./enqueue.js"
+import { http } from "./http.js"
 import { latency } from "./latency.js"
 import { lifecycle } from "./lifecycle.js"
 import { progress } from "./progress.js"
@@ -27,7 +28,8 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   latency,
   waiters,
   lifecycle,
-  progress
+  progress,
+  http
 }
 
 const database = Effect.gen(function*() {

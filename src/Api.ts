@@ -274,11 +274,58 @@ export class WorkersApi extends HttpApiGroup.make("workers")
   .annotate(OpenApi.Description, "The worker protocol (role worker or admin): claim, heartbeat, report, end jobs")
 {}
 
+/**
+ * Authentication of the event streams: the bearer token in the header, or (a browser's `EventSource` cannot send
+ * headers) in the `access_token` query parameter, on these endpoints only.
+ */
+export class StreamAuthentication extends HttpApiMiddleware.Tag<StreamAuthentication>()("jobwatch/StreamAuthentication", {
+  failure: Unauthorized,
+  provides: CurrentUser,
+  security: {
+    bearer: HttpApiSecurity.bearer,
+    accessToken: HttpApiSecurity.apiKey({ key: "access_token", in: "query" })
+  }
+}) {}
+
+/** A `text/event-stream`: one message per job event (`id:` its cursor, `event:` job:status, job:progress, …). */
+const EventStreamBody = HttpApiSchema.Text({ contentType: "text/event-stream" }).annotations({
+  description: "Server-Sent Events; resume with Last-Event-ID"
+})
+const LastEventId = Schema.Struct({
+  "last-event-id": Schema.optional(Schema.String).annotations({ description: "resume after this event's id" })
+})
+
+export class EventsApi extends HttpApiGroup.make("events")
+  .add(
+    HttpApiEndpoint.get("jobEvents", "/v1/jobs/:id/events")
+      .setPath(IdPath)
+      .setHeaders(LastEventId)
+      .setUrlParams(AfterVersion)
+      .addSuccess(EventStreamBody)
+      .addError(InvalidInput)
+      .addError(JobNotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("userEvents", "/v1/events")
+      .setHeaders(LastEventId)
+      .setUrlParams(Schema.Struct({
+        status: Schema.optional(Schema.String),
+        queue: Schema.optional(Schema.String),
+        name: Schema.optional(Schema.String)
+      }))
+      .addSuccess(EventStreamBody)
+      .addError(InvalidInput)
+  )
+  .middleware(StreamAuthentication)
+  .annotate(OpenApi.Description, "Server-Sent Events: one job's events until it ends, or all of the caller's jobs")
+{}
+
 /** The HTTP API definition: import it in clients without pulling in any server code. */
 export class Api extends HttpApi.make("jobwatch")
   .add(OpsApi)
   .add(JobsApi)
   .add(WorkersApi)
+  .add(EventsApi)
   .annotate(OpenApi.Title, "jobwatch")
   .annotate(OpenApi.Description, "Job tracking and notifications on PostgreSQL")
 {}

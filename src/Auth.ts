@@ -3,7 +3,7 @@ import * as jose from "jose"
 import { createPublicKey, randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
-import { Authentication } from "./Api.js"
+import { Authentication, StreamAuthentication } from "./Api.js"
 import { JobWatchConfig } from "./Config.js"
 import { Role, Unauthorized, User } from "./Domain/Auth.js"
 
@@ -72,12 +72,15 @@ export const makeVerifier = (keys: JwtKeys) => {
     })
 }
 
-/** `Authentication` by JWT bearer tokens, verified with `JwtKeysTag`. */
-export const layerJwt: Layer.Layer<Authentication, never, JwtKeysTag> = Layer.effect(
-  Authentication,
+/** `Authentication` (and `StreamAuthentication`, which also takes `?access_token=`) by JWTs verified with `JwtKeysTag`. */
+export const layerJwt: Layer.Layer<Authentication | StreamAuthentication, never, JwtKeysTag> = Layer.unwrapEffect(
   Effect.map(JwtKeysTag, (keys) => {
     const verify = makeVerifier(keys)
-    return { bearer: (token: Redacted.Redacted<string>) => verify(Redacted.value(token)) }
+    const check = (token: Redacted.Redacted<string>) => verify(Redacted.value(token))
+    return Layer.merge(
+      Layer.succeed(Authentication, { bearer: check }),
+      Layer.succeed(StreamAuthentication, { bearer: check, accessToken: check })
+    )
   })
 )
 

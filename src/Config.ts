@@ -46,6 +46,8 @@ export interface JobWatchConfigShape {
   readonly maxBodyBytes: number
   /** Origins allowed by CORS (`*` for any); empty: no CORS headers. */
   readonly corsOrigins: ReadonlyArray<string>
+  /** How often an idle Server-Sent Events stream sends a comment, so that proxies keep it open. */
+  readonly sseKeepAlive: Duration.Duration
 }
 
 /** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
@@ -79,7 +81,8 @@ export const defaults: JobWatchConfigShape = {
   progressThrottle: Duration.seconds(2),
   maxWait: Duration.seconds(60),
   maxBodyBytes: 16 * 1024 * 1024,
-  corsOrigins: []
+  corsOrigins: [],
+  sseKeepAlive: Duration.seconds(15)
 }
 
 /** The environment variable behind each field (`layerConfig`). */
@@ -106,7 +109,8 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   progressThrottle: "JOBWATCH_PROGRESS_THROTTLE",
   maxWait: "JOBWATCH_MAX_WAIT",
   maxBodyBytes: "JOBWATCH_MAX_BODY_BYTES",
-  corsOrigins: "JOBWATCH_CORS_ORIGINS"
+  corsOrigins: "JOBWATCH_CORS_ORIGINS",
+  sseKeepAlive: "JOBWATCH_SSE_KEEPALIVE"
 }
 
 type Field = keyof JobWatchConfigShape
@@ -235,7 +239,8 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       progressThrottle: yield* duration("progressThrottle", v.progressThrottle),
       maxWait: yield* duration("maxWait", v.maxWait),
       maxBodyBytes: yield* intIn("maxBodyBytes", v.maxBodyBytes, 1024, 1024 * 1024 * 1024),
-      corsOrigins: yield* origins(v.corsOrigins)
+      corsOrigins: yield* origins(v.corsOrigins),
+      sseKeepAlive: yield* positiveDuration("sseKeepAlive", v.sseKeepAlive)
     }
   })
 
@@ -288,7 +293,8 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         progressThrottle: str("progressThrottle"),
         maxWait: str("maxWait"),
         maxBodyBytes: int("maxBodyBytes"),
-        corsOrigins: Config.option(Config.string(envNames.corsOrigins))
+        corsOrigins: Config.option(Config.string(envNames.corsOrigins)),
+        sseKeepAlive: str("sseKeepAlive")
       })
       const input: Partial<Record<Field, unknown>> = {}
       for (const [field, value] of Object.entries(raw)) {

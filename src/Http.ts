@@ -8,7 +8,7 @@ import {
 } from "@effect/platform"
 import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Cause, Duration, Effect, Layer, Option } from "effect"
+import { Cause, Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import type { EnqueueBody } from "./Api.js"
 import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult } from "./Api.js"
@@ -17,6 +17,10 @@ import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
 import { CurrentUser, Forbidden } from "./Domain/Auth.js"
 import { InvalidInput, PayloadTooLarge } from "./Domain/Errors.js"
+import { JobEvent } from "./Domain/JobEvent.js"
+import { isTerminal } from "./Domain/JobStatus.js"
+import type { PositionedEvent } from "./EventStream.js"
+import { EventStream } from "./EventStream.js"
 import type { EnqueueOptions } from "./Jobs.js"
 import { Jobs } from "./Jobs.js"
 import { Listener } from "./Listener.js"
@@ -258,6 +262,63 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
         ))
   }))
 
+/** The SSE event name of a job event. */
+const sseEventName = (event: JobEvent) =>
+  event.type === "job.progress"
+    ? "job:progress"
+    : event.type === "job.status.changed" && isTerminal(event.status)
+    ? `job:${event.status}`
+    : "job:status"
+
+const encodeEvent = Schema.encodeSync(JobEvent)
+
+/**
+ * A `text/event-stream` of job events: each an SSE message (`id:` its cursor, `event:`, `data:` the event as JSON),
+ * with a comment every `keepAlive` (and one at once, so that clients see the stream open). It ends when `events`
+ * ends; a client that goes away interrupts it.
+ */
+export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: Duration.Duration) => {
+  const messages = events.pipe(
+    Stream.map(({ cursor, event }) =>
+      `id: ${cursor}\nevent: ${sseEventName(event)}\ndata: ${JSON.stringify(encodeEvent(event))}\n\n`
+    )
+  )
+  const comments = Stream.tick(keepAlive).pipe(Stream.map(() => ": keep-alive\n\n"))
+  return HttpServerResponse.stream(
+    // a dropped client reconnects after a second, with Last-Event-ID
+    Stream.concat(Stream.make("retry: 1000\n\n"), Stream.merge(messages, comments, { haltStrategy: "left" })).pipe(
+      Stream.encodeText
+    ),
+    {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+    }
+  )
+}
+
+export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
+  Effect.gen(function*() {
+    const streams = yield* EventStream
+    const config = yield* JobWatchConfig
+    return handlers
+      .handle("jobEvents", ({ headers, path, urlParams }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const events = yield* streams.jobEvents(path.id, {
+            owner: user.ownerScope,
+            afterVersion: yield* afterVersionOf(urlParams.afterVersion),
+            cursor: headers["last-event-id"]
+          })
+          return sseResponse(events, config.sseKeepAlive)
+        }))
+      .handle("userEvents", ({ headers, urlParams }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const events = yield* streams.userEvents({ ...urlParams, owner: user.ownerScope }, headers["last-event-id"])
+          return sseResponse(events, config.sseKeepAlive)
+        }))
+  }))
+
 /** Reads a body without a length (chunked) up to `limit` bytes; `undefined` when it is longer (the rest unread). */
 const readBounded = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
   Effect.async<Buffer | undefined, Error>((resume) => {
@@ -361,7 +422,7 @@ export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =
  * or `Auth.layerJwt`) and the jobwatch services.
  */
 export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([OpsLive, JobsLive, WorkersLive])
+  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive])
 )
 
 /** Every route of the service: the API, `/docs` (Swagger UI, offline), the body limit and CORS. */

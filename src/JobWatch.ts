@@ -2,6 +2,7 @@ import { Layer } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import * as Database from "./Database.js"
 import { CompletionWatcher } from "./CompletionWatcher.js"
+import { EventStream } from "./EventStream.js"
 import { Jobs } from "./Jobs.js"
 import { Listener } from "./Listener.js"
 import * as Migrations from "./Migrations.js"
@@ -23,7 +24,8 @@ export const layer = Worker.local.pipe(
     Listener.Default,
     Workers.Default,
     ProgressReporter.Default,
-    Reaper.Default
+    Reaper.Default,
+    EventStream.Default
   )),
   Layer.provide(MigrationsLive)
 )

@@ -121,6 +121,16 @@ const toOutcome = (row: typeof OutcomeRow.Type): JobOutcome =>
     finishedAt: row.finishedAt === null ? null : DateTime.unsafeMake(row.finishedAt)
   })
 
+/**
+ * A position in the stream of all events: the writing transaction's id (a decimal xid8), then the job and version.
+ * Positions are totally ordered; an event is "after" a position when its triple is greater.
+ */
+export interface StreamPosition {
+  readonly tx: string
+  readonly jobId: string
+  readonly version: number
+}
+
 /** What `completeMany` answers per job found (our own SQL: typed, not decoded; the event is decoded). */
 interface CompletedRow {
   readonly id: JobId
@@ -492,6 +502,41 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           Effect.orDie
         )
 
+    /**
+     * The stream of all events (of `filter.owner`'s jobs, when given) after `cursor`, in stream order, at most
+     * `limit`: only events of transactions below this read's snapshot xmin, which have all ended (sql/0006), so no
+     * later read can find an event before the last one answered. `position` is the events' stream position.
+     */
+    const streamAfter = (
+      cursor: StreamPosition,
+      filter: { readonly owner?: string | undefined; readonly statuses?: ReadonlyArray<JobStatus> | undefined; readonly queue?: string | undefined; readonly name?: string | undefined },
+      limit: number
+    ) =>
+      sql<EventRow & { readonly tx: string }>`SELECT ${sql.literal(eventColumns)}, e.tx::text AS tx
+          FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
+          WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+            AND (e.tx, e.job_id, e.version) > (${cursor.tx}::xid8, ${cursor.jobId}::uuid, ${cursor.version}::int)
+            ${filter.owner === undefined ? sql`` : sql`AND j.owner = ${filter.owner}`}
+            ${filter.statuses === undefined ? sql`` : sql`AND e.status = ANY(${filter.statuses})`}
+            ${filter.queue === undefined ? sql`` : sql`AND j.queue = ${filter.queue}`}
+            ${filter.name === undefined ? sql`` : sql`AND j.name = ${filter.name}`}
+          ORDER BY e.tx, e.job_id, e.version
+          LIMIT ${limit}`.pipe(
+        Effect.map((rows) =>
+          rows.map((row) => ({
+            position: { tx: row.tx, jobId: row.jobId, version: row.version } satisfies StreamPosition,
+            event: toJobEvent(row)
+          }))
+        ),
+        Effect.orDie
+      )
+
+    /** The position before every event not yet ended now: where a stream that starts "from now" begins. */
+    const streamNow = sql<{ readonly xmin: string }>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.pipe(
+      Effect.map((rows): StreamPosition => ({ tx: rows[0]!.xmin, jobId: "00000000-0000-0000-0000-000000000000", version: 0 })),
+      Effect.orDie
+    )
+
     /** The current outcome of many jobs in one query (unknown ids are absent). */
     const outcomes = (ids: ReadonlyArray<JobId>) =>
       ids.length === 0
@@ -691,6 +736,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       claim,
       eventsOf,
       eventsAfter,
+      streamAfter,
+      streamNow,
       outcomes
     } as const
   })

@@ -24,7 +24,8 @@ export type Signal =
 
 /** The channels besides the doorbell, each `<schema>.<name>` (sql/0004, sql/0005). */
 const handledChannels = ["outcome", "ready", "cancel"] as const
-export type HandledChannel = typeof handledChannels[number]
+/** What `on` can follow: those channels, and the doorbell's payloads too (for readers of the event stream). */
+export type HandledChannel = typeof handledChannels[number] | "doorbell"
 
 /** The listening connection's health, readable by `/ready` and metrics. */
 export interface ListenerState {
@@ -82,9 +83,12 @@ export const make = (connection: pg.ClientConfig) =>
     const handlers: Record<HandledChannel, Set<(payload: string) => void>> = {
       outcome: new Set(),
       ready: new Set(),
-      cancel: new Set()
+      cancel: new Set(),
+      doorbell: new Set()
     }
-    const handled = new Map(handledChannels.map((name) => [`${config.schema}.${name}`, handlers[name]]))
+    const handled = new Map<string, Set<(payload: string) => void>>(
+      handledChannels.map((name) => [`${config.schema}.${name}`, handlers[name]])
+    )
     const signals = yield* Queue.unbounded<Signal>()
     const started = new Date(yield* Clock.currentTimeMillis)
     const state = yield* SubscriptionRef.make<ListenerState>({
@@ -108,6 +112,7 @@ export const make = (connection: pg.ClientConfig) =>
             client.on("notification", (msg) => {
               if (msg.channel === channel) {
                 Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
+                for (const handler of handlers.doorbell) handler(msg.payload ?? "")
               } else {
                 // handled right here: waiters resolve without a hop through a queue and a fiber
                 const payload = msg.payload ?? ""
@@ -202,7 +207,8 @@ export const make = (connection: pg.ClientConfig) =>
       /**
        * Calls `handler` with every payload of channel `name`, synchronously in the connection's notification
        * callback, until the scope closes: `outcome` (terminal outcomes, a JSON array), `ready` (the queues that just
-       * got a pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`).
+       * got a pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`),
+       * `doorbell` (the `job_id:version` pairs of every committed change, or `*`).
        */
       on: (name: HandledChannel, handler: (payload: string) => void) =>
         Effect.acquireRelease(

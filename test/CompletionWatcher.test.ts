@@ -76,14 +76,24 @@ const within = (seconds: number) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   })
 
 /** Kills the listener's connection from another session and waits for it to come back. */
+/**
+ * Terminates the listener's current connection; answers the reconnect count before. A connection that a previous
+ * test already cut may still look connected for a moment: only a termination that hit a live backend counts.
+ */
 const terminateListener = Effect.gen(function*() {
   const listener = yield* Listener
   const sql = yield* SqlClient.SqlClient
-  yield* awaitConnected(listener)
-  const pid = Option.getOrThrow(yield* listener.backendPid)
-  const before = (yield* listener.currentState).reconnects
-  yield* sql`SELECT pg_terminate_backend(${pid})`
-  return before
+  for (let attempt = 0; attempt < 250; attempt++) {
+    yield* awaitConnected(listener)
+    const before = (yield* listener.currentState).reconnects
+    const pid = yield* listener.backendPid
+    if (Option.isSome(pid)) {
+      const [row] = yield* sql<{ ok: boolean }>`SELECT pg_terminate_backend(${pid.value}) AS ok`
+      if (row?.ok === true) return before
+    }
+    yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+  }
+  return yield* Effect.die(new Error("the listener's connection could not be terminated"))
 })
 
 layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {

@@ -4,10 +4,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Clock, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import * as Net from "node:net"
 import { JobWatchConfig } from "../src/Config.js"
-import { Authentication } from "../src/Api.js"
+import { Authentication, StreamAuthentication } from "../src/Api.js"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import { Unauthorized } from "../src/Domain/Auth.js"
 import { RoutesLive } from "../src/Http.js"
+import { EventStream } from "../src/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
 import { JobsRepo } from "../src/JobsRepo.js"
 import * as Listener from "../src/Listener.js"
@@ -106,7 +107,14 @@ describe("Listener", () => {
       Workers.DefaultWithoutDependencies.pipe(
         Layer.provide([JobsRepo.Default, WorkersRepo.Default, ProgressReporter.Default, listener])
       ),
+      EventStream.DefaultWithoutDependencies.pipe(
+        Layer.provide([JobsRepo.Default, listener, CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, JobsRepo.Default]))])
+      ),
       Layer.succeed(Authentication, { bearer: () => Effect.fail(new Unauthorized({ message: "no one" })) }),
+      Layer.succeed(StreamAuthentication, {
+        bearer: () => Effect.fail(new Unauthorized({ message: "no one" })),
+        accessToken: () => Effect.fail(new Unauthorized({ message: "no one" }))
+      }),
       listener
     )
   }

@@ -1,0 +1,151 @@
+import { Chunk, Duration, Effect, Option, Queue, Stream } from "effect"
+import { CompletionWatcher } from "./CompletionWatcher.js"
+import { JobWatchConfig } from "./Config.js"
+import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
+import type { JobEvent } from "./Domain/JobEvent.js"
+import type { JobStatus } from "./Domain/JobStatus.js"
+import { resolveStatus } from "./Domain/JobStatus.js"
+import * as V from "./internal/validate.js"
+import type { StreamPosition } from "./JobsRepo.js"
+import { JobsRepo } from "./JobsRepo.js"
+import { Listener } from "./Listener.js"
+
+/** An event with the cursor to resume after it (`Last-Event-ID`). */
+export interface PositionedEvent {
+  readonly cursor: string
+  readonly event: JobEvent
+}
+
+export interface UserStreamFilter {
+  /** Only the jobs of this owner (none: every job, for admins). */
+  readonly owner?: string | undefined
+  /** Statuses or their aliases, comma-separated: only events into these statuses. */
+  readonly status?: string | undefined
+  readonly queue?: string | undefined
+  readonly name?: string | undefined
+}
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** The cursor of a position in the stream of all events: `<xid8>.<job id>.<version>`. */
+export const streamCursor = (p: StreamPosition) => `${p.tx}.${p.jobId}.${p.version}`
+
+const parseStreamCursor = (cursor: string): Option.Option<StreamPosition> => {
+  const [tx, jobId, version, ...rest] = cursor.trim().split(".")
+  return rest.length === 0 && tx !== undefined && /^\d{1,20}$/.test(tx) && jobId !== undefined && uuid.test(jobId) &&
+      version !== undefined && /^\d{1,10}$/.test(version)
+    ? Option.some({ tx, jobId, version: Number(version) })
+    : Option.none()
+}
+
+/** The cursor of a job's event in its own stream: `<job id>.<version>`. */
+export const jobCursor = (event: JobEvent) => `${event.jobId}.${event.version}`
+
+const batchSize = 500
+/** How often a stream re-reads while events are held back behind an unfinished older transaction. */
+const heldBackPoll = Duration.millis(200)
+const heldBackPolls = 50
+
+/**
+ * Streams of events for push channels (SSE, RPC): one job's events from a version until its terminal one, and all
+ * of a user's events as they happen, each resumable from the cursor of the last event received.
+ */
+export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventStream", {
+  dependencies: [JobsRepo.Default, Listener.Default, CompletionWatcher.Default],
+  scoped: Effect.gen(function*() {
+    const repo = yield* JobsRepo
+    const listener = yield* Listener
+    const watcher = yield* CompletionWatcher
+    const config = yield* JobWatchConfig
+    const idlePoll = Option.getOrElse(config.refreshInterval, () => Duration.seconds(5))
+
+    // every doorbell and every (re)connect wakes the user streams of this process
+    const wakers = new Set<() => void>()
+    const wakeAll = () => wakers.forEach((wake) => wake())
+    yield* listener.on("doorbell", wakeAll)
+    yield* listener.state.changes.pipe(
+      Stream.filter((state) => state.connected),
+      Stream.runForEach(() => Effect.sync(wakeAll)),
+      Effect.forkScoped
+    )
+
+    /**
+     * The events of job `id` (of `owner`, when given) after `afterVersion` (or after the version a `cursor` of this
+     * stream names), gap-free and in order, ending after the terminal one. Another owner's job is `JobNotFound`.
+     */
+    const jobEvents = (
+      id: string,
+      options: { readonly owner?: string | undefined; readonly afterVersion?: number | undefined; readonly cursor?: string | undefined }
+    ): Effect.Effect<Stream.Stream<PositionedEvent>, JobNotFound | InvalidInput> =>
+      Effect.gen(function*() {
+        const jobId = yield* V.jobId(id)
+        let after = options.afterVersion === undefined ? 0 : yield* V.integer("afterVersion", options.afterVersion, 0, 2 ** 31 - 1)
+        if (options.cursor !== undefined && options.cursor.trim() !== "") {
+          const [cursorJob, version] = options.cursor.trim().split(".")
+          if (cursorJob !== jobId || version === undefined || !/^\d{1,10}$/.test(version)) {
+            return yield* new InvalidInput({ field: "Last-Event-ID", message: `is not a cursor of job ${jobId}'s events` })
+          }
+          after = Number(version)
+        }
+        if (!(yield* repo.exists(jobId, options.owner))) return yield* new JobNotFound({ id: jobId })
+        return watcher.watch(jobId, { afterVersion: after }).pipe(
+          Stream.map((event): PositionedEvent => ({ cursor: jobCursor(event), event })),
+          // found above: a job deleted from the table meanwhile just ends its stream
+          Stream.catchAll(() => Stream.empty)
+        )
+      })
+
+    /**
+     * Every event of the jobs matching `filter`, live, after `cursor` (a cursor this stream answered) or, without
+     * one, from now on; it never ends by itself. An event committed late by a slow transaction is neither skipped
+     * nor repeated (sql/0006): it waits until every older transaction has ended.
+     */
+    const userEvents = (
+      filter: UserStreamFilter,
+      cursor?: string | undefined
+    ): Effect.Effect<Stream.Stream<PositionedEvent>, InvalidInput> =>
+      Effect.gen(function*() {
+        let statuses: Array<JobStatus> | undefined
+        if (filter.status !== undefined && filter.status.trim() !== "") {
+          statuses = []
+          for (const term of filter.status.split(",").map((t) => t.trim()).filter((t) => t !== "")) {
+            const resolved = resolveStatus(term)
+            if (resolved === undefined) return yield* V.invalid("status", `unknown status ${JSON.stringify(term)}`)
+            statuses.push(...resolved)
+          }
+        }
+        const queue = filter.queue === undefined ? undefined : yield* V.text("queue", filter.queue, { max: 200 })
+        const name = filter.name === undefined ? undefined : yield* V.text("name", filter.name, { max: 200 })
+        let position: StreamPosition
+        if (cursor === undefined || cursor.trim() === "") {
+          position = yield* repo.streamNow
+        } else {
+          const parsed = parseStreamCursor(cursor)
+          if (Option.isNone(parsed)) return yield* V.invalid("Last-Event-ID", "is not a cursor this stream answered")
+          position = parsed.value
+        }
+        const where = { owner: filter.owner, statuses, queue, name }
+        return Stream.unwrapScoped(Effect.gen(function*() {
+          const wake = yield* Queue.sliding<void>(1)
+          const waker = () => Queue.unsafeOffer(wake, undefined)
+          // registered before the first read, which finds whatever committed since `position` was taken
+          yield* Effect.acquireRelease(Effect.sync(() => wakers.add(waker)), () => Effect.sync(() => wakers.delete(waker)))
+          let pollsLeft = 0
+          return Stream.repeatEffectChunk(Effect.gen(function*() {
+          const batch = yield* repo.streamAfter(position, where, batchSize)
+          if (batch.length > 0) {
+            position = batch[batch.length - 1]!.position
+            return Chunk.fromIterable(batch.map((item) => ({ cursor: streamCursor(item.position), event: item.event })))
+          }
+          // after a doorbell, what rang may be held back behind an older transaction still running (one that writes
+          // no event rings no doorbell when it ends): look again every 200 ms for a while
+          const rang = Option.isSome(yield* Queue.take(wake).pipe(Effect.timeoutOption(pollsLeft > 0 ? heldBackPoll : idlePoll)))
+          pollsLeft = rang ? heldBackPolls : Math.max(0, pollsLeft - 1)
+          return Chunk.empty<PositionedEvent>()
+          }))
+        }))
+      })
+
+    return { jobEvents, userEvents } as const
+  })
+}) {}

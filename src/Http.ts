@@ -10,21 +10,15 @@ import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Cause, Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
-import type { EnqueueBody } from "./Api.js"
 import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult } from "./Api.js"
 import * as Auth from "./Auth.js"
-import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
-import { CurrentUser, Forbidden } from "./Domain/Auth.js"
-import { InvalidInput, PayloadTooLarge } from "./Domain/Errors.js"
+import { PayloadTooLarge } from "./Domain/Errors.js"
 import { JobEvent } from "./Domain/JobEvent.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import type { PositionedEvent } from "./EventStream.js"
-import { EventStream } from "./EventStream.js"
-import type { EnqueueOptions } from "./Jobs.js"
-import { Jobs } from "./Jobs.js"
 import { Listener } from "./Listener.js"
-import { Workers } from "./Workers.js"
+import { Operations } from "./Operations.js"
 
 /** `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). */
 export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
@@ -56,210 +50,60 @@ export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
         }))
   }))
 
-/** A number of seconds from a request: finite and at least `min`, else `InvalidInput` naming `field`. */
-const seconds = (field: string, value: number | undefined, min = 0) =>
-  value === undefined
-    ? Effect.succeed(undefined)
-    : Number.isFinite(value) && value >= min
-    ? Effect.succeed(Duration.millis(Math.round(value * 1000)))
-    : Effect.fail(new InvalidInput({ field, message: `must be a number of seconds of at least ${min}, got ${value}` }))
-
-/** The service's names of duration fields, as the HTTP API spells them (in seconds). */
-const httpField = (field: string) => field.replace(/(^|\.)(delay|maxDelay|timeout)$/, "$1$2Seconds")
-
-/** An enqueue body (seconds) as the service's options (durations), owned by `owner`. */
-const enqueueOptions = (body: EnqueueBody, owner: string, prefix = "") =>
-  Effect.gen(function*() {
-    const backoff = body.backoff === undefined ? undefined : {
-      delay: yield* seconds(`${prefix}backoff.delaySeconds`, body.backoff.delaySeconds),
-      maxDelay: yield* seconds(`${prefix}backoff.maxDelaySeconds`, body.backoff.maxDelaySeconds),
-      multiplier: body.backoff.multiplier
-    }
-    return {
-      name: body.name,
-      queue: body.queue,
-      payload: body.payload,
-      priority: body.priority,
-      runAt: body.runAt,
-      delay: yield* seconds(`${prefix}delaySeconds`, body.delaySeconds),
-      maxAttempts: body.maxAttempts,
-      timeout: yield* seconds(`${prefix}timeoutSeconds`, body.timeoutSeconds, 0.001),
-      idempotencyKey: body.idempotencyKey,
-      owner,
-      backoff
-    } satisfies EnqueueOptions
-  })
-
-/** `InvalidInput` naming the field as the request spells it. */
-const renameFields = (rename: (field: string) => string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.mapError(effect, (error) =>
-    error instanceof InvalidInput && rename(error.field) !== error.field
-      ? new InvalidInput({ field: rename(error.field), message: error.message.replace(error.field, rename(error.field)) })
-      : error)
-
-/** `Prefer: wait=N` (RFC 7240): N seconds capped at `max`; absent, malformed or 0: no wait. */
-export const preferredWait = (prefer: string | undefined, max: Duration.Duration): number => {
+/** `Prefer: wait=N` (RFC 7240): N seconds; absent, malformed or 0: no wait. */
+export const preferredWait = (prefer: string | undefined): number => {
   if (prefer === undefined) return 0
   for (const part of prefer.split(/[,;]/)) {
     const m = /^\s*wait\s*=\s*"?(\d{1,9})"?\s*$/i.exec(part)
-    if (m !== null) return Math.min(Number(m[1]), Math.floor(Duration.toSeconds(max)))
+    if (m !== null) return Number(m[1])
   }
   return 0
 }
 
 /**
- * Reads a job with `read`; with a wait of N seconds, answers when it is terminal (or, with `afterVersion`, when its
- * version passed it), or when N seconds passed, with `Preference-Applied`. The wait holds no database connection:
- * the `CompletionWatcher` wakes it.
+ * Reads a job (`read`) waiting as the `Prefer` header asks (capped), and announces the wait it applied in
+ * `Preference-Applied` when it answers the job.
  */
-const longPoll = <A extends { readonly version: number; readonly terminal: boolean }, E, R>(
-  id: string,
-  read: Effect.Effect<A, E, R>,
-  wait: number,
-  afterVersion: number | undefined
-) =>
-  Effect.gen(function*() {
-    const watcher = yield* CompletionWatcher
-    const first = yield* read
-    if (wait <= 0) return first
-    yield* HttpApp.appendPreResponseHandler((_request, response) =>
-      Effect.succeed(HttpServerResponse.setHeader(response, "preference-applied", `wait=${wait}`))
+const withPreferredWait = <A, E, R>(prefer: string | undefined, maxSeconds: number, read: (wait: number) => Effect.Effect<A, E, R>) => {
+  const wait = Math.min(preferredWait(prefer), maxSeconds)
+  return wait === 0 ? read(0) : read(wait).pipe(
+    Effect.tap(() =>
+      HttpApp.appendPreResponseHandler((_request, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "preference-applied", `wait=${wait}`))
+      )
     )
-    const done = afterVersion === undefined ? first.terminal : first.version > afterVersion || first.terminal
-    if (done) return first
-    const change = afterVersion === undefined
-      ? watcher.waitFor(id).pipe(Effect.asVoid)
-      : watcher.changes(id, afterVersion).pipe(Effect.asVoid)
-    // the job was found: a failure of the wait (deleted meanwhile) shows in the final read
-    yield* change.pipe(Effect.timeoutOption(Duration.seconds(wait)), Effect.ignore)
-    return yield* read
-  })
-
-const afterVersionOf = (value: number | undefined) =>
-  value === undefined || (Number.isInteger(value) && value >= 0)
-    ? Effect.succeed(value)
-    : Effect.fail(new InvalidInput({ field: "afterVersion", message: `must be a non-negative integer, got ${value}` }))
+  )
+}
 
 export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
   Effect.gen(function*() {
-    const jobs = yield* Jobs
-    const watcher = yield* CompletionWatcher
-    const config = yield* JobWatchConfig
+    const ops = yield* Operations
     return handlers
       .handle("enqueue", ({ payload }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const ref = yield* jobs.enqueue(yield* enqueueOptions(payload, user.sub)).pipe(renameFields(httpField))
-          return ref.existing ? { ...ref, existing: true as const } : { ...ref, existing: false as const }
-        }))
-      .handle("enqueueBatch", ({ payload }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          if (!Array.isArray(payload.jobs) || payload.jobs.length === 0 || payload.jobs.length > config.maxBatchSize) {
-            return yield* new InvalidInput({ field: "jobs", message: `must hold 1 to ${config.maxBatchSize} jobs` })
-          }
-          const options = yield* Effect.forEach(payload.jobs, (job, i) => enqueueOptions(job, user.sub, `jobs[${i}].`))
-          return JobRefs.make({ jobs: yield* jobs.enqueueBatch(options).pipe(renameFields(httpField)) })
-        }))
-      .handle("list", ({ urlParams }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const filter = { status: urlParams.status, queue: urlParams.queue, name: urlParams.name, owner: user.ownerScope }
-          if (urlParams.cursor !== undefined) {
-            return yield* jobs.listByCursor({ ...filter, cursor: urlParams.cursor, limit: urlParams.limit })
-          }
-          return yield* jobs.list({ ...filter, page: urlParams.page, limit: urlParams.limit })
-        }))
+        Effect.map(ops.enqueue(payload), (ref) =>
+          ref.existing ? { ...ref, existing: true as const } : { ...ref, existing: false as const }))
+      .handle("enqueueBatch", ({ payload }) => Effect.map(ops.enqueueBatch(payload.jobs), (jobs) => JobRefs.make({ jobs })))
+      .handle("list", ({ urlParams }) => ops.list(urlParams))
       .handle("wait", ({ payload }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const timeout = (yield* seconds("timeoutSeconds", payload.timeoutSeconds)) ?? config.maxWait
-          const capped = Duration.min(timeout, config.maxWait)
-          const result = yield* watcher.waitMany(payload.ids, { mode: payload.mode, timeout: capped, owner: user.ownerScope })
-          return WaitResult.make(result)
-        }))
+        Effect.map(ops.waitMany(payload.ids, payload.mode, payload.timeoutSeconds), (result) => WaitResult.make(result)))
       .handle("get", ({ headers, path, urlParams }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const after = yield* afterVersionOf(urlParams.afterVersion)
-          const wait = preferredWait(headers.prefer, config.maxWait)
-          return yield* longPoll(path.id, jobs.get(path.id, { owner: user.ownerScope }), wait, after)
-        }))
+        withPreferredWait(headers.prefer, ops.maxWaitSeconds, (wait) =>
+          ops.get(path.id, { wait, afterVersion: urlParams.afterVersion })))
       .handle("status", ({ headers, path, urlParams }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const after = yield* afterVersionOf(urlParams.afterVersion)
-          const wait = preferredWait(headers.prefer, config.maxWait)
-          return yield* longPoll(path.id, jobs.status(path.id, { owner: user.ownerScope }), wait, after)
-        }))
-      .handle("cancel", ({ path }) =>
-        Effect.flatMap(CurrentUser, (user) => jobs.cancel(path.id, { owner: user.ownerScope })))
-      .handle("delete", ({ path }) =>
-        Effect.flatMap(CurrentUser, (user) => jobs.delete(path.id, { owner: user.ownerScope })).pipe(
-          // only a worker acting on a job it does not hold gets NotJobHolder; a user never acts as one
-          Effect.catchTag("NotJobHolder", Effect.die)
-        ))
+        withPreferredWait(headers.prefer, ops.maxWaitSeconds, (wait) =>
+          ops.status(path.id, { wait, afterVersion: urlParams.afterVersion })))
+      .handle("cancel", ({ path }) => ops.cancel(path.id))
+      .handle("delete", ({ path }) => ops.remove(path.id))
   }))
-
-/** The worker endpoints need the `worker` role (or `admin`). */
-const asWorker = Effect.flatMap(CurrentUser, (user) =>
-  user.isWorker
-    ? Effect.void
-    : Effect.fail(new Forbidden({ message: "this needs the worker role", required: "worker" })))
 
 export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
   Effect.gen(function*() {
-    const workers = yield* Workers
-    const config = yield* JobWatchConfig
+    const ops = yield* Operations
     return handlers
-      .handle("claim", ({ path, payload }) =>
-        Effect.gen(function*() {
-          yield* asWorker
-          const wait = yield* seconds("waitSeconds", payload.waitSeconds)
-          const jobs = yield* workers.claim(path.workerId, {
-            queues: payload.queues,
-            names: payload.names,
-            limit: payload.limit,
-            wait: wait === undefined ? undefined : Duration.min(wait, config.maxWait)
-          })
-          return ClaimResult.make({ jobs })
-        }))
-      .handle("heartbeat", ({ path }) => Effect.zipRight(asWorker, workers.heartbeat(path.workerId)))
-      .handle("update", ({ path, payload }) =>
-        Effect.gen(function*() {
-          yield* asWorker
-          const scope = { workerId: payload.workerId, message: payload.message }
-          switch (payload.status) {
-            case "running":
-              return yield* workers.start(path.id, scope)
-            case "completed":
-              return yield* workers.complete(path.id, { ...scope, result: payload.result })
-            case "canceled":
-              return yield* workers.canceled(path.id, scope)
-            case "failed": {
-              if (payload.error === undefined) {
-                return yield* new InvalidInput({ field: "error", message: "is required when status is failed" })
-              }
-              return yield* workers.fail(path.id, {
-                ...scope,
-                code: payload.error.code,
-                error: payload.error.message,
-                retryable: payload.error.retryable
-              }).pipe(renameFields((field) => field === "error" ? "error.message" : field === "code" ? "error.code" : field))
-            }
-          }
-        }))
-      .handle("progress", ({ path, payload }) =>
-        Effect.zipRight(
-          asWorker,
-          workers.progress(path.id, {
-            percent: payload.percent,
-            step: payload.step,
-            message: payload.message,
-            data: payload.data,
-            force: payload.force
-          }, { workerId: payload.workerId })
-        ))
+      .handle("claim", ({ path, payload }) => Effect.map(ops.claim(path.workerId, payload), (jobs) => ClaimResult.make({ jobs })))
+      .handle("heartbeat", ({ path }) => ops.heartbeat(path.workerId))
+      .handle("update", ({ path, payload }) => ops.update(path.id, payload))
+      .handle("progress", ({ path, payload }) => ops.progress(path.id, payload))
   }))
 
 /** The SSE event name of a job event. */
@@ -298,25 +142,16 @@ export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: D
 
 export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
   Effect.gen(function*() {
-    const streams = yield* EventStream
+    const ops = yield* Operations
     const config = yield* JobWatchConfig
     return handlers
       .handle("jobEvents", ({ headers, path, urlParams }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const events = yield* streams.jobEvents(path.id, {
-            owner: user.ownerScope,
-            afterVersion: yield* afterVersionOf(urlParams.afterVersion),
-            cursor: headers["last-event-id"]
-          })
-          return sseResponse(events, config.sseKeepAlive)
-        }))
+        Effect.map(
+          ops.jobEvents(path.id, { afterVersion: urlParams.afterVersion, cursor: headers["last-event-id"] }),
+          (events) => sseResponse(events, config.sseKeepAlive)
+        ))
       .handle("userEvents", ({ headers, urlParams }) =>
-        Effect.gen(function*() {
-          const user = yield* CurrentUser
-          const events = yield* streams.userEvents({ ...urlParams, owner: user.ownerScope }, headers["last-event-id"])
-          return sseResponse(events, config.sseKeepAlive)
-        }))
+        Effect.map(ops.userEvents(urlParams, headers["last-event-id"]), (events) => sseResponse(events, config.sseKeepAlive)))
   }))
 
 /** Reads a body without a length (chunked) up to `limit` bytes; `undefined` when it is longer (the rest unread). */
@@ -422,7 +257,8 @@ export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =
  * or `Auth.layerJwt`) and the jobwatch services.
  */
 export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive])
+  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive]),
+  Layer.provide(Operations.Default)
 )
 
 /** Every route of the service: the API, `/docs` (Swagger UI, offline), the body limit and CORS. */

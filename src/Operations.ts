@@ -1,0 +1,237 @@
+import { Duration, Effect } from "effect"
+import type { EnqueueBody } from "./Api.js"
+import { CompletionWatcher } from "./CompletionWatcher.js"
+import { JobWatchConfig } from "./Config.js"
+import { CurrentUser, Forbidden } from "./Domain/Auth.js"
+import { InvalidInput } from "./Domain/Errors.js"
+import { EventStream } from "./EventStream.js"
+import type { EnqueueOptions } from "./Jobs.js"
+import { Jobs } from "./Jobs.js"
+import { Workers } from "./Workers.js"
+
+/** A number of seconds from a request: finite and at least `min`, else `InvalidInput` naming `field`. */
+const seconds = (field: string, value: number | undefined, min = 0) =>
+  value === undefined
+    ? Effect.succeed(undefined)
+    : Number.isFinite(value) && value >= min
+    ? Effect.succeed(Duration.millis(Math.round(value * 1000)))
+    : Effect.fail(new InvalidInput({ field, message: `must be a number of seconds of at least ${min}, got ${value}` }))
+
+/** The service's names of duration fields, as the API spells them (in seconds). */
+const apiField = (field: string) => field.replace(/(^|\.)(delay|maxDelay|timeout)$/, "$1$2Seconds")
+
+/** An enqueue body (seconds) as the service's options (durations), owned by `owner`. */
+const enqueueOptions = (body: EnqueueBody, owner: string, prefix = "") =>
+  Effect.gen(function*() {
+    const backoff = body.backoff === undefined ? undefined : {
+      delay: yield* seconds(`${prefix}backoff.delaySeconds`, body.backoff.delaySeconds),
+      maxDelay: yield* seconds(`${prefix}backoff.maxDelaySeconds`, body.backoff.maxDelaySeconds),
+      multiplier: body.backoff.multiplier
+    }
+    return {
+      name: body.name,
+      queue: body.queue,
+      payload: body.payload,
+      priority: body.priority,
+      runAt: body.runAt,
+      delay: yield* seconds(`${prefix}delaySeconds`, body.delaySeconds),
+      maxAttempts: body.maxAttempts,
+      timeout: yield* seconds(`${prefix}timeoutSeconds`, body.timeoutSeconds, 0.001),
+      idempotencyKey: body.idempotencyKey,
+      owner,
+      backoff
+    } satisfies EnqueueOptions
+  })
+
+/** `InvalidInput` naming the field as the request spells it. */
+const renameFields = (rename: (field: string) => string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.mapError(effect, (error) =>
+    error instanceof InvalidInput && rename(error.field) !== error.field
+      ? new InvalidInput({ field: rename(error.field), message: error.message.replace(error.field, rename(error.field)) })
+      : error)
+
+const afterVersionOf = (value: number | undefined) =>
+  value === undefined || (Number.isInteger(value) && value >= 0)
+    ? Effect.succeed(value)
+    : Effect.fail(new InvalidInput({ field: "afterVersion", message: `must be a non-negative integer, got ${value}` }))
+
+/** The worker operations need the `worker` role (or `admin`). */
+const asWorker = Effect.flatMap(CurrentUser, (user) =>
+  user.isWorker
+    ? Effect.void
+    : Effect.fail(new Forbidden({ message: "this needs the worker role", required: "worker" })))
+
+export interface WaitOptions {
+  /** Seconds to wait (capped by `maxWait`): until terminal, or until the version passes `afterVersion`. */
+  readonly wait?: number | undefined
+  readonly afterVersion?: number | undefined
+}
+
+export interface UpdateInput {
+  readonly workerId: string
+  readonly status: "running" | "completed" | "failed" | "canceled"
+  readonly result?: unknown
+  readonly error?: { readonly code?: string | undefined; readonly message: string; readonly retryable?: boolean | undefined } | undefined
+  readonly message?: string | undefined
+}
+
+/**
+ * What the HTTP API and the RPC group do, once: the caller (`CurrentUser`) decides whose jobs it sees (its own; an
+ * admin's: all) and whether it may act as a worker. Inputs are the wire's (seconds, not durations).
+ */
+export class Operations extends Effect.Service<Operations>()("jobwatch/Operations", {
+  effect: Effect.gen(function*() {
+    const jobs = yield* Jobs
+    const workers = yield* Workers
+    const watcher = yield* CompletionWatcher
+    const streams = yield* EventStream
+    const config = yield* JobWatchConfig
+    const maxWaitSeconds = Math.floor(Duration.toSeconds(config.maxWait))
+
+    /**
+     * Reads a job with `read`; with a wait of N seconds, answers when it is terminal (or, with `afterVersion`, when
+     * its version passed it), or when N seconds passed. The wait holds no database connection.
+     */
+    const longPoll = <A extends { readonly version: number; readonly terminal: boolean }, E, R>(
+      id: string,
+      read: Effect.Effect<A, E, R>,
+      options: WaitOptions
+    ) =>
+      Effect.gen(function*() {
+        const afterVersion = yield* afterVersionOf(options.afterVersion)
+        const wait = Math.min(options.wait ?? 0, maxWaitSeconds)
+        if (!Number.isFinite(wait) || wait < 0) return yield* new InvalidInput({ field: "wait", message: "must be a number of seconds of at least 0" })
+        const first = yield* read
+        if (wait === 0) return first
+        if (afterVersion === undefined ? first.terminal : first.version > afterVersion || first.terminal) return first
+        const change = afterVersion === undefined
+          ? watcher.waitFor(id).pipe(Effect.asVoid)
+          : watcher.changes(id, afterVersion).pipe(Effect.asVoid)
+        // the job was found: a failure of the wait (deleted meanwhile) shows in the final read
+        yield* change.pipe(Effect.timeoutOption(Duration.seconds(wait)), Effect.ignore)
+        return yield* read
+      })
+
+    return {
+      maxWaitSeconds,
+      enqueue: (body: EnqueueBody) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          return yield* jobs.enqueue(yield* enqueueOptions(body, user.sub)).pipe(renameFields(apiField))
+        }),
+      enqueueBatch: (items: ReadonlyArray<EnqueueBody>) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          if (!Array.isArray(items) || items.length === 0 || items.length > config.maxBatchSize) {
+            return yield* new InvalidInput({ field: "jobs", message: `must hold 1 to ${config.maxBatchSize} jobs` })
+          }
+          const options = yield* Effect.forEach(items, (job, i) => enqueueOptions(job, user.sub, `jobs[${i}].`))
+          return yield* jobs.enqueueBatch(options).pipe(renameFields(apiField))
+        }),
+      get: (id: string, options: WaitOptions = {}) =>
+        Effect.flatMap(CurrentUser, (user) => longPoll(id, jobs.get(id, { owner: user.ownerScope }), options)),
+      status: (id: string, options: WaitOptions = {}) =>
+        Effect.flatMap(CurrentUser, (user) => longPoll(id, jobs.status(id, { owner: user.ownerScope }), options)),
+      list: (params: {
+        readonly status?: string | undefined
+        readonly queue?: string | undefined
+        readonly name?: string | undefined
+        readonly page?: number | undefined
+        readonly limit?: number | undefined
+        readonly cursor?: string | undefined
+      }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const filter = { status: params.status, queue: params.queue, name: params.name, owner: user.ownerScope }
+          if (params.cursor !== undefined) {
+            return yield* jobs.listByCursor({ ...filter, cursor: params.cursor, limit: params.limit })
+          }
+          return yield* jobs.list({ ...filter, page: params.page, limit: params.limit })
+        }),
+      waitMany: (ids: ReadonlyArray<string>, mode: "all" | "any", timeoutSeconds: number | undefined) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          const timeout = (yield* seconds("timeoutSeconds", timeoutSeconds)) ?? config.maxWait
+          return yield* watcher.waitMany(ids, { mode, timeout: Duration.min(timeout, config.maxWait), owner: user.ownerScope })
+        }),
+      cancel: (id: string) => Effect.flatMap(CurrentUser, (user) => jobs.cancel(id, { owner: user.ownerScope })),
+      remove: (id: string) =>
+        Effect.flatMap(CurrentUser, (user) => jobs.delete(id, { owner: user.ownerScope })).pipe(
+          // only a worker acting on a job it does not hold gets NotJobHolder; a user never acts as one
+          Effect.catchTag("NotJobHolder", Effect.die)
+        ),
+      claim: (workerId: string, body: {
+        readonly queues?: ReadonlyArray<string> | undefined
+        readonly names?: ReadonlyArray<string> | undefined
+        readonly limit?: number | undefined
+        readonly waitSeconds?: number | undefined
+      }) =>
+        Effect.gen(function*() {
+          yield* asWorker
+          const wait = yield* seconds("waitSeconds", body.waitSeconds)
+          return yield* workers.claim(workerId, {
+            queues: body.queues,
+            names: body.names,
+            limit: body.limit,
+            wait: wait === undefined ? undefined : Duration.min(wait, config.maxWait)
+          })
+        }),
+      heartbeat: (workerId: string) => Effect.zipRight(asWorker, workers.heartbeat(workerId)),
+      update: (id: string, body: UpdateInput) =>
+        Effect.gen(function*() {
+          yield* asWorker
+          const scope = { workerId: body.workerId, message: body.message }
+          switch (body.status) {
+            case "running":
+              return yield* workers.start(id, scope)
+            case "completed":
+              return yield* workers.complete(id, { ...scope, result: body.result })
+            case "canceled":
+              return yield* workers.canceled(id, scope)
+            case "failed": {
+              if (body.error === undefined) {
+                return yield* new InvalidInput({ field: "error", message: "is required when status is failed" })
+              }
+              return yield* workers.fail(id, {
+                ...scope,
+                code: body.error.code,
+                error: body.error.message,
+                retryable: body.error.retryable
+              }).pipe(renameFields((field) => field === "error" ? "error.message" : field === "code" ? "error.code" : field))
+            }
+          }
+        }),
+      progress: (id: string, body: {
+        readonly workerId: string
+        readonly percent: number
+        readonly step?: string | undefined
+        readonly message?: string | undefined
+        readonly data?: unknown
+        readonly force?: boolean | undefined
+      }) =>
+        Effect.zipRight(
+          asWorker,
+          workers.progress(id, {
+            percent: body.percent,
+            step: body.step,
+            message: body.message,
+            data: body.data,
+            force: body.force
+          }, { workerId: body.workerId })
+        ),
+      jobEvents: (id: string, options: { readonly afterVersion?: number | undefined; readonly cursor?: string | undefined }) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          return yield* streams.jobEvents(id, {
+            owner: user.ownerScope,
+            afterVersion: yield* afterVersionOf(options.afterVersion),
+            cursor: options.cursor
+          })
+        }),
+      userEvents: (
+        filter: { readonly status?: string | undefined; readonly queue?: string | undefined; readonly name?: string | undefined },
+        cursor: string | undefined
+      ) => Effect.flatMap(CurrentUser, (user) => streams.userEvents({ ...filter, owner: user.ownerScope }, cursor))
+    } as const
+  })
+}) {}

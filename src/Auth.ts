@@ -4,6 +4,7 @@ import { createPublicKey, randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
 import { Authentication, StreamAuthentication } from "./Api.js"
+import { RpcAuthentication } from "./Rpcs.js"
 import { JobWatchConfig } from "./Config.js"
 import { Role, Unauthorized, User } from "./Domain/Auth.js"
 
@@ -72,14 +73,24 @@ export const makeVerifier = (keys: JwtKeys) => {
     })
 }
 
-/** `Authentication` (and `StreamAuthentication`, which also takes `?access_token=`) by JWTs verified with `JwtKeysTag`. */
-export const layerJwt: Layer.Layer<Authentication | StreamAuthentication, never, JwtKeysTag> = Layer.unwrapEffect(
+/** The token of an `Authorization: Bearer <token>` header ("" when there is none). */
+export const bearerOf = (authorization: string | undefined) => {
+  const m = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization ?? "")
+  return m === null ? "" : m[1]!
+}
+
+/**
+ * `Authentication`, `StreamAuthentication` (which also takes `?access_token=`) and `RpcAuthentication` (the
+ * RPC request's `Authorization` header), by JWTs verified with `JwtKeysTag`.
+ */
+export const layerJwt: Layer.Layer<Authentication | StreamAuthentication | RpcAuthentication, never, JwtKeysTag> = Layer.unwrapEffect(
   Effect.map(JwtKeysTag, (keys) => {
     const verify = makeVerifier(keys)
     const check = (token: Redacted.Redacted<string>) => verify(Redacted.value(token))
-    return Layer.merge(
+    return Layer.mergeAll(
       Layer.succeed(Authentication, { bearer: check }),
-      Layer.succeed(StreamAuthentication, { bearer: check, accessToken: check })
+      Layer.succeed(StreamAuthentication, { bearer: check, accessToken: check }),
+      Layer.succeed(RpcAuthentication, RpcAuthentication.of(({ headers }) => verify(bearerOf(headers["authorization"]))))
     )
   })
 )

@@ -19,6 +19,7 @@ import { isTerminal } from "./Domain/JobStatus.js"
 import type { PositionedEvent } from "./EventStream.js"
 import { Listener } from "./Listener.js"
 import { Operations } from "./Operations.js"
+import { RpcRoutes } from "./RpcHandlers.js"
 
 /** `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). */
 export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
@@ -261,9 +262,10 @@ export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/opena
   Layer.provide(Operations.Default)
 )
 
-/** Every route of the service: the API, `/docs` (Swagger UI, offline), the body limit and CORS. */
+/** Every route of the service: the API, the RPC group, `/docs` (Swagger UI, offline), the body limit and CORS. */
 export const RoutesLive = Layer.mergeAll(
   HttpRoutes,
+  RpcRoutes,
   HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
   RequestBodies,
   CorsLive

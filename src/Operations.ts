@@ -3,7 +3,7 @@ import type { EnqueueBody } from "./Api.js"
 import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
 import { CurrentUser, Forbidden } from "./Domain/Auth.js"
-import { InvalidInput } from "./Domain/Errors.js"
+import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
 import { EventStream } from "./EventStream.js"
 import type { EnqueueOptions } from "./Jobs.js"
 import { Jobs } from "./Jobs.js"
@@ -153,6 +153,21 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
           const user = yield* CurrentUser
           const timeout = (yield* seconds("timeoutSeconds", timeoutSeconds)) ?? config.maxWait
           return yield* watcher.waitMany(ids, { mode, timeout: Duration.min(timeout, config.maxWait), owner: user.ownerScope })
+        }),
+      /** The terminal outcome of one of the caller's jobs. */
+      waitFor: (id: string) =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          if (!(yield* jobs.exists(id, { owner: user.ownerScope }))) return yield* new JobNotFound({ id })
+          return yield* watcher.waitFor(id)
+        }),
+      /** The terminal outcomes of the caller's jobs `ids`, in order (all, or the first to end). */
+      waitForMany: (ids: ReadonlyArray<string>, mode: "all" | "any") =>
+        Effect.gen(function*() {
+          const user = yield* CurrentUser
+          // checks every id (and that they are the caller's) before waiting without a time limit
+          yield* watcher.waitMany(ids, { mode, timeout: 0, owner: user.ownerScope })
+          return mode === "all" ? yield* watcher.waitForAll(ids) : [yield* watcher.waitForFirst(ids)]
         }),
       cancel: (id: string) => Effect.flatMap(CurrentUser, (user) => jobs.cancel(id, { owner: user.ownerScope })),
       remove: (id: string) =>

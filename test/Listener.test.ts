@@ -10,6 +10,7 @@ import { Unauthorized } from "../src/Domain/Auth.js"
 import { RoutesLive } from "../src/Http.js"
 import { EventStream } from "../src/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
+import { RpcAuthentication } from "../src/Rpcs.js"
 import { JobsRepo } from "../src/JobsRepo.js"
 import * as Listener from "../src/Listener.js"
 import { LocalEvents } from "../src/LocalEvents.js"
@@ -115,6 +116,7 @@ describe("Listener", () => {
         bearer: () => Effect.fail(new Unauthorized({ message: "no one" })),
         accessToken: () => Effect.fail(new Unauthorized({ message: "no one" }))
       }),
+      Layer.succeed(RpcAuthentication, RpcAuthentication.of(() => Effect.fail(new Unauthorized({ message: "no one" })))),
       listener
     )
   }

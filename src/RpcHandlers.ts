@@ -1,0 +1,38 @@
+import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { Effect, Layer, Stream } from "effect"
+import { Operations } from "./Operations.js"
+import { Rpcs, StreamedEvent } from "./Rpcs.js"
+
+/** The RPC group's handlers: the same `Operations` as the HTTP API, for the `CurrentUser` the middleware provides. */
+export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
+  const ops = yield* Operations
+  return Rpcs.of({
+    JobEnqueue: (body) => ops.enqueue(body),
+    JobEnqueueBatch: ({ jobs }) => ops.enqueueBatch(jobs),
+    JobGet: ({ afterVersion, id, wait }) => ops.get(id, { wait, afterVersion }),
+    JobStatus: ({ afterVersion, id, wait }) => ops.status(id, { wait, afterVersion }),
+    JobList: (params) => ops.list(params),
+    JobCancel: ({ id }) => ops.cancel(id),
+    JobDelete: ({ id }) => ops.remove(id),
+    JobWait: ({ id }) => ops.waitFor(id),
+    JobWaitAll: ({ ids }) => ops.waitForMany(ids, "all"),
+    JobWaitFirst: ({ ids }) => Effect.map(ops.waitForMany(ids, "any"), (outcomes) => outcomes[0]!),
+    JobWatch: ({ afterVersion, id }) =>
+      Stream.unwrap(Effect.map(ops.jobEvents(id, { afterVersion }), Stream.map((item) => item.event))),
+    EventsWatch: ({ cursor, ...filter }) =>
+      Stream.unwrap(Effect.map(ops.userEvents(filter, cursor), Stream.map((item) => new StreamedEvent(item, true)))),
+    WorkerClaim: ({ workerId, ...body }) => ops.claim(workerId, body),
+    WorkerHeartbeat: ({ workerId }) => ops.heartbeat(workerId),
+    JobUpdate: ({ id, ...body }) => ops.update(id, body),
+    JobProgress: ({ id, ...body }) => ops.progress(id, body)
+  })
+})).pipe(Layer.provide(Operations.Default))
+
+/**
+ * The RPC routes, to mount on a host's `HttpLayerRouter`: NDJSON over HTTP on `/rpc` (streams arrive as they
+ * happen). They need an `RpcAuthentication` layer (the host's own, or `Auth.layerJwt`) and the jobwatch services.
+ */
+export const RpcRoutes = RpcServer.layerHttpRouter({ group: Rpcs, path: "/rpc", protocol: "http" }).pipe(
+  Layer.provide(RpcHandlersLive),
+  Layer.provide(RpcSerialization.layerNdjson)
+)

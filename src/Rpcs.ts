@@ -1,0 +1,108 @@
+import { Rpc, RpcGroup, RpcMiddleware } from "@effect/rpc"
+import { Schema } from "effect"
+import { ClaimBody, EnqueueBody, ProgressBody, UpdateBody } from "./Api.js"
+import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
+import {
+  InvalidInput,
+  InvalidProgress,
+  InvalidTransition,
+  JobNotFound,
+  NotJobHolder,
+  PayloadTooLarge,
+  ProgressRegression,
+  WorkerNotFound
+} from "./Domain/Errors.js"
+import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
+import { JobEvent } from "./Domain/JobEvent.js"
+import { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
+
+/**
+ * The RPC authentication port: `Authorization: Bearer <token>` from the request's headers in, the `CurrentUser`
+ * out, `Unauthorized` otherwise. jobwatch's layer verifies JWTs (`Auth.ts`); an embedding app provides its own.
+ */
+export class RpcAuthentication extends RpcMiddleware.Tag<RpcAuthentication>()("jobwatch/RpcAuthentication", {
+  provides: CurrentUser,
+  failure: Unauthorized
+}) {}
+
+const Id = { id: Schema.String }
+/** Seconds to hold the answer until the job is terminal (or changed after `afterVersion`). */
+const Wait = {
+  ...Id,
+  wait: Schema.optional(Schema.Number),
+  afterVersion: Schema.optional(Schema.Number)
+}
+
+/** An event of the caller's stream, with the cursor to resume after it. */
+export class StreamedEvent extends Schema.Class<StreamedEvent>("StreamedEvent")({
+  cursor: Schema.String,
+  event: JobEvent
+}) {}
+
+const UserErrors = Schema.Union(InvalidInput, JobNotFound, Unauthorized)
+const WorkerErrors = Schema.Union(
+  InvalidInput,
+  InvalidProgress,
+  PayloadTooLarge,
+  JobNotFound,
+  InvalidTransition,
+  NotJobHolder,
+  ProgressRegression,
+  WorkerNotFound,
+  Forbidden,
+  Unauthorized
+)
+
+/** The Effect RPC API: the HTTP API's operations, with `JobWatch` and `EventsWatch` as streams. */
+export class Rpcs extends RpcGroup.make(
+  Rpc.make("JobEnqueue", { payload: EnqueueBody, success: JobRef, error: Schema.Union(InvalidInput, PayloadTooLarge, Unauthorized) }),
+  Rpc.make("JobEnqueueBatch", {
+    payload: { jobs: Schema.Array(EnqueueBody) },
+    success: Schema.Array(JobRef),
+    error: Schema.Union(InvalidInput, PayloadTooLarge, Unauthorized)
+  }),
+  Rpc.make("JobGet", { payload: Wait, success: JobInfo, error: UserErrors }),
+  Rpc.make("JobStatus", { payload: Wait, success: JobStatusInfo, error: UserErrors }),
+  Rpc.make("JobList", {
+    payload: {
+      status: Schema.optional(Schema.String),
+      queue: Schema.optional(Schema.String),
+      name: Schema.optional(Schema.String),
+      page: Schema.optional(Schema.Number),
+      limit: Schema.optional(Schema.Number),
+      cursor: Schema.optional(Schema.String)
+    },
+    success: Schema.Union(JobPage, JobCursorPage),
+    error: Schema.Union(InvalidInput, Unauthorized)
+  }),
+  Rpc.make("JobCancel", { payload: Id, success: JobInfo, error: Schema.Union(InvalidInput, JobNotFound, InvalidTransition, Unauthorized) }),
+  Rpc.make("JobDelete", { payload: Id, success: JobInfo, error: Schema.Union(InvalidInput, JobNotFound, InvalidTransition, Unauthorized) }),
+  Rpc.make("JobWait", { payload: Id, success: JobOutcome, error: UserErrors }),
+  Rpc.make("JobWaitAll", { payload: { ids: Schema.Array(Schema.String) }, success: Schema.Array(JobOutcome), error: UserErrors }),
+  Rpc.make("JobWaitFirst", { payload: { ids: Schema.Array(Schema.String) }, success: JobOutcome, error: UserErrors }),
+  Rpc.make("JobWatch", {
+    payload: { ...Id, afterVersion: Schema.optional(Schema.Number) },
+    success: JobEvent,
+    error: UserErrors,
+    stream: true
+  }),
+  Rpc.make("EventsWatch", {
+    payload: {
+      status: Schema.optional(Schema.String),
+      queue: Schema.optional(Schema.String),
+      name: Schema.optional(Schema.String),
+      cursor: Schema.optional(Schema.String)
+    },
+    success: StreamedEvent,
+    error: Schema.Union(InvalidInput, Unauthorized),
+    stream: true
+  }),
+  Rpc.make("WorkerClaim", {
+    payload: { workerId: Schema.String, ...ClaimBody.fields },
+    success: Schema.Array(ClaimedJob),
+    error: WorkerErrors
+  }),
+  Rpc.make("WorkerHeartbeat", { payload: { workerId: Schema.String }, success: HeartbeatResult, error: WorkerErrors }),
+  Rpc.make("JobUpdate", { payload: { ...Id, ...UpdateBody.fields }, success: JobInfo, error: WorkerErrors }),
+  Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors })
+).middleware(RpcAuthentication) {}

@@ -20,7 +20,7 @@ import {
   WorkerNotFound
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
-import { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
+import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
 
 /** `GET /health`: the process is up. */
 export class Health extends Schema.Class<Health>("Health")({
@@ -201,7 +201,11 @@ export const ClaimBody = Schema.Struct({
   queues: Schema.optional(Schema.Array(Schema.String)),
   names: Schema.optional(Schema.Array(Schema.String)),
   limit: Schema.optional(Schema.Number),
-  waitSeconds: Schema.optional(Schema.Number)
+  waitSeconds: Schema.optional(Schema.Number),
+  start: Schema.optional(Schema.Boolean).annotations({ description: "start the jobs as they are claimed (running at once)" }),
+  heartbeatSeconds: Schema.optional(Schema.Number).annotations({
+    description: "how often this worker heartbeats (its leases last 1.5 × this); default the service's"
+  })
 }).annotations({ identifier: "ClaimBody" })
 
 export class ClaimResult extends Schema.Class<ClaimResult>("ClaimResult")({ jobs: Schema.Array(ClaimedJob) }) {}
@@ -229,12 +233,24 @@ export const ProgressBody = Schema.Struct({
 
 const WorkerPath = Schema.Struct({ workerId: Schema.String })
 
+/** Which of its jobs a worker lets go (all when `ids` is absent): back to the queue, their attempt not used up. */
+export const ReleaseBody = Schema.Struct({ ids: Schema.optional(Schema.Array(Schema.String)) }).annotations({
+  identifier: "ReleaseBody"
+})
+
 export class WorkersApi extends HttpApiGroup.make("workers")
   .add(
     HttpApiEndpoint.post("claim", "/v1/workers/:workerId/claim")
       .setPath(WorkerPath)
       .setPayload(ClaimBody)
       .addSuccess(ClaimResult)
+      .addError(InvalidInput)
+  )
+  .add(
+    HttpApiEndpoint.post("release", "/v1/workers/:workerId/release")
+      .setPath(WorkerPath)
+      .setPayload(ReleaseBody)
+      .addSuccess(ReleaseResult)
       .addError(InvalidInput)
   )
   .add(

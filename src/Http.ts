@@ -102,6 +102,7 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
     const ops = yield* Operations
     return handlers
       .handle("claim", ({ path, payload }) => Effect.map(ops.claim(path.workerId, payload), (jobs) => ClaimResult.make({ jobs })))
+      .handle("release", ({ path, payload }) => ops.release(path.workerId, payload.ids))
       .handle("heartbeat", ({ path }) => ops.heartbeat(path.workerId))
       .handle("update", ({ path, payload }) => ops.update(path.id, payload))
       .handle("progress", ({ path, payload }) => ops.progress(path.id, payload))

@@ -7,6 +7,8 @@ import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
 import { EventStream } from "./EventStream.js"
 import type { EnqueueOptions } from "./Jobs.js"
 import { Jobs } from "./Jobs.js"
+import { ReleaseResult } from "./Domain/Worker.js"
+import * as V from "./internal/validate.js"
 import { Workers } from "./Workers.js"
 
 /** A number of seconds from a request: finite and at least `min`, else `InvalidInput` naming `field`. */
@@ -180,16 +182,31 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         readonly names?: ReadonlyArray<string> | undefined
         readonly limit?: number | undefined
         readonly waitSeconds?: number | undefined
+        readonly start?: boolean | undefined
+        readonly heartbeatSeconds?: number | undefined
       }) =>
         Effect.gen(function*() {
           yield* asWorker
           const wait = yield* seconds("waitSeconds", body.waitSeconds)
+          const heartbeat = yield* seconds("heartbeatSeconds", body.heartbeatSeconds, 0.1)
           return yield* workers.claim(workerId, {
             queues: body.queues,
             names: body.names,
             limit: body.limit,
-            wait: wait === undefined ? undefined : Duration.min(wait, config.maxWait)
+            wait: wait === undefined ? undefined : Duration.min(wait, config.maxWait),
+            start: body.start,
+            heartbeatInterval: heartbeat
           })
+        }),
+      release: (workerId: string, ids: ReadonlyArray<string> | undefined) =>
+        Effect.gen(function*() {
+          yield* asWorker
+          if (ids !== undefined && (!Array.isArray(ids) || ids.length > 1000)) {
+            return yield* new InvalidInput({ field: "ids", message: "must list at most 1,000 job ids" })
+          }
+          const jobIds = ids === undefined ? undefined : yield* Effect.forEach(ids, (id, i) => V.jobId(id, `ids[${i}]`))
+          const released = yield* workers.release(workerId, jobIds)
+          return ReleaseResult.make({ released: released.map((job) => ({ id: job.id, status: job.status })) })
         }),
       heartbeat: (workerId: string) => Effect.zipRight(asWorker, workers.heartbeat(workerId)),
       update: (id: string, body: UpdateInput) =>

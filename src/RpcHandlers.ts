@@ -22,6 +22,7 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
     EventsWatch: ({ cursor, ...filter }) =>
       Stream.unwrap(Effect.map(ops.userEvents(filter, cursor), Stream.map((item) => new StreamedEvent(item, true)))),
     WorkerClaim: ({ workerId, ...body }) => ops.claim(workerId, body),
+    WorkerRelease: ({ ids, workerId }) => ops.release(workerId, ids),
     WorkerHeartbeat: ({ workerId }) => ops.heartbeat(workerId),
     JobUpdate: ({ id, ...body }) => ops.update(id, body),
     JobProgress: ({ id, ...body }) => ops.progress(id, body)

@@ -1,6 +1,6 @@
 import { Rpc, RpcGroup, RpcMiddleware } from "@effect/rpc"
 import { Schema } from "effect"
-import { ClaimBody, EnqueueBody, ProgressBody, UpdateBody } from "./Api.js"
+import { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody } from "./Api.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
   InvalidInput,
@@ -14,7 +14,7 @@ import {
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
 import { JobEvent } from "./Domain/JobEvent.js"
-import { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
+import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
 
 /**
  * The RPC authentication port: `Authorization: Bearer <token>` from the request's headers in, the `CurrentUser`
@@ -100,6 +100,11 @@ export class Rpcs extends RpcGroup.make(
   Rpc.make("WorkerClaim", {
     payload: { workerId: Schema.String, ...ClaimBody.fields },
     success: Schema.Array(ClaimedJob),
+    error: WorkerErrors
+  }),
+  Rpc.make("WorkerRelease", {
+    payload: { workerId: Schema.String, ...ReleaseBody.fields },
+    success: ReleaseResult,
     error: WorkerErrors
   }),
   Rpc.make("WorkerHeartbeat", { payload: { workerId: Schema.String }, success: HeartbeatResult, error: WorkerErrors }),

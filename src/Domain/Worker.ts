@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { JobId } from "./JobId.js"
+import { JobStatus } from "./JobStatus.js"
 
 /** A job a worker claimed: what it needs to run it. */
 export class ClaimedJob extends Schema.Class<ClaimedJob>("ClaimedJob")({
@@ -19,6 +20,11 @@ export class ClaimedJob extends Schema.Class<ClaimedJob>("ClaimedJob")({
 /** What a heartbeat answers: the worker's jobs whose cancellation was requested. */
 export class HeartbeatResult extends Schema.Class<HeartbeatResult>("HeartbeatResult")({
   cancelRequested: Schema.Array(JobId)
+}) {}
+
+/** What releasing a worker's jobs answers: each job let go and the status it went back to. */
+export class ReleaseResult extends Schema.Class<ReleaseResult>("ReleaseResult")({
+  released: Schema.Array(Schema.Struct({ id: JobId, status: JobStatus }))
 }) {}
 
 /** What a progress report answers: accepted, and whether it was written now (or coalesced for later). */

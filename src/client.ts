@@ -1,0 +1,93 @@
+/**
+ * Typed clients of a jobwatch service, for programs in other processes: the HTTP API's `HttpApiClient`, the RPC
+ * group's `RpcClient`, and a `WorkerBackend` over HTTP so that `Worker.run` works there as it does in-process.
+ * Each needs an `HttpClient` (e.g. `FetchHttpClient.layer` or `NodeHttpClient.layerUndici`).
+ */
+import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import { RpcClient, RpcSerialization } from "@effect/rpc"
+import { Duration, Effect, Layer } from "effect"
+import { Api } from "./Api.js"
+import type { WorkerBackendShape } from "./Worker.js"
+import { WorkerBackend } from "./Worker.js"
+import { Rpcs } from "./Rpcs.js"
+
+/** Where the service is and how to authenticate: a bearer `token`, and/or extra `headers` (an API key …). */
+export interface ClientOptions {
+  /** e.g. `http://127.0.0.1:8080` */
+  readonly baseUrl: string
+  readonly token?: string | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}
+
+const authenticate = (options: ClientOptions) =>
+  HttpClient.mapRequest((request: HttpClientRequest.HttpClientRequest) => {
+    let out = options.token === undefined ? request : HttpClientRequest.bearerToken(request, options.token)
+    if (options.headers !== undefined) out = HttpClientRequest.setHeaders(out, options.headers)
+    return out
+  })
+
+/** The HTTP API's derived client (`client.jobs.enqueue(…)`, `client.workers.claim(…)`, …). */
+export const httpClient = (options: ClientOptions) =>
+  HttpApiClient.make(Api, { baseUrl: options.baseUrl, transformClient: authenticate(options) })
+
+/** The RPC group's client over NDJSON on `<baseUrl>/rpc` (streams arrive as they happen); lives in the scope. */
+export const rpcClient = (options: ClientOptions) =>
+  RpcClient.make(Rpcs).pipe(
+    Effect.provide(
+      RpcClient.layerProtocolHttp({ url: `${options.baseUrl.replace(/\/$/, "")}/rpc`, transformClient: authenticate(options) })
+        .pipe(Layer.provide(RpcSerialization.layerNdjson))
+    )
+  )
+
+/**
+ * `WorkerBackend` over the HTTP API: `Worker.run` in another process claims (waiting on the server, no polling),
+ * heartbeats (which reports cancel requests), reports progress and ends jobs through HTTP. Needs a token with the
+ * `worker` role.
+ */
+export const httpWorkerBackend = (options: ClientOptions): Layer.Layer<WorkerBackend, never, HttpClient.HttpClient> =>
+  Layer.effect(
+    WorkerBackend,
+    Effect.map(httpClient(options), (client): WorkerBackendShape => ({
+      claim: (workerId, claim) =>
+        Effect.map(
+          client.workers.claim({
+            path: { workerId },
+            payload: {
+              queues: claim.queues,
+              names: claim.names,
+              limit: claim.limit,
+              waitSeconds: claim.wait === undefined ? undefined : Duration.toSeconds(Duration.decode(claim.wait)),
+              start: claim.start,
+              heartbeatSeconds: claim.heartbeatInterval === undefined
+                ? undefined
+                : Duration.toSeconds(Duration.decode(claim.heartbeatInterval))
+            }
+          }),
+          (result) => result.jobs
+        ),
+      heartbeat: (workerId) => client.workers.heartbeat({ path: { workerId } }),
+      progress: (id, report, scope) =>
+        client.workers.progress({
+          path: { id },
+          payload: { workerId: scope.workerId, percent: report.percent, step: report.step, message: report.message, data: report.data, force: report.force }
+        }),
+      complete: (id, scope) =>
+        client.workers.update({
+          path: { id },
+          payload: { workerId: scope.workerId ?? "", status: "completed", result: scope.result, message: scope.message }
+        }),
+      fail: (id, failure) =>
+        client.workers.update({
+          path: { id },
+          payload: {
+            workerId: failure.workerId ?? "",
+            status: "failed",
+            error: { code: failure.code, message: failure.error, retryable: failure.retryable },
+            message: failure.message
+          }
+        }),
+      canceled: (id, scope) =>
+        client.workers.update({ path: { id }, payload: { workerId: scope.workerId ?? "", status: "canceled", message: scope.message } }),
+      release: (workerId, ids) => client.workers.release({ path: { workerId }, payload: { ids } })
+    }))
+  )

@@ -1,0 +1,65 @@
+/**
+ * jobwatch as a library: the domain, the API definitions, the services, the Layers that provide them, and the
+ * route layers an Effect application mounts on its own `HttpLayerRouter` with its own authentication.
+ */
+
+// ---- the domain: schemas and typed errors ----
+/** Jobs, their events, statuses and worker messages (Effect `Schema`s). */
+export * from "./Domain/Job.js"
+export * from "./Domain/JobEvent.js"
+export * from "./Domain/JobId.js"
+export * from "./Domain/JobStatus.js"
+export * from "./Domain/Worker.js"
+/** The typed errors, each with its HTTP status. */
+export * from "./Domain/Errors.js"
+/** The caller (`CurrentUser`, `User`) and the auth errors (`Unauthorized`, `Forbidden`). */
+export * from "./Domain/Auth.js"
+
+// ---- the API definitions (no server code) ----
+/** The HttpApi definition, with the `Authentication` and `StreamAuthentication` middleware ports. */
+export * as Api from "./Api.js"
+/** The RPC group and its `RpcAuthentication` middleware port. */
+export * as Rpcs from "./Rpcs.js"
+
+// ---- the services ----
+/** Enqueue, read, list, cancel and delete jobs. */
+export { Jobs } from "./Jobs.js"
+export type { EnqueueOptions, ListOptions, OwnerScope } from "./Jobs.js"
+/** Await jobs live: `waitFor`, `waitForAll`, `waitForFirst`, `awaitCompletion`, `watch`, `changes`. */
+export { CompletionWatcher } from "./CompletionWatcher.js"
+/** The worker protocol: claim, heartbeat, start, complete, fail, cancel, release. */
+export { Workers } from "./Workers.js"
+export type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
+/** Throttled, monotonic progress. */
+export { ProgressReporter } from "./ProgressReporter.js"
+export type { ProgressReport } from "./ProgressReporter.js"
+/** One job's events, and a user's live events, resumable by cursor. */
+export { EventStream } from "./EventStream.js"
+/** The cluster's one reaper (leases, timeouts, scheduled jobs, silent workers). */
+export { Reaper } from "./Reaper.js"
+/** An Effect-native worker loop (`Worker.run`) over a `WorkerBackend`: in-process, or over HTTP (`client.ts`). */
+export * as Worker from "./Worker.js"
+/** `startJob`, `progress`, `completeJob`, `failJob`: the names of the systems jobwatch replaces. */
+export * as WorkerHelpers from "./WorkerHelpers.js"
+
+// ---- layers ----
+/** Configuration: `JobWatchConfig.layer({...})` for embedders, `layerConfig` from the environment. */
+export { JobWatchConfig } from "./Config.js"
+export type { JobWatchConfigInput, JobWatchConfigShape } from "./Config.js"
+/** `JobWatch.layer` (needs a `PgClient` and config; runs migrations; provides every service) and `layerConfig`. */
+export * as JobWatch from "./JobWatch.js"
+/** JWT verification (`layerJwt`), token minting (`mint`), keys from the environment (`keysFromEnv`). */
+export * as Auth from "./Auth.js"
+
+// ---- routes, to mount on a host's HttpLayerRouter ----
+/**
+ * `HttpRoutes`: the HTTP API (needs `Authentication` and `StreamAuthentication` layers and the services);
+ * `RoutesLive`: everything `npm start` serves; `ServerLive`: the whole server with JWT auth.
+ */
+export { HttpRoutes, RoutesLive, ServerLive } from "./Http.js"
+/** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
+export { RpcRoutes } from "./RpcHandlers.js"
+
+// ---- clients ----
+/** `httpClient`, `rpcClient` and `httpWorkerBackend` from a base URL and a token. */
+export * as Client from "./client.js"

@@ -1,0 +1,87 @@
+import { FetchHttpClient, HttpLayerRouter, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Exit, Layer, Scope } from "effect"
+import { Client, JobWatch, Worker } from "../src/index.js"
+import { uniqueQueue } from "./support/fixtures.js"
+import { HostRoutes } from "./support/hostApp.js"
+import * as TestDb from "./support/TestDb.js"
+
+/** The host app served on a test server, over jobwatch on a fresh schema. */
+const hostLayer = HttpLayerRouter.serve(HostRoutes, { disableLogger: true, disableListenLog: true }).pipe(
+  Layer.provideMerge(JobWatch.layer),
+  Layer.provideMerge(TestDb.layer({ reaper: false })),
+  Layer.provideMerge(NodeHttpServer.layerTest)
+)
+
+const baseUrl = Effect.map(HttpServer.HttpServer, (server) => `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`)
+
+const fetchJson = (url: string, init: RequestInit = {}) =>
+  Effect.promise(async () => {
+    const response = await fetch(url, init)
+    const text = await response.text()
+    return { status: response.status, text, body: text.startsWith("{") ? JSON.parse(text) : undefined }
+  })
+
+describe("embedding jobwatch in a host Effect app", () => {
+  layer(hostLayer, { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("the host's route, jobwatch's HTTP and RPC routes, the host's API-key auth, and a Worker.run over HTTP", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const hello = yield* fetchJson(`${base}/hello`)
+        assert.deepStrictEqual([hello.status, hello.text], [200, "hello from the host"])
+        const queue = uniqueQueue("embed")
+        const alice = { "x-api-key": "key-alice", "content-type": "application/json" }
+
+        // the host's authentication: no key (or a JWT-shaped one) is 401
+        assert.strictEqual((yield* fetchJson(`${base}/v1/jobs`)).status, 401)
+        assert.strictEqual((yield* fetchJson(`${base}/v1/jobs`, { headers: { authorization: "Bearer x.y.z" } })).status, 401)
+
+        // a worker in "another process": Worker.run over the HTTP API, authenticated by the host's key
+        const workerScope = yield* Scope.make()
+        yield* Worker.run({
+          queues: [queue],
+          concurrency: 2,
+          claimWait: "2 seconds",
+          handler: (job, ctx) =>
+            Effect.gen(function*() {
+              yield* ctx.progress(50, { step: "half" })
+              return { doubled: (job.payload as { n: number }).n * 2 }
+            })
+        }).pipe(
+          Scope.extend(workerScope),
+          Effect.provide(Client.httpWorkerBackend({ baseUrl: base, headers: { "x-api-key": "key-worker" } })),
+          Effect.provide(FetchHttpClient.layer)
+        )
+
+        // a job through HTTP: enqueued by alice, awaited with a long-poll
+        const created = yield* fetchJson(`${base}/v1/jobs`, {
+          method: "POST",
+          headers: alice,
+          body: JSON.stringify({ name: "double", queue, payload: { n: 21 } })
+        })
+        assert.strictEqual(created.status, 201)
+        const polled = yield* fetchJson(`${base}/v1/jobs/${created.body.id}`, { headers: { ...alice, prefer: "wait=20" } })
+        assert.deepInclude(polled.body, { status: "completed", owner: "alice", result: { doubled: 42 } })
+
+        // a job through RPC: enqueued and awaited by alice; bob cannot see it
+        const rpc = yield* Client.rpcClient({ baseUrl: base, headers: { "x-api-key": "key-alice" } }).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+        const ref = yield* rpc.JobEnqueue({ name: "double", queue, payload: { n: 5 } })
+        const outcome = yield* rpc.JobWait({ id: ref.id }).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(outcome.status, "completed")
+        assert.deepStrictEqual(outcome.result, { doubled: 10 })
+        const bob = yield* Client.rpcClient({ baseUrl: base, headers: { "x-api-key": "key-bob" } }).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+        assert.strictEqual((yield* Effect.flip(bob.JobGet({ id: ref.id })))._tag, "JobNotFound")
+        const http = yield* Client.httpClient({ baseUrl: base, headers: { "x-api-key": "key-alice" } }).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+        const info = yield* http.jobs.get({ path: { id: ref.id }, headers: {}, urlParams: {} })
+        assert.strictEqual(info.progress.percent, 100)
+        yield* Scope.close(workerScope, Exit.void)
+      }))
+  })
+})

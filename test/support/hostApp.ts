@@ -1,0 +1,33 @@
+// A small Effect application of its own, embedding jobwatch: its own HttpLayerRouter with a route of its own,
+// jobwatch's HTTP and RPC routes mounted beside it, and its own authentication (an API key header, not a JWT).
+import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import { Api, HttpRoutes, Rpcs, RpcRoutes, Unauthorized, User } from "../../src/index.js"
+
+/** The host's users, by API key. */
+export const apiKeys: Readonly<Record<string, User>> = {
+  "key-alice": new User({ sub: "alice", roles: [] }),
+  "key-bob": new User({ sub: "bob", roles: [] }),
+  "key-worker": new User({ sub: "render-service", roles: ["worker"] })
+}
+
+const lookup = (key: string | undefined) => {
+  const user = key === undefined ? undefined : apiKeys[key]
+  return user === undefined ? Effect.fail(new Unauthorized({ message: "send a valid x-api-key header" })) : Effect.succeed(user)
+}
+
+/** The request's `x-api-key` (the bearer token jobwatch's ports would pass is ignored). */
+const fromRequest = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => lookup(request.headers["x-api-key"]))
+
+/** The host's authentication, in jobwatch's three ports. */
+export const ApiKeyAuthentication = Layer.mergeAll(
+  Layer.succeed(Api.Authentication, { bearer: () => fromRequest }),
+  Layer.succeed(Api.StreamAuthentication, { bearer: () => fromRequest, accessToken: () => fromRequest }),
+  Layer.succeed(Rpcs.RpcAuthentication, Rpcs.RpcAuthentication.of(({ headers }) => lookup(headers["x-api-key"])))
+)
+
+/** The host's own route. */
+const Hello = HttpLayerRouter.add("GET", "/hello", HttpServerResponse.text("hello from the host"))
+
+/** All the host's routes; it still needs the jobwatch services (`JobWatch.layer`) and a server. */
+export const HostRoutes = Layer.mergeAll(Hello, HttpRoutes, RpcRoutes).pipe(Layer.provide(ApiKeyAuthentication))

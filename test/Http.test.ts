@@ -267,7 +267,10 @@ describe("HTTP API documents and CORS", () => {
             "POST /v1/workers/{workerId}/claim",
             "PATCH /v1/workers/{workerId}",
             "PATCH /v1/jobs/{id}",
-            "POST /v1/jobs/{id}/progress"
+            "POST /v1/jobs/{id}/progress",
+            "POST /v1/workers/{workerId}/release",
+            "GET /v1/jobs/{id}/events",
+            "GET /v1/events"
           ]
         ) assert.include(operations, expected)
         const get = spec.paths["/v1/jobs/{id}"].get

@@ -108,6 +108,13 @@ describe("Effect RPC over HTTP", () => {
         const twice = yield* Effect.flip(worker.JobUpdate({ id: ref.id, workerId: "w1", status: "completed" }))
         assert.strictEqual(twice._tag, "InvalidTransition")
         assert.strictEqual((yield* Effect.flip(worker.WorkerHeartbeat({ workerId: "never-seen" })))._tag, "WorkerNotFound")
+        // a worker lets go of a job: back to the queue, its attempt not used up
+        const other = yield* alice.JobEnqueue({ name: "released", queue })
+        yield* worker.WorkerClaim({ workerId: "w3", queues: [queue], start: true })
+        const released = yield* worker.WorkerRelease({ workerId: "w3", ids: [other.id] })
+        assert.deepStrictEqual(released.released.map((r) => [r.id, r.status]), [[other.id, "pending"]])
+        assert.deepInclude({ ...(yield* alice.JobGet({ id: other.id })) }, { status: "pending", attempt: 0 })
+        assert.strictEqual((yield* Effect.flip(worker.WorkerRelease({ workerId: "w3", ids: ["nope"] })))._tag, "InvalidInput")
       }))
 
     it.scoped("JobWatch streams a job's progress as it happens; EventsWatch streams the caller's events", () =>

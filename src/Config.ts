@@ -48,11 +48,27 @@ export interface JobWatchConfigShape {
   readonly corsOrigins: ReadonlyArray<string>
   /** How often an idle Server-Sent Events stream sends a comment, so that proxies keep it open. */
   readonly sseKeepAlive: Duration.Duration
+  /** Whether this process delivers webhooks (any number of processes may). */
+  readonly webhooks: boolean
+  /** How long one delivery attempt may take. */
+  readonly webhookTimeout: Duration.Duration
+  /** The waits before each retry (jittered); its length is the number of retries. */
+  readonly webhookRetrySchedule: ReadonlyArray<Duration.Duration>
+  /** Lift the refusal of private, loopback and link-local targets (development and tests). */
+  readonly webhookAllowPrivate: boolean
+  /** How long a rotated secret keeps signing alongside the new one. */
+  readonly webhookSecretOverlap: Duration.Duration
+  /** An endpoint failing without a success for this long is turned off. */
+  readonly webhookDisableAfter: Duration.Duration
+  /** Deliveries in flight in this process, in all, and per endpoint. */
+  readonly webhookConcurrency: number
+  readonly webhookEndpointConcurrency: number
 }
 
 /** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
 export type JobWatchConfigInput = {
   readonly [K in keyof JobWatchConfigShape]?: JobWatchConfigShape[K] extends Duration.Duration ? Duration.DurationInput
+    : JobWatchConfigShape[K] extends ReadonlyArray<Duration.Duration> ? ReadonlyArray<Duration.DurationInput>
     : JobWatchConfigShape[K] extends Option.Option<Duration.Duration> ? Duration.DurationInput | null
     : JobWatchConfigShape[K] extends Option.Option<Redacted.Redacted> ? string | Redacted.Redacted | Option.Option<Redacted.Redacted>
     : JobWatchConfigShape[K]
@@ -82,7 +98,15 @@ export const defaults: JobWatchConfigShape = {
   maxWait: Duration.seconds(60),
   maxBodyBytes: 16 * 1024 * 1024,
   corsOrigins: [],
-  sseKeepAlive: Duration.seconds(15)
+  sseKeepAlive: Duration.seconds(15),
+  webhooks: true,
+  webhookTimeout: Duration.seconds(10),
+  webhookRetrySchedule: [Duration.seconds(5), Duration.minutes(5), Duration.minutes(30)],
+  webhookAllowPrivate: false,
+  webhookSecretOverlap: Duration.hours(24),
+  webhookDisableAfter: Duration.days(5),
+  webhookConcurrency: 16,
+  webhookEndpointConcurrency: 4
 }
 
 /** The environment variable behind each field (`layerConfig`). */
@@ -110,7 +134,15 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   maxWait: "JOBWATCH_MAX_WAIT",
   maxBodyBytes: "JOBWATCH_MAX_BODY_BYTES",
   corsOrigins: "JOBWATCH_CORS_ORIGINS",
-  sseKeepAlive: "JOBWATCH_SSE_KEEPALIVE"
+  sseKeepAlive: "JOBWATCH_SSE_KEEPALIVE",
+  webhooks: "JOBWATCH_WEBHOOKS",
+  webhookTimeout: "JOBWATCH_WEBHOOK_TIMEOUT",
+  webhookRetrySchedule: "JOBWATCH_WEBHOOK_RETRY_SCHEDULE",
+  webhookAllowPrivate: "JOBWATCH_WEBHOOK_ALLOW_PRIVATE",
+  webhookSecretOverlap: "JOBWATCH_WEBHOOK_SECRET_OVERLAP",
+  webhookDisableAfter: "JOBWATCH_WEBHOOK_DISABLE_AFTER",
+  webhookConcurrency: "JOBWATCH_WEBHOOK_CONCURRENCY",
+  webhookEndpointConcurrency: "JOBWATCH_WEBHOOK_ENDPOINT_CONCURRENCY"
 }
 
 type Field = keyof JobWatchConfigShape
@@ -190,6 +222,19 @@ const bool = (field: Field, value: unknown): Either.Either<boolean, Invalid> => 
   return Either.left({ field, message: `expected true or false, got ${JSON.stringify(value)}` })
 }
 
+/** A list of durations, or a comma-separated string of them ("5s, 5m, 30m"); at most 20. */
+const durations = (field: Field, value: unknown): Either.Either<ReadonlyArray<Duration.Duration>, Invalid> => {
+  const list: ReadonlyArray<unknown> | undefined = typeof value === "string"
+    ? value.split(",").map((d) => d.trim()).filter((d) => d !== "")
+    : Array.isArray(value)
+    ? value
+    : undefined
+  if (list === undefined || list.length > 20) {
+    return Either.left({ field, message: "expected up to 20 durations, comma-separated, such as 5s, 5m, 30m" })
+  }
+  return Either.all(list.map((d) => duration(field, d)))
+}
+
 /** A list of origins, or a comma-separated string of them. */
 const origins = (value: unknown): Either.Either<ReadonlyArray<string>, Invalid> => {
   const list = typeof value === "string" ? value.split(",") : value
@@ -240,7 +285,15 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       maxWait: yield* duration("maxWait", v.maxWait),
       maxBodyBytes: yield* intIn("maxBodyBytes", v.maxBodyBytes, 1024, 1024 * 1024 * 1024),
       corsOrigins: yield* origins(v.corsOrigins),
-      sseKeepAlive: yield* positiveDuration("sseKeepAlive", v.sseKeepAlive)
+      sseKeepAlive: yield* positiveDuration("sseKeepAlive", v.sseKeepAlive),
+      webhooks: yield* bool("webhooks", v.webhooks),
+      webhookTimeout: yield* positiveDuration("webhookTimeout", v.webhookTimeout),
+      webhookRetrySchedule: yield* durations("webhookRetrySchedule", v.webhookRetrySchedule),
+      webhookAllowPrivate: yield* bool("webhookAllowPrivate", v.webhookAllowPrivate),
+      webhookSecretOverlap: yield* duration("webhookSecretOverlap", v.webhookSecretOverlap),
+      webhookDisableAfter: yield* positiveDuration("webhookDisableAfter", v.webhookDisableAfter),
+      webhookConcurrency: yield* intIn("webhookConcurrency", v.webhookConcurrency, 1, 10_000),
+      webhookEndpointConcurrency: yield* intIn("webhookEndpointConcurrency", v.webhookEndpointConcurrency, 1, 1000)
     }
   })
 
@@ -294,7 +347,15 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         maxWait: str("maxWait"),
         maxBodyBytes: int("maxBodyBytes"),
         corsOrigins: Config.option(Config.string(envNames.corsOrigins)),
-        sseKeepAlive: str("sseKeepAlive")
+        sseKeepAlive: str("sseKeepAlive"),
+        webhooks: str("webhooks"),
+        webhookTimeout: str("webhookTimeout"),
+        webhookRetrySchedule: Config.option(Config.string(envNames.webhookRetrySchedule)),
+        webhookAllowPrivate: str("webhookAllowPrivate"),
+        webhookSecretOverlap: str("webhookSecretOverlap"),
+        webhookDisableAfter: str("webhookDisableAfter"),
+        webhookConcurrency: int("webhookConcurrency"),
+        webhookEndpointConcurrency: int("webhookEndpointConcurrency")
       })
       const input: Partial<Record<Field, unknown>> = {}
       for (const [field, value] of Object.entries(raw)) {

@@ -3,6 +3,8 @@ import { JobWatchConfig } from "./Config.js"
 import * as Database from "./Database.js"
 import { CompletionWatcher } from "./CompletionWatcher.js"
 import { EventStream } from "./EventStream.js"
+import { WebhookDeliverer } from "./WebhookDeliverer.js"
+import { Webhooks } from "./Webhooks.js"
 import { Jobs } from "./Jobs.js"
 import { Listener } from "./Listener.js"
 import * as Migrations from "./Migrations.js"
@@ -25,7 +27,9 @@ export const layer = Worker.local.pipe(
     Workers.Default,
     ProgressReporter.Default,
     Reaper.Default,
-    EventStream.Default
+    EventStream.Default,
+    Webhooks.Default,
+    WebhookDeliverer.Default
   )),
   Layer.provide(MigrationsLive)
 )

@@ -23,7 +23,7 @@ export type Signal =
   | { readonly _tag: "Reconcile"; readonly at: number }
 
 /** The channels besides the doorbell, each `<schema>.<name>` (sql/0004, sql/0005). */
-const handledChannels = ["outcome", "ready", "cancel"] as const
+const handledChannels = ["outcome", "ready", "cancel", "webhooks"] as const
 /** What `on` can follow: those channels, and the doorbell's payloads too (for readers of the event stream). */
 export type HandledChannel = typeof handledChannels[number] | "doorbell"
 
@@ -84,6 +84,7 @@ export const make = (connection: pg.ClientConfig) =>
       outcome: new Set(),
       ready: new Set(),
       cancel: new Set(),
+      webhooks: new Set(),
       doorbell: new Set()
     }
     const handled = new Map<string, Set<(payload: string) => void>>(
@@ -208,7 +209,7 @@ export const make = (connection: pg.ClientConfig) =>
        * Calls `handler` with every payload of channel `name`, synchronously in the connection's notification
        * callback, until the scope closes: `outcome` (terminal outcomes, a JSON array), `ready` (the queues that just
        * got a pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`),
-       * `doorbell` (the `job_id:version` pairs of every committed change, or `*`).
+       * `webhooks` (deliveries were added), `doorbell` (the `job_id:version` pairs of every committed change, or `*`).
        */
       on: (name: HandledChannel, handler: (payload: string) => void) =>
         Effect.acquireRelease(

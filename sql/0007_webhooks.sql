@@ -1,0 +1,127 @@
+-- Webhooks (ARCHITECTURE §6): per-user endpoints, and delivery rows written by a trigger in the transaction of
+-- the event itself, so that a crash can neither lose nor double one.
+
+CREATE TABLE webhook_endpoints (
+  id uuid PRIMARY KEY DEFAULT uuid_v7(),
+  owner text NOT NULL,
+  url text NOT NULL,
+  -- any of progress, completed, failed, canceled, all
+  event_types text[] NOT NULL CHECK (cardinality(event_types) > 0),
+  description text,
+  active boolean NOT NULL DEFAULT true,
+  -- whsec_<base64>; the previous one keeps signing alongside until previous_secret_until
+  secret text NOT NULL,
+  previous_secret text,
+  previous_secret_until timestamptz,
+  -- why it was turned off by the deliverer (410, or failing for too long)
+  disabled_reason text,
+  -- the first failure of the current run of failures (none since the last success)
+  failing_since timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX webhook_endpoints_by_owner ON webhook_endpoints (owner, id);
+
+-- a job's own callback (completion and failure only), as the seed system's per-job URL
+ALTER TABLE jobs ADD COLUMN webhook_url text;
+
+CREATE TABLE webhook_deliveries (
+  id uuid PRIMARY KEY DEFAULT uuid_v7(),
+  -- null for a job's own callback
+  endpoint_id uuid REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
+  url text NOT NULL,
+  owner text,
+  -- the event: its id is the webhook-id, the same on every attempt
+  event_id uuid NOT NULL,
+  job_id uuid NOT NULL,
+  version integer NOT NULL,
+  type text NOT NULL,
+  -- the request body, fixed when the event happened
+  body jsonb NOT NULL,
+  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),
+  attempts integer NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  -- a deliverer works on it until then (a crashed one's claim expires)
+  locked_until timestamptz,
+  last_status integer,
+  last_error text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz
+);
+CREATE UNIQUE INDEX webhook_deliveries_once ON webhook_deliveries (coalesce(endpoint_id, '00000000-0000-0000-0000-000000000000'::uuid), event_id);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, id DESC);
+
+-- every attempt, for the delivery log
+CREATE TABLE webhook_attempts (
+  delivery_id uuid NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+  attempt integer NOT NULL,
+  started_at timestamptz NOT NULL,
+  duration_ms integer NOT NULL,
+  status_code integer,
+  error text,
+  PRIMARY KEY (delivery_id, attempt)
+);
+
+-- The webhook type of an event: job.progress (milestones and ≥ 10-point moves only), job.completed, job.failed,
+-- job.canceled, or job.status.changed for the other transitions; null when no webhook carries it.
+CREATE FUNCTION webhook_type(event_type text, status text, milestone boolean) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+    WHEN event_type = 'job.progress' THEN CASE WHEN milestone THEN 'job.progress' END
+    WHEN event_type = 'job.status.changed' THEN
+      CASE WHEN status IN ('completed', 'failed', 'canceled') THEN 'job.' || status ELSE 'job.status.changed' END
+  END
+$$;
+
+-- Fans each new event out to the matching active endpoints of its job's owner (and to the job's own callback for
+-- completion and failure), in the event's transaction, then rings "<schema>.webhooks" for the deliverers.
+CREATE FUNCTION job_events_webhooks() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  added integer;
+BEGIN
+  WITH events AS (
+    SELECT n.*, webhook_type(n.type, n.status, n.milestone) AS hook, j.owner, j.name, j.result, j.webhook_url
+    FROM new_rows n JOIN jobs j ON j.id = n.job_id
+  ), matched AS (
+    SELECT e.*, w.id AS endpoint_id, w.url AS target
+    FROM events e JOIN webhook_endpoints w ON w.owner = e.owner AND w.active
+    WHERE e.hook IS NOT NULL AND (
+      'all' = ANY(w.event_types)
+      OR (e.hook = 'job.progress' AND 'progress' = ANY(w.event_types))
+      OR (e.hook IN ('job.completed', 'job.failed', 'job.canceled') AND substr(e.hook, 5) = ANY(w.event_types))
+    )
+    UNION ALL
+    SELECT e.*, NULL, e.webhook_url
+    FROM events e
+    WHERE e.webhook_url IS NOT NULL AND e.hook IN ('job.completed', 'job.failed')
+  ), inserted AS (
+    INSERT INTO webhook_deliveries (endpoint_id, url, owner, event_id, job_id, version, type, body)
+    SELECT m.endpoint_id, m.target, m.owner, m.id, m.job_id, m.version, m.hook,
+      jsonb_build_object(
+        'type', m.hook,
+        'timestamp', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+        'data', jsonb_build_object(
+          'jobId', m.job_id, 'jobName', m.name, 'owner', m.owner, 'status', m.status,
+          'previousStatus', m.previous_status, 'progress', m.progress, 'previousProgress', m.previous_progress,
+          'attempt', m.attempt, 'version', m.version, 'step', m.step, 'message', m.message
+        )
+        || CASE WHEN m.hook = 'job.completed' THEN jsonb_build_object('result', coalesce(m.result, 'null'::jsonb)) ELSE '{}' END
+        || CASE WHEN m.hook = 'job.failed'
+             THEN jsonb_build_object('error', jsonb_build_object('code', m.error_code, 'message', m.error_message))
+             ELSE '{}' END
+      )::jsonb
+    FROM matched m
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+  )
+  SELECT count(*) INTO added FROM inserted;
+  IF added > 0 THEN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '.webhooks', '');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER job_events_webhooks AFTER INSERT ON job_events
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_events_webhooks();

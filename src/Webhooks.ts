@@ -1,0 +1,233 @@
+import { SqlClient } from "@effect/sql"
+import { DateTime, Duration, Effect, Schema } from "effect"
+import { JobWatchConfig } from "./Config.js"
+import { InvalidInput } from "./Domain/Errors.js"
+import type { WebhookEventType } from "./Domain/Webhook.js"
+import {
+  DeliveryAttempt,
+  DeliveryPage,
+  WebhookDelivery,
+  WebhookEndpoint,
+  WebhookEventType as EventTypeSchema,
+  WebhookNotFound,
+  WebhookTargetRefused,
+  WebhookWithSecret
+} from "./Domain/Webhook.js"
+import * as V from "./internal/validate.js"
+import { makeSecret, privateTarget, urlProblem } from "./internal/webhookSecurity.js"
+
+export interface WebhookInput {
+  readonly url: string
+  readonly eventTypes: ReadonlyArray<string>
+  readonly description?: string | null | undefined
+  readonly active?: boolean | undefined
+}
+
+interface EndpointRow {
+  readonly id: string
+  readonly owner: string
+  readonly url: string
+  readonly eventTypes: ReadonlyArray<WebhookEventType>
+  readonly description: string | null
+  readonly active: boolean
+  readonly disabledReason: string | null
+  readonly secret: string
+  readonly createdAt: Date
+  readonly updatedAt: Date
+}
+
+const columns = `id, owner, url, event_types AS "eventTypes", description, active, disabled_reason AS "disabledReason",
+  secret, created_at AS "createdAt", updated_at AS "updatedAt"`
+
+const toEndpoint = (row: EndpointRow) =>
+  new WebhookEndpoint({
+    id: row.id,
+    owner: row.owner,
+    url: row.url,
+    eventTypes: row.eventTypes,
+    description: row.description,
+    active: row.active,
+    disabledReason: row.disabledReason,
+    createdAt: DateTime.unsafeFromDate(row.createdAt),
+    updatedAt: DateTime.unsafeFromDate(row.updatedAt)
+  }, true)
+
+const withSecret = (row: EndpointRow) => new WebhookWithSecret({ ...toEndpoint(row), secret: row.secret }, true)
+
+const isEventType = Schema.is(EventTypeSchema)
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/**
+ * Users' webhook endpoints: create (answering the signing secret once), read, update, delete, rotate the secret
+ * (the old one keeps signing for `webhookSecretOverlap`), and the log of deliveries. A URL must be http(s) and,
+ * unless `webhookAllowPrivate`, must not resolve to a private network (`WebhookTargetRefused`, 422). With `owner`,
+ * another owner's endpoint is `WebhookNotFound`.
+ */
+export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
+  effect: Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const config = yield* JobWatchConfig
+    const endpoints = sql(`${config.schema}.webhook_endpoints`)
+    const deliveries = sql(`${config.schema}.webhook_deliveries`)
+    const attempts = sql(`${config.schema}.webhook_attempts`)
+
+    /** A webhook target: a valid http(s) URL that (unless allowed) reaches no private network. */
+    const targetUrl = (field: string, value: unknown) =>
+      Effect.gen(function*() {
+        const url = yield* V.text(field, value, { max: 2000 })
+        const problem = urlProblem(url)
+        if (problem !== "") return yield* V.invalid(field, problem)
+        if (config.webhookAllowPrivate) return url
+        const parsed = new URL(url)
+        const bad = yield* Effect.tryPromise(() => privateTarget(parsed)).pipe(
+          Effect.mapError(() => new InvalidInput({ field, message: `its host ${parsed.hostname} does not resolve` }))
+        )
+        if (bad !== undefined) {
+          return yield* new WebhookTargetRefused({
+            field,
+            message: `${field} points into a private network (${parsed.hostname} is ${bad}); set JOBWATCH_WEBHOOK_ALLOW_PRIVATE=true for development`
+          })
+        }
+        return url
+      })
+
+    const eventTypesOf = (value: unknown) =>
+      Effect.gen(function*() {
+        if (!Array.isArray(value) || value.length === 0 || value.length > 5) {
+          return yield* V.invalid("eventTypes", "must list 1 to 5 of progress, completed, failed, canceled, all")
+        }
+        for (let i = 0; i < value.length; i++) {
+          if (!isEventType(value[i])) {
+            return yield* V.invalid(`eventTypes[${i}]`, `must be progress, completed, failed, canceled or all, got ${V.preview(value[i])}`)
+          }
+        }
+        return [...new Set(value as ReadonlyArray<WebhookEventType>)]
+      })
+
+    const description = (value: unknown) => V.optionalText("description", value, 500)
+    const active = (value: unknown) =>
+      value === undefined || typeof value === "boolean" ? Effect.succeed(value as boolean | undefined) : V.invalid("active", "must be true or false")
+    const idOf = (id: string) => (uuid.test(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(new WebhookNotFound({ id, message: `Webhook ${id} not found` })))
+    const notFound = (id: string) => new WebhookNotFound({ id, message: `Webhook ${id} not found` })
+    const ownerIs = (owner: string | undefined) => (owner === undefined ? sql`` : sql`AND owner = ${owner}`)
+
+    const find = (id: string, owner: string | undefined) =>
+      Effect.gen(function*() {
+        const key = yield* idOf(id)
+        const rows = yield* sql<EndpointRow>`SELECT ${sql.literal(columns)} FROM ${endpoints} WHERE id = ${key} ${ownerIs(owner)}`.pipe(Effect.orDie)
+        if (rows.length === 0) return yield* notFound(id)
+        return rows[0]!
+      })
+
+    return {
+      create: (owner: string, input: WebhookInput) =>
+        Effect.gen(function*() {
+          const url = yield* targetUrl("url", input.url)
+          const types = yield* eventTypesOf(input.eventTypes)
+          const desc = yield* description(input.description)
+          const on = (yield* active(input.active)) ?? true
+          const [row] = yield* sql<EndpointRow>`
+            INSERT INTO ${endpoints} (owner, url, event_types, description, active, secret)
+            VALUES (${owner}, ${url}, ${types}::text[], ${desc}, ${on}, ${makeSecret()})
+            RETURNING ${sql.literal(columns)}`.pipe(Effect.orDie)
+          return withSecret(row!)
+        }),
+      list: (owner: string | undefined) =>
+        sql<EndpointRow>`SELECT ${sql.literal(columns)} FROM ${endpoints}
+          WHERE true ${ownerIs(owner)} ORDER BY id LIMIT 1000`.pipe(Effect.map((rows) => rows.map(toEndpoint)), Effect.orDie),
+      get: (id: string, owner: string | undefined) => Effect.map(find(id, owner), toEndpoint),
+      update: (id: string, owner: string | undefined, input: Partial<WebhookInput>) =>
+        Effect.gen(function*() {
+          const current = yield* find(id, owner)
+          const url = input.url === undefined ? current.url : yield* targetUrl("url", input.url)
+          const types = input.eventTypes === undefined ? current.eventTypes : yield* eventTypesOf(input.eventTypes)
+          const desc = input.description === undefined ? current.description : yield* description(input.description)
+          const on = (yield* active(input.active)) ?? current.active
+          const [row] = yield* sql<EndpointRow>`
+            UPDATE ${endpoints} SET url = ${url}, event_types = ${types}::text[], description = ${desc}, active = ${on},
+              disabled_reason = CASE WHEN ${on} THEN NULL ELSE disabled_reason END,
+              failing_since = CASE WHEN ${on} AND NOT active THEN NULL ELSE failing_since END,
+              updated_at = now()
+            WHERE id = ${current.id}
+            RETURNING ${sql.literal(columns)}`.pipe(Effect.orDie)
+          return toEndpoint(row!)
+        }),
+      remove: (id: string, owner: string | undefined) =>
+        Effect.gen(function*() {
+          const current = yield* find(id, owner)
+          yield* sql`DELETE FROM ${endpoints} WHERE id = ${current.id}`.pipe(Effect.orDie)
+          return toEndpoint(current)
+        }),
+      /** A new secret; the old one keeps signing alongside it for `webhookSecretOverlap`. */
+      rotateSecret: (id: string, owner: string | undefined) =>
+        Effect.gen(function*() {
+          const current = yield* find(id, owner)
+          const [row] = yield* sql<EndpointRow>`
+            UPDATE ${endpoints} SET previous_secret = secret, secret = ${makeSecret()},
+              previous_secret_until = now() + ${Duration.toMillis(config.webhookSecretOverlap)} * interval '1 millisecond',
+              updated_at = now()
+            WHERE id = ${current.id}
+            RETURNING ${sql.literal(columns)}`.pipe(Effect.orDie)
+          return withSecret(row!)
+        }),
+      /** The endpoint's deliveries, newest first, with their attempts. */
+      deliveries: (id: string, owner: string | undefined, options: { readonly page?: number | undefined; readonly limit?: number | undefined }) =>
+        Effect.gen(function*() {
+          const current = yield* find(id, owner)
+          const page = options.page === undefined ? 1 : yield* V.integer("page", options.page, 1, 1_000_000)
+          const limit = options.limit === undefined ? config.defaultPageSize : yield* V.integer("limit", options.limit, 1, config.maxPageSize)
+          const rows = yield* sql<{
+            id: string
+            eventId: string
+            jobId: string
+            type: string
+            status: "pending" | "succeeded" | "failed"
+            nextAttemptAt: Date
+            createdAt: Date
+            finishedAt: Date | null
+            total: number
+          }>`SELECT id, event_id AS "eventId", job_id AS "jobId", type, status, next_attempt_at AS "nextAttemptAt",
+                created_at AS "createdAt", finished_at AS "finishedAt", count(*) OVER ()::int AS total
+              FROM ${deliveries} WHERE endpoint_id = ${current.id}
+              ORDER BY id DESC LIMIT ${limit} OFFSET ${(page - 1) * limit}`.pipe(Effect.orDie)
+          const logs = rows.length === 0 ? [] : yield* sql<{
+            deliveryId: string
+            attempt: number
+            startedAt: Date
+            durationMs: number
+            statusCode: number | null
+            error: string | null
+          }>`SELECT delivery_id AS "deliveryId", attempt, started_at AS "startedAt", duration_ms AS "durationMs",
+                status_code AS "statusCode", error
+              FROM ${attempts} WHERE delivery_id = ANY(${rows.map((r) => r.id)}::uuid[]) ORDER BY attempt`.pipe(Effect.orDie)
+          const total = rows[0]?.total ?? 0
+          return new DeliveryPage({
+            deliveries: rows.map((r) =>
+              new WebhookDelivery({
+                id: r.id,
+                eventId: r.eventId,
+                jobId: r.jobId,
+                type: r.type,
+                status: r.status,
+                attempts: logs.filter((l) => l.deliveryId === r.id).map((l) =>
+                  new DeliveryAttempt({
+                    attempt: l.attempt,
+                    startedAt: DateTime.unsafeFromDate(l.startedAt),
+                    durationMs: l.durationMs,
+                    statusCode: l.statusCode,
+                    error: l.error
+                  }, true)
+                ),
+                nextAttemptAt: r.status === "pending" ? DateTime.unsafeFromDate(r.nextAttemptAt) : null,
+                createdAt: DateTime.unsafeFromDate(r.createdAt),
+                finishedAt: r.finishedAt === null ? null : DateTime.unsafeFromDate(r.finishedAt)
+              }, true)
+            ),
+            pagination: { total, page, limit, pages: Math.ceil(total / limit) }
+          }, true)
+        }),
+      /** A job's own callback URL (at enqueue), checked as an endpoint's. */
+      targetUrl
+    } as const
+  })
+}) {}

@@ -1,0 +1,91 @@
+import { createHmac, randomBytes } from "node:crypto"
+import * as Dns from "node:dns"
+import type { LookupFunction } from "node:net"
+import { BlockList, isIP } from "node:net"
+
+/** A new signing secret: `whsec_` and the base64 of 32 random bytes (Standard Webhooks). */
+export const makeSecret = () => `whsec_${randomBytes(32).toString("base64")}`
+
+/**
+ * The `webhook-signature` header value: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` for each secret (the key
+ * is the base64 after `whsec_`), space-separated.
+ */
+export const signatures = (secrets: ReadonlyArray<string>, id: string, timestamp: number, body: string) =>
+  secrets
+    .map((secret) => {
+      const key = Buffer.from(secret.startsWith("whsec_") ? secret.slice(6) : secret, "base64")
+      return `v1,${createHmac("sha256", key).update(`${id}.${timestamp}.${body}`).digest("base64")}`
+    })
+    .join(" ")
+
+// addresses a webhook must never reach unless allowed: loopback, private, link-local, multicast, unspecified,
+// carrier-grade NAT, and their IPv6 counterparts
+const blocked = new BlockList()
+for (const [net, prefix] of [
+  ["0.0.0.0", 8],
+  ["10.0.0.0", 8],
+  ["100.64.0.0", 10],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+  ["172.16.0.0", 12],
+  ["192.168.0.0", 16],
+  ["224.0.0.0", 4],
+  ["240.0.0.0", 4]
+] as const) blocked.addSubnet(net, prefix, "ipv4")
+for (const [net, prefix] of [["::", 128], ["::1", 128], ["fc00::", 7], ["fe80::", 10], ["ff00::", 8]] as const) {
+  blocked.addSubnet(net, prefix, "ipv6")
+}
+
+/** Whether `address` (an IP literal) is one a webhook must not reach. */
+export const isPrivateAddress = (address: string): boolean => {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped !== null) return isPrivateAddress(mapped[1]!)
+  const family = isIP(address)
+  if (family === 4) return blocked.check(address, "ipv4")
+  if (family === 6) return blocked.check(address, "ipv6")
+  return true
+}
+
+/** Why `url` may not be a webhook target ("" when it may): not http(s), no host, or a private address. */
+export const urlProblem = (url: string): string => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return "is not a URL"
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return "must be an http:// or https:// URL"
+  if (parsed.hostname === "") return "has no host"
+  if (parsed.username !== "" || parsed.password !== "") return "must not carry credentials"
+  return ""
+}
+
+const hostOf = (url: URL) => url.hostname.replace(/^\[|\]$/g, "")
+
+/** The addresses `url`'s host resolves to (the literal itself for an IP). */
+export const resolve = (url: URL): Promise<ReadonlyArray<string>> => {
+  const host = hostOf(url)
+  if (isIP(host) !== 0) return Promise.resolve([host])
+  return Dns.promises.lookup(host, { all: true, verbatim: true }).then((all) => all.map((a) => a.address))
+}
+
+/** The first private address among those `url` resolves to, if any (a DNS failure throws). */
+export const privateTarget = async (url: URL): Promise<string | undefined> =>
+  (await resolve(url)).find(isPrivateAddress)
+
+/**
+ * A `lookup` for outgoing requests that refuses private addresses at connection time, so that a name that
+ * resolved to a public address when checked cannot be rebound to a private one for the request.
+ */
+export const guardedLookup: LookupFunction = (hostname, options, callback) => {
+  Dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
+    if (error !== null) return callback(error, "", 0)
+    const list = addresses as unknown as ReadonlyArray<Dns.LookupAddress>
+    const bad = list.find((a) => isPrivateAddress(a.address))
+    if (bad !== undefined) {
+      return callback(Object.assign(new Error(`${hostname} resolves to the private address ${bad.address}`), { code: "EPRIVATE" }), "", 0)
+    }
+    if ((options as { all?: boolean }).all === true) return (callback as unknown as (e: null, a: typeof list) => void)(null, list)
+    return callback(null, list[0]!.address, list[0]!.family)
+  })
+}

@@ -1,0 +1,173 @@
+import { SqlClient } from "@effect/sql"
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { Webhook } from "standardwebhooks"
+import { JobWatchConfig } from "../src/Config.js"
+import { Jobs } from "../src/Jobs.js"
+import { Webhooks } from "../src/Webhooks.js"
+import { Workers } from "../src/Workers.js"
+import { uniqueQueue } from "./support/fixtures.js"
+import { receiver } from "./support/receiver.js"
+import { testLayer } from "./support/workers.js"
+
+const config = {
+  webhookAllowPrivate: true,
+  webhookTimeout: "500 millis",
+  webhookRetrySchedule: ["100 millis", "100 millis", "100 millis"],
+  refreshInterval: "1 second"
+} as const
+
+/** Runs a job of `owner` through claim, start and completion (or failure). */
+const runJob = (owner: string, outcome: "completed" | "failed" = "completed") =>
+  Effect.gen(function*() {
+    const jobs = yield* Jobs
+    const workers = yield* Workers
+    const queue = uniqueQueue("hook")
+    const ref = yield* jobs.enqueue({ name: "hooked", queue, owner })
+    yield* workers.claim(`w-${queue}`, { queues: [queue], start: true })
+    if (outcome === "completed") yield* workers.complete(ref.id, { workerId: `w-${queue}`, result: { ok: true } })
+    else yield* workers.fail(ref.id, { workerId: `w-${queue}`, code: "bad", error: "it broke", retryable: false })
+    return ref.id
+  })
+
+const deliveryRow = (eventId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const { schema } = yield* JobWatchConfig
+    const rows = yield* sql.unsafe<{ status: string; attempts: number }>(
+      `SELECT status, attempts FROM "${schema}".webhook_deliveries WHERE event_id = $1`,
+      [eventId]
+    )
+    return rows[0]
+  })
+
+describe("webhooks", () => {
+  layer(testLayer(config), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("every delivery verifies with standardwebhooks, before and after a secret rotation (both secrets sign)", () =>
+      Effect.gen(function*() {
+        const hooks = yield* Webhooks
+        const target = yield* receiver()
+        const created = yield* hooks.create("sig-user", { url: target.url, eventTypes: ["completed"] })
+        assert.match(created.secret, /^whsec_[A-Za-z0-9+/=]{40,}$/)
+        const jobId = yield* runJob("sig-user")
+        const [first] = yield* target.until(1)
+        const verified = new Webhook(created.secret).verify(first!.body, first!.headers) as { type: string; data: { jobId: string; result: unknown } }
+        assert.strictEqual(verified.type, "job.completed")
+        assert.strictEqual(verified.data.jobId, jobId)
+        assert.deepStrictEqual(verified.data.result, { ok: true })
+        assert.strictEqual(first!.headers["content-type"], "application/json")
+        assert.match(first!.headers["user-agent"]!, /jobwatch/)
+        const rotated = yield* hooks.rotateSecret(created.id, "sig-user")
+        assert.notStrictEqual(rotated.secret, created.secret)
+        yield* runJob("sig-user")
+        const [, second] = yield* target.until(2)
+        // two signatures while the old secret overlaps: a receiver with either verifies
+        assert.lengthOf(second!.headers["webhook-signature"]!.split(" "), 2)
+        new Webhook(rotated.secret).verify(second!.body, second!.headers)
+        new Webhook(created.secret).verify(second!.body, second!.headers)
+        assert.throws(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString("base64")}`).verify(second!.body, second!.headers))
+      }))
+
+    it.scoped("500, then no answer past the timeout, then 200: the same webhook-id three times, and the delivery succeeds", () =>
+      Effect.gen(function*() {
+        const hooks = yield* Webhooks
+        const target = yield* receiver([{ status: 500 }, "hang", { status: 200 }])
+        const endpoint = yield* hooks.create("retry-user", { url: target.url, eventTypes: ["completed"] })
+        yield* runJob("retry-user")
+        const got = yield* target.until(3)
+        const ids = got.map((r) => r.headers["webhook-id"])
+        assert.strictEqual(new Set(ids).size, 1)
+        for (const r of got) new Webhook(endpoint.secret).verify(r.body, r.headers)
+        // the timestamps are per attempt
+        assert.strictEqual(new Set(got.map((r) => r.body)).size, 1)
+        let row = yield* deliveryRow(ids[0]!)
+        for (let i = 0; i < 250 && row?.status !== "succeeded"; i++) {
+          yield* Effect.sleep("20 millis")
+          row = yield* deliveryRow(ids[0]!)
+        }
+        assert.deepStrictEqual(row, { status: "succeeded", attempts: 3 })
+        const log = yield* hooks.deliveries(endpoint.id, "retry-user", {})
+        assert.deepStrictEqual(log.deliveries[0]!.attempts.map((a) => a.statusCode), [500, null, 200])
+        assert.match(log.deliveries[0]!.attempts[1]!.error!, /no answer within/)
+      }))
+
+    it.scoped("410 disables the endpoint; Retry-After on 429 is honoured", () =>
+      Effect.gen(function*() {
+        const hooks = yield* Webhooks
+        const gone = yield* receiver([{ status: 410 }])
+        const endpoint = yield* hooks.create("gone-user", { url: gone.url, eventTypes: ["completed"] })
+        yield* runJob("gone-user")
+        yield* gone.until(1)
+        let current = yield* hooks.get(endpoint.id, "gone-user")
+        for (let i = 0; i < 250 && current.active; i++) {
+          yield* Effect.sleep("20 millis")
+          current = yield* hooks.get(endpoint.id, "gone-user")
+        }
+        assert.isFalse(current.active)
+        assert.match(current.disabledReason!, /410/)
+        yield* runJob("gone-user")
+        yield* Effect.sleep("500 millis")
+        assert.lengthOf(gone.received, 1, "a disabled endpoint gets nothing more")
+
+        const busy = yield* receiver([{ status: 429, headers: { "retry-after": "1" } }, { status: 200 }])
+        yield* hooks.create("busy-user", { url: busy.url, eventTypes: ["completed"] })
+        yield* runJob("busy-user")
+        const [first, second] = yield* busy.until(2)
+        // the schedule says 100 ms; the receiver asked for a second
+        assert.isAtLeast(second!.at - first!.at, 900)
+      }))
+
+    it.scoped("an endpoint subscribed to completed gets nothing else; progress goes out only at milestones", () =>
+      Effect.gen(function*() {
+        const hooks = yield* Webhooks
+        const jobs = yield* Jobs
+        const workers = yield* Workers
+        const completedOnly = yield* receiver()
+        const progressOnly = yield* receiver()
+        const everything = yield* receiver()
+        yield* hooks.create("kinds-user", { url: completedOnly.url, eventTypes: ["completed"] })
+        yield* hooks.create("kinds-user", { url: progressOnly.url, eventTypes: ["progress"] })
+        yield* hooks.create("kinds-user", { url: everything.url, eventTypes: ["all"] })
+        const queue = uniqueQueue("kinds")
+        const ref = yield* jobs.enqueue({ name: "steps", queue, owner: "kinds-user" })
+        yield* workers.claim("wk", { queues: [queue], start: true })
+        for (let p = 0; p <= 98; p += 7) yield* workers.progress(ref.id, { percent: p, force: true }, { workerId: "wk" })
+        yield* workers.complete(ref.id, { workerId: "wk" })
+        yield* completedOnly.until(1)
+        // the milestones of a 0 → 98 run in 7-point steps: 0, then crossing 25, 50, 75, or 10+ points since the last
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const marked = yield* sql.unsafe<{ progress: number }>(
+          `SELECT progress FROM "${schema}".job_events WHERE job_id = $1 AND type = 'job.progress' AND milestone ORDER BY version`,
+          [ref.id]
+        )
+        const progress = yield* progressOnly.until(marked.length)
+        yield* Effect.sleep("300 millis")
+        assert.deepStrictEqual(
+          progressOnly.received.map((r) => (JSON.parse(r.body) as { data: { progress: number } }).data.progress),
+          marked.map((m) => m.progress)
+        )
+        assert.isBelow(marked.length, 15, "not every report")
+        assert.isTrue(progress.every((r) => JSON.parse(r.body).type === "job.progress"))
+        assert.deepStrictEqual(completedOnly.received.map((r) => JSON.parse(r.body).type), ["job.completed"])
+        // all: created (pending), claimed and started (running), the milestones, completed
+        const types = (yield* everything.until(marked.length + 3)).map((r) => JSON.parse(r.body).type as string)
+        yield* Effect.sleep("300 millis")
+        assert.lengthOf(everything.received, marked.length + 3)
+        assert.deepStrictEqual(types.filter((t) => t !== "job.progress"), ["job.status.changed", "job.status.changed", "job.completed"])
+      }))
+
+    it.scoped("one endpoint hanging does not hold back another", () =>
+      Effect.gen(function*() {
+        const hooks = yield* Webhooks
+        const slow = yield* receiver(["hang"])
+        const fast = yield* receiver()
+        yield* hooks.create("slow-user", { url: slow.url, eventTypes: ["completed"] })
+        yield* hooks.create("slow-user", { url: fast.url, eventTypes: ["completed"] })
+        for (let i = 0; i < 3; i++) yield* runJob("slow-user")
+        yield* fast.until(3)
+        // the fast endpoint got all three while the slow one still holds requests open
+        assert.isAtLeast(slow.open(), 1)
+      }))
+  })
+})

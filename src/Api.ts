@@ -20,6 +20,14 @@ import {
   WorkerNotFound
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
+import {
+  DeliveryPage,
+  WebhookEndpoint,
+  WebhookList,
+  WebhookNotFound,
+  WebhookTargetRefused,
+  WebhookWithSecret
+} from "./Domain/Webhook.js"
 import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
 
 /** `GET /health`: the process is up. */
@@ -82,7 +90,10 @@ export const EnqueueBody = Schema.Struct({
   maxAttempts: Schema.optional(Schema.Number),
   timeoutSeconds: Schema.optional(Schema.Number),
   idempotencyKey: Schema.optional(Schema.String),
-  backoff: Schema.optional(Backoff)
+  backoff: Schema.optional(Backoff),
+  webhookUrl: Schema.optional(Schema.String).annotations({
+    description: "the job's own callback: receives its job.completed or job.failed webhook"
+  })
 }).annotations({ identifier: "EnqueueBody" })
 export type EnqueueBody = typeof EnqueueBody.Type
 
@@ -137,6 +148,7 @@ export class JobsApi extends HttpApiGroup.make("jobs")
       .addSuccess(Existing)
       .addError(InvalidInput)
       .addError(PayloadTooLarge)
+      .addError(WebhookTargetRefused)
   )
   .add(
     HttpApiEndpoint.post("enqueueBatch", "/v1/jobs/batch")
@@ -144,6 +156,7 @@ export class JobsApi extends HttpApiGroup.make("jobs")
       .addSuccess(JobRefs, { status: 201 })
       .addError(InvalidInput)
       .addError(PayloadTooLarge)
+      .addError(WebhookTargetRefused)
   )
   .add(
     HttpApiEndpoint.get("list", "/v1/jobs")
@@ -336,12 +349,67 @@ export class EventsApi extends HttpApiGroup.make("events")
   .annotate(OpenApi.Description, "Server-Sent Events: one job's events until it ends, or all of the caller's jobs")
 {}
 
+export const WebhookBody = Schema.Struct({
+  url: Schema.String,
+  eventTypes: Schema.Array(Schema.String).annotations({ description: "progress, completed, failed, canceled or all" }),
+  description: Schema.optional(Schema.NullOr(Schema.String)),
+  active: Schema.optional(Schema.Boolean)
+}).annotations({ identifier: "WebhookBody" })
+
+export const WebhookPatch = Schema.Struct({
+  url: Schema.optional(Schema.String),
+  eventTypes: Schema.optional(Schema.Array(Schema.String)),
+  description: Schema.optional(Schema.NullOr(Schema.String)),
+  active: Schema.optional(Schema.Boolean)
+}).annotations({ identifier: "WebhookPatch" })
+
+const WebhookPath = Schema.Struct({ id: Schema.String })
+
+export class WebhooksApi extends HttpApiGroup.make("webhooks")
+  .add(HttpApiEndpoint.get("list", "/v1/webhooks").addSuccess(WebhookList))
+  .add(
+    HttpApiEndpoint.post("create", "/v1/webhooks")
+      .setPayload(WebhookBody)
+      .addSuccess(WebhookWithSecret, { status: 201 })
+      .addError(InvalidInput)
+      .addError(WebhookTargetRefused)
+  )
+  .add(HttpApiEndpoint.get("get", "/v1/webhooks/:id").setPath(WebhookPath).addSuccess(WebhookEndpoint).addError(WebhookNotFound))
+  .add(
+    HttpApiEndpoint.put("update", "/v1/webhooks/:id")
+      .setPath(WebhookPath)
+      .setPayload(WebhookPatch)
+      .addSuccess(WebhookEndpoint)
+      .addError(InvalidInput)
+      .addError(WebhookNotFound)
+      .addError(WebhookTargetRefused)
+  )
+  .add(HttpApiEndpoint.del("delete", "/v1/webhooks/:id").setPath(WebhookPath).addSuccess(WebhookEndpoint).addError(WebhookNotFound))
+  .add(
+    HttpApiEndpoint.post("rotateSecret", "/v1/webhooks/:id/rotate-secret")
+      .setPath(WebhookPath)
+      .addSuccess(WebhookWithSecret)
+      .addError(WebhookNotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("deliveries", "/v1/webhooks/:id/deliveries")
+      .setPath(WebhookPath)
+      .setUrlParams(Schema.Struct({ page: Schema.optional(Schema.NumberFromString), limit: Schema.optional(Schema.NumberFromString) }))
+      .addSuccess(DeliveryPage)
+      .addError(InvalidInput)
+      .addError(WebhookNotFound)
+  )
+  .middleware(Authentication)
+  .annotate(OpenApi.Description, "Webhook endpoints: signed, retried deliveries of your jobs' events (Standard Webhooks)")
+{}
+
 /** The HTTP API definition: import it in clients without pulling in any server code. */
 export class Api extends HttpApi.make("jobwatch")
   .add(OpsApi)
   .add(JobsApi)
   .add(WorkersApi)
   .add(EventsApi)
+  .add(WebhooksApi)
   .annotate(OpenApi.Title, "jobwatch")
   .annotate(OpenApi.Description, "Job tracking and notifications on PostgreSQL")
 {}

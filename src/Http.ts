@@ -142,6 +142,19 @@ export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: D
   )
 }
 
+export const WebhooksLive = HttpApiBuilder.group(Api, "webhooks", (handlers) =>
+  Effect.gen(function*() {
+    const ops = yield* Operations
+    return handlers
+      .handle("list", () => ops.webhooks.list)
+      .handle("create", ({ payload }) => ops.webhooks.create(payload))
+      .handle("get", ({ path }) => ops.webhooks.get(path.id))
+      .handle("update", ({ path, payload }) => ops.webhooks.update(path.id, payload))
+      .handle("delete", ({ path }) => ops.webhooks.remove(path.id))
+      .handle("rotateSecret", ({ path }) => ops.webhooks.rotateSecret(path.id))
+      .handle("deliveries", ({ path, urlParams }) => ops.webhooks.deliveries(path.id, urlParams.page, urlParams.limit))
+  }))
+
 export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
   Effect.gen(function*() {
     const ops = yield* Operations
@@ -259,7 +272,7 @@ export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =
  * or `Auth.layerJwt`) and the jobwatch services.
  */
 export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive]),
+  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive, WebhooksLive]),
   Layer.provide(Operations.Default)
 )
 

@@ -9,6 +9,7 @@ import { defaultBackoff } from "./Domain/Worker.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
+import { checkTarget } from "./internal/webhookSecurity.js"
 import type { ListFilter, NewJob } from "./JobsRepo.js"
 import { JobsRepo } from "./JobsRepo.js"
 
@@ -37,6 +38,11 @@ export interface EnqueueOptions {
    * How failed attempts are retried: after `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered between half
    * and all of it. Defaults: `delay` 1 s, `maxDelay` 1 h, `multiplier` 2. A `delay` of 0 retries at once.
    */
+  /**
+   * A URL of the job's own that receives its `job.completed` or `job.failed` webhook (as the seed system's per-job
+   * callback); an http(s) URL that does not point into a private network (422 otherwise) unless allowed.
+   */
+  readonly webhookUrl?: string | undefined
   readonly backoff?: {
     readonly delay?: Duration.DurationInput | undefined
     readonly maxDelay?: Duration.DurationInput | undefined
@@ -128,7 +134,9 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
             ? null
             : Math.ceil(V.orThrow(atMost(f("timeout"), V.duration(f("timeout"), options.timeout, 1), MAX_TIMEOUT_MS, "365 days"))),
           idempotencyKey: V.orThrow(V.optionalText(f("idempotencyKey"), options.idempotencyKey, 200)),
-          backoff: options.backoff === undefined ? defaultBackoff : backoffOf(options.backoff, f("backoff"))
+          backoff: options.backoff === undefined ? defaultBackoff : backoffOf(options.backoff, f("backoff")),
+          // checked (and resolved) by enqueue: the synchronous validation only sees it is a string
+          webhookUrl: options.webhookUrl === undefined ? null : V.orThrow(V.text(f("webhookUrl"), options.webhookUrl, { max: 2000 }))
         })
       } catch (error) {
         return V.caught(error)
@@ -145,6 +153,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
         if (Either.isLeft(job)) return yield* Effect.fail(job.left)
         valid.push(job.right)
       }
+      yield* Effect.forEach(valid, (job, i) => checkCallback(job, `jobs[${i}].`), { concurrency: 8, discard: true })
       // the same key twice in one batch: the first one creates, the others answer it
       const firstByKey = new Map<string, number>()
       const unique: Array<NewJob> = []
@@ -161,8 +170,15 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       return slot.map((i, n) => origin[i] === n ? refs[i]! : JobRef.make({ ...refs[i]!, existing: true }))
     })
 
+    /** The job's own callback URL, resolved: not into a private network unless allowed. */
+    const checkCallback = (job: NewJob, prefix: string) =>
+      job.webhookUrl === null
+        ? Effect.void
+        : Effect.asVoid(checkTarget(`${prefix}webhookUrl`, job.webhookUrl, config.webhookAllowPrivate))
+
     const enqueue = Effect.fn("Jobs.enqueue")(function*(options: EnqueueOptions) {
       const job = yield* validate(options, "")
+      yield* checkCallback(job, "")
       const [ref] = yield* repo.insert([job])
       return ref!
     })

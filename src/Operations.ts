@@ -10,6 +10,9 @@ import { Jobs } from "./Jobs.js"
 import { ReleaseResult } from "./Domain/Worker.js"
 import * as V from "./internal/validate.js"
 import { Workers } from "./Workers.js"
+import type { WebhookChanges, WebhookInput } from "./Webhooks.js"
+import { Webhooks } from "./Webhooks.js"
+import { WebhookList } from "./Domain/Webhook.js"
 
 /** A number of seconds from a request: finite and at least `min`, else `InvalidInput` naming `field`. */
 const seconds = (field: string, value: number | undefined, min = 0) =>
@@ -40,6 +43,7 @@ const enqueueOptions = (body: EnqueueBody, owner: string, prefix = "") =>
       maxAttempts: body.maxAttempts,
       timeout: yield* seconds(`${prefix}timeoutSeconds`, body.timeoutSeconds, 0.001),
       idempotencyKey: body.idempotencyKey,
+      webhookUrl: body.webhookUrl,
       owner,
       backoff
     } satisfies EnqueueOptions
@@ -87,6 +91,7 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
     const workers = yield* Workers
     const watcher = yield* CompletionWatcher
     const streams = yield* EventStream
+    const hooks = yield* Webhooks
     const config = yield* JobWatchConfig
     const maxWaitSeconds = Math.floor(Duration.toSeconds(config.maxWait))
 
@@ -114,8 +119,20 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         return yield* read
       })
 
+    const webhookOwner = Effect.map(CurrentUser, (user) => user.ownerScope)
+
     return {
       maxWaitSeconds,
+      webhooks: {
+        list: Effect.flatMap(webhookOwner, (owner) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))),
+        create: (input: WebhookInput) => Effect.flatMap(CurrentUser, (user) => hooks.create(user.sub, input)),
+        get: (id: string) => Effect.flatMap(webhookOwner, (owner) => hooks.get(id, owner)),
+        update: (id: string, input: WebhookChanges) => Effect.flatMap(webhookOwner, (owner) => hooks.update(id, owner, input)),
+        remove: (id: string) => Effect.flatMap(webhookOwner, (owner) => hooks.remove(id, owner)),
+        rotateSecret: (id: string) => Effect.flatMap(webhookOwner, (owner) => hooks.rotateSecret(id, owner)),
+        deliveries: (id: string, page: number | undefined, limit: number | undefined) =>
+          Effect.flatMap(webhookOwner, (owner) => hooks.deliveries(id, owner, { page, limit }))
+      },
       enqueue: (body: EnqueueBody) =>
         Effect.gen(function*() {
           const user = yield* CurrentUser

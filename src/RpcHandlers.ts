@@ -25,7 +25,14 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
     WorkerRelease: ({ ids, workerId }) => ops.release(workerId, ids),
     WorkerHeartbeat: ({ workerId }) => ops.heartbeat(workerId),
     JobUpdate: ({ id, ...body }) => ops.update(id, body),
-    JobProgress: ({ id, ...body }) => ops.progress(id, body)
+    JobProgress: ({ id, ...body }) => ops.progress(id, body),
+    WebhookList: () => ops.webhooks.list,
+    WebhookCreate: (body) => ops.webhooks.create(body),
+    WebhookGet: ({ id }) => ops.webhooks.get(id),
+    WebhookUpdate: ({ id, ...changes }) => ops.webhooks.update(id, changes),
+    WebhookDelete: ({ id }) => ops.webhooks.remove(id),
+    WebhookRotateSecret: ({ id }) => ops.webhooks.rotateSecret(id),
+    WebhookDeliveries: ({ id, limit, page }) => ops.webhooks.deliveries(id, page, limit)
   })
 })).pipe(Layer.provide(Operations.Default))
 

@@ -1,6 +1,6 @@
 import { Rpc, RpcGroup, RpcMiddleware } from "@effect/rpc"
 import { Schema } from "effect"
-import { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody } from "./Api.js"
+import { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WebhookBody, WebhookPatch } from "./Api.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
   InvalidInput,
@@ -14,6 +14,14 @@ import {
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
 import { JobEvent } from "./Domain/JobEvent.js"
+import {
+  DeliveryPage,
+  WebhookEndpoint,
+  WebhookList,
+  WebhookNotFound,
+  WebhookTargetRefused,
+  WebhookWithSecret
+} from "./Domain/Webhook.js"
 import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
 
 /**
@@ -39,6 +47,7 @@ export class StreamedEvent extends Schema.Class<StreamedEvent>("StreamedEvent")(
   event: JobEvent
 }) {}
 
+const WebhookErrors = Schema.Union(InvalidInput, WebhookNotFound, WebhookTargetRefused, Unauthorized)
 const UserErrors = Schema.Union(InvalidInput, JobNotFound, Unauthorized)
 const WorkerErrors = Schema.Union(
   InvalidInput,
@@ -55,11 +64,15 @@ const WorkerErrors = Schema.Union(
 
 /** The Effect RPC API: the HTTP API's operations, with `JobWatch` and `EventsWatch` as streams. */
 export class Rpcs extends RpcGroup.make(
-  Rpc.make("JobEnqueue", { payload: EnqueueBody, success: JobRef, error: Schema.Union(InvalidInput, PayloadTooLarge, Unauthorized) }),
+  Rpc.make("JobEnqueue", {
+    payload: EnqueueBody,
+    success: JobRef,
+    error: Schema.Union(InvalidInput, PayloadTooLarge, WebhookTargetRefused, Unauthorized)
+  }),
   Rpc.make("JobEnqueueBatch", {
     payload: { jobs: Schema.Array(EnqueueBody) },
     success: Schema.Array(JobRef),
-    error: Schema.Union(InvalidInput, PayloadTooLarge, Unauthorized)
+    error: Schema.Union(InvalidInput, PayloadTooLarge, WebhookTargetRefused, Unauthorized)
   }),
   Rpc.make("JobGet", { payload: Wait, success: JobInfo, error: UserErrors }),
   Rpc.make("JobStatus", { payload: Wait, success: JobStatusInfo, error: UserErrors }),
@@ -109,5 +122,16 @@ export class Rpcs extends RpcGroup.make(
   }),
   Rpc.make("WorkerHeartbeat", { payload: { workerId: Schema.String }, success: HeartbeatResult, error: WorkerErrors }),
   Rpc.make("JobUpdate", { payload: { ...Id, ...UpdateBody.fields }, success: JobInfo, error: WorkerErrors }),
-  Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors })
+  Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors }),
+  Rpc.make("WebhookList", { success: WebhookList, error: Unauthorized }),
+  Rpc.make("WebhookCreate", { payload: WebhookBody, success: WebhookWithSecret, error: WebhookErrors }),
+  Rpc.make("WebhookGet", { payload: Id, success: WebhookEndpoint, error: WebhookErrors }),
+  Rpc.make("WebhookUpdate", { payload: { ...Id, ...WebhookPatch.fields }, success: WebhookEndpoint, error: WebhookErrors }),
+  Rpc.make("WebhookDelete", { payload: Id, success: WebhookEndpoint, error: WebhookErrors }),
+  Rpc.make("WebhookRotateSecret", { payload: Id, success: WebhookWithSecret, error: WebhookErrors }),
+  Rpc.make("WebhookDeliveries", {
+    payload: { ...Id, page: Schema.optional(Schema.Number), limit: Schema.optional(Schema.Number) },
+    success: DeliveryPage,
+    error: WebhookErrors
+  })
 ).middleware(RpcAuthentication) {}

@@ -1,7 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Duration, Effect, Schema } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { InvalidInput } from "./Domain/Errors.js"
 import type { WebhookEventType } from "./Domain/Webhook.js"
 import {
   DeliveryAttempt,
@@ -10,15 +9,22 @@ import {
   WebhookEndpoint,
   WebhookEventType as EventTypeSchema,
   WebhookNotFound,
-  WebhookTargetRefused,
   WebhookWithSecret
 } from "./Domain/Webhook.js"
 import * as V from "./internal/validate.js"
-import { makeSecret, privateTarget, urlProblem } from "./internal/webhookSecurity.js"
+import { checkTarget, makeSecret } from "./internal/webhookSecurity.js"
 
 export interface WebhookInput {
   readonly url: string
   readonly eventTypes: ReadonlyArray<string>
+  readonly description?: string | null | undefined
+  readonly active?: boolean | undefined
+}
+
+/** What an update may change (each field optional). */
+export interface WebhookChanges {
+  readonly url?: string | undefined
+  readonly eventTypes?: ReadonlyArray<string> | undefined
   readonly description?: string | null | undefined
   readonly active?: boolean | undefined
 }
@@ -72,24 +78,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     const attempts = sql(`${config.schema}.webhook_attempts`)
 
     /** A webhook target: a valid http(s) URL that (unless allowed) reaches no private network. */
-    const targetUrl = (field: string, value: unknown) =>
-      Effect.gen(function*() {
-        const url = yield* V.text(field, value, { max: 2000 })
-        const problem = urlProblem(url)
-        if (problem !== "") return yield* V.invalid(field, problem)
-        if (config.webhookAllowPrivate) return url
-        const parsed = new URL(url)
-        const bad = yield* Effect.tryPromise(() => privateTarget(parsed)).pipe(
-          Effect.mapError(() => new InvalidInput({ field, message: `its host ${parsed.hostname} does not resolve` }))
-        )
-        if (bad !== undefined) {
-          return yield* new WebhookTargetRefused({
-            field,
-            message: `${field} points into a private network (${parsed.hostname} is ${bad}); set JOBWATCH_WEBHOOK_ALLOW_PRIVATE=true for development`
-          })
-        }
-        return url
-      })
+    const targetUrl = (field: string, value: unknown) => checkTarget(field, value, config.webhookAllowPrivate)
 
     const eventTypesOf = (value: unknown) =>
       Effect.gen(function*() {
@@ -136,7 +125,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
         sql<EndpointRow>`SELECT ${sql.literal(columns)} FROM ${endpoints}
           WHERE true ${ownerIs(owner)} ORDER BY id LIMIT 1000`.pipe(Effect.map((rows) => rows.map(toEndpoint)), Effect.orDie),
       get: (id: string, owner: string | undefined) => Effect.map(find(id, owner), toEndpoint),
-      update: (id: string, owner: string | undefined, input: Partial<WebhookInput>) =>
+      update: (id: string, owner: string | undefined, input: WebhookChanges) =>
         Effect.gen(function*() {
           const current = yield* find(id, owner)
           const url = input.url === undefined ? current.url : yield* targetUrl("url", input.url)

@@ -10,6 +10,7 @@ import { Unauthorized } from "../src/Domain/Auth.js"
 import { RoutesLive } from "../src/Http.js"
 import { EventStream } from "../src/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
+import { Webhooks } from "../src/Webhooks.js"
 import { RpcAuthentication } from "../src/Rpcs.js"
 import { JobsRepo } from "../src/JobsRepo.js"
 import * as Listener from "../src/Listener.js"
@@ -111,6 +112,7 @@ describe("Listener", () => {
       EventStream.DefaultWithoutDependencies.pipe(
         Layer.provide([JobsRepo.Default, listener, CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, JobsRepo.Default]))])
       ),
+      Webhooks.Default,
       Layer.succeed(Authentication, { bearer: () => Effect.fail(new Unauthorized({ message: "no one" })) }),
       Layer.succeed(StreamAuthentication, {
         bearer: () => Effect.fail(new Unauthorized({ message: "no one" })),

@@ -1,9 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit, Layer, Scope } from "effect"
 import { Webhook } from "standardwebhooks"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
+import { WebhookDeliverer } from "../src/WebhookDeliverer.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
@@ -169,5 +170,70 @@ describe("webhooks", () => {
         // the fast endpoint got all three while the slow one still holds requests open
         assert.isAtLeast(slow.open(), 1)
       }))
+  })
+
+  describe("a job's own webhookUrl, and restarts", () => {
+    layer(testLayer({ ...config, webhooks: false, webhookRetrySchedule: ["1 second"] }), { excludeTestServices: true, timeout: 60_000 })((it) => {
+      /** A deliverer of its own (the layer's is off), started and stopped by the test. */
+      const startDeliverer = Effect.gen(function*() {
+        const base = yield* JobWatchConfig
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(
+          WebhookDeliverer.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(JobWatchConfig, { ...base, webhooks: true }))),
+          scope
+        )
+        return scope
+      })
+
+      it.scoped("a stopped-then-restarted deliverer finishes the pending retries", () =>
+        Effect.gen(function*() {
+          const hooks = yield* Webhooks
+          const target = yield* receiver([{ status: 500 }, { status: 200 }])
+          yield* hooks.create("restart-user", { url: target.url, eventTypes: ["completed"] })
+          const first = yield* startDeliverer
+          yield* runJob("restart-user")
+          const [attempt] = yield* target.until(1)
+          yield* Scope.close(first, Exit.void)
+          const id = attempt!.headers["webhook-id"]!
+          assert.deepStrictEqual(yield* deliveryRow(id), { status: "pending", attempts: 1 })
+          // nothing runs it now; a new deliverer (a restarted service) takes it up when it falls due
+          const second = yield* startDeliverer
+          const [, retried] = yield* target.until(2)
+          assert.strictEqual(retried!.headers["webhook-id"], id)
+          let row = yield* deliveryRow(id)
+          for (let i = 0; i < 250 && row?.status !== "succeeded"; i++) {
+            yield* Effect.sleep("20 millis")
+            row = yield* deliveryRow(id)
+          }
+          assert.deepStrictEqual(row, { status: "succeeded", attempts: 2 })
+          yield* Scope.close(second, Exit.void)
+        }))
+
+      it.scoped("a job's webhookUrl gets its completion or failure, and nothing else", () =>
+        Effect.gen(function*() {
+          const jobs = yield* Jobs
+          const workers = yield* Workers
+          const target = yield* receiver()
+          const deliverer = yield* startDeliverer
+          const queue = uniqueQueue("callback")
+          const done = yield* jobs.enqueue({ name: "cb", queue, webhookUrl: target.url })
+          const broken = yield* jobs.enqueue({ name: "cb2", queue, webhookUrl: target.url })
+          yield* workers.claim("wcb", { queues: [queue], limit: 2, start: true })
+          yield* workers.progress(done.id, { percent: 50, force: true }, { workerId: "wcb" })
+          yield* workers.complete(done.id, { workerId: "wcb", result: 7 })
+          yield* workers.fail(broken.id, { workerId: "wcb", code: "nope", error: "no luck", retryable: false })
+          const got = yield* target.until(2)
+          yield* Effect.sleep("300 millis")
+          assert.lengthOf(target.received, 2)
+          const bodies = got.map((r) => JSON.parse(r.body) as { type: string; data: { jobId: string; result?: unknown; error?: unknown } })
+          const byJob = new Map(bodies.map((b) => [b.data.jobId, b]))
+          assert.strictEqual(byJob.get(done.id)?.type, "job.completed")
+          assert.strictEqual(byJob.get(done.id)?.data.result, 7)
+          assert.strictEqual(byJob.get(broken.id)?.type, "job.failed")
+          assert.deepStrictEqual(byJob.get(broken.id)?.data.error, { code: "nope", message: "no luck" })
+          for (const r of got) assert.match(r.headers["webhook-id"]!, /^[0-9a-f-]{36}$/)
+          yield* Scope.close(deliverer, Exit.void)
+        }))
+    })
   })
 })

@@ -1,6 +1,10 @@
+import { Effect } from "effect"
 import { createHmac, randomBytes } from "node:crypto"
 import * as Dns from "node:dns"
 import type { LookupFunction } from "node:net"
+import { InvalidInput } from "../Domain/Errors.js"
+import { WebhookTargetRefused } from "../Domain/Webhook.js"
+import * as V from "./validate.js"
 import { BlockList, isIP } from "node:net"
 
 /** A new signing secret: `whsec_` and the base64 of 32 random bytes (Standard Webhooks). */
@@ -89,3 +93,26 @@ export const guardedLookup: LookupFunction = (hostname, options, callback) => {
     return callback(null, list[0]!.address, list[0]!.family)
   })
 }
+
+/**
+ * A webhook target from a request: a valid http(s) URL (`InvalidInput` otherwise) that, unless `allowPrivate`,
+ * resolves to no private address (`WebhookTargetRefused`, 422).
+ */
+export const checkTarget = (field: string, value: unknown, allowPrivate: boolean) =>
+  Effect.gen(function*() {
+    const url = yield* V.text(field, value, { max: 2000 })
+    const problem = urlProblem(url)
+    if (problem !== "") return yield* V.invalid(field, problem)
+    if (allowPrivate) return url
+    const parsed = new URL(url)
+    const bad = yield* Effect.tryPromise(() => privateTarget(parsed)).pipe(
+      Effect.mapError(() => new InvalidInput({ field, message: `its host ${parsed.hostname} does not resolve` }))
+    )
+    if (bad !== undefined) {
+      return yield* new WebhookTargetRefused({
+        field,
+        message: `${field} points into a private network (${parsed.hostname} is ${bad}); JOBWATCH_WEBHOOK_ALLOW_PRIVATE=true allows it for development`
+      })
+    }
+    return url
+  })

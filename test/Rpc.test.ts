@@ -149,5 +149,23 @@ describe("Effect RPC over HTTP", () => {
         assert.deepStrictEqual(streamed.map((s) => s.event.version), [2, 3, 4, 5])
         for (const s of streamed) assert.match(s.cursor, /^\d+\./)
       }))
+
+    it.scoped("webhook endpoints over RPC: create, list, get, update, rotate, deliveries, delete; another user's is WebhookNotFound", () =>
+      Effect.gen(function*() {
+        const dana = yield* clientAs(yield* token("dana"))
+        const erin = yield* clientAs(yield* token("erin"))
+        const created = yield* dana.WebhookCreate({ url: "https://93.184.215.14/rpc-hook", eventTypes: ["completed"] })
+        assert.match(created.secret, /^whsec_/)
+        assert.deepStrictEqual((yield* dana.WebhookList()).webhooks.map((w) => w.id), [created.id])
+        assert.strictEqual((yield* dana.WebhookGet({ id: created.id })).url, "https://93.184.215.14/rpc-hook")
+        assert.isFalse((yield* dana.WebhookUpdate({ id: created.id, active: false })).active)
+        assert.notStrictEqual((yield* dana.WebhookRotateSecret({ id: created.id })).secret, created.secret)
+        assert.strictEqual((yield* dana.WebhookDeliveries({ id: created.id })).pagination.total, 0)
+        assert.strictEqual((yield* Effect.flip(erin.WebhookGet({ id: created.id })))._tag, "WebhookNotFound")
+        assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "http://10.0.0.1/x", eventTypes: ["all"] })))._tag, "WebhookTargetRefused")
+        assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "https://93.184.215.14/x", eventTypes: [] })))._tag, "InvalidInput")
+        yield* dana.WebhookDelete({ id: created.id })
+        assert.deepStrictEqual((yield* dana.WebhookList()).webhooks, [])
+      }))
   })
 })

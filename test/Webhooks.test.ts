@@ -1,10 +1,10 @@
 import { SqlClient } from "@effect/sql"
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { Webhook } from "standardwebhooks"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
-import { WebhookDeliverer } from "../src/WebhookDeliverer.js"
+import { parseRetryAfter, WebhookDeliverer } from "../src/WebhookDeliverer.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
@@ -109,6 +109,13 @@ describe("webhooks", () => {
         yield* runJob("gone-user")
         yield* Effect.sleep("500 millis")
         assert.lengthOf(gone.received, 1, "a disabled endpoint gets nothing more")
+
+        // a redirect is a failure, not followed: the same delivery is retried at the same URL
+        const moved = yield* receiver([{ status: 302, headers: { location: "http://127.0.0.1:9/elsewhere" } }, { status: 200 }])
+        yield* hooks.create("moved-user", { url: moved.url, eventTypes: ["completed"] })
+        yield* runJob("moved-user")
+        const [m1, m2] = yield* moved.until(2)
+        assert.strictEqual(m1!.headers["webhook-id"], m2!.headers["webhook-id"])
 
         const busy = yield* receiver([{ status: 429, headers: { "retry-after": "1" } }, { status: 200 }])
         yield* hooks.create("busy-user", { url: busy.url, eventTypes: ["completed"] })
@@ -235,5 +242,48 @@ describe("webhooks", () => {
           yield* Scope.close(deliverer, Exit.void)
         }))
     })
+  })
+
+  describe("guards", () => {
+    layer(
+      testLayer({ ...config, webhookAllowPrivate: false, webhookDisableAfter: "200 millis", webhookRetrySchedule: ["150 millis", "150 millis", "150 millis"] }),
+      { excludeTestServices: true, timeout: 60_000 }
+    )((it) => {
+      it.scoped("at delivery time a name resolving to a private address is refused; an endpoint failing too long is turned off", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const { schema } = yield* JobWatchConfig
+          const target = yield* receiver()
+          // stored as if it had been allowed when created (or its name was rebound since): localhost is loopback
+          const url = target.url.replace("127.0.0.1", "localhost")
+          const [row] = yield* sql.unsafe<{ id: string }>(
+            `INSERT INTO "${schema}".webhook_endpoints (owner, url, event_types, secret) VALUES ('guard-user', $1, '{completed}', 'whsec_${Buffer.alloc(32, 1).toString("base64")}') RETURNING id`,
+            [url]
+          )
+          yield* runJob("guard-user")
+          const hooks = yield* Webhooks
+          let endpoint = yield* hooks.get(row!.id, undefined)
+          for (let i = 0; i < 250 && endpoint.active; i++) {
+            yield* Effect.sleep("20 millis")
+            endpoint = yield* hooks.get(row!.id, undefined)
+          }
+          assert.lengthOf(target.received, 0, "nothing reached the private address")
+          const log = yield* hooks.deliveries(row!.id, undefined, {})
+          assert.match(log.deliveries[0]!.attempts[0]!.error!, /private address/)
+          // failing since the first attempt, for longer than webhookDisableAfter
+          assert.isFalse(endpoint.active)
+          assert.match(endpoint.disabledReason!, /failing/)
+        }))
+    })
+  })
+
+  it("Retry-After: seconds or an HTTP date, capped at a day", () => {
+    const now = Date.parse("2026-11-23T12:00:00Z")
+    assert.strictEqual(parseRetryAfter("120", now), 120)
+    assert.strictEqual(parseRetryAfter("Mon, 23 Nov 2026 12:01:30 GMT", now), 90)
+    assert.strictEqual(parseRetryAfter("Mon, 23 Nov 2026 11:00:00 GMT", now), 0)
+    assert.strictEqual(parseRetryAfter("999999999", now), 24 * 3600)
+    assert.isNull(parseRetryAfter("soon", now))
+    assert.isNull(parseRetryAfter(undefined, now))
   })
 })

@@ -1,0 +1,120 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { raw, serverLayer, token } from "./support/http.js"
+
+/** A public address as an IP literal: no DNS needed, and not a private network. */
+const publicUrl = "https://93.184.215.14/hooks/jobwatch"
+
+describe("webhook endpoints API", () => {
+  layer(serverLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("create (secret shown once), list, get, update, rotate, deliveries, delete; per user", () =>
+      Effect.gen(function*() {
+        const alice = yield* token("hook-alice")
+        const created = yield* raw("POST", "/v1/webhooks", {
+          token: alice,
+          json: { url: publicUrl, eventTypes: ["completed", "failed"], description: "billing" }
+        })
+        assert.strictEqual(created.status, 201)
+        assert.match(created.body.secret, /^whsec_/)
+        assert.deepInclude(created.body, { url: publicUrl, eventTypes: ["completed", "failed"], active: true, owner: "hook-alice" })
+        const id = created.body.id as string
+        const got = yield* raw("GET", `/v1/webhooks/${id}`, { token: alice })
+        assert.strictEqual(got.status, 200)
+        assert.notProperty(got.body, "secret")
+        const listed = yield* raw("GET", "/v1/webhooks", { token: alice })
+        assert.deepStrictEqual(listed.body.webhooks.map((w: { id: string }) => w.id), [id])
+        const updated = yield* raw("PUT", `/v1/webhooks/${id}`, { token: alice, json: { eventTypes: ["all"], active: false } })
+        assert.deepInclude(updated.body, { eventTypes: ["all"], active: false, url: publicUrl })
+        const rotated = yield* raw("POST", `/v1/webhooks/${id}/rotate-secret`, { token: alice })
+        assert.match(rotated.body.secret, /^whsec_/)
+        assert.notStrictEqual(rotated.body.secret, created.body.secret)
+        const log = yield* raw("GET", `/v1/webhooks/${id}/deliveries?page=1&limit=10`, { token: alice })
+        assert.deepStrictEqual(log.body, { deliveries: [], pagination: { total: 0, page: 1, limit: 10, pages: 0 } })
+        // another user: 404 everywhere; an admin sees it
+        const bob = yield* token("hook-bob")
+        for (
+          const [method, path, json] of [
+            ["GET", `/v1/webhooks/${id}`, undefined],
+            ["PUT", `/v1/webhooks/${id}`, { active: true }],
+            ["DELETE", `/v1/webhooks/${id}`, undefined],
+            ["POST", `/v1/webhooks/${id}/rotate-secret`, undefined],
+            ["GET", `/v1/webhooks/${id}/deliveries`, undefined]
+          ] as const
+        ) {
+          const answer = yield* raw(method, path, { token: bob, json })
+          assert.strictEqual(answer.status, 404, `${method} ${path}`)
+          assert.strictEqual(answer.body._tag, "WebhookNotFound")
+        }
+        assert.deepStrictEqual((yield* raw("GET", "/v1/webhooks", { token: bob })).body.webhooks, [])
+        const admin = yield* raw("GET", `/v1/webhooks/${id}`, { token: yield* token("root", ["admin"]) })
+        assert.strictEqual(admin.status, 200)
+        const deleted = yield* raw("DELETE", `/v1/webhooks/${id}`, { token: alice })
+        assert.strictEqual(deleted.status, 200)
+        assert.strictEqual((yield* raw("GET", `/v1/webhooks/${id}`, { token: alice })).status, 404)
+        assert.strictEqual((yield* raw("GET", "/v1/webhooks")).status, 401)
+      }))
+
+    it.effect("bad inputs: malformed URLs, unknown event types, empty lists, private networks (422), foreign or bad ids (404)", () =>
+      Effect.gen(function*() {
+        const user = yield* token("hook-carol")
+        const cases: ReadonlyArray<readonly [unknown, number, string, string?]> = [
+          [{ url: "not a url", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
+          [{ url: "ftp://93.184.215.14/x", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
+          [{ url: "https://user:pw@93.184.215.14/x", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
+          [{ url: "", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
+          [{ url: publicUrl, eventTypes: [] }, 400, "InvalidInput", "eventTypes"],
+          [{ url: publicUrl, eventTypes: ["completed", "bogus"] }, 400, "InvalidInput", "eventTypes[1]"],
+          [{ url: publicUrl, eventTypes: "completed" }, 400, "HttpApiDecodeError"],
+          [{ url: publicUrl }, 400, "HttpApiDecodeError"],
+          [{ eventTypes: ["all"] }, 400, "HttpApiDecodeError"],
+          [{ url: publicUrl, eventTypes: ["all"], active: "yes" }, 400, "HttpApiDecodeError"],
+          [{ url: publicUrl, eventTypes: ["all"], description: "x".repeat(501) }, 400, "InvalidInput", "description"],
+          [{ url: "http://127.0.0.1:8080/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://localhost/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://10.1.2.3/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://192.168.0.10/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://169.254.169.254/latest/meta-data", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://[::1]/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://[::ffff:127.0.0.1]/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://0.0.0.0/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "http://224.0.0.1/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"]
+        ]
+        for (const [json, status, tag, field] of cases) {
+          const answer = yield* raw("POST", "/v1/webhooks", { token: user, json })
+          assert.strictEqual(answer.status, status, JSON.stringify(json))
+          assert.strictEqual(answer.body._tag, tag, JSON.stringify(json))
+          if (field !== undefined) assert.strictEqual(answer.body.field, field, JSON.stringify(json))
+        }
+        const malformed = yield* raw("POST", "/v1/webhooks", { token: user, body: "{nope" })
+        assert.strictEqual(malformed.status, 400)
+        assert.deepStrictEqual((yield* raw("GET", "/v1/webhooks", { token: user })).body.webhooks, [])
+        // the same checks on update, and on a job's own webhookUrl
+        const ok = yield* raw("POST", "/v1/webhooks", { token: user, json: { url: publicUrl, eventTypes: ["all"] } })
+        const refused = yield* raw("PUT", `/v1/webhooks/${ok.body.id}`, { token: user, json: { url: "http://127.0.0.1/x" } })
+        assert.strictEqual(refused.status, 422)
+        const unknownType = yield* raw("PUT", `/v1/webhooks/${ok.body.id}`, { token: user, json: { eventTypes: ["x"] } })
+        assert.deepInclude(unknownType.body, { _tag: "InvalidInput", field: "eventTypes[0]" })
+        assert.strictEqual((yield* raw("GET", `/v1/webhooks/${ok.body.id}`, { token: user })).body.url, publicUrl)
+        const job = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: "http://10.0.0.1/cb" } })
+        assert.deepInclude(job.body, { _tag: "WebhookTargetRefused", field: "webhookUrl" })
+        const batch = yield* raw("POST", "/v1/jobs/batch", { token: user, json: { jobs: [{ name: "a" }, { name: "b", webhookUrl: "nope" }] } })
+        assert.deepInclude(batch.body, { _tag: "InvalidInput", field: "jobs[1].webhookUrl" })
+        for (const id of ["not-an-id", "00000000-0000-0000-0000-000000000000"]) {
+          assert.strictEqual((yield* raw("GET", `/v1/webhooks/${id}`, { token: user })).status, 404)
+        }
+        const badPage = yield* raw("GET", `/v1/webhooks/${ok.body.id}/deliveries?limit=1000`, { token: user })
+        assert.deepInclude(badPage.body, { _tag: "InvalidInput", field: "limit" })
+      }))
+  })
+
+  layer(serverLayer({ webhookAllowPrivate: true }), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("JOBWATCH_WEBHOOK_ALLOW_PRIVATE lifts the private-network refusal", () =>
+      Effect.gen(function*() {
+        const user = yield* token("hook-dev")
+        const created = yield* raw("POST", "/v1/webhooks", { token: user, json: { url: "http://127.0.0.1:9/x", eventTypes: ["all"] } })
+        assert.strictEqual(created.status, 201)
+        const job = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: "http://localhost:9/cb" } })
+        assert.strictEqual(job.status, 201)
+      }))
+  })
+})

@@ -59,7 +59,8 @@ describe("webhook endpoints API", () => {
         const user = yield* token("hook-carol")
         const cases: ReadonlyArray<readonly [unknown, number, string, string?]> = [
           [{ url: "not a url", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
-          [{ url: "ftp://93.184.215.14/x", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
+          [{ url: "ftp://93.184.215.14/x", eventTypes: ["completed"] }, 422, "WebhookTargetRefused", "url"],
+          [{ url: "file:///etc/passwd", eventTypes: ["completed"] }, 422, "WebhookTargetRefused", "url"],
           [{ url: "https://user:pw@93.184.215.14/x", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
           [{ url: "", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
           [{ url: publicUrl, eventTypes: [] }, 400, "InvalidInput", "eventTypes"],

@@ -102,6 +102,10 @@ export const checkTarget = (field: string, value: unknown, allowPrivate: boolean
   Effect.gen(function*() {
     const url = yield* V.text(field, value, { max: 2000 })
     const problem = urlProblem(url)
+    if (problem === "must be an http:// or https:// URL") {
+      // a well-formed URL of a scheme a webhook must not use: refused like a private target
+      return yield* new WebhookTargetRefused({ field, message: `${field} ${problem}` })
+    }
     if (problem !== "") return yield* V.invalid(field, problem)
     if (allowPrivate) return url
     const parsed = new URL(url)

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Clock, Duration, Effect, FiberSet, Option, Queue, Random, Schedule } from "effect"
+import { Clock, Duration, Effect, Fiber, FiberSet, Option, Queue, Random, Schedule } from "effect"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import { JobWatchConfig } from "./Config.js"
@@ -90,6 +90,8 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
     const wake = yield* Queue.sliding<void>(1)
     const ring = () => Queue.unsafeOffer(wake, undefined)
     const perEndpoint = new Map<string, number>()
+    /** Deliveries claimed here whose attempt is not recorded yet: released if the service stops first. */
+    const claimedHere = new Set<string>()
     let inFlight = 0
     const stats = { attempts: 0, succeeded: 0, failed: 0 }
     const fibers = yield* FiberSet.make()
@@ -208,7 +210,9 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
             })
           )
         const durationMs = (yield* now) - startedAt
-        yield* record(d, startedAt, { ...result, durationMs })
+        // an attempt that was made is recorded, even while the service stops
+        yield* Effect.uninterruptible(record(d, startedAt, { ...result, durationMs }))
+        claimedHere.delete(d.id)
       }).pipe(
         Effect.catchAllCause((cause) => Effect.logWarning(`webhook delivery ${d.id} could not be recorded`, cause)),
         Effect.ensuring(Effect.sync(() => {
@@ -231,6 +235,7 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           claimed = batch.length
           for (const d of batch) {
             inFlight++
+            claimedHere.add(d.id)
             if (d.endpointId !== null) perEndpoint.set(d.endpointId, (perEndpoint.get(d.endpointId) ?? 0) + 1)
             yield* FiberSet.run(fibers, deliver(d))
           }
@@ -247,7 +252,24 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
       Effect.repeat(Schedule.spaced("1 second"))
     )
 
-    if (config.webhooks) yield* Effect.forkScoped(loop)
+    if (config.webhooks) {
+      const running = yield* Effect.forkScoped(loop)
+      // stopping: no more claims, attempts in flight are interrupted (those already answered are recorded), and
+      // the claims of the unfinished ones are released at once, their attempt not counted, for another deliverer
+      // (or this one restarted) to make again
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          yield* Fiber.interrupt(running)
+          yield* FiberSet.clear(fibers)
+          const left = [...claimedHere]
+          if (left.length === 0) return
+          yield* sql`UPDATE ${deliveries} SET locked_until = NULL, attempts = greatest(attempts - 1, 0)
+            WHERE id = ANY(${left}::uuid[]) AND status = 'pending' AND locked_until IS NOT NULL`.pipe(
+            Effect.catchAllCause((cause) => Effect.logWarning("could not release webhook deliveries at shutdown", cause))
+          )
+        })
+      )
+    }
 
     return {
       /** Attempts made by this process, deliveries that succeeded, and those that failed for good. */

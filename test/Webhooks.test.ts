@@ -42,6 +42,22 @@ const deliveryRow = (eventId: string) =>
     return rows[0]
   })
 
+/** The delivery of `eventId` with whether a deliverer holds it now, once `holds` says so (up to 20 s). */
+const deliveryWhen = (eventId: string, holds: (row: { status: string; attempts: number; locked: boolean }) => boolean) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const { schema } = yield* JobWatchConfig
+    for (let i = 0; i < 1000; i++) {
+      const [row] = yield* sql.unsafe<{ status: string; attempts: number; locked: boolean }>(
+        `SELECT status, attempts, locked_until IS NOT NULL AS locked FROM "${schema}".webhook_deliveries WHERE event_id = $1`,
+        [eventId]
+      )
+      if (row !== undefined && holds(row)) return row
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.die(new Error(`delivery ${eventId} never got there`))
+  })
+
 describe("webhooks", () => {
   layer(testLayer(config), { excludeTestServices: true, timeout: 60_000 })((it) => {
     it.scoped("every delivery verifies with standardwebhooks, before and after a secret rotation (both secrets sign)", () =>
@@ -202,19 +218,35 @@ describe("webhooks", () => {
           const first = yield* startDeliverer
           yield* runJob("restart-user")
           const [attempt] = yield* target.until(1)
-          yield* Scope.close(first, Exit.void)
           const id = attempt!.headers["webhook-id"]!
-          assert.deepStrictEqual(yield* deliveryRow(id), { status: "pending", attempts: 1 })
+          // the failed attempt is recorded and its retry scheduled; then the service stops
+          yield* deliveryWhen(id, (row) => row.attempts === 1 && !row.locked)
+          yield* Scope.close(first, Exit.void)
           // nothing runs it now; a new deliverer (a restarted service) takes it up when it falls due
           const second = yield* startDeliverer
           const [, retried] = yield* target.until(2)
           assert.strictEqual(retried!.headers["webhook-id"], id)
-          let row = yield* deliveryRow(id)
-          for (let i = 0; i < 250 && row?.status !== "succeeded"; i++) {
-            yield* Effect.sleep("20 millis")
-            row = yield* deliveryRow(id)
-          }
-          assert.deepStrictEqual(row, { status: "succeeded", attempts: 2 })
+          const done = yield* deliveryWhen(id, (row) => row.status !== "pending")
+          assert.deepStrictEqual(done, { status: "succeeded", attempts: 2, locked: false })
+          yield* Scope.close(second, Exit.void)
+        }))
+
+      it.scoped("a deliverer stopped mid-attempt releases the delivery at once; the next one makes the attempt again", () =>
+        Effect.gen(function*() {
+          const hooks = yield* Webhooks
+          const target = yield* receiver(["hang", { status: 200 }])
+          yield* hooks.create("stop-user", { url: target.url, eventTypes: ["completed"] })
+          const first = yield* startDeliverer
+          yield* runJob("stop-user")
+          const [attempt] = yield* target.until(1)
+          const id = attempt!.headers["webhook-id"]!
+          yield* Scope.close(first, Exit.void)
+          // released: not held, the unfinished attempt not counted
+          assert.deepStrictEqual(yield* deliveryRow(id), { status: "pending", attempts: 0 })
+          const second = yield* startDeliverer
+          const [, again] = yield* target.until(2)
+          assert.strictEqual(again!.headers["webhook-id"], id)
+          assert.deepStrictEqual(yield* deliveryWhen(id, (row) => row.status !== "pending"), { status: "succeeded", attempts: 1, locked: false })
           yield* Scope.close(second, Exit.void)
         }))
 

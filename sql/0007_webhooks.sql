@@ -21,6 +21,7 @@ CREATE TABLE webhook_endpoints (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX webhook_endpoints_by_owner ON webhook_endpoints (owner, id);
+CREATE INDEX webhook_endpoints_active ON webhook_endpoints (owner) WHERE active;
 
 -- a job's own callback (completion and failure only), as the seed system's per-job URL
 ALTER TABLE jobs ADD COLUMN webhook_url text;
@@ -80,6 +81,14 @@ CREATE FUNCTION job_events_webhooks() RETURNS trigger LANGUAGE plpgsql SET searc
 DECLARE
   added integer;
 BEGIN
+  -- the common case costs one probe: no active endpoint anywhere, and no finished job with its own callback
+  IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE active)
+     AND NOT EXISTS (
+       SELECT 1 FROM new_rows n JOIN jobs j ON j.id = n.job_id
+       WHERE n.type = 'job.status.changed' AND n.status IN ('completed', 'failed') AND j.webhook_url IS NOT NULL
+     ) THEN
+    RETURN NULL;
+  END IF;
   WITH events AS (
     SELECT n.*, webhook_type(n.type, n.status, n.milestone) AS hook, j.owner, j.name, j.result, j.webhook_url
     FROM new_rows n JOIN jobs j ON j.id = n.job_id

@@ -71,6 +71,12 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("job
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
 
+/**
+ * The worker endpoints need the `worker` role (or `admin`): checked right after authentication, before the
+ * request's body is read, so that a caller without the role gets 403 whatever it sent.
+ */
+export class WorkerRole extends HttpApiMiddleware.Tag<WorkerRole>()("jobwatch/WorkerRole", { failure: Forbidden }) {}
+
 // ---- request bodies: types here, ranges and limits checked by the services (400 naming the field) ----
 
 const Backoff = Schema.Struct({
@@ -299,6 +305,8 @@ export class WorkersApi extends HttpApiGroup.make("workers")
       .addError(ProgressRegression)
   )
   .addError(Forbidden)
+  // applied inside Authentication (which provides the CurrentUser it checks)
+  .middleware(WorkerRole)
   .middleware(Authentication)
   .annotate(OpenApi.Description, "The worker protocol (role worker or admin): claim, heartbeat, report, end jobs")
 {}

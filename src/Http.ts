@@ -10,7 +10,8 @@ import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Cause, Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
-import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult } from "./Api.js"
+import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult, WorkerRole } from "./Api.js"
+import { CurrentUser, Forbidden } from "./Domain/Auth.js"
 import * as Auth from "./Auth.js"
 import { JobWatchConfig } from "./Config.js"
 import { PayloadTooLarge } from "./Domain/Errors.js"
@@ -267,12 +268,22 @@ export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =
       maxAge: 600
     })))
 
+/** The worker-role check: the `CurrentUser` that `Authentication` provided must be a worker (or an admin). */
+export const WorkerRoleLive = Layer.succeed(
+  WorkerRole,
+  Effect.flatMap(Effect.serviceOption(CurrentUser), (user) =>
+    Option.isSome(user) && user.value.isWorker
+      ? Effect.void
+      : Effect.fail(new Forbidden({ message: "this needs the worker role", required: "worker" })))
+)
+
 /**
  * The API's routes, to mount on a host's `HttpLayerRouter`: they need an `Authentication` layer (the host's own,
  * or `Auth.layerJwt`) and the jobwatch services.
  */
 export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive, WebhooksLive]),
+  Layer.provide(WorkerRoleLive),
   Layer.provide(Operations.Default)
 )
 

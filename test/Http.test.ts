@@ -92,6 +92,13 @@ describe("HTTP API", () => {
         assert.deepInclude(claim.body, { _tag: "Forbidden", required: "worker" })
         const noToken = yield* raw("POST", "/v1/workers/w1/claim", { json: {} })
         assert.strictEqual(noToken.status, 401)
+        // the role is checked before the body is read: 403 whatever a caller without it sends
+        for (const body of ["{nope", JSON.stringify({ limit: "many" })]) {
+          const answer = yield* raw("POST", "/v1/workers/w1/claim", { token: user, body })
+          assert.strictEqual(answer.status, 403, body)
+        }
+        const patch = yield* raw("PATCH", "/v1/jobs/not-a-uuid", { token: user, json: { status: "sideways" } })
+        assert.strictEqual(patch.status, 403)
       }))
 
     it.effect("a worker claims, heartbeats, reports progress and completes over HTTP", () =>

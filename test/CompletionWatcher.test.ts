@@ -89,7 +89,15 @@ const terminateListener = Effect.gen(function*() {
     const pid = yield* listener.backendPid
     if (Option.isSome(pid)) {
       const [row] = yield* sql<{ ok: boolean }>`SELECT pg_terminate_backend(${pid.value}) AS ok`
-      if (row?.ok === true) return before
+      if (row?.ok === true) {
+        // the signal is sent; wait until the listener has seen its connection die (it may be back already)
+        for (let i = 0; i < 1000; i++) {
+          const state = yield* listener.currentState
+          if (!state.connected || state.reconnects > before) return before
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+        }
+        return yield* Effect.die(new Error("the listener never noticed its connection was terminated"))
+      }
     }
     yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
   }

@@ -364,11 +364,12 @@ export const WebhookBody = Schema.Struct({
   active: Schema.optional(Schema.Boolean)
 }).annotations({ identifier: "WebhookBody" })
 
+/** The fields of an endpoint to change: any of `WebhookBody`'s. */
 export const WebhookPatch = Schema.Struct({
-  url: Schema.optional(Schema.String),
-  eventTypes: Schema.optional(Schema.Array(Schema.String)),
-  description: Schema.optional(Schema.NullOr(Schema.String)),
-  active: Schema.optional(Schema.Boolean)
+  url: Schema.optional(WebhookBody.fields.url),
+  eventTypes: Schema.optional(WebhookBody.fields.eventTypes),
+  description: WebhookBody.fields.description,
+  active: WebhookBody.fields.active
 }).annotations({ identifier: "WebhookPatch" })
 
 const WebhookPath = Schema.Struct({ id: Schema.String })

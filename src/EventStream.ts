@@ -3,9 +3,8 @@ import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
 import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
-import type { JobStatus } from "./Domain/JobStatus.js"
-import { resolveStatus } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
+import { filterOf } from "./Jobs.js"
 import type { StreamPosition } from "./JobsRepo.js"
 import { JobsRepo } from "./JobsRepo.js"
 import { Listener } from "./Listener.js"
@@ -25,14 +24,12 @@ export interface UserStreamFilter {
   readonly name?: string | undefined
 }
 
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
 /** The cursor of a position in the stream of all events: `<xid8>.<job id>.<version>`. */
 export const streamCursor = (p: StreamPosition) => `${p.tx}.${p.jobId}.${p.version}`
 
 const parseStreamCursor = (cursor: string): Option.Option<StreamPosition> => {
   const [tx, jobId, version, ...rest] = cursor.trim().split(".")
-  return rest.length === 0 && tx !== undefined && /^\d{1,20}$/.test(tx) && jobId !== undefined && uuid.test(jobId) &&
+  return rest.length === 0 && tx !== undefined && /^\d{1,20}$/.test(tx) && jobId !== undefined && V.isUuid(jobId) &&
       version !== undefined && /^\d{1,10}$/.test(version)
     ? Option.some({ tx, jobId, version: Number(version) })
     : Option.none()
@@ -105,17 +102,7 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
       cursor?: string | undefined
     ): Effect.Effect<Stream.Stream<PositionedEvent>, InvalidInput> =>
       Effect.gen(function*() {
-        let statuses: Array<JobStatus> | undefined
-        if (filter.status !== undefined && filter.status.trim() !== "") {
-          statuses = []
-          for (const term of filter.status.split(",").map((t) => t.trim()).filter((t) => t !== "")) {
-            const resolved = resolveStatus(term)
-            if (resolved === undefined) return yield* V.invalid("status", `unknown status ${JSON.stringify(term)}`)
-            statuses.push(...resolved)
-          }
-        }
-        const queue = filter.queue === undefined ? undefined : yield* V.text("queue", filter.queue, { max: 200 })
-        const name = filter.name === undefined ? undefined : yield* V.text("name", filter.name, { max: 200 })
+        const where = yield* filterOf(filter)
         let position: StreamPosition
         if (cursor === undefined || cursor.trim() === "") {
           position = yield* repo.streamNow
@@ -124,7 +111,6 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
           if (Option.isNone(parsed)) return yield* V.invalid("Last-Event-ID", "is not a cursor this stream answered")
           position = parsed.value
         }
-        const where = { owner: filter.owner, statuses, queue, name }
         return Stream.unwrapScoped(Effect.gen(function*() {
           const wake = yield* Queue.sliding<void>(1)
           const waker = () => Queue.unsafeOffer(wake, undefined)

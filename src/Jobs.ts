@@ -100,6 +100,38 @@ const backoffOf = (backoff: NonNullable<EnqueueOptions["backoff"]>, field: strin
   return { delayMs, maxDelayMs, multiplier }
 }
 
+/**
+ * The filter of a listing or a stream: statuses or their aliases (a list, or comma-separated), queue, name and owner;
+ * `InvalidInput` naming the field otherwise.
+ */
+export const filterOf = (options: Omit<ListOptions, "page" | "limit">) =>
+  Effect.gen(function*() {
+    let statuses: Array<JobStatus> | undefined
+    if (options.status !== undefined) {
+      const terms = (typeof options.status === "string" ? options.status.split(",") : options.status)
+        .map((term) => term.trim())
+        .filter((term) => term !== "")
+      statuses = []
+      for (const term of terms) {
+        const resolved = resolveStatus(term)
+        if (resolved === undefined) {
+          return yield* V.invalid(
+            "status",
+            `unknown status ${JSON.stringify(term)}; expected one of ${allStatuses.join(", ")} or an alias (${Object.keys(statusAliases).join(", ")})`
+          )
+        }
+        statuses.push(...resolved)
+      }
+      if (statuses.length === 0) statuses = undefined
+    }
+    return {
+      statuses,
+      queue: options.queue === undefined ? undefined : yield* V.text("queue", options.queue, { max: 200 }),
+      name: options.name === undefined ? undefined : yield* V.text("name", options.name, { max: 200 }),
+      owner: options.owner === undefined ? undefined : yield* V.text("owner", options.owner, { max: 200 })
+    } satisfies ListFilter
+  })
+
 /** Enqueue, read, list, cancel and delete jobs. */
 export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
   dependencies: [JobsRepo.Default],
@@ -195,34 +227,6 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     const exists = Effect.fn("Jobs.exists")(function*(id: string, scope: OwnerScope = {}) {
       return yield* repo.exists(yield* V.jobId(id), scope.owner)
     })
-
-    const filterOf = (options: ListOptions) =>
-      Effect.gen(function*() {
-        let statuses: Array<JobStatus> | undefined
-        if (options.status !== undefined) {
-          const terms = (typeof options.status === "string" ? options.status.split(",") : options.status)
-            .map((term) => term.trim())
-            .filter((term) => term !== "")
-          statuses = []
-          for (const term of terms) {
-            const resolved = resolveStatus(term)
-            if (resolved === undefined) {
-              return yield* V.invalid(
-                "status",
-                `unknown status ${JSON.stringify(term)}; expected one of ${allStatuses.join(", ")} or an alias (${Object.keys(statusAliases).join(", ")})`
-              )
-            }
-            statuses.push(...resolved)
-          }
-          if (statuses.length === 0) statuses = undefined
-        }
-        return {
-          statuses,
-          queue: options.queue === undefined ? undefined : yield* V.text("queue", options.queue, { max: 200 }),
-          name: options.name === undefined ? undefined : yield* V.text("name", options.name, { max: 200 }),
-          owner: options.owner === undefined ? undefined : yield* V.text("owner", options.owner, { max: 200 })
-        } satisfies ListFilter
-      })
 
     const limitOf = (limit: number | undefined) =>
       limit === undefined ? Effect.succeed(config.defaultPageSize) : V.integer("limit", limit, 1, config.maxPageSize)

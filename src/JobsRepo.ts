@@ -564,14 +564,18 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         event: { message: options.message }
       })
 
+    /** What completing a job sets besides its status and version: `result` (an SQL expression), progress at 100. */
+    const completedSet = (result: Statement.Fragment) =>
+      sql`, result = ${result}, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
+        cancel_requested = false`
+
     /** claimed|running → completed with `resultJson` (JSON text); progress ends at 100. */
     const complete = (id: JobId, options: Holder & { readonly resultJson: string }) =>
       transitionOrInvalid({
         id,
         to: "completed",
         workerId: options.workerId,
-        set: sql`, result = ${options.resultJson}::jsonb, finished_at = now(), lease_expires_at = NULL,
-          progress_percent = 100, cancel_requested = false`,
+        set: completedSet(sql`${options.resultJson}::jsonb`),
         event: { message: options.message }
       })
 
@@ -594,9 +598,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             SELECT j.id, j.status, j.worker_id, j.progress_percent FROM ${jobs} j
             WHERE j.id IN (SELECT id FROM input) ORDER BY j.id FOR UPDATE
           ), upd AS (
-            UPDATE ${jobs} j SET status = 'completed', version = j.version + 1, updated_at = now(),
-              result = i.result::jsonb, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
-              cancel_requested = false
+            UPDATE ${jobs} j SET status = 'completed', version = j.version + 1, updated_at = now()
+              ${completedSet(sql`i.result::jsonb`)}
             FROM cur JOIN input i ON i.id = cur.id
             WHERE j.id = cur.id AND cur.status = ANY(${allowedFrom("completed")})
               ${workerId === undefined ? sql`` : sql`AND cur.worker_id = ${workerId}`}

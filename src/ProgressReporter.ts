@@ -209,11 +209,9 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
         )
       })
 
-    /** Writes the pending report of job `id` now, if there is one, and forgets the job (before a terminal change). */
-    const flush = Effect.fn("ProgressReporter.flush")(function*(id: JobId) {
-      const slot = Option.getOrUndefined(HashMap.get(yield* Ref.get(slots), id))
-      if (slot === undefined) return
-      yield* slot.lock.withPermits(1)(
+    /** Flushes a job that has a slot (traced: it may write). */
+    const flushSlot = (id: JobId, slot: Slot) =>
+      slot.lock.withPermits(1)(
         Effect.gen(function*() {
           const current = Option.getOrUndefined(HashMap.get(yield* Ref.get(slots), id))
           yield* update(id, () => undefined)
@@ -223,8 +221,17 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
             )
           }
         })
-      )
-    })
+      ).pipe(Effect.withSpan("ProgressReporter.flush", { attributes: { jobId: id } }))
+
+    /**
+     * Writes the pending report of job `id` now, if there is one, and forgets the job (before a terminal change).
+     * A job that never reported (most, on the completion path) costs one map lookup.
+     */
+    const flush = (id: JobId): Effect.Effect<void> =>
+      Effect.flatMap(Ref.get(slots), (map) => {
+        const slot = Option.getOrUndefined(HashMap.get(map, id))
+        return slot === undefined ? Effect.void : flushSlot(id, slot)
+      })
 
     /** Reports not written yet, per job (tests and diagnostics). */
     const pendingCount = Effect.map(

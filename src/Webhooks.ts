@@ -61,7 +61,6 @@ const toEndpoint = (row: EndpointRow) =>
 const withSecret = (row: EndpointRow) => new WebhookWithSecret({ ...toEndpoint(row), secret: row.secret }, true)
 
 const isEventType = Schema.is(EventTypeSchema)
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /**
  * Users' webhook endpoints: create (answering the signing secret once), read, update, delete, rotate the secret
@@ -96,7 +95,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     const description = (value: unknown) => V.optionalText("description", value, 500)
     const active = (value: unknown) =>
       value === undefined || typeof value === "boolean" ? Effect.succeed(value as boolean | undefined) : V.invalid("active", "must be true or false")
-    const idOf = (id: string) => (uuid.test(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(new WebhookNotFound({ id, message: `Webhook ${id} not found` })))
+    const idOf = (id: string) => (V.isUuid(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(notFound(id)))
     const notFound = (id: string) => new WebhookNotFound({ id, message: `Webhook ${id} not found` })
     const ownerIs = (owner: string | undefined) => (owner === undefined ? sql`` : sql`AND owner = ${owner}`)
 

@@ -26,9 +26,12 @@ export const caught = (error: unknown): Either.Either<never, Invalid> => {
 
 const isJobId = Schema.is(JobId)
 
+/** Whether `value` is a UUID (any case), as job, event and webhook ids are. */
+export const isUuid = (value: unknown): value is string => typeof value === "string" && isJobId(value.toLowerCase())
+
 /** A job id from outside: a UUID, or `InvalidInput` naming `field`. */
 export const jobId = (value: unknown, field = "id"): Either.Either<JobId, InvalidInput> =>
-  typeof value === "string" && isJobId(value.toLowerCase())
+  isUuid(value)
     ? Either.right(JobId.make(value.toLowerCase()))
     : invalid(field, `must be a UUID, got ${preview(value)}`)
 

@@ -82,15 +82,14 @@ export const privateTarget = async (url: URL): Promise<string | undefined> =>
  * resolved to a public address when checked cannot be rebound to a private one for the request.
  */
 export const guardedLookup: LookupFunction = (hostname, options, callback) => {
-  Dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
+  Dns.lookup(hostname, { ...options, all: true }, (error, addresses: Array<Dns.LookupAddress>) => {
     if (error !== null) return callback(error, "", 0)
-    const list = addresses as unknown as ReadonlyArray<Dns.LookupAddress>
-    const bad = list.find((a) => isPrivateAddress(a.address))
+    const bad = addresses.find((a) => isPrivateAddress(a.address))
     if (bad !== undefined) {
       return callback(Object.assign(new Error(`${hostname} resolves to the private address ${bad.address}`), { code: "EPRIVATE" }), "", 0)
     }
-    if ((options as { all?: boolean }).all === true) return (callback as unknown as (e: null, a: typeof list) => void)(null, list)
-    return callback(null, list[0]!.address, list[0]!.family)
+    if (options.all === true) return callback(null, addresses)
+    return callback(null, addresses[0]!.address, addresses[0]!.family)
   })
 }
 

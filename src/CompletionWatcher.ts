@@ -2,7 +2,7 @@ import type { Duration } from "effect"
 import { Deferred, Effect, Option, Queue, Stream } from "effect"
 import type { InvalidInput } from "./Domain/Errors.js"
 import { JobNotFound } from "./Domain/Errors.js"
-import { JobError, JobOutcome } from "./Domain/Job.js"
+import { JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { isTerminal } from "./Domain/JobStatus.js"
@@ -14,15 +14,15 @@ import { Notifications } from "./Notifications.js"
 const isTerminalEvent = (event: JobEvent) => event.type === "job.status.changed" && isTerminal(event.status)
 
 const outcomeOf = (event: JobEvent): JobOutcome =>
-  JobOutcome.make({
+  new JobOutcome({
     id: event.jobId,
     status: event.status,
     terminal: isTerminal(event.status),
     result: event.result ?? null,
-    error: event.error === null ? null : JobError.make({ code: event.error.code, message: event.error.message }),
+    error: event.error,
     version: event.version,
     finishedAt: isTerminal(event.status) ? event.timestamp : null
-  })
+  }, true)
 
 /**
  * Awaits jobs live: any number of waiters share this process's one LISTEN connection through `Notifications`,

@@ -100,28 +100,29 @@ const ExistingRow = Schema.Struct({
 
 const StatusRow = Schema.Struct({ id: JobId, status: JobStatusSchema, percent: Schema.Number, version: Schema.Number })
 
-const OutcomeRow = Schema.Struct({
-  id: JobId,
-  status: JobStatusSchema,
-  result: Schema.Unknown,
-  errorCode: Schema.NullOr(Schema.String),
-  errorMessage: Schema.NullOr(Schema.String),
-  version: Schema.Number,
-  finishedAt: Schema.NullOr(Schema.Union(Schema.DateFromSelf, Schema.String))
-})
+/** A job's outcome as `outcomes` selects it (our own SQL: typed, not decoded). */
+interface OutcomeRow {
+  readonly id: JobId
+  readonly status: JobStatus
+  readonly result: unknown
+  readonly errorCode: string | null
+  readonly errorMessage: string | null
+  readonly version: number
+  readonly finishedAt: Date | null
+}
 
-const toOutcome = (row: typeof OutcomeRow.Type): JobOutcome =>
-  JobOutcome.make({
+const toOutcome = (row: OutcomeRow): JobOutcome =>
+  new JobOutcome({
     id: row.id,
     status: row.status,
     terminal: isTerminal(row.status),
     result: row.result,
     error: row.errorCode === null && row.errorMessage === null
       ? null
-      : JobError.make({ code: row.errorCode, message: row.errorMessage ?? "" }),
+      : new JobError({ code: row.errorCode, message: row.errorMessage ?? "" }, true),
     version: row.version,
-    finishedAt: row.finishedAt === null ? null : DateTime.unsafeMake(row.finishedAt)
-  })
+    finishedAt: row.finishedAt === null ? null : DateTime.unsafeFromDate(row.finishedAt)
+  }, true)
 
 /**
  * A position in the stream of all events: the writing transaction's id (a decimal xid8), then the job and version.
@@ -544,10 +545,9 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const outcomes = (ids: ReadonlyArray<JobId>) =>
       ids.length === 0
         ? Effect.succeed<ReadonlyArray<JobOutcome>>([])
-        : sql`SELECT j.id, j.status, j.result, j.error_code AS "errorCode", j.error_message AS "errorMessage",
+        : sql<OutcomeRow>`SELECT j.id, j.status, j.result, j.error_code AS "errorCode", j.error_message AS "errorMessage",
                 j.version, j.finished_at AS "finishedAt"
               FROM ${jobs} j WHERE j.id = ANY(${ids}::uuid[])`.pipe(
-          Effect.flatMap(Schema.decodeUnknown(Schema.Array(OutcomeRow))),
           Effect.map((rows) => rows.map(toOutcome)),
           Effect.orDie
         )

@@ -7,7 +7,6 @@ import {
   Effect,
   Metric,
   Option,
-  Queue,
   Random,
   Redacted,
   Ref,
@@ -17,15 +16,13 @@ import {
 import pg from "pg"
 import { JobWatchConfig } from "./Config.js"
 
-/** What the listener tells its consumer: a doorbell's payload, or "reconcile" after every (re)connect. */
-export type Signal =
-  | { readonly _tag: "Doorbell"; readonly payload: string; readonly at: number }
-  | { readonly _tag: "Reconcile"; readonly at: number }
-
 /** The channels besides the doorbell, each `<schema>.<name>` (sql/0004, sql/0005). */
 const handledChannels = ["outcome", "ready", "cancel", "webhooks"] as const
-/** What `on` can follow: those channels, and the doorbell's payloads too (for readers of the event stream). */
-export type HandledChannel = typeof handledChannels[number] | "doorbell"
+/**
+ * What `on` can follow: those channels, the doorbell, and `reconcile`: every (re)connect, after which whatever was
+ * missed while away must be re-read.
+ */
+export type HandledChannel = typeof handledChannels[number] | "doorbell" | "reconcile"
 
 /** The listening connection's health, readable by `/ready` and metrics. */
 export interface ListenerState {
@@ -73,7 +70,8 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
 /**
  * Makes the process's one LISTEN connection, on a dedicated `pg.Client` (sql-pg's `listen` hangs silently when its
  * connection dies). It fails on the client's `error`/`end`, reconnects with an exponential, jittered, capped
- * backoff, and emits `Reconcile` after every (re)connect so that whatever was missed while away is re-read.
+ * backoff, and calls the `reconcile` handlers after every (re)connect so that whatever was missed while away is
+ * re-read.
  */
 export const make = (connection: pg.ClientConfig) =>
   Effect.gen(function*() {
@@ -85,12 +83,13 @@ export const make = (connection: pg.ClientConfig) =>
       ready: new Set(),
       cancel: new Set(),
       webhooks: new Set(),
-      doorbell: new Set()
+      doorbell: new Set(),
+      reconcile: new Set()
     }
-    const handled = new Map<string, Set<(payload: string) => void>>(
-      handledChannels.map((name) => [`${config.schema}.${name}`, handlers[name]])
-    )
-    const signals = yield* Queue.unbounded<Signal>()
+    const handled = new Map<string, Set<(payload: string) => void>>([
+      [channel, handlers.doorbell],
+      ...handledChannels.map((name) => [`${config.schema}.${name}`, handlers[name]] as const)
+    ])
     const started = new Date(yield* Clock.currentTimeMillis)
     const state = yield* SubscriptionRef.make<ListenerState>({
       connected: false,
@@ -103,22 +102,17 @@ export const make = (connection: pg.ClientConfig) =>
     /** Set by tests and diagnostics: the backend pid of the current connection. */
     const backendPid = yield* Ref.make(Option.none<number>())
 
-    /** One connection's life: connects, LISTENs, signals Reconcile, and fails when the connection dies. */
+    /** One connection's life: connects, LISTENs, calls the reconcile handlers, and fails when the connection dies. */
     const session = (onConnected: Effect.Effect<void>) =>
       Effect.gen(function*() {
         const died = yield* Deferred.make<never, ListenerError>()
         const client = yield* Effect.acquireRelease(
           Effect.sync(() => {
             const client = new pg.Client(connection)
+            // handled right here: waiters resolve without a hop through a queue and a fiber
             client.on("notification", (msg) => {
-              if (msg.channel === channel) {
-                Queue.unsafeOffer(signals, { _tag: "Doorbell", payload: msg.payload ?? "", at: performance.now() })
-                for (const handler of handlers.doorbell) handler(msg.payload ?? "")
-              } else {
-                // handled right here: waiters resolve without a hop through a queue and a fiber
-                const payload = msg.payload ?? ""
-                for (const handler of handled.get(msg.channel) ?? []) handler(payload)
-              }
+              const payload = msg.payload ?? ""
+              for (const handler of handled.get(msg.channel) ?? []) handler(payload)
             })
             client.on("error", (error) => {
               Deferred.unsafeDone(died, Effect.fail(new ListenerError({ message: describe(error), cause: error })))
@@ -133,7 +127,6 @@ export const make = (connection: pg.ClientConfig) =>
         yield* Effect.tryPromise({
           try: async () => {
             await client.connect()
-            await client.query(`LISTEN ${client.escapeIdentifier(channel)}`)
             for (const name of handled.keys()) await client.query(`LISTEN ${client.escapeIdentifier(name)}`)
             const result = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
             return result.rows[0]?.pid
@@ -162,7 +155,7 @@ export const make = (connection: pg.ClientConfig) =>
             }))
             failures = 0
             downSince = undefined
-            yield* Queue.offer(signals, { _tag: "Reconcile", at: performance.now() })
+            for (const handler of handlers.reconcile) handler("")
           })
         ).pipe(Effect.flip)
         const now = yield* Clock.currentTimeMillis
@@ -199,8 +192,6 @@ export const make = (connection: pg.ClientConfig) =>
     yield* Effect.forkScoped(loop.pipe(Effect.interruptible))
 
     return {
-      /** Doorbells and reconcile signals, for the one consumer (`Notifications`). */
-      signals: signals as Queue.Dequeue<Signal>,
       state: state as SubscriptionRef.SubscriptionRef<ListenerState>,
       currentState: SubscriptionRef.get(state),
       /** Fails when the listener gives up (only with `shutdownOnListenerFailure`); never succeeds. */
@@ -209,7 +200,8 @@ export const make = (connection: pg.ClientConfig) =>
        * Calls `handler` with every payload of channel `name`, synchronously in the connection's notification
        * callback, until the scope closes: `outcome` (terminal outcomes, a JSON array), `ready` (the queues that just
        * got a pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`),
-       * `webhooks` (deliveries were added), `doorbell` (the `job_id:version` pairs of every committed change, or `*`).
+       * `webhooks` (deliveries were added), `doorbell` (the `job_id:version` pairs of every committed change, or `*`),
+       * `reconcile` (an empty payload after every (re)connect).
        */
       on: (name: HandledChannel, handler: (payload: string) => void) =>
         Effect.acquireRelease(

@@ -17,7 +17,6 @@ import type { JobEvent } from "./Domain/JobEvent.js"
 import { JobId } from "./Domain/JobId.js"
 import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
 import { JobsRepo } from "./JobsRepo.js"
-import type { Signal } from "./Listener.js"
 import { Listener } from "./Listener.js"
 import { LocalEvents } from "./LocalEvents.js"
 
@@ -45,16 +44,13 @@ interface Registration {
   readonly subscriber: Subscriber
 }
 
-type Work =
-  | Signal
-  | { readonly _tag: "Refresh"; readonly at: number }
-  | { readonly _tag: "Kick"; readonly at: number }
 
 /** Reads of the job tables made by the notification path (tests and benchmarks count them). */
 export interface NotificationStats {
   readonly wakeups: number
   readonly reads: number
   readonly reconciles: number
+  /** Jobs read and served: counted once what was read has been handed to the subscribers. */
   readonly jobsRead: number
 }
 
@@ -126,24 +122,36 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     const listener = yield* Listener
     const local = yield* LocalEvents
     const config = yield* JobWatchConfig
-    const work = yield* Queue.unbounded<Work>()
+    /** Wakes the consumer loop; what it is to do is in `pending`. */
+    const work = yield* Queue.unbounded<void>()
     const index = new Map<JobId, Set<Registration>>()
     const needsSnapshot = new Set<JobId>()
     const needsCatchUp = new Set<JobId>()
     let subscriberCount = 0
     const stats = { wakeups: 0, reads: 0, reconciles: 0, jobsRead: 0 }
+    /** What the next batch is to do, gathered synchronously as doorbells, reconciles and refreshes arrive. */
+    const pending = {
+      /** Doorbells that named a change of a watched job (the others cost nothing more than their parse). */
+      doorbells: 0,
+      /** When the first of them arrived (the notify-to-resolve metric). */
+      firstDoorbellAt: undefined as number | undefined,
+      changed: new Set<JobId>(),
+      /** Re-read every watched job: a reconcile, a refresh, or a doorbell that could not name its jobs. */
+      everything: false
+    }
 
     let kickPending = false
     const kick = () => {
       if (kickPending) return
       kickPending = true
-      Queue.unsafeOffer(work, { _tag: "Kick", at: performance.now() })
+      Queue.unsafeOffer(work, undefined)
     }
 
-    const publishGauges = Effect.zipRight(
-      Metric.set(watchedJobs, index.size),
-      Metric.set(subscribersGauge, subscriberCount)
-    )
+    /** Process-wide figures: set directly, without the calling fiber's metric labels. */
+    const publishGauges = () => {
+      watchedJobs.unsafeUpdate(index.size, [])
+      subscribersGauge.unsafeUpdate(subscriberCount, [])
+    }
 
     /** The lowest cursor among the job's subscribers that follow events; `undefined` if none does yet. */
     const lowestCursor = (registrations: Set<Registration>): number | undefined => {
@@ -184,7 +192,6 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           }
           if (cursors.length === 0) continue
           stats.reads++
-          stats.jobsRead += cursors.length
           yield* Metric.increment(readsTotal)
           const events = yield* repo.eventsAfter(cursors)
           let start = 0
@@ -194,6 +201,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
               start = k
             }
           }
+          stats.jobsRead += cursors.length
         }
       })
 
@@ -207,7 +215,6 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           })
           if (chunk.length === 0) continue
           stats.reads++
-          stats.jobsRead += chunk.length
           yield* Metric.increment(readsTotal)
           const outcomes = yield* repo.outcomes(chunk)
           const byId = new Map(outcomes.map((o) => [o.id, o]))
@@ -219,54 +226,71 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
               r.subscriber.onSnapshot?.(outcome)
             }
           }
+          stats.jobsRead += chunk.length
         }
       })
 
-    /** Handles one coalesced batch; answers how many jobs it read. */
-    const handle = (batch: ReadonlyArray<Work>) =>
-      Effect.gen(function*() {
-        stats.wakeups++
-        yield* Metric.increment(wakeupsTotal)
-        let everything = false
-        let firstDoorbell: number | undefined
-        const changed = new Set<JobId>(needsCatchUp)
-        needsCatchUp.clear()
-        for (const item of batch) {
-          if (item._tag === "Doorbell") {
-            firstDoorbell ??= item.at
-            if (item.payload === "*" || item.payload === "") {
-              everything = true
-              continue
-            }
-            if (everything) continue
-            for (const pair of item.payload.split(",")) {
-              const colon = pair.lastIndexOf(":")
-              const id = pair.slice(0, colon) as JobId
-              const registrations = index.get(id)
-              if (registrations === undefined) continue
-              const lowest = lowestCursor(registrations)
-              if (lowest !== undefined && Number(pair.slice(colon + 1)) > lowest) changed.add(id)
-            }
-          } else if (item._tag === "Reconcile" || item._tag === "Refresh") {
-            everything = true
+    /**
+     * Notes the jobs a doorbell names that are watched here and behind its version; wakes the consumer if there is
+     * any. Runs in the connection's notification callback.
+     */
+    const onDoorbell = (payload: string) => {
+      let relevant = false
+      if (payload === "*" || payload === "") {
+        pending.everything = true
+        relevant = true
+      } else if (index.size > 0) {
+        for (const pair of payload.split(",")) {
+          const colon = pair.lastIndexOf(":")
+          const id = pair.slice(0, colon) as JobId
+          const registrations = index.get(id)
+          if (registrations === undefined) continue
+          const lowest = lowestCursor(registrations)
+          if (lowest !== undefined && Number(pair.slice(colon + 1)) > lowest) {
+            pending.changed.add(id)
+            relevant = true
           }
         }
-        if (everything) {
-          stats.reconciles++
-          yield* Metric.increment(reconcilesTotal)
-        }
-        const before = stats.jobsRead
-        yield* readEvents(everything ? [...index.keys()] : [...changed])
-        if (needsSnapshot.size > 0) {
-          const ids = [...needsSnapshot]
-          needsSnapshot.clear()
-          yield* readSnapshots(ids)
-        }
-        if (firstDoorbell !== undefined) yield* Metric.update(notifyToResolve, performance.now() - firstDoorbell)
-        // a subscriber that registered during a read and found a gap is served by the next batch
-        if (needsCatchUp.size > 0) kick()
-        return stats.jobsRead - before
-      })
+      }
+      if (!relevant) return
+      pending.doorbells++
+      pending.firstDoorbellAt ??= performance.now()
+      kick()
+    }
+
+    /** Re-read everything watched at the next batch (a reconcile or a refresh). */
+    const rereadAll = () => {
+      pending.everything = true
+      kick()
+    }
+
+    /** Handles what is pending as one batch; answers how many jobs it read and how many doorbells it served. */
+    const handle = Effect.gen(function*() {
+      stats.wakeups++
+      yield* Metric.increment(wakeupsTotal)
+      const { doorbells, everything, firstDoorbellAt } = pending
+      const changed = new Set<JobId>([...needsCatchUp, ...pending.changed])
+      needsCatchUp.clear()
+      pending.changed.clear()
+      pending.doorbells = 0
+      pending.everything = false
+      pending.firstDoorbellAt = undefined
+      if (everything) {
+        stats.reconciles++
+        yield* Metric.increment(reconcilesTotal)
+      }
+      const before = stats.jobsRead
+      yield* readEvents(everything ? [...index.keys()] : [...changed])
+      if (needsSnapshot.size > 0) {
+        const ids = [...needsSnapshot]
+        needsSnapshot.clear()
+        yield* readSnapshots(ids)
+      }
+      if (firstDoorbellAt !== undefined) yield* Metric.update(notifyToResolve, performance.now() - firstDoorbellAt)
+      // a subscriber that registered during a read and found a gap is served by the next batch
+      if (needsCatchUp.size > 0) kick()
+      return { jobsRead: stats.jobsRead - before, doorbells }
+    })
 
     /**
      * The consumer loop: a lone signal is handled at once; signals that arrive while a batch is handled form
@@ -278,17 +302,15 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       let lastStart = Number.NEGATIVE_INFINITY
       let burst = false
       while (true) {
-        const first = yield* Queue.take(work)
+        yield* Queue.take(work)
         if (burst) {
           const wait = lastStart + windowMs - (yield* Clock.currentTimeMillis)
           if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
         }
-        const rest = yield* Queue.takeAll(work)
+        yield* Queue.takeAll(work)
         kickPending = false
         lastStart = yield* Clock.currentTimeMillis
-        const batch = [first, ...rest]
-        const doorbells = batch.reduce((n, item) => (item._tag === "Doorbell" ? n + 1 : n), 0)
-        const jobsRead = yield* handle(batch).pipe(
+        const served = yield* handle.pipe(
           Effect.catchAllCause((cause) =>
             Effect.gen(function*() {
               yield* Effect.logError("a notification batch failed; retrying in 1 s", cause)
@@ -298,11 +320,11 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
                 else needsCatchUp.add(id)
               }
               yield* Effect.forkScoped(Effect.sleep(Duration.seconds(1)).pipe(Effect.zipRight(Effect.sync(kick))))
-              return 0
+              return { jobsRead: 0, doorbells: 0 }
             })
           )
         )
-        burst = jobsRead >= burstJobs || doorbells >= burstDoorbells
+        burst = served.jobsRead >= burstJobs || served.doorbells >= burstDoorbells
       }
     })
 
@@ -336,13 +358,12 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     }
     yield* listener.on("outcome", deliverOutcomes)
 
-    yield* Effect.forkScoped(
-      Stream.fromQueue(listener.signals).pipe(Stream.runForEach((signal) => Queue.offer(work, signal)))
-    )
+    yield* listener.on("doorbell", onDoorbell)
+    yield* listener.on("reconcile", rereadAll)
     if (Option.isSome(config.refreshInterval)) {
       yield* Effect.forkScoped(
         Stream.fromSchedule(Schedule.spaced(config.refreshInterval.value)).pipe(
-          Stream.runForEach(() => Queue.offer(work, { _tag: "Refresh", at: performance.now() }))
+          Stream.runForEach(() => Effect.sync(rereadAll))
         )
       )
     }
@@ -375,13 +396,15 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       Effect.sync(() => {
         const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
         kick()
+        publishGauges()
         return registrations
-      }).pipe(Effect.tap(publishGauges))
+      })
 
     const unregisterAll = (entries: Entries) => (registrations: ReadonlyArray<Registration>) =>
-      Effect.sync(() => registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))).pipe(
-        Effect.zipRight(publishGauges)
-      )
+      Effect.sync(() => {
+        registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))
+        publishGauges()
+      })
 
     /**
      * Registers subscribers until the scope closes, all at once: each for its job `id`, from a version (it first

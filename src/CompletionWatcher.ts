@@ -69,15 +69,13 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
 
     /** Awaits the terminal outcome of one job, registered only while it waits. */
     const awaitOne = (id: JobId) =>
-      Effect.flatMap(Deferred.make<JobOutcome, JobNotFound>(), (done) =>
-        notifications.withSubscriptions(
-          entriesFor(
-            [id],
-            (_, outcome) => Deferred.unsafeDone(done, Effect.succeed(outcome)),
-            () => Deferred.unsafeDone(done, Effect.fail(new JobNotFound({ id })))
-          ),
-          Deferred.await(done)
-        ))
+      notifications.awaitWith<JobOutcome, JobNotFound>((settle) =>
+        entriesFor(
+          [id],
+          (_, outcome) => settle(Effect.succeed(outcome)),
+          () => settle(Effect.fail(new JobNotFound({ id })))
+        )
+      )
 
     const validIds = (ids: ReadonlyArray<string>, field = "ids") =>
       Array.isArray(ids) && ids.length > 0
@@ -96,12 +94,12 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       const unique = [...new Set(jobIds)]
       const outcomes = new Array<JobOutcome | undefined>(unique.length)
       let left = unique.length
-      const all = yield* Deferred.make<void, JobNotFound>()
-      const entries = entriesFor(unique, (i, outcome) => {
-        outcomes[i] = outcome
-        if (--left === 0) Deferred.unsafeDone(all, Effect.void)
-      }, (id) => Deferred.unsafeDone(all, Effect.fail(new JobNotFound({ id }))))
-      yield* notifications.withSubscriptions(entries, Deferred.await(all))
+      yield* notifications.awaitWith<void, JobNotFound>((settle) =>
+        entriesFor(unique, (i, outcome) => {
+          outcomes[i] = outcome
+          if (--left === 0) settle(Effect.void)
+        }, (id) => settle(Effect.fail(new JobNotFound({ id }))))
+      )
       const position = new Map(unique.map((id, i) => [id, i]))
       return jobIds.map((id) => outcomes[position.get(id)!]!)
     })
@@ -109,13 +107,13 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     /** The first of `ids` to finish; the other registrations are released at once. */
     const waitForFirst = Effect.fn("CompletionWatcher.waitForFirst")(function*(ids: ReadonlyArray<string>) {
       const unique = [...new Set(yield* validIds(ids))]
-      const first = yield* Deferred.make<JobOutcome, JobNotFound>()
-      const entries = entriesFor(
-        unique,
-        (_, outcome) => Deferred.unsafeDone(first, Effect.succeed(outcome)),
-        (id) => Deferred.unsafeDone(first, Effect.fail(new JobNotFound({ id })))
+      return yield* notifications.awaitWith<JobOutcome, JobNotFound>((settle) =>
+        entriesFor(
+          unique,
+          (_, outcome) => settle(Effect.succeed(outcome)),
+          (id) => settle(Effect.fail(new JobNotFound({ id })))
+        )
       )
-      return yield* notifications.withSubscriptions(entries, Deferred.await(first))
     })
 
     /**

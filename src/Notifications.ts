@@ -392,19 +392,19 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
 
     type Entries = ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>
 
-    const registerAll = (entries: Entries) =>
-      Effect.sync(() => {
-        const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
-        kick()
-        publishGauges()
-        return registrations
-      })
-
-    const unregisterAll = (entries: Entries) => (registrations: ReadonlyArray<Registration>) =>
-      Effect.sync(() => {
+    /** Registers the subscribers at once; answers how to unregister them (idempotent). */
+    const registerNow = (entries: Entries): (() => void) => {
+      const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
+      kick()
+      publishGauges()
+      let registered = true
+      return () => {
+        if (!registered) return
+        registered = false
         registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))
         publishGauges()
-      })
+      }
+    }
 
     /**
      * Registers subscribers until the scope closes, all at once: each for its job `id`, from a version (it first
@@ -412,14 +412,32 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
      * Registration happens before any read, so a change in between is never missed.
      */
     const subscribeMany = (entries: Entries) =>
-      Effect.acquireRelease(registerAll(entries), unregisterAll(entries)).pipe(Effect.asVoid)
+      Effect.acquireRelease(Effect.sync(() => registerNow(entries)), (unregister) => Effect.sync(unregister)).pipe(
+        Effect.asVoid
+      )
 
     /**
-     * Runs `use` with the subscribers registered (as `subscribeMany`), and unregisters them when it ends, however
-     * it ends. Without a `Scope`: the waiters' hot path.
+     * Awaits what the subscribers of `entries` settle, registered (as `subscribeMany`) only until then: `settle`
+     * unregisters them and resumes the waiting fiber, straight from the subscriber's callback; interruption
+     * unregisters them too. No scope and no extra fiber step: the waiters' hot path.
      */
-    const withSubscriptions = <A, E, R>(entries: Entries, use: Effect.Effect<A, E, R>) =>
-      Effect.acquireUseRelease(registerAll(entries), () => use, unregisterAll(entries))
+    const awaitWith = <A, E>(
+      entries: (settle: (result: Effect.Effect<A, E>) => void) => Entries
+    ): Effect.Effect<A, E> =>
+      Effect.async<A, E>((resume) => {
+        let unregister: (() => void) | undefined
+        let settled = false
+        const settle = (result: Effect.Effect<A, E>) => {
+          if (settled) return
+          settled = true
+          unregister?.()
+          resume(result)
+        }
+        unregister = registerNow(entries(settle))
+        // settled while registering (not expected: subscribers are called from later batches)
+        if (settled) unregister()
+        return Effect.sync(unregister)
+      })
 
     /** `subscribeMany` for one subscriber. */
     const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>
@@ -428,7 +446,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     return {
       subscribe,
       subscribeMany,
-      withSubscriptions,
+      awaitWith,
       /** Jobs with at least one subscriber in this process. */
       watchedCount: Effect.sync(() => index.size),
       subscriberCount: Effect.sync(() => subscriberCount),

@@ -1,10 +1,14 @@
 // `npm run bench -- latency`: from a worker's completion call returning to the waiter resolving, jobwatch's
 // CompletionWatcher beside a raw-SQL floor on the same database (an UPDATE with pg_notify in one statement, one
 // bare LISTEN connection resolving the waiter). (a) idle: one job at a time, 300 samples; (b) load: 1,000 jobs in
-// flight awaited at once, completed by 10 concurrent workers.
-import { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Context, Deferred, Duration, Effect, Fiber, Layer, Redacted } from "effect"
+// flight awaited at once, completed by 10 concurrent workers. Each is measured with the worker in this process
+// (jobwatch's in-process path) and in another process (the doorbell path; `latencyWorker.ts`), the floor's
+// completions made from the same place as jobwatch's; with the worker in another process, once more with floor and
+// jobwatch alternating, so that both are measured on one machine state. Times are read on the machine's monotonic
+// clock, which both processes share.
+import { Deferred, Effect, Fiber } from "effect"
+import { fork } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../../src/Config.js"
@@ -12,7 +16,8 @@ import type { JobId } from "../../src/Domain/JobId.js"
 import { Jobs } from "../../src/Jobs.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
-import { ms, summarize } from "./stats.js"
+import type { Reply, Request } from "./latencyWorker.js"
+import { monotonicMs, ms, summarize } from "./stats.js"
 
 const idleSamples = 300
 const loadJobs = 1000
@@ -20,31 +25,21 @@ const workers = 10
 
 type Summary = ReturnType<typeof summarize>
 type Mode = "callback" | "fiber"
+type Kind = "floor" | "jobwatch"
 
-const sleep = (millis: number) => Effect.sleep(Duration.millis(millis))
+/**
+ * Where completions are made. `start` begins completing `ids` (`concurrency` at a time) and answers without
+ * waiting for them when they are made elsewhere; `times` answers when each completion call returned.
+ */
+interface Completer {
+  readonly start: (kind: Kind, ids: ReadonlyArray<string>, concurrency: number) => Effect.Effect<void>
+  readonly times: Effect.Effect<ReadonlyMap<string, number>>
+}
 
-/** The floor: a bare table, an UPDATE that NOTIFYs in the same statement, one LISTEN connection. */
-const floor = (url: string, schema: string) =>
+/** The worker in this process: jobwatch's `JobsRepo` (its in-process path) and bare pg clients for the floor. */
+const here = (url: string, table: string, channel: string) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const table = `"${schema}".bench_floor`
-    const channel = `${schema}.bench_floor`
-    yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS ${table} (id uuid PRIMARY KEY, status text NOT NULL)`)
-    const waiters = new Map<string, (at: number) => void>()
-    const listener = yield* Effect.acquireRelease(
-      Effect.promise(async () => {
-        const client = new pg.Client({ connectionString: url })
-        client.on("notification", (msg) => {
-          const resolve = waiters.get(msg.payload ?? "")
-          if (resolve !== undefined) resolve(performance.now())
-        })
-        await client.connect()
-        await client.query(`LISTEN "${channel}"`)
-        return client
-      }),
-      (client) => Effect.promise(() => client.end())
-    )
-    void listener
+    const repo = yield* JobsRepo
     const clients = yield* Effect.acquireRelease(
       Effect.promise(() =>
         Promise.all(Array.from({ length: workers }, async () => {
@@ -55,12 +50,91 @@ const floor = (url: string, schema: string) =>
       ),
       (clients) => Effect.promise(() => Promise.all(clients.map((c) => c.end())))
     )
+    const times = new Map<string, number>()
+    const start = (kind: Kind, ids: ReadonlyArray<string>, concurrency: number) => {
+      let next = 0
+      return Effect.forEach(clients.slice(0, concurrency), (client) =>
+        Effect.gen(function*() {
+          while (next < ids.length) {
+            const id = ids[next++]!
+            if (kind === "floor") {
+              yield* Effect.promise(() =>
+                client.query(
+                  `WITH u AS (UPDATE ${table} SET status = 'completed' WHERE id = $1 RETURNING id) SELECT pg_notify($2, $1::text) FROM u`,
+                  [id, channel]
+                )
+              )
+            } else {
+              yield* Effect.orDie(repo.complete(id as JobId, { resultJson: "true" }))
+            }
+            times.set(id, monotonicMs())
+          }
+        }), { concurrency: "unbounded", discard: true })
+    }
+    return { start, times: Effect.sync(() => times) } satisfies Completer
+  })
+
+/** The worker in another process (`latencyWorker.ts`), with a pool of its own; it can also interleave kinds. */
+const otherProcess = (url: string, schema: string) =>
+  Effect.gen(function*() {
+    const replies: Array<(reply: Reply) => void> = []
+    const child = yield* Effect.acquireRelease(
+      Effect.async<ReturnType<typeof fork>>((resume) => {
+        const child = fork(fileURLToPath(new URL("./latencyWorker.ts", import.meta.url)), [url, schema, String(workers)], {
+          execArgv: ["--import", "tsx"],
+          stdio: ["ignore", "inherit", "inherit", "ipc"]
+        })
+        child.once("message", () => {
+          child.on("message", (reply: Reply) => replies.shift()?.(reply))
+          resume(Effect.succeed(child))
+        })
+      }),
+      (child) =>
+        Effect.async<void>((resume) => {
+          child.once("exit", () => resume(Effect.void))
+          child.send({ op: "exit" } satisfies Request)
+        })
+    )
+    return {
+      start: (kind, ids, concurrency) =>
+        Effect.sync(() =>
+          child.send({ op: "complete", items: ids.map((id) => [kind, id] as const), concurrency } satisfies Request)
+        ),
+      startMixed: (items: ReadonlyArray<readonly [Kind, string]>, concurrency: number) =>
+        Effect.sync(() => child.send({ op: "complete", items, concurrency } satisfies Request)),
+      times: Effect.async<ReadonlyMap<string, number>>((resume) => {
+        replies.push((reply) => resume(Effect.succeed(new Map(Object.entries(reply.op === "times" ? reply.times : {})))))
+        child.send({ op: "times" } satisfies Request)
+      })
+    } satisfies Completer & { readonly startMixed: unknown }
+  })
+
+/** The floor's waiting side: a bare table and one LISTEN connection resolving waiters. */
+const floor = (url: string, table: string, channel: string) =>
+  Effect.gen(function*() {
+    const waiters = new Map<string, (at: number) => void>()
+    yield* Effect.acquireRelease(
+      Effect.promise(async () => {
+        const client = new pg.Client({ connectionString: url })
+        client.on("notification", (msg) => {
+          const resolve = waiters.get(msg.payload ?? "")
+          if (resolve !== undefined) resolve(monotonicMs())
+        })
+        await client.connect()
+        await client.query(`LISTEN "${channel}"`)
+        return client
+      }),
+      (client) => Effect.promise(() => client.end())
+    )
     const make = (n: number) =>
       Effect.promise(async () => {
-        const rows = await clients[0]!.query<{ id: string }>(
+        const client = new pg.Client({ connectionString: url })
+        await client.connect()
+        const rows = await client.query<{ id: string }>(
           `INSERT INTO ${table} SELECT gen_random_uuid(), 'running' FROM generate_series(1, $1) RETURNING id`,
           [n]
         )
+        await client.end()
         return rows.rows.map((row) => row.id)
       })
     /**
@@ -86,56 +160,57 @@ const floor = (url: string, schema: string) =>
           Deferred.unsafeDone(deferred, Effect.void)
         })
         const fiber = yield* Effect.fork(
-          Deferred.await(deferred).pipe(Effect.tap(() => Effect.sync(() => (resolved = performance.now()))))
+          Deferred.await(deferred).pipe(Effect.tap(() => Effect.sync(() => (resolved = monotonicMs()))))
         )
         return { done: Fiber.join(fiber), at: () => resolved }
       })
-    const complete = (client: pg.Client, id: string) =>
-      client.query(
-        `WITH u AS (UPDATE ${table} SET status = 'completed' WHERE id = $1 RETURNING id) SELECT pg_notify($2, $1::text) FROM u`,
-        [id, channel]
-      )
 
-    const idle = (mode: Mode) => Effect.gen(function*() {
-      const ids = yield* make(idleSamples)
-      const samples: Array<number> = []
-      for (const id of ids) {
+    /** One idle sample: waits on `id`, has it completed, answers when the waiter resolved. */
+    const sample = (id: string, mode: Mode, completer: Completer) =>
+      Effect.gen(function*() {
         const w = yield* wait(id, mode)
-        const returned = yield* Effect.promise(async () => {
-          await complete(clients[0]!, id)
-          return performance.now()
-        })
+        yield* completer.start("floor", [id], 1)
         yield* w.done
-        samples.push(Math.max(0, w.at() - returned))
-      }
-      return summarize(samples)
-    })
+        return w.at()
+      })
 
-    const load = (mode: Mode) => Effect.gen(function*() {
-      const ids = yield* make(loadJobs)
-      const waits = yield* Effect.forEach(ids, (id) => Effect.map(wait(id, mode), (w) => ({ id, w, returned: 0 })))
-      let next = 0
-      yield* Effect.promise(() =>
-        Promise.all(clients.map(async (client) => {
-          while (next < waits.length) {
-            const item = waits[next++]!
-            await complete(client, item.id)
-            item.returned = performance.now()
-          }
-        }))
-      )
-      yield* Effect.forEach(waits, (x) => x.w.done, { discard: true })
-      return summarize(waits.map((x) => Math.max(0, x.w.at() - x.returned)))
-    })
-    return { idle, load }
+    const idle = (mode: Mode, completer: Completer) =>
+      Effect.gen(function*() {
+        const ids = yield* make(idleSamples)
+        const resolved = new Map<string, number>()
+        for (const id of ids) resolved.set(id, yield* sample(id, mode, completer))
+        return latencies(ids, resolved, yield* completer.times)
+      })
+
+    const load = (mode: Mode, completer: Completer) =>
+      Effect.gen(function*() {
+        const ids = yield* make(loadJobs)
+        const waits = yield* Effect.forEach(ids, (id) => wait(id, mode))
+        const cpu = process.cpuUsage()
+        yield* completer.start("floor", ids, workers)
+        yield* Effect.forEach(waits, (w) => w.done, { discard: true })
+        const used = process.cpuUsage(cpu)
+        return latencies(ids, new Map(ids.map((id, i) => [id, waits[i]!.at()])), yield* completer.times, used)
+      })
+    return { idle, load, make, wait, sample }
   })
 
 /**
- * jobwatch: jobs made running, awaited with `CompletionWatcher.waitFor`, completed through `worker`'s
- * `JobsRepo.complete`: this process's own (the in-process fast path) or one on a pool of its own, as another
- * process would (the doorbell and a read).
+ * Resolved minus returned, per job (a waiter that resolved before the completion call returned counts 0), and the
+ * CPU this process spent per job while they were completed, when measured.
  */
-const jobwatch = (worker: JobsRepo) => Effect.gen(function*() {
+const latencies = (
+  ids: ReadonlyArray<string>,
+  resolved: ReadonlyMap<string, number>,
+  returned: ReadonlyMap<string, number>,
+  cpu?: NodeJS.CpuUsage
+) => ({
+  ...summarize(ids.map((id) => Math.max(0, resolved.get(id)! - returned.get(id)!))),
+  cpuPerJob: cpu === undefined ? Number.NaN : (cpu.user + cpu.system) / ids.length
+})
+
+/** jobwatch's waiting side: jobs made running, awaited with `CompletionWatcher.waitFor`. */
+const jobwatch = Effect.gen(function*() {
   const jobs = yield* Jobs
   const repo = yield* JobsRepo
   const watcher = yield* CompletionWatcher
@@ -154,94 +229,139 @@ const jobwatch = (worker: JobsRepo) => Effect.gen(function*() {
       return ids
     })
 
-  /** Forks a waiter that records when it resolved; answers once its registration has been read. */
+  /** Forks waiters that record when they resolved; answers once their registrations have been read. */
   const waitOn = (ids: ReadonlyArray<JobId>) =>
     Effect.gen(function*() {
       const before = (yield* notifications.stats).jobsRead
-      const resolvedAt = new Map<JobId, number>()
+      const resolved = new Map<string, number>()
       const fibers = yield* Effect.forEach(ids, (id) =>
-        Effect.fork(watcher.waitFor(id).pipe(Effect.tap(() => Effect.sync(() => resolvedAt.set(id, performance.now()))))))
-      for (let i = 0; i < 2000 && (yield* notifications.stats).jobsRead - before < ids.length; i++) yield* sleep(2)
-      return { resolvedAt, fibers }
+        Effect.fork(watcher.waitFor(id).pipe(Effect.tap(() => Effect.sync(() => resolved.set(id, monotonicMs()))))))
+      for (let i = 0; i < 2000 && (yield* notifications.stats).jobsRead - before < ids.length; i++) {
+        yield* Effect.sleep("2 millis")
+      }
+      return { resolved, fibers }
     })
 
-  const idle = Effect.gen(function*() {
-    const ids = yield* running(idleSamples)
-    const samples: Array<number> = []
-    for (const id of ids) {
-      const { resolvedAt, fibers } = yield* waitOn([id])
-      yield* worker.complete(id, { resultJson: "true" })
-      const returned = performance.now()
-      yield* Fiber.joinAll(fibers)
-      samples.push(Math.max(0, resolvedAt.get(id)! - returned))
-    }
-    return summarize(samples)
-  })
+  /** One idle sample: waits on `id`, has it completed, answers when the waiter resolved. */
+  const sample = (id: JobId, completer: Completer) =>
+    Effect.gen(function*() {
+      const w = yield* waitOn([id])
+      yield* completer.start("jobwatch", [id], 1)
+      yield* Fiber.joinAll(w.fibers)
+      return w.resolved.get(id)!
+    })
 
-  const load = Effect.gen(function*() {
-    const ids = yield* running(loadJobs)
-    const { resolvedAt, fibers } = yield* waitOn(ids)
-    const returnedAt = new Map<JobId, number>()
-    yield* Effect.forEach(
-      ids,
-      (id) => worker.complete(id, { resultJson: "true" }).pipe(Effect.tap(() => Effect.sync(() => returnedAt.set(id, performance.now())))),
-      { concurrency: workers, discard: true }
-    )
-    yield* Fiber.joinAll(fibers)
-    return summarize(ids.map((id) => Math.max(0, resolvedAt.get(id)! - returnedAt.get(id)!)))
-  })
-  return { idle, load }
+  const idle = (completer: Completer) =>
+    Effect.gen(function*() {
+      const ids = yield* running(idleSamples)
+      const resolved = new Map<string, number>()
+      for (const id of ids) resolved.set(id, yield* sample(id, completer))
+      return latencies(ids, resolved, yield* completer.times)
+    })
+
+  const load = (completer: Completer) =>
+    Effect.gen(function*() {
+      const ids = yield* running(loadJobs)
+      const w = yield* waitOn(ids)
+      const cpu = process.cpuUsage()
+      yield* completer.start("jobwatch", ids, workers)
+      // awaited, not joined: joining 1,000 fibers merges their fiber refs, which is no part of waiting
+      const exits = yield* Effect.forEach(w.fibers, Fiber.await)
+      const used = process.cpuUsage(cpu)
+      yield* Effect.forEach(exits, (exit) => Effect.orDie(exit), { discard: true })
+      return latencies(ids, w.resolved, yield* completer.times, used)
+    })
+  return { idle, load, running, waitOn, sample }
 })
 
 const line = (label: string, s: Summary) =>
-  `  ${label.padEnd(10)} p50 ${ms(s.p50).padStart(9)}  p95 ${ms(s.p95).padStart(9)}  p99 ${ms(s.p99).padStart(9)}  (n=${s.n})`
+  `    ${label.padEnd(9)} p50 ${ms(s.p50).padStart(9)}  p95 ${ms(s.p95).padStart(9)}  p99 ${ms(s.p99).padStart(9)}  (n=${s.n})`
 
 const verdict = (ours: Summary, base: Summary) => {
   // sub-millisecond floors make ratios noisy: a ratio is judged on at least 0.1 ms of floor
   const r50 = ours.p50 / Math.max(base.p50, 0.1)
   const r99 = ours.p99 / Math.max(base.p99, 0.1)
-  return `  ratio      p50 ${r50.toFixed(2)}× (target ≤ 1.3×: ${r50 <= 1.3 ? "met" : "NOT met"})  p99 ${r99.toFixed(2)}× (target ≤ 2×: ${r99 <= 2 ? "met" : "NOT met"})`
+  return `    ratio     p50 ${r50.toFixed(2)}× (target ≤ 1.3×: ${r50 <= 1.3 ? "met" : "NOT met"})  p99 ${r99.toFixed(2)}× (target ≤ 2×: ${r99 <= 2 ? "met" : "NOT met"})`
 }
 
 export const latency = (url: string) =>
   Effect.gen(function*() {
     const { schema } = yield* JobWatchConfig
-    const raw = yield* floor(url, schema)
-    const local = yield* jobwatch(yield* JobsRepo)
-    // a worker with its own pool and its own in-process path: as another process, its completions reach the
-    // waiters by the doorbell and one read
-    const remoteContext = yield* Layer.build(
-      JobsRepo.Default.pipe(
-        Layer.provide(Layer.merge(
-          PgClient.layer({ url: Redacted.make(url), maxConnections: workers }),
-          JobWatchConfig.layer({ schema })
-        ))
-      )
-    )
-    const remoteRepo = Context.get(remoteContext, JobsRepo)
-    const remote = yield* jobwatch(remoteRepo)
+    const table = `"${schema}".bench_floor`
+    const channel = `${schema}.bench_floor`
+    yield* Effect.promise(async () => {
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      await client.query(`CREATE TABLE ${table} (id uuid PRIMARY KEY, status text NOT NULL)`)
+      await client.end()
+    })
+    const raw = yield* floor(url, table, channel)
+    const ours = yield* jobwatch
+    const elsewhere = yield* otherProcess(url, schema)
+    const places = [
+      { title: "worker in this process (jobwatch's in-process path)", completer: yield* here(url, table, channel) },
+      { title: "worker in another process (the doorbell path)", completer: elsewhere }
+    ]
     // warm every path up once
-    yield* Effect.all([local.idle, remote.idle, raw.idle("callback"), raw.idle("fiber")], { discard: true })
-    const floorIdle = yield* raw.idle("callback")
-    const fiberIdle = yield* raw.idle("fiber")
-    const localIdle = yield* local.idle
-    const remoteIdle = yield* remote.idle
-    const floorLoad = yield* raw.load("callback")
-    const fiberLoad = yield* raw.load("fiber")
-    const localLoad = yield* local.load
-    const remoteLoad = yield* remote.load
-    const report = (title: string, callback: Summary, fiber: Summary, inProcess: Summary, otherPool: Summary) => {
-      console.log(title)
-      console.log(line("floor cb", callback))
-      console.log(line("floor", fiber))
-      console.log(line("in-process", inProcess))
-      console.log(verdict(inProcess, fiber))
-      console.log(line("other pool", otherPool))
-      console.log(verdict(otherPool, fiber))
+    for (const { completer } of places) {
+      yield* Effect.all([ours.idle(completer), raw.idle("callback", completer), raw.idle("fiber", completer)], { discard: true })
     }
     console.log(`latency: worker's completion call returned → waiter resolved`)
     console.log(`floor: UPDATE … pg_notify, one bare LISTEN connection; "floor cb" resolves in its callback, "floor" wakes`)
     console.log(`a fiber awaiting a Deferred (what any Effect waiter pays); ratios are against "floor"`)
-    report("(a) idle, one job at a time", floorIdle, fiberIdle, localIdle, remoteIdle)
-    report(`(b) load, ${loadJobs} jobs in flight, ${workers} workers`, floorLoad, fiberLoad, localLoad, remoteLoad)
+    // with the worker in another process, floor and jobwatch also measured alternating, on one machine state: a
+    // jobwatch completion costs PostgreSQL and the worker more than the floor's bare UPDATE, and on a small machine
+    // that load alone lengthens the tail of any waiter, a bare LISTEN's too
+    const alternating = {
+      idle: Effect.gen(function*() {
+        const floorIds = yield* raw.make(idleSamples)
+        const jobIds = yield* ours.running(idleSamples)
+        const floorResolved = new Map<string, number>()
+        const jobResolved = new Map<string, number>()
+        for (let i = 0; i < idleSamples; i++) {
+          floorResolved.set(floorIds[i]!, yield* raw.sample(floorIds[i]!, "fiber", elsewhere))
+          jobResolved.set(jobIds[i]!, yield* ours.sample(jobIds[i]!, elsewhere))
+        }
+        const times = yield* elsewhere.times
+        return [latencies(floorIds, floorResolved, times), latencies(jobIds, jobResolved, times)] as const
+      }),
+      load: Effect.gen(function*() {
+        const floorIds = yield* raw.make(loadJobs)
+        const floorWaits = yield* Effect.forEach(floorIds, (id) => raw.wait(id, "fiber"))
+        const jobIds = yield* ours.running(loadJobs)
+        const w = yield* ours.waitOn(jobIds)
+        yield* elsewhere.startMixed(jobIds.flatMap((id, i) => [["jobwatch", id], ["floor", floorIds[i]!]] as const), workers)
+        yield* Effect.forEach(floorWaits, (x) => x.done, { discard: true })
+        const exits = yield* Effect.forEach(w.fibers, Fiber.await)
+        yield* Effect.forEach(exits, (exit) => Effect.orDie(exit), { discard: true })
+        const times = yield* elsewhere.times
+        return [
+          latencies(floorIds, new Map(floorIds.map((id, i) => [id, floorWaits[i]!.at()])), times),
+          latencies(jobIds, w.resolved, times)
+        ] as const
+      })
+    }
+    for (const [title, run, both] of [
+      ["(a) idle, one job at a time", (c: Completer) => [raw.idle("callback", c), raw.idle("fiber", c), ours.idle(c)], alternating.idle],
+      [`(b) load, ${loadJobs} jobs in flight, ${workers} workers`, (c: Completer) => [raw.load("callback", c), raw.load("fiber", c), ours.load(c)], alternating.load]
+    ] as const) {
+      console.log(title)
+      for (const { title, completer } of places) {
+        const [callback, fiber, jw] = yield* Effect.all(run(completer))
+        console.log(`  ${title}`)
+        console.log(line("floor cb", callback!))
+        console.log(line("floor", fiber!))
+        console.log(line("jobwatch", jw!))
+        console.log(verdict(jw!, fiber!))
+        if (completer === elsewhere && !Number.isNaN(jw!.cpuPerJob)) {
+          // this process only waits here: its CPU is what waiting costs
+          console.log(`    CPU of the waiting process per job: floor ${fiber!.cpuPerJob.toFixed(0)} µs, jobwatch ${jw!.cpuPerJob.toFixed(0)} µs`)
+        }
+      }
+      const [floorBoth, oursBoth] = yield* both
+      console.log(`  worker in another process, floor and jobwatch alternating (one machine state for both)`)
+      console.log(line("floor", floorBoth))
+      console.log(line("jobwatch", oursBoth))
+      console.log(verdict(oursBoth, floorBoth))
+    }
   }).pipe(Effect.scoped)

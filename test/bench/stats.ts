@@ -20,3 +20,6 @@ export const summarize = (samples: ReadonlyArray<number>) => {
 export const median = (values: ReadonlyArray<number>) => quantile([...values].sort((a, b) => a - b), 0.5)
 
 export const ms = (value: number) => `${value.toFixed(value < 10 ? 2 : 1)} ms`
+
+/** Milliseconds on the machine's monotonic clock: comparable between processes of one machine. */
+export const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6

@@ -1,0 +1,71 @@
+// The worker process of `npm run bench -- latency`: completes jobs when its parent asks, through jobwatch's
+// JobsRepo on a pool of its own (as a worker process does) or through the raw-SQL floor's bare pg client, and
+// records when each completion call returned on the machine's monotonic clock (comparable across processes).
+import { PgClient } from "@effect/sql-pg"
+import { Layer, ManagedRuntime, Redacted } from "effect"
+import pg from "pg"
+import { JobWatchConfig } from "../../src/Config.js"
+import type { JobId } from "../../src/Domain/JobId.js"
+import { JobsRepo } from "../../src/JobsRepo.js"
+import { monotonicMs } from "./stats.js"
+
+export type Request =
+  | {
+    readonly op: "complete"
+    /** What to complete, in this order, `concurrency` at a time: floor rows or jobwatch jobs. */
+    readonly items: ReadonlyArray<readonly ["floor" | "jobwatch", string]>
+    readonly concurrency: number
+  }
+  | { readonly op: "times" }
+  | { readonly op: "exit" }
+
+export type Reply =
+  | { readonly op: "ready" }
+  | { readonly op: "times"; readonly times: Record<string, number> }
+
+const [url, schema, workersArg] = process.argv.slice(2)
+const workers = Number(workersArg)
+const send = (reply: Reply) => process.send!(reply)
+
+const runtime = ManagedRuntime.make(JobsRepo.Default.pipe(Layer.provide(Layer.merge(
+  PgClient.layer({ url: Redacted.make(url!), maxConnections: workers, applicationName: "jobwatch-bench-worker" }),
+  JobWatchConfig.layer({ schema: schema! })
+))))
+const repo = await runtime.runPromise(JobsRepo)
+const clients = await Promise.all(Array.from({ length: workers }, async () => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  return client
+}))
+const table = `"${schema}".bench_floor`
+const channel = `${schema}.bench_floor`
+const times: Record<string, number> = {}
+
+const completeFloor = (client: pg.Client, id: string) =>
+  client.query(
+    `WITH u AS (UPDATE ${table} SET status = 'completed' WHERE id = $1 RETURNING id) SELECT pg_notify($2, $1::text) FROM u`,
+    [id, channel]
+  )
+
+let chain: Promise<unknown> = Promise.resolve()
+process.on("message", (request: Request) => {
+  chain = chain.then(async () => {
+    if (request.op === "times") return send({ op: "times", times })
+    if (request.op === "exit") {
+      await Promise.all(clients.map((c) => c.end()))
+      await runtime.dispose()
+      return process.exit(0)
+    }
+    let next = 0
+    const items = request.items
+    await Promise.all(Array.from({ length: Math.min(request.concurrency, clients.length) }, async (_, slot) => {
+      while (next < items.length) {
+        const [kind, id] = items[next++]!
+        if (kind === "floor") await completeFloor(clients[slot]!, id)
+        else await runtime.runPromise(repo.complete(id as JobId, { resultJson: "true" }))
+        times[id] = monotonicMs()
+      }
+    }))
+  })
+})
+send({ op: "ready" })

@@ -99,6 +99,9 @@ export const EnqueueBody = Schema.Struct({
   backoff: Schema.optional(Backoff),
   webhookUrl: Schema.optional(Schema.String).annotations({
     description: "the job's own callback: receives its job.completed or job.failed webhook"
+  }),
+  webhookSecret: Schema.optional(Schema.String).annotations({
+    description: "signs that callback (Standard Webhooks): whsec_ and the base64 of 24 to 64 bytes; never answered back"
   })
 }).annotations({ identifier: "EnqueueBody" })
 export type EnqueueBody = typeof EnqueueBody.Type

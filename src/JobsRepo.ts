@@ -30,6 +30,8 @@ export interface NewJob {
   readonly backoff: Backoff
   /** The job's own callback for its completion or failure (checked by the caller). */
   readonly webhookUrl: string | null
+  /** The secret that signs that callback (`whsec_…`), if any. */
+  readonly webhookSecret: string | null
 }
 
 export interface ListFilter {
@@ -217,7 +219,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           `"max_attempts":${job.maxAttempts},"timeout_ms":${json(job.timeoutMs)},` +
           `"idempotency_key":${json(job.idempotencyKey)},"backoff_base_ms":${job.backoff.delayMs},` +
           `"backoff_max_ms":${job.backoff.maxDelayMs},"backoff_multiplier":${job.backoff.multiplier},` +
-          `"webhook_url":${json(job.webhookUrl)}}`
+          `"webhook_url":${json(job.webhookUrl)},"webhook_secret":${json(job.webhookSecret)}}`
         )
         // without idempotency keys nothing can conflict: a plain insert skips the speculative-insertion protocol
         const onConflict = input.some((job) => job.idempotencyKey !== null)
@@ -231,13 +233,14 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             FROM jsonb_to_recordset(${`[${body.join(",")}]`}::jsonb) AS x(
               id uuid, event_id uuid, queue text, name text, owner text, payload jsonb, priority int,
               run_at timestamptz, delay_ms float8, max_attempts int, timeout_ms bigint, idempotency_key text,
-              backoff_base_ms bigint, backoff_max_ms bigint, backoff_multiplier float8, webhook_url text)
+              backoff_base_ms bigint, backoff_max_ms bigint, backoff_multiplier float8, webhook_url text, webhook_secret text)
           ), ins AS (
             INSERT INTO ${jobs} (id, queue, name, owner, payload, priority, status, max_attempts, timeout_ms,
-              idempotency_key, scheduled_at, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url)
+              idempotency_key, scheduled_at, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url,
+              webhook_secret)
             SELECT id, queue, name, owner, coalesce(payload, 'null'::jsonb), priority,
               CASE WHEN due > now() THEN 'scheduled' ELSE 'pending' END, max_attempts, timeout_ms,
-              idempotency_key, due, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url
+              idempotency_key, due, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url, webhook_secret
             FROM input
             ${onConflict}
             RETURNING id, status, scheduled_at, created_at

@@ -44,6 +44,7 @@ const enqueueOptions = (body: EnqueueBody, owner: string, prefix = "") =>
       timeout: yield* seconds(`${prefix}timeoutSeconds`, body.timeoutSeconds, 0.001),
       idempotencyKey: body.idempotencyKey,
       webhookUrl: body.webhookUrl,
+      webhookSecret: body.webhookSecret,
       owner,
       backoff
     } satisfies EnqueueOptions

@@ -85,6 +85,7 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
     const config = yield* JobWatchConfig
     const deliveries = sql(`${config.schema}.webhook_deliveries`)
     const endpoints = sql(`${config.schema}.webhook_endpoints`)
+    const jobs = sql(`${config.schema}.jobs`)
     const attempts = sql(`${config.schema}.webhook_attempts`)
     const timeoutMs = Duration.toMillis(config.webhookTimeout)
     const wake = yield* Queue.sliding<void>(1)
@@ -126,8 +127,11 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           RETURNING d.*
         )
         SELECT u.id, u.endpoint_id AS "endpointId", u.url, u.event_id AS "eventId", u.body, u.attempts,
-          w.secret, w.previous_secret AS "previousSecret", w.previous_secret_until AS "previousSecretUntil"
-        FROM upd u LEFT JOIN ${endpoints} w ON w.id = u.endpoint_id`
+          coalesce(w.secret, j.webhook_secret) AS secret, w.previous_secret AS "previousSecret",
+          w.previous_secret_until AS "previousSecretUntil"
+        FROM upd u LEFT JOIN ${endpoints} w ON w.id = u.endpoint_id
+          -- a job's own callback: signed with the job's secret, when it gave one
+          LEFT JOIN ${jobs} j ON u.endpoint_id IS NULL AND j.id = u.job_id`
     }
 
     /** When the next pending delivery falls due (clock ms), if any. */

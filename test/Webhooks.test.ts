@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
@@ -272,7 +273,32 @@ describe("webhooks", () => {
           assert.strictEqual(byJob.get(done.id)?.data.result, 7)
           assert.strictEqual(byJob.get(broken.id)?.type, "job.failed")
           assert.deepStrictEqual(byJob.get(broken.id)?.data.error, { code: "nope", message: "no luck" })
-          for (const r of got) assert.match(r.headers["webhook-id"]!, /^[0-9a-f-]{36}$/)
+          for (const r of got) {
+            assert.match(r.headers["webhook-id"]!, /^[0-9a-f-]{36}$/)
+            // no secret given: unsigned
+            assert.isUndefined(r.headers["webhook-signature"])
+          }
+          yield* Scope.close(deliverer, Exit.void)
+        }))
+
+      it.scoped("a job's callback with a webhookSecret is signed with it (verified by standardwebhooks)", () =>
+        Effect.gen(function*() {
+          const jobs = yield* Jobs
+          const workers = yield* Workers
+          const target = yield* receiver()
+          const deliverer = yield* startDeliverer
+          const queue = uniqueQueue("signed-callback")
+          const secret = `whsec_${randomBytes(32).toString("base64")}`
+          const job = yield* jobs.enqueue({ name: "cb", queue, webhookUrl: target.url, webhookSecret: secret })
+          yield* workers.claim("wsig", { queues: [queue], limit: 1, start: true })
+          yield* workers.complete(job.id, { workerId: "wsig", result: { ok: true } })
+          const [got] = yield* target.until(1)
+          const verified = new Webhook(secret).verify(got!.body, got!.headers) as { type: string; data: { jobId: string; result: unknown } }
+          assert.strictEqual(verified.type, "job.completed")
+          assert.strictEqual(verified.data.jobId, job.id)
+          assert.deepStrictEqual(verified.data.result, { ok: true })
+          // another secret does not verify it
+          assert.throws(() => new Webhook(`whsec_${randomBytes(32).toString("base64")}`).verify(got!.body, got!.headers))
           yield* Scope.close(deliverer, Exit.void)
         }))
     })

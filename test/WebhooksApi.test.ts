@@ -100,6 +100,30 @@ describe("webhook endpoints API", () => {
         assert.deepInclude(job.body, { _tag: "WebhookTargetRefused", field: "webhookUrl" })
         const batch = yield* raw("POST", "/v1/jobs/batch", { token: user, json: { jobs: [{ name: "a" }, { name: "b", webhookUrl: "nope" }] } })
         assert.deepInclude(batch.body, { _tag: "InvalidInput", field: "jobs[1].webhookUrl" })
+        // a job's callback secret: Standard Webhooks shape, 24 to 64 bytes, only beside a webhookUrl
+        const secret = `whsec_${Buffer.alloc(32, 7).toString("base64")}`
+        const secretCases: ReadonlyArray<readonly [string, unknown, string]> = [
+          ["/v1/jobs", { name: "x", webhookSecret: secret }, "webhookSecret"],
+          ["/v1/jobs", { name: "x", webhookUrl: publicUrl, webhookSecret: "hunter2hunter2hunter2hunter2" }, "webhookSecret"],
+          ["/v1/jobs", { name: "x", webhookUrl: publicUrl, webhookSecret: "whsec_not base64!" }, "webhookSecret"],
+          ["/v1/jobs", { name: "x", webhookUrl: publicUrl, webhookSecret: `whsec_${Buffer.alloc(8).toString("base64")}` }, "webhookSecret"],
+          ["/v1/jobs", { name: "x", webhookUrl: publicUrl, webhookSecret: `whsec_${Buffer.alloc(65).toString("base64")}` }, "webhookSecret"],
+          ["/v1/jobs/batch", { jobs: [{ name: "a" }, { name: "b", webhookSecret: secret }] }, "jobs[1].webhookSecret"]
+        ]
+        for (const [path, json, field] of secretCases) {
+          const answer = yield* raw("POST", path, { token: user, json })
+          assert.strictEqual(answer.status, 400, JSON.stringify(json))
+          assert.deepInclude(answer.body, { _tag: "InvalidInput", field }, JSON.stringify(json))
+        }
+        const notText = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: publicUrl, webhookSecret: 5 } })
+        assert.strictEqual(notText.status, 400)
+        assert.strictEqual(notText.body._tag, "HttpApiDecodeError")
+        // a good one is kept, and never answered back
+        const signed = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: publicUrl, webhookSecret: secret } })
+        assert.strictEqual(signed.status, 201, JSON.stringify(signed.body))
+        for (const read of [signed, yield* raw("GET", `/v1/jobs/${signed.body.id}`, { token: user })]) {
+          assert.notInclude(JSON.stringify(read.body), secret.slice(6))
+        }
         for (const id of ["not-an-id", "00000000-0000-0000-0000-000000000000"]) {
           assert.strictEqual((yield* raw("GET", `/v1/webhooks/${id}`, { token: user })).status, 404)
         }

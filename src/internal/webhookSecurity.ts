@@ -11,6 +11,19 @@ import { BlockList, isIP } from "node:net"
 export const makeSecret = () => `whsec_${randomBytes(32).toString("base64")}`
 
 /**
+ * Why `value` is not a signing secret a caller may give (`whsec_` and the base64 of 24 to 64 bytes), or `""`
+ * when it is one.
+ */
+export const secretProblem = (value: string): string => {
+  const key = value.startsWith("whsec_") ? value.slice(6) : undefined
+  if (key === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(key) || key.length % 4 !== 0) {
+    return "must be whsec_ followed by base64 (a Standard Webhooks secret)"
+  }
+  const bytes = Buffer.from(key, "base64").length
+  return bytes < 24 || bytes > 64 ? `must hold 24 to 64 bytes, got ${bytes}` : ""
+}
+
+/**
  * The `webhook-signature` header value: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` for each secret (the key
  * is the base64 after `whsec_`), space-separated.
  */

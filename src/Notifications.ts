@@ -44,7 +44,6 @@ interface Registration {
   readonly subscriber: Subscriber
 }
 
-
 /** Reads of the job tables made by the notification path (tests and benchmarks count them). */
 export interface NotificationStats {
   readonly wakeups: number

@@ -301,8 +301,14 @@ export const NodeServerLive = Layer.unwrapEffect(
   Effect.map(JobWatchConfig, (config) => NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
 )
 
+/**
+ * The router's settings for serving `RoutesLive`: a path parameter may have up to 1,000 characters (find-my-way's
+ * default is 100), so that every worker id the service accepts (200 characters, percent-encoded) reaches it.
+ */
+export const routerConfig = { maxParamLength: 1000 } as const
+
 /** The service: routes with JWT authentication, served on the configured host and port. */
-export const ServerLive = HttpLayerRouter.serve(RoutesLive).pipe(
+export const ServerLive = HttpLayerRouter.serve(RoutesLive, { routerConfig }).pipe(
   Layer.provide(Auth.layerJwt),
   Layer.provide(NodeServerLive)
 )

@@ -54,9 +54,10 @@ export * as Auth from "./Auth.js"
 // ---- routes, to mount on a host's HttpLayerRouter ----
 /**
  * `HttpRoutes`: the HTTP API (needs `Authentication` and `StreamAuthentication` layers and the services);
- * `RoutesLive`: everything `npm start` serves; `ServerLive`: the whole server with JWT auth.
+ * `RoutesLive`: everything `npm start` serves; `ServerLive`: the whole server with JWT auth; `routerConfig`: the
+ * router settings to serve them with (worker ids of over 100 characters in paths need them).
  */
-export { HttpRoutes, RoutesLive, ServerLive } from "./Http.js"
+export { HttpRoutes, routerConfig, RoutesLive, ServerLive } from "./Http.js"
 /** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
 export { RpcRoutes } from "./RpcHandlers.js"
 

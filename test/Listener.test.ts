@@ -7,7 +7,7 @@ import { JobWatchConfig } from "../src/Config.js"
 import { Authentication, StreamAuthentication } from "../src/Api.js"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import { Unauthorized } from "../src/Domain/Auth.js"
-import { RoutesLive } from "../src/Http.js"
+import { RoutesLive, routerConfig } from "../src/Http.js"
 import { EventStream } from "../src/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
 import { Webhooks } from "../src/Webhooks.js"
@@ -144,7 +144,7 @@ describe("Listener", () => {
         }).pipe(
           Effect.scoped,
           Effect.provide(
-            HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true }).pipe(
+            HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
               Layer.provide(servicesOn(listener)),
               Layer.provideMerge(NodeHttpServer.layerTest),
               Layer.provide(TestDb.layer())

@@ -14,7 +14,7 @@ import { Worker } from "node:worker_threads"
 import * as Auth from "../../src/Auth.js"
 import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import type { JobId } from "../../src/Domain/JobId.js"
-import { RoutesLive } from "../../src/Http.js"
+import { RoutesLive, routerConfig } from "../../src/Http.js"
 import { Jobs } from "../../src/Jobs.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
@@ -96,7 +96,7 @@ const get = (agent: NodeHttp.Agent, port: number, path: string, headers: Record<
 
 /** The routes with JWT authentication (HS256, `secret`) on a Node server bound to 127.0.0.1, on a free port. */
 const server = (secret: Uint8Array) =>
-  HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true }).pipe(
+  HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
     Layer.provide(Auth.layerJwt),
     Layer.provide(Layer.succeed(Auth.JwtKeysTag, {
       secret: Option.some(Redacted.make(secret)),

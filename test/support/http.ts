@@ -5,7 +5,7 @@ import { Api } from "../../src/Api.js"
 import * as Auth from "../../src/Auth.js"
 import type { JobWatchConfigInput } from "../../src/Config.js"
 import type { Role } from "../../src/Domain/Auth.js"
-import { RoutesLive } from "../../src/Http.js"
+import { RoutesLive, routerConfig } from "../../src/Http.js"
 import * as JobWatch from "../../src/JobWatch.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
 import * as TestDb from "./TestDb.js"
@@ -25,7 +25,7 @@ export const testKeys = Layer.succeed(Auth.JwtKeysTag, {
  * provides talks to it), over jobwatch on a fresh schema; the reaper off.
  */
 export const serverLayer = (config: JobWatchConfigInput = {}) =>
-  HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true }).pipe(
+  HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
     Layer.provide(Auth.layerJwt),
     Layer.provide(testKeys),
     Layer.provideMerge(Layer.merge(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive)))),

@@ -20,7 +20,7 @@ import { isTerminal } from "./Domain/JobStatus.js"
 import type { PositionedEvent } from "./EventStream.js"
 import { Listener } from "./Listener.js"
 import { Operations } from "./Operations.js"
-import { RpcRoutes, RpcWebSocketRoutes } from "./RpcHandlers.js"
+import { RpcRoutes } from "./RpcHandlers.js"
 
 /** `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). */
 export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
@@ -291,7 +291,6 @@ export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/opena
 export const RoutesLive = Layer.mergeAll(
   HttpRoutes,
   RpcRoutes,
-  RpcWebSocketRoutes,
   HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
   RequestBodies,
   CorsLive

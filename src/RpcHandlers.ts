@@ -44,13 +44,3 @@ export const RpcRoutes = RpcServer.layerHttpRouter({ group: Rpcs, path: "/rpc", 
   Layer.provide(RpcHandlersLive),
   Layer.provide(RpcSerialization.layerNdjson)
 )
-
-/**
- * The same RPC group over WebSocket on `/rpc/ws`, JSON messages: one connection for any number of calls and streams.
- * `RpcAuthentication` sees the upgrade request's headers and each message's own: a client that cannot set headers on
- * the upgrade (a browser) sends `authorization` with its messages (`RpcClient.withHeaders`).
- */
-export const RpcWebSocketRoutes = RpcServer.layerHttpRouter({ group: Rpcs, path: "/rpc/ws", protocol: "websocket" }).pipe(
-  Layer.provide(RpcHandlersLive),
-  Layer.provide(RpcSerialization.layerJson)
-)

@@ -58,11 +58,8 @@ export * as Auth from "./Auth.js"
  * router settings to serve them with (worker ids of over 100 characters in paths need them).
  */
 export { HttpRoutes, routerConfig, RoutesLive, ServerLive } from "./Http.js"
-/**
- * `RpcRoutes`: the RPC group on `/rpc` (NDJSON over HTTP); `RpcWebSocketRoutes`: the same on `/rpc/ws` (WebSocket).
- * Both need an `RpcAuthentication` layer and the services.
- */
-export { RpcRoutes, RpcWebSocketRoutes } from "./RpcHandlers.js"
+/** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
+export { RpcRoutes } from "./RpcHandlers.js"
 
 // ---- clients ----
 /** `httpClient`, `rpcClient` and `httpWorkerBackend` from a base URL and a token. */

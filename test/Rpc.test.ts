@@ -1,8 +1,7 @@
-import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer, Socket } from "@effect/platform"
+import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { assert, describe, layer } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Ref, Stream } from "effect"
-import WebSocket from "ws"
 import { Rpcs } from "../src/Rpcs.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { serverLayer, token } from "./support/http.js"
@@ -16,25 +15,6 @@ const clientAs = (bearer: string | undefined) =>
       ...(bearer === undefined ? {} : { transformClient: HttpClient.mapRequest(HttpClientRequest.bearerToken(bearer)) })
     }).pipe(Layer.provide([RpcSerialization.layerNdjson, FetchHttpClient.layer]))
     return yield* RpcClient.make(Rpcs).pipe(Effect.provide(protocol))
-  })
-
-/**
- * An `RpcClient` of the group over a real WebSocket to `/rpc/ws` (JSON), with `upgradeHeaders` on the upgrade
- * request (the `ws` package can set them; a browser cannot).
- */
-const wsClient = (upgradeHeaders: Record<string, string> = {}) =>
-  Effect.gen(function*() {
-    const address = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
-    const protocol = RpcClient.layerProtocolSocket().pipe(
-      Layer.provide(Socket.layerWebSocket(`ws://127.0.0.1:${address.port}/rpc/ws`)),
-      Layer.provide(Layer.succeed(
-        Socket.WebSocketConstructor,
-        (url, protocols) => new WebSocket(url, protocols, { headers: upgradeHeaders }) as unknown as globalThis.WebSocket
-      )),
-      Layer.provide(RpcSerialization.layerJson)
-    )
-    // built in the test's scope: the connection lives as long as the client, not only while it is made
-    return yield* RpcClient.make(Rpcs).pipe(Effect.provide(yield* Layer.build(protocol)))
   })
 
 /** Waits (really, up to 20 s) until `check` holds. */
@@ -186,44 +166,6 @@ describe("Effect RPC over HTTP", () => {
         assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "https://93.184.215.14/x", eventTypes: [] })))._tag, "InvalidInput")
         yield* dana.WebhookDelete({ id: created.id })
         assert.deepStrictEqual((yield* dana.WebhookList()).webhooks, [])
-      }))
-  })
-})
-
-describe("Effect RPC over WebSocket (/rpc/ws)", () => {
-  layer(serverLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
-    it.scoped("one connection carries calls and streams; the token comes on the upgrade or with the messages", () =>
-      Effect.gen(function*() {
-        const frank = yield* wsClient({ authorization: `Bearer ${yield* token("frank")}` })
-        const worker = yield* wsClient({ authorization: `Bearer ${yield* token("w", ["worker"])}` })
-        const queue = uniqueQueue("rpc-ws")
-        const ref = yield* frank.JobEnqueue({ name: "over-ws", queue, payload: { n: 1 } })
-        assert.strictEqual((yield* frank.JobGet({ id: ref.id })).owner, "frank")
-        const progress = yield* Ref.make<Array<number>>([])
-        const watching = yield* Effect.fork(
-          frank.JobWatch({ id: ref.id }).pipe(Stream.runForEach((e) => Ref.update(progress, (xs) => [...xs, e.progress])))
-        )
-        const waiting = yield* Effect.fork(frank.JobWait({ id: ref.id }))
-        yield* Effect.sleep("300 millis")
-        yield* worker.WorkerClaim({ workerId: "ws-w", queues: [queue] })
-        yield* worker.JobUpdate({ id: ref.id, workerId: "ws-w", status: "running" })
-        yield* worker.JobProgress({ id: ref.id, workerId: "ws-w", percent: 40, force: true })
-        yield* eventually(Ref.get(progress), (xs) => xs.includes(40))
-        yield* worker.JobUpdate({ id: ref.id, workerId: "ws-w", status: "completed", result: "done" })
-        const outcome = yield* Fiber.join(waiting).pipe(Effect.timeout("20 seconds"))
-        assert.deepStrictEqual([outcome.status, outcome.result], ["completed", "done"])
-        yield* Fiber.join(watching).pipe(Effect.timeout("20 seconds"))
-        assert.deepStrictEqual((yield* Ref.get(progress)).at(-1), 100)
-        // without a token: every call is Unauthorized, and the connection still serves a call that sends one
-        const anonymous = yield* wsClient()
-        assert.strictEqual((yield* Effect.flip(anonymous.JobGet({ id: ref.id })))._tag, "Unauthorized")
-        const withHeader = yield* RpcClient.withHeaders(anonymous.JobGet({ id: ref.id }), {
-          authorization: `Bearer ${yield* token("frank")}`
-        })
-        assert.strictEqual(withHeader.status, "completed")
-        // another user's job is JobNotFound here too
-        const gina = yield* wsClient({ authorization: `Bearer ${yield* token("gina")}` })
-        assert.strictEqual((yield* Effect.flip(gina.JobGet({ id: ref.id })))._tag, "JobNotFound")
       }))
   })
 })

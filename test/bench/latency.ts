@@ -6,7 +6,7 @@
 // completions made from the same place as jobwatch's; with the worker in another process, once more with floor and
 // jobwatch alternating, so that both are measured on one machine state. Times are read on the machine's monotonic
 // clock, which both processes share.
-import { Deferred, Effect, Fiber } from "effect"
+import { Cause, Deferred, Effect, Fiber } from "effect"
 import { fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import pg from "pg"
@@ -24,6 +24,13 @@ const loadJobs = 1000
 const workers = 10
 
 type Summary = ReturnType<typeof summarize>
+
+/** Waiting for completions is bounded: a worker that died must not leave the bench waiting forever. */
+const bounded = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFailCause(self, {
+    duration: "2 minutes",
+    onTimeout: () => Cause.die(new Error("completions still missing after 2 minutes: did the bench worker die?"))
+  })
 type Mode = "callback" | "fiber"
 type Kind = "floor" | "jobwatch"
 
@@ -78,31 +85,39 @@ const here = (url: string, table: string, channel: string) =>
 const otherProcess = (url: string, schema: string) =>
   Effect.gen(function*() {
     const replies: Array<(reply: Reply) => void> = []
+    // a worker that exits early fails whatever waits on it, and the bench ends instead of hanging
+    let exited: ((code: number | null) => void) | undefined
     const child = yield* Effect.acquireRelease(
       Effect.async<ReturnType<typeof fork>>((resume) => {
         const child = fork(fileURLToPath(new URL("./latencyWorker.ts", import.meta.url)), [url, schema, String(workers)], {
           execArgv: ["--import", "tsx"],
           stdio: ["ignore", "inherit", "inherit", "ipc"]
         })
+        exited = (code) => resume(Effect.die(new Error(`the bench worker exited (${code}) before it was ready`)))
+        child.once("exit", (code) => exited?.(code))
         child.once("message", () => {
           child.on("message", (reply: Reply) => replies.shift()?.(reply))
           resume(Effect.succeed(child))
         })
       }),
       (child) =>
-        Effect.async<void>((resume) => {
-          child.once("exit", () => resume(Effect.void))
-          child.send({ op: "exit" } satisfies Request)
-        })
+        child.exitCode !== null || child.signalCode !== null
+          ? Effect.void
+          : Effect.async<void>((resume) => {
+            exited = () => resume(Effect.void)
+            child.send({ op: "exit" } satisfies Request)
+          })
     )
+    const send = (request: Request) =>
+      Effect.suspend(() =>
+        child.connected ? Effect.sync(() => child.send(request)) : Effect.die(new Error("the bench worker has exited"))
+      )
     return {
-      start: (kind, ids, concurrency) =>
-        Effect.sync(() =>
-          child.send({ op: "complete", items: ids.map((id) => [kind, id] as const), concurrency } satisfies Request)
-        ),
+      start: (kind, ids, concurrency) => send({ op: "complete", items: ids.map((id) => [kind, id] as const), concurrency }),
       startMixed: (items: ReadonlyArray<readonly [Kind, string]>, concurrency: number) =>
-        Effect.sync(() => child.send({ op: "complete", items, concurrency } satisfies Request)),
+        send({ op: "complete", items, concurrency }),
       times: Effect.async<ReadonlyMap<string, number>>((resume) => {
+        exited = (code) => resume(Effect.die(new Error(`the bench worker exited (${code})`)))
         replies.push((reply) => resume(Effect.succeed(new Map(Object.entries(reply.op === "times" ? reply.times : {})))))
         child.send({ op: "times" } satisfies Request)
       })
@@ -170,7 +185,7 @@ const floor = (url: string, table: string, channel: string) =>
       Effect.gen(function*() {
         const w = yield* wait(id, mode)
         yield* completer.start("floor", [id], 1)
-        yield* w.done
+        yield* bounded(w.done)
         return w.at()
       })
 
@@ -188,7 +203,7 @@ const floor = (url: string, table: string, channel: string) =>
         const waits = yield* Effect.forEach(ids, (id) => wait(id, mode))
         const cpu = process.cpuUsage()
         yield* completer.start("floor", ids, workers)
-        yield* Effect.forEach(waits, (w) => w.done, { discard: true })
+        yield* bounded(Effect.forEach(waits, (w) => w.done, { discard: true }))
         const used = process.cpuUsage(cpu)
         return latencies(ids, new Map(ids.map((id, i) => [id, waits[i]!.at()])), yield* completer.times, used)
       })
@@ -247,7 +262,7 @@ const jobwatch = Effect.gen(function*() {
     Effect.gen(function*() {
       const w = yield* waitOn([id])
       yield* completer.start("jobwatch", [id], 1)
-      yield* Fiber.joinAll(w.fibers)
+      yield* bounded(Fiber.joinAll(w.fibers))
       return w.resolved.get(id)!
     })
 
@@ -266,7 +281,7 @@ const jobwatch = Effect.gen(function*() {
       const cpu = process.cpuUsage()
       yield* completer.start("jobwatch", ids, workers)
       // awaited, not joined: joining 1,000 fibers merges their fiber refs, which is no part of waiting
-      const exits = yield* Effect.forEach(w.fibers, Fiber.await)
+      const exits = yield* bounded(Effect.forEach(w.fibers, Fiber.await))
       const used = process.cpuUsage(cpu)
       yield* Effect.forEach(exits, (exit) => Effect.orDie(exit), { discard: true })
       return latencies(ids, w.resolved, yield* completer.times, used)
@@ -331,8 +346,8 @@ export const latency = (url: string) =>
         const jobIds = yield* ours.running(loadJobs)
         const w = yield* ours.waitOn(jobIds)
         yield* elsewhere.startMixed(jobIds.flatMap((id, i) => [["jobwatch", id], ["floor", floorIds[i]!]] as const), workers)
-        yield* Effect.forEach(floorWaits, (x) => x.done, { discard: true })
-        const exits = yield* Effect.forEach(w.fibers, Fiber.await)
+        yield* bounded(Effect.forEach(floorWaits, (x) => x.done, { discard: true }))
+        const exits = yield* bounded(Effect.forEach(w.fibers, Fiber.await))
         yield* Effect.forEach(exits, (exit) => Effect.orDie(exit), { discard: true })
         const times = yield* elsewhere.times
         return [

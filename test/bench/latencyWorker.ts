@@ -66,6 +66,12 @@ process.on("message", (request: Request) => {
         times[id] = monotonicMs()
       }
     }))
+  }).catch((error: unknown) => {
+    // a failed completion ends this process: its parent sees the exit instead of waiting for an answer
+    console.error("the bench worker failed:", error)
+    process.exit(1)
   })
 })
+// orphaned (the parent died): end too
+process.on("disconnect", () => process.exit(1))
 send({ op: "ready" })

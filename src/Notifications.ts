@@ -230,8 +230,17 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       })
 
     /**
-     * Notes the jobs a doorbell names that are watched here and behind its version; wakes the consumer if there is
-     * any. Runs in the connection's notification callback.
+     * Whether a subscriber of the job may not have seen `version` yet: its cursor is behind, or it has none yet (its
+     * first read may be in flight, on a snapshot taken before this change committed).
+     */
+    const behind = (registrations: Set<Registration>, version: number) => {
+      for (const r of registrations) if (r.cursor === null || r.cursor < version) return true
+      return false
+    }
+
+    /**
+     * Notes the jobs a doorbell names that are watched here by a subscriber behind its version; wakes the consumer
+     * if there is any. Runs in the connection's notification callback.
      */
     const onDoorbell = (payload: string) => {
       let relevant = false
@@ -243,9 +252,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           const colon = pair.lastIndexOf(":")
           const id = pair.slice(0, colon) as JobId
           const registrations = index.get(id)
-          if (registrations === undefined) continue
-          const lowest = lowestCursor(registrations)
-          if (lowest !== undefined && Number(pair.slice(colon + 1)) > lowest) {
+          if (registrations !== undefined && behind(registrations, Number(pair.slice(colon + 1)))) {
             pending.changed.add(id)
             relevant = true
           }

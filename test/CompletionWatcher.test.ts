@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Chunk, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock } from "effect"
+import { Chunk, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock } from "effect"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
@@ -362,6 +362,41 @@ layer(testLayer({ refreshInterval: "5 seconds" }))("lost notifications, on the t
 })
 
 layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no refresh, healthy listener", (it) => {
+  it.scoped("an outcome too large to ride the notification, committed while the waiters' first read is in flight, reaches them by the doorbell", () =>
+    Effect.gen(function*() {
+      const watcher = yield* CompletionWatcher
+      const notifications = yield* Notifications
+      const { schema } = yield* JobWatchConfig
+      // another pool, with its SQL client, to hold the completing transaction open
+      const other = yield* Layer.build(
+        JobsRepo.Default.pipe(Layer.provideMerge(Layer.merge(TestDb.pgLayer(4), JobWatchConfig.layer({ schema }))))
+      )
+      const repo = Context.get(other, JobsRepo)
+      const sql = Context.get(other, SqlClient.SqlClient)
+      // over 3,900 bytes: no outcome notification; nothing polls here: only the doorbell can tell the waiters
+      const pad = "x".repeat(5000)
+      let done = 0
+      for (let round = 0; round < 10; round++) {
+        const { queue, ids } = yield* enqueueMany(1000)
+        const claimed = yield* repo.claim({ workerId: "big", queues: [queue], limit: 1000, leaseMs: 60_000 })
+        assert.strictEqual(claimed.length, 1000)
+        const before = yield* notifications.stats
+        const inFlight = Effect.map(notifications.stats, (s) => s.reads > before.reads && s.jobsRead === before.jobsRead)
+        yield* sql.withTransaction(Effect.gen(function*() {
+          yield* repo.completeMany("big", ids.map((id) => ({ id, resultJson: JSON.stringify({ pad }), message: null })))
+          // the waits register now: their first read sees the jobs still running (this transaction has not
+          // committed), and the commit (with its doorbell) lands while that read is in flight
+          yield* Effect.fork(Effect.forEach(ids, (id) => watcher.waitFor(id), { concurrency: "unbounded" }).pipe(
+            Effect.tap((outcomes) => Effect.sync(() => outcomes.forEach((o) => assert.strictEqual(o.status, "completed")))),
+            Effect.flatMap(() => Effect.sync(() => (done += 1)))
+          ))
+          for (let i = 0; i < 5000 && !(yield* inFlight); i++) yield* Effect.yieldNow()
+        }))
+        for (let i = 0; i < 1000 && done === round; i++) yield* Effect.sleep(Duration.millis(20))
+        assert.strictEqual(done, round + 1, `round ${round}: the waiters did not all resolve within 20 s`)
+      }
+    }), { timeout: 240_000 })
+
   it.effect("nothing polls: an idle watched job costs no reads; its outcome comes in the notification", () =>
     Effect.gen(function*() {
       const watcher = yield* CompletionWatcher

@@ -74,11 +74,12 @@ export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("
   workerId: Schema.NullOr(Schema.String)
 }) {}
 
-const FoundRow = Schema.Struct({
-  foundStatus: JobStatusSchema,
-  foundWorker: Schema.NullOr(Schema.String),
-  changed: Schema.Boolean
-})
+/** What a transition's statement found, beside the changed row (our own SQL: typed, not decoded). */
+interface FoundRow {
+  readonly foundStatus: JobStatus
+  readonly foundWorker: string | null
+  readonly changed: boolean
+}
 
 /** What the insert answers per input job, in input order (our own SQL: typed, not decoded). */
 interface InsertedRow {
@@ -401,7 +402,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.flatMap((rows) =>
           Effect.gen(function*() {
             if (rows.length === 0) return yield* new JobNotFound({ id: t.id })
-            const found = yield* Schema.decodeUnknown(FoundRow)(rows[0]).pipe(Effect.orDie)
+            const found = rows[0] as unknown as FoundRow
             if (!found.changed) {
               return yield* new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
             }

@@ -370,7 +370,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const transition = (t: Transition): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
       const from = t.from ?? (t.to === undefined ? [] : allowedFrom(t.to))
       const event = t.event ?? {}
-      return sql`
+      return sql<FoundRow>`
         WITH cur AS (
           SELECT id, status, worker_id, progress_percent FROM ${jobs}
           WHERE id = ${t.id} ${t.owner === undefined ? sql`` : sql`AND owner = ${t.owner}`}
@@ -402,7 +402,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.flatMap((rows) =>
           Effect.gen(function*() {
             if (rows.length === 0) return yield* new JobNotFound({ id: t.id })
-            const found = rows[0] as unknown as FoundRow
+            const found = rows[0]!
             if (!found.changed) {
               return yield* new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
             }

@@ -87,6 +87,20 @@ const labelOf = (c: Case) =>
     c.body !== undefined ? JSON.stringify(c.body.slice(0, 60)) : c.json === undefined ? "" : JSON.stringify(c.json).slice(0, 120)
   }`
 
+/**
+ * The cases of one endpoint called with `token`: a body, and how it is refused (400 `InvalidInput` unless
+ * `expected` says otherwise; `expected` may also change the path).
+ */
+const refusals = (method: Method, path: string, token: string) => (json: unknown, expected: Partial<Case> = {}): Case => ({
+  method,
+  path,
+  token,
+  json,
+  status: 400,
+  tag: INVALID,
+  ...expected
+})
+
 /** Sends every case (in order) and answers the problems of all of them. */
 const problemsOfCases = (cases: ReadonlyArray<Case>) =>
   Effect.gen(function*() {
@@ -185,15 +199,9 @@ describe("HTTP API: bad input", () => {
         const bearer = yield* token("in-types")
         const queue = uniqueQueue("types")
         const job = (fields: Record<string, unknown>) => ({ name: "ok", queue, ...fields })
-        const post = (json: unknown, issuePath?: string): Case => ({
-          method: "POST",
-          path: "/v1/jobs",
-          token: bearer,
-          json,
-          status: 400,
-          tag: DECODE,
-          ...(issuePath === undefined ? {} : { issuePath })
-        })
+        const refused = refusals("POST", "/v1/jobs", bearer)
+        const post = (json: unknown, issuePath?: string) =>
+          refused(json, { tag: DECODE, ...(issuePath === undefined ? {} : { issuePath }) })
         yield* expectCases([
           post({ queue }, "name"),
           post(job({ name: 5 }), "name"),
@@ -225,15 +233,8 @@ describe("HTTP API: bad input", () => {
         const bearer = yield* token("in-range")
         const queue = uniqueQueue("range")
         const job = (fields: Record<string, unknown>) => ({ name: "ok", queue, ...fields })
-        const post = (json: unknown, field: string, status = 400, tag = INVALID): Case => ({
-          method: "POST",
-          path: "/v1/jobs",
-          token: bearer,
-          json,
-          status,
-          tag,
-          field
-        })
+        const refused = refusals("POST", "/v1/jobs", bearer)
+        const post = (json: unknown, field: string, status = 400, tag = INVALID) => refused(json, { field, status, tag })
         yield* expectCases([
           post(job({ name: "" }), "name"),
           post(job({ name: "   " }), "name"),
@@ -295,15 +296,8 @@ describe("HTTP API: bad input", () => {
         const bearer = yield* token("in-huge")
         const queue = uniqueQueue("huge")
         const job = (fields: Record<string, unknown>) => ({ name: "ok", queue, ...fields })
-        const post = (json: unknown, field: string): Case => ({
-          method: "POST",
-          path: "/v1/jobs",
-          token: bearer,
-          json,
-          status: 400,
-          tag: INVALID,
-          field
-        })
+        const refused = refusals("POST", "/v1/jobs", bearer)
+        const post = (json: unknown, field: string) => refused(json, { field })
         yield* expectCases([
           // about 317,000 years: past PostgreSQL's last timestamp (294276 AD)
           post(job({ delaySeconds: 1e13 }), "delaySeconds"),
@@ -334,15 +328,7 @@ describe("HTTP API: bad input", () => {
         const withBad = (at: number, bad: Record<string, unknown>, size = 5) => ({
           jobs: Array.from({ length: size }, (_, i) => i === at ? { ...good(i), ...bad } : good(i))
         })
-        const post = (json: unknown, expected: Partial<Expected> & { status?: number }): Case => ({
-          method: "POST",
-          path: "/v1/jobs/batch",
-          token: bearer,
-          json,
-          status: 400,
-          tag: INVALID,
-          ...expected
-        })
+        const post = refusals("POST", "/v1/jobs/batch", bearer)
         yield* expectCases([
           post({}, { tag: DECODE, issuePath: "jobs" }),
           post({ jobs: {} }, { tag: DECODE, issuePath: "jobs" }),
@@ -382,14 +368,8 @@ describe("HTTP API: bad input", () => {
     it.effect("GET /v1/jobs: unknown statuses, bad page, limit, cursor and filters are 400", () =>
       Effect.gen(function*() {
         const bearer = yield* token("in-list")
-        const get = (query: string, expected: Partial<Expected>): Case => ({
-          method: "GET",
-          path: `/v1/jobs?${query}`,
-          token: bearer,
-          status: 400,
-          tag: INVALID,
-          ...expected
-        })
+        const get = (query: string, expected: Partial<Expected>) =>
+          refusals("GET", `/v1/jobs?${query}`, bearer)(undefined, expected)
         yield* expectCases([
           get("status=bogus", { field: "status" }),
           get("status=pending,bogus", { field: "status" }),
@@ -428,15 +408,7 @@ describe("HTTP API: bad input", () => {
       Effect.gen(function*() {
         const bearer = yield* token("in-wait")
         const own = yield* enqueue(bearer, { name: "waited", queue: uniqueQueue("wait") })
-        const post = (json: unknown, expected: Partial<Expected>): Case => ({
-          method: "POST",
-          path: "/v1/jobs/wait",
-          token: bearer,
-          json,
-          status: 400,
-          tag: INVALID,
-          ...expected
-        })
+        const post = refusals("POST", "/v1/jobs/wait", bearer)
         yield* expectCases([
           post({ mode: "all" }, { tag: DECODE, issuePath: "ids" }),
           post({ ids: own }, { tag: DECODE, issuePath: "ids" }),
@@ -613,15 +585,9 @@ describe("HTTP API: bad input", () => {
         const queue = uniqueQueue("claim")
         const id = yield* enqueue(user, { name: "claimable", queue })
         const workerId = `w-refused-${Date.now().toString(36)}`
-        const claim = (json: unknown, expected: Partial<Expected>, path = `/v1/workers/${workerId}/claim`): Case => ({
-          method: "POST",
-          path,
-          token: worker,
-          json,
-          status: 400,
-          tag: INVALID,
-          ...expected
-        })
+        const refused = refusals("POST", `/v1/workers/${workerId}/claim`, worker)
+        const claim = (json: unknown, expected: Partial<Expected>, path?: string) =>
+          refused(json, path === undefined ? expected : { ...expected, path })
         const q = { queues: [queue] }
         yield* expectCases([
           { method: "POST", path: `/v1/workers/${workerId}/claim`, token: worker, status: 400, tag: DECODE },
@@ -687,15 +653,7 @@ describe("HTTP API: bad input", () => {
         const workerId = "w-update"
         const id = yield* heldJob(user, worker, workerId)
         const before = yield* jobOf(user, id)
-        const patch = (json: unknown, expected: Partial<Expected>): Case => ({
-          method: "PATCH",
-          path: `/v1/jobs/${id}`,
-          token: worker,
-          json,
-          status: 400,
-          tag: INVALID,
-          ...expected
-        })
+        const patch = refusals("PATCH", `/v1/jobs/${id}`, worker)
         yield* expectCases([
           { method: "PATCH", path: `/v1/jobs/${id}`, token: worker, status: 400, tag: DECODE },
           patch({}, { tag: DECODE }),
@@ -738,15 +696,8 @@ describe("HTTP API: bad input", () => {
         const worker = yield* token("in-update-fields-worker", ["worker"])
         const workerId = "w-update-fields"
         const id = yield* heldJob(user, worker, workerId)
-        const patch = (json: unknown, field: string): Case => ({
-          method: "PATCH",
-          path: `/v1/jobs/${id}`,
-          token: worker,
-          json,
-          status: 400,
-          tag: INVALID,
-          field
-        })
+        const refused = refusals("PATCH", `/v1/jobs/${id}`, worker)
+        const patch = (json: unknown, field: string) => refused(json, { field })
         // the HTTP layer renames the service's fields to the body's (delay -> delaySeconds); these are not renamed
         yield* expectCases([
           patch({ workerId, status: "failed", error: { message: "" } }, "error.message"),
@@ -765,15 +716,7 @@ describe("HTTP API: bad input", () => {
         const workerId = "w-progress"
         const id = yield* heldJob(user, worker, workerId)
         const before = yield* jobOf(user, id)
-        const report = (json: unknown, expected: Partial<Expected>): Case => ({
-          method: "POST",
-          path: `/v1/jobs/${id}/progress`,
-          token: worker,
-          json,
-          status: 400,
-          tag: INVALID,
-          ...expected
-        })
+        const report = refusals("POST", `/v1/jobs/${id}/progress`, worker)
         yield* expectCases([
           { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker, status: 400, tag: DECODE },
           report({ workerId }, { tag: DECODE, issuePath: "percent" }),

@@ -16,6 +16,7 @@ import type { JobId } from "../../src/Domain/JobId.js"
 import { Jobs } from "../../src/Jobs.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
+import { completeFloor, connectClients, floorOf } from "./latencyFloor.js"
 import type { Reply, Request } from "./latencyWorker.js"
 import { monotonicMs, ms, summarize } from "./stats.js"
 
@@ -44,17 +45,11 @@ interface Completer {
 }
 
 /** The worker in this process: jobwatch's `JobsRepo` (its in-process path) and bare pg clients for the floor. */
-const here = (url: string, table: string, channel: string) =>
+const here = (url: string, schema: string) =>
   Effect.gen(function*() {
     const repo = yield* JobsRepo
     const clients = yield* Effect.acquireRelease(
-      Effect.promise(() =>
-        Promise.all(Array.from({ length: workers }, async () => {
-          const client = new pg.Client({ connectionString: url })
-          await client.connect()
-          return client
-        }))
-      ),
+      Effect.promise(() => connectClients(url, workers)),
       (clients) => Effect.promise(() => Promise.all(clients.map((c) => c.end())))
     )
     const times = new Map<string, number>()
@@ -65,12 +60,7 @@ const here = (url: string, table: string, channel: string) =>
           while (next < ids.length) {
             const id = ids[next++]!
             if (kind === "floor") {
-              yield* Effect.promise(() =>
-                client.query(
-                  `WITH u AS (UPDATE ${table} SET status = 'completed' WHERE id = $1 RETURNING id) SELECT pg_notify($2, $1::text) FROM u`,
-                  [id, channel]
-                )
-              )
+              yield* Effect.promise(() => completeFloor(client, schema, id))
             } else {
               yield* Effect.orDie(repo.complete(id as JobId, { resultJson: "true" }))
             }
@@ -302,8 +292,7 @@ const verdict = (ours: Summary, base: Summary) => {
 export const latency = (url: string) =>
   Effect.gen(function*() {
     const { schema } = yield* JobWatchConfig
-    const table = `"${schema}".bench_floor`
-    const channel = `${schema}.bench_floor`
+    const { channel, table } = floorOf(schema)
     yield* Effect.promise(async () => {
       const client = new pg.Client({ connectionString: url })
       await client.connect()
@@ -314,7 +303,7 @@ export const latency = (url: string) =>
     const ours = yield* jobwatch
     const elsewhere = yield* otherProcess(url, schema)
     const places = [
-      { title: "worker in this process (jobwatch's in-process path)", completer: yield* here(url, table, channel) },
+      { title: "worker in this process (jobwatch's in-process path)", completer: yield* here(url, schema) },
       { title: "worker in another process (the doorbell path)", completer: elsewhere }
     ]
     // warm every path up once

@@ -3,10 +3,10 @@
 // records when each completion call returned on the machine's monotonic clock (comparable across processes).
 import { PgClient } from "@effect/sql-pg"
 import { Layer, ManagedRuntime, Redacted } from "effect"
-import pg from "pg"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
+import { completeFloor, connectClients } from "./latencyFloor.js"
 import { monotonicMs } from "./stats.js"
 
 export type Request =
@@ -32,20 +32,8 @@ const runtime = ManagedRuntime.make(JobsRepo.Default.pipe(Layer.provide(Layer.me
   JobWatchConfig.layer({ schema: schema! })
 ))))
 const repo = await runtime.runPromise(JobsRepo)
-const clients = await Promise.all(Array.from({ length: workers }, async () => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  return client
-}))
-const table = `"${schema}".bench_floor`
-const channel = `${schema}.bench_floor`
+const clients = await connectClients(url!, workers)
 const times: Record<string, number> = {}
-
-const completeFloor = (client: pg.Client, id: string) =>
-  client.query(
-    `WITH u AS (UPDATE ${table} SET status = 'completed' WHERE id = $1 RETURNING id) SELECT pg_notify($2, $1::text) FROM u`,
-    [id, channel]
-  )
 
 let chain: Promise<unknown> = Promise.resolve()
 process.on("message", (request: Request) => {
@@ -61,7 +49,7 @@ process.on("message", (request: Request) => {
     await Promise.all(Array.from({ length: Math.min(request.concurrency, clients.length) }, async (_, slot) => {
       while (next < items.length) {
         const [kind, id] = items[next++]!
-        if (kind === "floor") await completeFloor(clients[slot]!, id)
+        if (kind === "floor") await completeFloor(clients[slot]!, schema!, id)
         else await runtime.runPromise(repo.complete(id as JobId, { resultJson: "true" }))
         times[id] = monotonicMs()
       }

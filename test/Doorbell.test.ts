@@ -111,6 +111,29 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
       for (const payload of outcomes.payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
     }))
 
+  it.scoped("a single transition (its own path in the trigger) notifies exactly as a statement of many does", () =>
+    Effect.gen(function*() {
+      const repo = yield* JobsRepo
+      const { schema } = yield* JobWatchConfig
+      const [alone, first, second] = yield* Effect.all([jobIn("running"), jobIn("running"), jobIn("running")])
+      const outcomes = yield* listenOn(`${schema}.outcome`)
+      const { payloads } = yield* listenOn(yield* doorbell)
+      const result = JSON.stringify({ pages: [1, 2], note: "é\"\\" })
+      yield* repo.complete(alone!.id, { resultJson: result })
+      yield* repo.completeMany(undefined, [first!, second!].map((job) => ({ id: job.id, resultJson: result, message: null })))
+      yield* awaitPayloads(payloads, (p) => p.length >= 2)
+      yield* awaitPayloads(outcomes.payloads, (p) => p.length >= 2)
+      assert.deepStrictEqual(payloads[0], `${alone!.id}:4`)
+      assert.sameMembers(payloads[1]!.split(","), [`${first!.id}:4`, `${second!.id}:4`])
+      const [single, batch] = outcomes.payloads.map((p) => JSON.parse(p) as Array<Record<string, unknown>>)
+      assert.strictEqual(single!.length, 1)
+      assert.strictEqual(batch!.length, 2)
+      // the same item, field for field, but for the job's id and the event's time
+      const shape = (item: Record<string, unknown>) => ({ ...item, id: "-", at: String(item.at).replace(/\d/g, "0") })
+      for (const item of batch!) assert.deepStrictEqual(shape(single![0]!), shape(item))
+      assert.deepStrictEqual(single![0]!.result, JSON.parse(result))
+    }))
+
   it.scoped("outcomes of one statement are chunked under 8000 bytes, whatever their sizes up to the limit", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

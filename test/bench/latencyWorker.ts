@@ -2,7 +2,7 @@
 // JobsRepo on a pool of its own (as a worker process does) or through the raw-SQL floor's bare pg client, and
 // records when each completion call returned on the machine's monotonic clock (comparable across processes).
 import { PgClient } from "@effect/sql-pg"
-import { Layer, ManagedRuntime, Redacted } from "effect"
+import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
@@ -46,14 +46,17 @@ process.on("message", (request: Request) => {
     }
     let next = 0
     const items = request.items
-    await Promise.all(Array.from({ length: Math.min(request.concurrency, clients.length) }, async (_, slot) => {
-      while (next < items.length) {
-        const [kind, id] = items[next++]!
-        if (kind === "floor") await completeFloor(clients[slot]!, schema!, id)
-        else await runtime.runPromise(repo.complete(id as JobId, { resultJson: "true" }))
-        times[id] = monotonicMs()
-      }
-    }))
+    const slots = Array.from({ length: Math.min(request.concurrency, clients.length) }, (_, slot) => slot)
+    // jobwatch's completions run as an Effect program does, in fibers; the floor's as bare async pg calls
+    await runtime.runPromise(Effect.forEach(slots, (slot) =>
+      Effect.gen(function*() {
+        while (next < items.length) {
+          const [kind, id] = items[next++]!
+          if (kind === "floor") yield* Effect.promise(() => completeFloor(clients[slot]!, schema!, id))
+          else yield* Effect.orDie(repo.complete(id as JobId, { resultJson: "true" }))
+          times[id] = monotonicMs()
+        }
+      }), { concurrency: "unbounded", discard: true }))
   }).catch((error: unknown) => {
     // a failed completion ends this process: its parent sees the exit instead of waiting for an answer
     console.error("the bench worker failed:", error)

@@ -128,8 +128,13 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
       const [single, batch] = outcomes.payloads.map((p) => JSON.parse(p) as Array<Record<string, unknown>>)
       assert.strictEqual(single!.length, 1)
       assert.strictEqual(batch!.length, 2)
-      // the same item, field for field, but for the job's id and the event's time
-      const shape = (item: Record<string, unknown>) => ({ ...item, id: "-", at: String(item.at).replace(/\d/g, "0") })
+      // the same item, field for field, but for the job's id and the event's time (a time either way; PostgreSQL
+      // writes as many fractional digits as it needs)
+      const shape = (item: Record<string, unknown>) => ({
+        ...item,
+        id: "-",
+        at: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d(:\d\d)?$/.test(String(item.at)) ? "a time" : item.at
+      })
       for (const item of batch!) assert.deepStrictEqual(shape(single![0]!), shape(item))
       assert.deepStrictEqual(single![0]!.result, JSON.parse(result))
     }))

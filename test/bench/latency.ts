@@ -279,7 +279,8 @@ const jobwatch = Effect.gen(function*() {
   return { idle, load, running, waitOn, sample }
 })
 
-const rounds = Math.max(1, Number(process.env.LATENCY_ROUNDS ?? 3))
+/** Rounds of each case: `LATENCY_ROUNDS`, at least 1; 3 when unset or not a number. */
+const rounds = Math.max(1, Math.floor(Number(process.env.LATENCY_ROUNDS ?? 3)) || 3)
 
 /** A ratio of ours to the floor's; sub-millisecond floors make ratios noisy: it is taken on at least 0.1 ms of floor. */
 const ratio = (ours: number, base: number) => ours / Math.max(base, 0.1)

@@ -203,12 +203,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       }
       // only the jobs with a callback URL: a fiber for each of 1,000 jobs without one cost ~10 ms a batch
       const callbacks = valid.flatMap((job, i) => (job.webhookUrl === null ? [] : [{ job, i }]))
-      if (callbacks.length > 0) {
-        yield* Effect.forEach(callbacks, ({ i, job }) => checkCallback(job, `jobs[${i}].`), {
-          concurrency: 8,
-          discard: true
-        })
-      }
+      yield* Effect.forEach(callbacks, ({ i, job }) => checkCallback(job, `jobs[${i}].`), { concurrency: 8, discard: true })
       // the same key twice in one batch: the first one creates, the others answer it
       const firstByKey = new Map<string, number>()
       const unique: Array<NewJob> = []

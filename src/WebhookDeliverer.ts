@@ -204,8 +204,8 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         }
         if (secrets.length > 0) headers["webhook-signature"] = signatures(secrets, d.eventId, timestamp, body)
         const problem = urlProblem(d.url)
-        const result = problem !== ""
-          ? { status: null, error: `the URL ${problem}`, retryAfter: null }
+        const result = problem !== undefined
+          ? { status: null, error: `the URL ${problem.message}`, retryAfter: null }
           : yield* post(d.url, headers, body, config.webhookAllowPrivate).pipe(
             Effect.timeoutTo({
               duration: config.webhookTimeout,

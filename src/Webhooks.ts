@@ -95,8 +95,8 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     const description = (value: unknown) => V.optionalText("description", value, 500)
     const active = (value: unknown) =>
       value === undefined || typeof value === "boolean" ? Effect.succeed(value as boolean | undefined) : V.invalid("active", "must be true or false")
-    const idOf = (id: string) => (V.isUuid(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(notFound(id)))
     const notFound = (id: string) => new WebhookNotFound({ id, message: `Webhook ${id} not found` })
+    const idOf = (id: string) => (V.isUuid(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(notFound(id)))
     const ownerIs = (owner: string | undefined) => (owner === undefined ? sql`` : sql`AND owner = ${owner}`)
 
     const find = (id: string, owner: string | undefined) =>

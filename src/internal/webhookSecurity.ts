@@ -63,18 +63,29 @@ export const isPrivateAddress = (address: string): boolean => {
   return true
 }
 
-/** Why `url` may not be a webhook target ("" when it may): not http(s), no host, or a private address. */
-export const urlProblem = (url: string): string => {
+/**
+ * Why `url` may not be a webhook target, if it may not: `malformed` (not a URL, no host, credentials) or `scheme`
+ * (a well-formed URL, but not http(s): refused like a private target). Private addresses are checked apart.
+ */
+export interface UrlProblem {
+  readonly kind: "malformed" | "scheme"
+  readonly message: string
+}
+
+/** The problem of `url` as a webhook target, or `undefined` when it has none (its address is checked apart). */
+export const urlProblem = (url: string): UrlProblem | undefined => {
   let parsed: URL
   try {
     parsed = new URL(url)
   } catch {
-    return "is not a URL"
+    return { kind: "malformed", message: "is not a URL" }
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return "must be an http:// or https:// URL"
-  if (parsed.hostname === "") return "has no host"
-  if (parsed.username !== "" || parsed.password !== "") return "must not carry credentials"
-  return ""
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    return { kind: "scheme", message: "must be an http:// or https:// URL" }
+  }
+  if (parsed.hostname === "") return { kind: "malformed", message: "has no host" }
+  if (parsed.username !== "" || parsed.password !== "") return { kind: "malformed", message: "must not carry credentials" }
+  return undefined
 }
 
 const hostOf = (url: URL) => url.hostname.replace(/^\[|\]$/g, "")
@@ -114,11 +125,8 @@ export const checkTarget = (field: string, value: unknown, allowPrivate: boolean
   Effect.gen(function*() {
     const url = yield* V.text(field, value, { max: 2000 })
     const problem = urlProblem(url)
-    if (problem === "must be an http:// or https:// URL") {
-      // a well-formed URL of a scheme a webhook must not use: refused like a private target
-      return yield* new WebhookTargetRefused({ field, message: `${field} ${problem}` })
-    }
-    if (problem !== "") return yield* V.invalid(field, problem)
+    if (problem?.kind === "scheme") return yield* new WebhookTargetRefused({ field, message: `${field} ${problem.message}` })
+    if (problem !== undefined) return yield* V.invalid(field, problem.message)
     if (allowPrivate) return url
     const parsed = new URL(url)
     const bad = yield* Effect.tryPromise(() => privateTarget(parsed)).pipe(

@@ -5,12 +5,24 @@ import { JobWatchConfig } from "./Config.js"
 import { InvalidTransition, JobNotFound, NotJobHolder } from "./Domain/Errors.js"
 import type { JobInfo } from "./Domain/Job.js"
 import { JobError, JobOutcome, JobRef } from "./Domain/Job.js"
-import type { JobEvent, JobEventType } from "./Domain/JobEvent.js"
+import type { JobEvent } from "./Domain/JobEvent.js"
 import { JobId, makeEventId } from "./Domain/JobId.js"
 import type { Backoff } from "./Domain/Worker.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { allowedFrom, isTerminal, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
-import { EventRow, eventColumns, eventJson, JobRow, jobColumns, toJobEvent, toJobInfo } from "./internal/rows.js"
+import type { EventRecord, JobRecord } from "./internal/rows.js"
+import {
+  EventRow,
+  eventColumns,
+  eventJson,
+  eventOfJson,
+  eventRowOf,
+  JobRow,
+  jobColumns,
+  jobRowOf,
+  toJobEvent,
+  toJobInfo
+} from "./internal/rows.js"
 import { LocalEvents } from "./LocalEvents.js"
 
 /** A validated job, ready to insert (see `Jobs.enqueue`). */
@@ -41,30 +53,53 @@ export interface ListFilter {
   readonly owner?: string | undefined
 }
 
+/**
+ * What a transition changes besides the status and the version: each kind is one static statement of the
+ * `job_transition` function (sql/0010), parsed and planned once per connection.
+ */
+export type Change =
+  /** The status only. */
+  | { readonly kind: "status" }
+  /** And `started_at`. */
+  | { readonly kind: "start" }
+  /** And the result (JSON text); progress ends at 100; the job is let go. */
+  | { readonly kind: "complete"; readonly resultJson: string }
+  /** And the error, for good; the job is let go. */
+  | { readonly kind: "fail"; readonly code: string | null; readonly error: string }
+  /** Back to the queue after `delayMs`, keeping the attempt's error; the job is let go. */
+  | { readonly kind: "retry"; readonly delayMs: number; readonly code: string | null; readonly error: string }
+  /** Finished now (canceled, deleted); the job is let go. */
+  | { readonly kind: "finish" }
+  /** The status stays; `cancel_requested` is set, once (refused when it is set already). */
+  | { readonly kind: "request_cancel" }
+  /**
+   * The holder's fail: another attempt after the job's backoff (jittered by `jitter`, 0–1, from `now`) when
+   * `retryable`, not canceled and attempts remain; else `failed` for good (the transition's `to` is not used).
+   */
+  | {
+    readonly kind: "attempt_failed"
+    readonly retryable: boolean
+    readonly now: Date
+    readonly jitter: number
+    readonly code: string | null
+    readonly error: string
+  }
+
 /** A status change of one job: the compare-and-set primitive every lifecycle operation is built on. */
 export interface Transition {
   readonly id: JobId
   /** The new status; omitted for a change that keeps the status (a cancel request). */
   readonly to?: JobStatus | undefined
-  /** The new status as an SQL expression on the job `j` (a status decided by the row); needs `from`. */
-  readonly toExpr?: Statement.Fragment | undefined
   /** The statuses the job may be in; by default those the transition table allows to move to `to`. */
   readonly from?: ReadonlyArray<JobStatus> | undefined
   /** Only the job of this owner (another owner's job is not found). */
   readonly owner?: string | undefined
   /** Only while this worker holds the job. */
   readonly workerId?: string | undefined
-  /** Extra `, column = value` assignments (the job is aliased `j`). */
-  readonly set?: Statement.Fragment | undefined
-  /** An extra `AND …` condition on the job (aliased `j`). */
-  readonly where?: Statement.Fragment | undefined
-  readonly event?: {
-    readonly type?: JobEventType | undefined
-    readonly message?: string | null | undefined
-    readonly data?: unknown
-    readonly errorCode?: string | null | undefined
-    readonly errorMessage?: string | null | undefined
-  } | undefined
+  /** What else changes; the status only by default. */
+  readonly change?: Change | undefined
+  /** The event's message. */
+  readonly message?: string | null | undefined
 }
 
 /** What a transition found when it did not apply. */
@@ -74,11 +109,12 @@ export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("
   workerId: Schema.NullOr(Schema.String)
 }) {}
 
-/** What a transition's statement found, beside the changed row (our own SQL: typed, not decoded). */
+/** What `job_transition` answers (our own SQL: typed, not decoded): the job and its event when it changed. */
 interface FoundRow {
   readonly foundStatus: JobStatus
   readonly foundWorker: string | null
-  readonly changed: boolean
+  readonly job: JobRecord | null
+  readonly event: EventRecord | null
 }
 
 /** What the insert answers per input job, in input order (our own SQL: typed, not decoded). */
@@ -152,11 +188,6 @@ interface CompletedRow {
  */
 const decodeJobs = (rows: ReadonlyArray<unknown>) => Effect.succeed(rows as ReadonlyArray<JobRow>)
 const decodeEvents = (rows: ReadonlyArray<unknown>) => Effect.succeed(rows as ReadonlyArray<EventRow>)
-/** An event built by `eventJson`: JSON, so its time is text. */
-const decodeEventJson = (json: unknown) => {
-  const row = json as Omit<EventRow, "createdAt"> & { readonly createdAt: string }
-  return Effect.succeed<EventRow>({ ...row, createdAt: new Date(row.createdAt) })
-}
 const json = (value: unknown) => JSON.stringify(value)
 
 /** The SQL of jobs and their events. `SqlError`s and undecodable rows are defects here. */
@@ -168,6 +199,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const { schema } = yield* JobWatchConfig
     const jobs = sql(`${schema}.jobs`)
     const events = sql(`${schema}.job_events`)
+    const transitionFunction = sql(`${schema}.job_transition`)
     const workers = sql(`${schema}.workers`)
     const columns = sql.literal(jobColumns)
     const queuePosition = sql`CASE WHEN j.status = 'pending' THEN (
@@ -349,67 +381,61 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       )
 
     /**
-     * The job a single-job change statement answered (its columns and `eventJson`), with its event handed to this
-     * process's subscribers: committed already unless the caller holds a transaction (then the doorbell tells,
-     * after its commit).
+     * A changed job and its event, the event handed to this process's subscribers: committed already unless the
+     * caller holds a transaction (then the doorbell tells, after its commit).
      */
-    const changedJob = (rows: ReadonlyArray<unknown>) =>
+    const announce = (job: JobRow, event: () => EventRow) =>
       Effect.gen(function*() {
-        const [job] = yield* decodeJobs(rows).pipe(Effect.orDie)
         if (Option.isNone(yield* Effect.serviceOption(SqlClient.TransactionConnection))) {
-          const event = yield* decodeEventJson((rows[0] as { readonly eventJson: unknown }).eventJson).pipe(Effect.orDie)
-          yield* local.publish(toJobEvent(event))
+          yield* local.publish(toJobEvent(event()))
         }
-        return toJobInfo(job!)
+        return toJobInfo(job)
       })
 
+    /** The job a single-job change statement answered: its columns and `eventJson`. */
+    const changedJob = (rows: ReadonlyArray<unknown>) =>
+      Effect.gen(function*() {
+        const [job] = yield* decodeJobs(rows)
+        const eventJson = (rows[0] as { readonly eventJson: unknown }).eventJson
+        return yield* announce(job!, () => eventOfJson(eventJson))
+      })
+
+    /** The arguments of `job_transition` that each change uses (the others are null). */
+    const changeArguments = (change: Change) => ({
+      result: change.kind === "complete" ? change.resultJson : null,
+      code: "code" in change ? change.code : null,
+      error: "error" in change ? change.error : null,
+      delayMs: change.kind === "retry" ? change.delayMs : null,
+      retryable: change.kind === "attempt_failed" ? change.retryable : null,
+      now: change.kind === "attempt_failed" ? change.now : null,
+      jitter: change.kind === "attempt_failed" ? change.jitter : null
+    })
+
     /**
-     * The transition primitive: in one statement, lock the job, compare-and-set its status with
-     * `version = version + 1`, and insert the event of that version (whose trigger rings the doorbell).
+     * The transition primitive: in one call of `job_transition` (sql/0010), lock the job, compare-and-set its status
+     * with `version = version + 1`, and insert the event of that version (whose trigger rings the doorbell).
      */
     const transition = (t: Transition): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
       const from = t.from ?? (t.to === undefined ? [] : allowedFrom(t.to))
-      const event = t.event ?? {}
+      const change = t.change ?? { kind: "status" }
+      const a = changeArguments(change)
       return sql<FoundRow>`
-        WITH cur AS (
-          SELECT id, status, worker_id, progress_percent FROM ${jobs}
-          WHERE id = ${t.id} ${t.owner === undefined ? sql`` : sql`AND owner = ${t.owner}`}
-          FOR UPDATE
-        ), upd AS (
-          UPDATE ${jobs} j SET
-            status = ${t.toExpr ?? (t.to === undefined ? sql`j.status` : sql`${t.to}`)},
-            version = j.version + 1,
-            updated_at = now()
-            ${t.set ?? sql``}
-          FROM cur
-          WHERE j.id = cur.id AND cur.status = ANY(${from})
-            ${t.workerId === undefined ? sql`` : sql`AND cur.worker_id = ${t.workerId}`}
-            ${t.where ?? sql``}
-          RETURNING j.*, cur.status AS previous_status, cur.progress_percent AS previous_progress, cur.id AS cur_id
-        ), ev AS (
-          INSERT INTO ${events} (job_id, version, type, status, previous_status, progress, previous_progress,
-            step, message, attempt, data, error_code, error_message)
-          SELECT id, version, ${event.type ?? "job.status.changed"}, status, previous_status, progress_percent,
-            previous_progress, progress_step, ${event.message ?? null},
-            attempt, ${event.data === undefined ? null : json(event.data)}::jsonb,
-            ${event.errorCode ?? null}, ${event.errorMessage ?? null}
-          FROM upd
-          RETURNING *
-        )
-        SELECT cur.status AS "foundStatus", cur.worker_id AS "foundWorker", j.id IS NOT NULL AS changed,
-          ${columns}, ${noPosition}, ${sql.literal(eventJson)} AS "eventJson"
-        FROM cur LEFT JOIN upd j ON j.cur_id = cur.id LEFT JOIN ev e ON e.job_id = j.id`.pipe(
-        Effect.flatMap((rows) =>
-          Effect.gen(function*() {
-            if (rows.length === 0) return yield* new JobNotFound({ id: t.id })
-            const found = rows[0]!
-            if (!found.changed) {
-              return yield* new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
-            }
-            return yield* changedJob(rows)
-          })
-        ),
-        Effect.catchTag("SqlError", Effect.die)
+        SELECT found_status AS "foundStatus", found_worker AS "foundWorker", job, event
+        FROM ${transitionFunction}(${t.id}::uuid, ${change.kind}::text, ${t.to ?? null}::text, ${from}::text[],
+          ${t.owner ?? null}::text, ${t.workerId ?? null}::text, ${t.message ?? null}::text, ${a.result}::jsonb,
+          ${a.code}::text, ${a.error}::text, ${a.delayMs}::float8, ${a.retryable}::boolean, ${a.now}::timestamptz,
+          ${a.jitter}::float8)`.pipe(
+        Effect.catchTag("SqlError", Effect.die),
+        Effect.flatMap((rows): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
+          if (rows.length === 0) return new JobNotFound({ id: t.id })
+          const found = rows[0]!
+          if (found.job === null || found.event === null) {
+            return new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
+          }
+          const job = jobRowOf(found.job)
+          const event = found.event
+          return announce(job, () => eventRowOf(event, job.result))
+        })
       )
     }
 
@@ -564,14 +590,9 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         to: "running",
         workerId: options.workerId,
-        set: sql`, started_at = now()`,
-        event: { message: options.message }
+        change: { kind: "start" },
+        message: options.message
       })
-
-    /** What completing a job sets besides its status and version: `result` (an SQL expression), progress at 100. */
-    const completedSet = (result: Statement.Fragment) =>
-      sql`, result = ${result}, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
-        cancel_requested = false`
 
     /** claimed|running → completed with `resultJson` (JSON text); progress ends at 100. */
     const complete = (id: JobId, options: Holder & { readonly resultJson: string }) =>
@@ -579,8 +600,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         to: "completed",
         workerId: options.workerId,
-        set: completedSet(sql`${options.resultJson}::jsonb`),
-        event: { message: options.message }
+        change: { kind: "complete", resultJson: options.resultJson },
+        message: options.message
       })
 
     /**
@@ -602,8 +623,10 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             SELECT j.id, j.status, j.worker_id, j.progress_percent FROM ${jobs} j
             WHERE j.id IN (SELECT id FROM input) ORDER BY j.id FOR UPDATE
           ), upd AS (
-            UPDATE ${jobs} j SET status = 'completed', version = j.version + 1, updated_at = now()
-              ${completedSet(sql`i.result::jsonb`)}
+            -- what job_transition's complete sets
+            UPDATE ${jobs} j SET status = 'completed', version = j.version + 1, updated_at = now(),
+              result = i.result::jsonb, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
+              cancel_requested = false
             FROM cur JOIN input i ON i.id = cur.id
             WHERE j.id = cur.id AND cur.status = ANY(${allowedFrom("completed")})
               ${workerId === undefined ? sql`` : sql`AND cur.worker_id = ${workerId}`}
@@ -627,7 +650,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           if (row === undefined) {
             answers.push(Either.left(new JobNotFound({ id: item.id })))
           } else if (row.eventJson !== null) {
-            yield* local.publish(toJobEvent(yield* decodeEventJson(row.eventJson).pipe(Effect.orDie)))
+            yield* local.publish(toJobEvent(eventOfJson(row.eventJson)))
             answers.push(Either.right(item.id))
           } else if (
             workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&
@@ -647,9 +670,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         to: "failed",
         workerId: options.workerId,
-        set: sql`, error_code = ${options.code}, error_message = ${options.error}, finished_at = now(),
-          lease_expires_at = NULL, cancel_requested = false`,
-        event: { message: options.message, errorCode: options.code, errorMessage: options.error }
+        change: { kind: "fail", code: options.code, error: options.error },
+        message: options.message
       })
 
     /**
@@ -664,10 +686,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         to: options.delayMs > 0 ? "scheduled" : "pending",
         workerId: options.workerId,
-        set: sql`, scheduled_at = now() + ${options.delayMs} * interval '1 millisecond', worker_id = NULL,
-          lease_expires_at = NULL, error_code = ${options.code}, error_message = ${options.error},
-          cancel_requested = false`,
-        event: { message: options.message, errorCode: options.code, errorMessage: options.error }
+        change: { kind: "retry", delayMs: options.delayMs, code: options.code, error: options.error },
+        message: options.message
       })
 
     /** claimed|running → canceled: the worker acknowledges a cancel request (or gives the job up as canceled). */
@@ -676,8 +696,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         to: "canceled",
         workerId: options.workerId,
-        set: sql`, finished_at = now(), lease_expires_at = NULL`,
-        event: { message: options.message }
+        change: { kind: "finish" },
+        message: options.message
       })
 
     /**
@@ -693,9 +713,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         from: ["claimed", "running"],
         owner: options.owner,
-        where: sql`AND NOT j.cancel_requested`,
-        set: sql`, cancel_requested = true`,
-        event: { type: "job.cancel_requested", message: options.message }
+        change: { kind: "request_cancel" },
+        message: options.message
       }).pipe(
         // already requested: nothing changes
         Effect.catchTag("TransitionRefused", (again): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
@@ -706,8 +725,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         to: "canceled",
         from: ["scheduled", "pending"],
         owner: options.owner,
-        set: sql`, finished_at = now()`,
-        event: { message: options.message }
+        change: { kind: "finish" },
+        message: options.message
       }).pipe(
         Effect.catchTag("TransitionRefused", (refused): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
           held(refused.found) ? requestCancel : new InvalidTransition({ id, from: refused.found, to: "canceled" }))
@@ -720,8 +739,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         id,
         to: "deleted",
         owner: options.owner,
-        set: sql`, finished_at = now()`,
-        event: { message: options.message }
+        change: { kind: "finish" },
+        message: options.message
       })
 
     return {

@@ -55,24 +55,24 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
     const columns = sql.literal(jobColumns)
     const noPosition = sql.literal(`NULL::int AS "queuePosition"`)
 
-    /** The retry delay of the job `j`'s current attempt in whole ms, jittered by `jitter` (0–1; SQL `random()` if absent). */
-    const retryDelay = (jitter?: number) =>
-      sql`round(least(j.backoff_max_ms, j.backoff_base_ms * power(j.backoff_multiplier, greatest(j.attempt - 1, 0)))
-        * (0.5 + 0.5 * ${jitter === undefined ? sql`random()` : sql`${jitter}::float8`}))`
+    const retryDelayMs = sql(`${schema}.job_retry_delay_ms`)
 
     /**
-     * The end of an attempt that did not succeed, for job `j`: `retry` tells whether another attempt follows
-     * (then `scheduled` after the backoff, or `pending` when the backoff is 0 or `jitter` is `"none"`: no backoff);
-     * otherwise `failed`. A job whose cancellation was requested is never retried.
+     * The end of an attempt that did not succeed, for job `j` (as `job_transition`'s `attempt_failed`, for many
+     * jobs): another attempt follows when attempts remain and no cancellation was requested, `scheduled` after the
+     * job's backoff (randomly jittered) or, without `backoff`, `pending` at once; otherwise `failed`.
      */
-    const attemptEnd = (retry: Statement.Fragment, now: Statement.Fragment, jitter?: number | "none") => {
-      const retried = sql`(${retry} AND NOT j.cancel_requested AND j.attempt < j.max_attempts)`
-      const delay = jitter === "none" ? sql`0` : retryDelay(jitter)
+    const attemptEnd = (now: Date, backoff: boolean) => {
+      const retried = sql`(NOT j.cancel_requested AND j.attempt < j.max_attempts)`
+      const delay = backoff
+        ? sql`${retryDelayMs}(j.backoff_base_ms, j.backoff_max_ms, j.backoff_multiplier, j.attempt, random())`
+        : sql`0`
       return {
         status: sql`CASE WHEN ${retried} THEN CASE WHEN ${delay} > 0 THEN 'scheduled' ELSE 'pending' END ELSE 'failed' END`,
         set: sql`, lease_expires_at = NULL, cancel_requested = false,
           worker_id = CASE WHEN ${retried} THEN NULL ELSE j.worker_id END,
-          scheduled_at = CASE WHEN ${retried} THEN ${now} + ${delay} * interval '1 millisecond' ELSE j.scheduled_at END,
+          scheduled_at = CASE WHEN ${retried} THEN ${now}::timestamptz + ${delay} * interval '1 millisecond'
+            ELSE j.scheduled_at END,
           finished_at = CASE WHEN ${retried} THEN NULL ELSE now() END`
       }
     }
@@ -90,15 +90,20 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
         readonly jitter: number
       }
     ) => {
-      const end = attemptEnd(sql`${options.retryable}::boolean`, sql`${options.now}::timestamptz`, options.jitter)
       return repo.transitionOrInvalid({
         id,
         to: "failed",
-        toExpr: end.status,
         from: ["claimed", "running"],
         workerId: options.workerId,
-        set: sql`${end.set}, error_code = ${options.code}, error_message = ${options.error}`,
-        event: { message: options.message, errorCode: options.code, errorMessage: options.error }
+        change: {
+          kind: "attempt_failed",
+          retryable: options.retryable,
+          now: options.now,
+          jitter: options.jitter,
+          code: options.code,
+          error: options.error
+        },
+        message: options.message
       })
     }
 
@@ -164,7 +169,7 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
       error: Statement.Fragment,
       backoff: boolean
     ) => {
-      const end = attemptEnd(sql`true`, sql`${now}::timestamptz`, backoff ? undefined : "none")
+      const end = attemptEnd(now, backoff)
       return bulk(
         sql`SELECT id, status, worker_id FROM ${jobs} j
             WHERE j.status IN ('claimed', 'running') AND ${where}

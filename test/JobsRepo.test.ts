@@ -116,7 +116,8 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
       const queue = uniqueQueue()
       const low1 = yield* jobIn("pending", { queue })
       const high = yield* jobIn("pending", { queue })
-      yield* repo.transition({ id: high.id, from: ["pending"], set: (yield* SqlClient.SqlClient)`, priority = 5` })
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`UPDATE ${sql(`${(yield* JobWatchConfig).schema}.jobs`)} SET priority = 5 WHERE id = ${high.id}`
       const low2 = yield* jobIn("pending", { queue })
       const claimed = yield* repo.claim({ workerId: "w9", queues: [queue], limit: 10, leaseMs: 30_000 })
       assert.deepStrictEqual(claimed.map((j) => j.id), [high.id, low1.id, low2.id])

@@ -159,3 +159,119 @@ export const toJobEvent = (row: EventRow): JobEvent =>
     result: row.result,
     timestamp: utc(row.createdAt)
   }, true)
+
+/** A `jobs` row as `row_to_json` writes it: column names, timestamps as text. */
+export interface JobRecord {
+  readonly id: JobId
+  readonly name: string
+  readonly queue: string
+  readonly owner: string | null
+  readonly priority: number
+  readonly status: JobStatus
+  readonly payload: unknown
+  readonly result: unknown
+  readonly error_code: string | null
+  readonly error_message: string | null
+  readonly progress_percent: number
+  readonly progress_step: string | null
+  readonly progress_message: string | null
+  readonly progress_data: unknown
+  readonly progress_updated_at: string | null
+  readonly attempt: number
+  readonly max_attempts: number
+  readonly timeout_ms: number | null
+  readonly idempotency_key: string | null
+  readonly cancel_requested: boolean
+  readonly worker_id: string | null
+  readonly lease_expires_at: string | null
+  readonly created_at: string
+  readonly updated_at: string
+  readonly scheduled_at: string
+  readonly claimed_at: string | null
+  readonly started_at: string | null
+  readonly finished_at: string | null
+  readonly version: number
+}
+
+/** A `job_events` row as `row_to_json` writes it. */
+export interface EventRecord {
+  readonly id: EventId
+  readonly job_id: JobId
+  readonly version: number
+  readonly type: JobEventType
+  readonly status: JobStatus
+  readonly previous_status: JobStatus | null
+  readonly progress: number
+  readonly previous_progress: number | null
+  readonly step: string | null
+  readonly message: string | null
+  readonly attempt: number
+  readonly milestone: boolean
+  readonly data: unknown
+  readonly error_code: string | null
+  readonly error_message: string | null
+  readonly created_at: string
+}
+
+const dateOrNull = (text: string | null) => (text === null ? null : new Date(text))
+
+/** The `JobRow` of a job's record (as `jobColumns` would select it; no queue position). */
+export const jobRowOf = (r: JobRecord): JobRow => ({
+  id: r.id,
+  name: r.name,
+  queue: r.queue,
+  owner: r.owner,
+  priority: r.priority,
+  status: r.status,
+  payload: r.payload,
+  result: r.result,
+  errorCode: r.error_code,
+  errorMessage: r.error_message,
+  progressPercent: r.progress_percent,
+  progressStep: r.progress_step,
+  progressMessage: r.progress_message,
+  progressData: r.progress_data,
+  progressUpdatedAt: dateOrNull(r.progress_updated_at),
+  attempt: r.attempt,
+  maxAttempts: r.max_attempts,
+  timeoutMs: r.timeout_ms,
+  idempotencyKey: r.idempotency_key,
+  cancelRequested: r.cancel_requested,
+  workerId: r.worker_id,
+  leaseExpiresAt: dateOrNull(r.lease_expires_at),
+  queuePosition: null,
+  createdAt: new Date(r.created_at),
+  updatedAt: new Date(r.updated_at),
+  scheduledAt: new Date(r.scheduled_at),
+  claimedAt: dateOrNull(r.claimed_at),
+  startedAt: dateOrNull(r.started_at),
+  finishedAt: dateOrNull(r.finished_at),
+  version: r.version
+})
+
+/** The `EventRow` of an event's record; `result` is its job's (carried by a `completed` event only). */
+export const eventRowOf = (r: EventRecord, result: unknown): EventRow => ({
+  id: r.id,
+  jobId: r.job_id,
+  version: r.version,
+  type: r.type,
+  status: r.status,
+  previousStatus: r.previous_status,
+  progress: r.progress,
+  previousProgress: r.previous_progress,
+  step: r.step,
+  message: r.message,
+  attempt: r.attempt,
+  milestone: r.milestone,
+  data: r.data,
+  errorCode: r.error_code,
+  errorMessage: r.error_message,
+  result: r.type === "job.status.changed" && r.status === "completed" ? result : null,
+  createdAt: new Date(r.created_at)
+})
+
+/** An event built by `eventJson`: JSON, so its time is text. */
+export const eventOfJson = (json: unknown): EventRow => {
+  const row = json as Omit<EventRow, "createdAt"> & { readonly createdAt: string }
+  return { ...row, createdAt: new Date(row.createdAt) }
+}

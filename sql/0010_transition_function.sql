@@ -11,9 +11,10 @@ CREATE FUNCTION job_retry_delay_ms(base_ms bigint, max_ms bigint, multiplier dou
 $$;
 
 -- Moves job `p_id` (of `p_owner` when given) from one of `p_from` (held by `p_worker` when given) to `p_to`,
--- making the change `p_change` and writing the event of the new version. Answers no row when the job does not
--- exist; else one row with the status and worker found and, when the change applied, the job and the event as
--- JSON (`job` is null when it did not apply).
+-- making the change `p_change` and writing the event of the new version. Answers null when the job does not
+-- exist; else `{foundStatus, foundWorker}` (the status and worker found) and, when the change applied, `job` and
+-- `event`: the changed row and the event written, as `row_to_json` writes them. One JSON value: the statement
+-- that calls it is a plain function call, the cheapest to parse and plan.
 --   status          the status only
 --   start           and started_at
 --   complete        and the result (`p_result`), progress at 100; the job is let go
@@ -27,7 +28,7 @@ CREATE FUNCTION job_transition(
   p_id uuid, p_change text, p_to text, p_from text[], p_owner text, p_worker text, p_message text,
   p_result jsonb, p_code text, p_error text, p_delay_ms double precision, p_retryable boolean,
   p_now timestamptz, p_jitter double precision
-) RETURNS TABLE (found_status text, found_worker text, job json, event json)
+) RETURNS json
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   cur jobs;
@@ -38,14 +39,11 @@ DECLARE
 BEGIN
   SELECT * INTO cur FROM jobs WHERE id = p_id AND (p_owner IS NULL OR owner = p_owner) FOR UPDATE;
   IF NOT FOUND THEN
-    RETURN;
+    RETURN NULL;
   END IF;
-  found_status := cur.status;
-  found_worker := cur.worker_id;
   IF NOT (cur.status = ANY (p_from)) OR (p_worker IS NOT NULL AND cur.worker_id IS DISTINCT FROM p_worker)
     OR (p_change = 'request_cancel' AND cur.cancel_requested) THEN
-    RETURN NEXT;
-    RETURN;
+    RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id);
   END IF;
   CASE p_change
     WHEN 'status' THEN
@@ -94,8 +92,7 @@ BEGIN
     changed.status, cur.status, changed.progress_percent, cur.progress_percent, changed.progress_step, p_message,
     changed.attempt, p_code, p_error)
   RETURNING * INTO written;
-  job := row_to_json(changed);
-  event := row_to_json(written);
-  RETURN NEXT;
+  RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'job', row_to_json(changed),
+    'event', row_to_json(written));
 END
 $$;

@@ -109,12 +109,12 @@ export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("
   workerId: Schema.NullOr(Schema.String)
 }) {}
 
-/** What `job_transition` answers (our own SQL: typed, not decoded): the job and its event when it changed. */
-interface FoundRow {
+/** What `job_transition` answers for a job found (our own SQL: typed, not decoded): its job and event if changed. */
+interface Found {
   readonly foundStatus: JobStatus
   readonly foundWorker: string | null
-  readonly job: JobRecord | null
-  readonly event: EventRecord | null
+  readonly job?: JobRecord
+  readonly event?: EventRecord
 }
 
 /** What the insert answers per input job, in input order (our own SQL: typed, not decoded). */
@@ -419,17 +419,16 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
       const from = t.from ?? (t.to === undefined ? [] : allowedFrom(t.to))
       const change = t.change ?? { kind: "status" }
       const a = changeArguments(change)
-      return sql<FoundRow>`
-        SELECT found_status AS "foundStatus", found_worker AS "foundWorker", job, event
-        FROM ${transitionFunction}(${t.id}::uuid, ${change.kind}::text, ${t.to ?? null}::text, ${from}::text[],
+      return sql<{ readonly found: Found | null }>`
+        SELECT ${transitionFunction}(${t.id}::uuid, ${change.kind}::text, ${t.to ?? null}::text, ${from}::text[],
           ${t.owner ?? null}::text, ${t.workerId ?? null}::text, ${t.message ?? null}::text, ${a.result}::jsonb,
           ${a.code}::text, ${a.error}::text, ${a.delayMs}::float8, ${a.retryable}::boolean, ${a.now}::timestamptz,
-          ${a.jitter}::float8)`.pipe(
+          ${a.jitter}::float8) AS found`.pipe(
         Effect.catchTag("SqlError", Effect.die),
         Effect.flatMap((rows): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
-          if (rows.length === 0) return new JobNotFound({ id: t.id })
-          const found = rows[0]!
-          if (found.job === null || found.event === null) {
+          const found = rows[0]!.found
+          if (found === null) return new JobNotFound({ id: t.id })
+          if (found.job === undefined || found.event === undefined) {
             return new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
           }
           const job = jobRowOf(found.job)

@@ -1,16 +1,20 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Either, Layer } from "effect"
+import type { JobEvent } from "../src/Domain/JobEvent.js"
 import { JobWatchConfig } from "../src/Config.js"
 import { allStatuses, canTransition } from "../src/Domain/JobStatus.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { JobsRepo } from "../src/JobsRepo.js"
+import { LocalEvents } from "../src/LocalEvents.js"
 import { jobIn, uniqueQueue } from "./support/fixtures.js"
 import * as TestDb from "./support/TestDb.js"
 
-const TestLayer = Layer.mergeAll(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
-  Layer.provideMerge(TestDb.layer())
-)
+// LocalEvents is the very instance JobsRepo publishes to (layers are shared by reference within one build)
+const TestLayer = Layer.mergeAll(
+  JobWatch.layer,
+  Layer.merge(JobsRepo.Default, LocalEvents.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
+).pipe(Layer.provideMerge(TestDb.layer()))
 
 const eventsOf = (id: string) =>
   Effect.gen(function*() {
@@ -202,5 +206,36 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
       assert.deepStrictEqual(events.map((e) => e.status), ["pending", "claimed", "running", "completed"])
       assert.deepStrictEqual(events[3]!.result, { ok: true })
       assert.deepStrictEqual((yield* repo.eventsOf(job.id, 2)).map((e) => e.version), [3, 4])
+    }))
+
+  it.scoped("each change answers the job and hands over the event exactly as a read of them gives them", () =>
+    Effect.gen(function*() {
+      const repo = yield* JobsRepo
+      const published: Array<JobEvent> = []
+      yield* (yield* LocalEvents).subscribe((event) => published.push(event))
+      const { id } = yield* jobIn("claimed")
+      const changes = [
+        () => repo.start(id, { message: "off we go" }),
+        () => repo.cancel(id, { message: "stop, please" }),
+        () => repo.retry(id, { delayMs: 60_000, code: "flaky", error: "try again" }),
+        () => repo.remove(id, { message: "gone" })
+      ]
+      for (const change of changes) {
+        const answered = yield* change()
+        assert.deepStrictEqual(answered, yield* repo.get(id))
+      }
+      const { id: other } = yield* jobIn("running")
+      const completed = yield* repo.complete(other, { resultJson: JSON.stringify({ n: [1, 2] }), message: "done" })
+      assert.deepStrictEqual(completed, yield* repo.get(other))
+      const { id: third } = yield* jobIn("running")
+      const failed = yield* repo.fail(third, { code: "E42", error: "broke", message: null })
+      assert.deepStrictEqual(failed, yield* repo.get(third))
+      // every event handed over in process is the one stored, result and error included
+      const stored = [...(yield* repo.eventsOf(id, 0)), ...(yield* repo.eventsOf(other, 0)), ...(yield* repo.eventsOf(third, 0))]
+      const mine = published.filter((event) => [id, other, third].includes(event.jobId))
+      assert.isAtLeast(mine.length, 8)
+      for (const event of mine) {
+        assert.deepStrictEqual(event, stored.find((e) => e.jobId === event.jobId && e.version === event.version))
+      }
     }))
 })

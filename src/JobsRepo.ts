@@ -14,7 +14,6 @@ import type { EventRecord, JobRecord } from "./internal/rows.js"
 import {
   EventRow,
   eventColumns,
-  eventJson,
   eventOfJson,
   eventRowOf,
   JobRow,
@@ -173,12 +172,13 @@ export interface StreamPosition {
   readonly version: number
 }
 
-/** What `completeMany` answers per job found (our own SQL: typed, not decoded; the event is decoded). */
-interface CompletedRow {
+/** What `job_complete_many` answers per job found (our own SQL: typed, not decoded): its event if completed. */
+interface Completed {
   readonly id: JobId
   readonly foundStatus: JobStatus
   readonly foundWorker: string | null
-  readonly eventJson: unknown
+  readonly event: EventRecord | null
+  readonly result: unknown
 }
 
 /**
@@ -200,6 +200,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const jobs = sql(`${schema}.jobs`)
     const events = sql(`${schema}.job_events`)
     const transitionFunction = sql(`${schema}.job_transition`)
+    const completeManyFunction = sql(`${schema}.job_complete_many`)
     const workers = sql(`${schema}.workers`)
     const columns = sql.literal(jobColumns)
     const queuePosition = sql`CASE WHEN j.status = 'pending' THEN (
@@ -614,42 +615,18 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     ): Effect.Effect<ReadonlyArray<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>>> =>
       Effect.gen(function*() {
         if (items.length === 0) return []
-        const rows = yield* sql<CompletedRow>`
-          WITH input AS (
-            SELECT * FROM unnest(${items.map((i) => i.id)}::uuid[], ${items.map((i) => i.resultJson)}::text[],
-              ${items.map((i) => i.message)}::text[]) AS i(id, result, message)
-          ), cur AS (
-            SELECT j.id, j.status, j.worker_id, j.progress_percent FROM ${jobs} j
-            WHERE j.id IN (SELECT id FROM input) ORDER BY j.id FOR UPDATE
-          ), upd AS (
-            -- what job_transition's complete sets
-            UPDATE ${jobs} j SET status = 'completed', version = j.version + 1, updated_at = now(),
-              result = i.result::jsonb, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
-              cancel_requested = false
-            FROM cur JOIN input i ON i.id = cur.id
-            WHERE j.id = cur.id AND cur.status = ANY(${allowedFrom("completed")})
-              ${workerId === undefined ? sql`` : sql`AND cur.worker_id = ${workerId}`}
-            RETURNING j.*, cur.status AS previous_status, cur.progress_percent AS previous_progress,
-              i.message AS event_message
-          ), ev AS (
-            INSERT INTO ${events} (job_id, version, type, status, previous_status, progress, previous_progress,
-              step, message, attempt)
-            SELECT id, version, 'job.status.changed', status, previous_status, progress_percent, previous_progress,
-              progress_step, event_message, attempt
-            FROM upd
-            RETURNING *
-          )
-          SELECT cur.id, cur.status AS "foundStatus", cur.worker_id AS "foundWorker",
-            CASE WHEN j.id IS NULL THEN NULL ELSE ${sql.literal(eventJson)} END AS "eventJson"
-          FROM cur LEFT JOIN upd j ON j.id = cur.id LEFT JOIN ev e ON e.job_id = j.id`.pipe(Effect.orDie)
-        const byId = new Map(rows.map((row) => [row.id, row]))
+        const rows = yield* sql<{ readonly answers: ReadonlyArray<Completed> | null }>`
+          SELECT ${completeManyFunction}(${workerId ?? null}::text, ${items.map((i) => i.id)}::uuid[],
+            ${items.map((i) => i.resultJson)}::text[], ${items.map((i) => i.message)}::text[],
+            ${allowedFrom("completed")}::text[]) AS answers`.pipe(Effect.orDie)
+        const byId = new Map((rows[0]!.answers ?? []).map((row) => [row.id, row]))
         const answers: Array<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>> = []
         for (const item of items) {
           const row = byId.get(item.id)
           if (row === undefined) {
             answers.push(Either.left(new JobNotFound({ id: item.id })))
-          } else if (row.eventJson !== null) {
-            yield* local.publish(toJobEvent(eventOfJson(row.eventJson)))
+          } else if (row.event !== null) {
+            yield* local.publish(toJobEvent(eventRowOf(row.event, row.result)))
             answers.push(Either.right(item.id))
           } else if (
             workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&

@@ -230,10 +230,15 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
       const { id: third } = yield* jobIn("running")
       const failed = yield* repo.fail(third, { code: "E42", error: "broke", message: null })
       assert.deepStrictEqual(failed, yield* repo.get(third))
+      const { id: fourth } = yield* jobIn("claimed")
+      const [answer] = yield* repo.completeMany("w1", [{ id: fourth, resultJson: `{"b": 1, "a": [true]}`, message: "many" }])
+      assert.isTrue(answer !== undefined && Either.isRight(answer))
       // every event handed over in process is the one stored, result and error included
-      const stored = [...(yield* repo.eventsOf(id, 0)), ...(yield* repo.eventsOf(other, 0)), ...(yield* repo.eventsOf(third, 0))]
-      const mine = published.filter((event) => [id, other, third].includes(event.jobId))
-      assert.isAtLeast(mine.length, 8)
+      const ids = [id, other, third, fourth]
+      const stored = (yield* Effect.forEach(ids, (job) => repo.eventsOf(job, 0))).flat()
+      const mine = published.filter((event) => ids.includes(event.jobId))
+      assert.isAtLeast(mine.length, 9)
+      assert.deepStrictEqual(mine.find((event) => event.jobId === fourth)?.result, { a: [true], b: 1 })
       for (const event of mine) {
         assert.deepStrictEqual(event, stored.find((e) => e.jobId === event.jobId && e.version === event.version))
       }

@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Chunk, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock } from "effect"
+import { Chunk, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock, Tracer } from "effect"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
@@ -186,6 +186,44 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         yield* runToCompletion2(b.id)
         const outcomes = yield* Fiber.join(all).pipe(within(10))
         assert.deepStrictEqual(outcomes.map((o) => o.id), [b.id, a.id, b.id])
+      }))
+
+    it.effect("waitFor and waitForAll each end a span of their own, a child of the caller's, with their exit", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const spans: Array<Tracer.Span> = []
+        const recording = yield* Effect.tracerWith((base) =>
+          Effect.succeed(Tracer.make({
+            span: (...args) => {
+              const span = base.span(...args)
+              spans.push(span)
+              return span
+            },
+            context: (f, fiber) => base.context(f, fiber)
+          }))
+        )
+        const a = yield* jobIn("running")
+        const b = yield* jobIn("running")
+        const waits = yield* Effect.fork(
+          Effect.all([watcher.waitFor(a.id), watcher.waitForAll([a.id, b.id]), Effect.either(watcher.waitFor("nope"))])
+            .pipe(Effect.withSpan("caller"), Effect.withTracer(recording))
+        )
+        yield* Effect.sleep(Duration.millis(50))
+        yield* runToCompletion2(a.id)
+        yield* runToCompletion2(b.id)
+        yield* Fiber.join(waits).pipe(within(10))
+        const caller = spans.find((span) => span.name === "caller")!
+        const named = (name: string) => spans.filter((span) => span.name === name)
+        assert.lengthOf(named("CompletionWatcher.waitFor"), 2)
+        assert.lengthOf(named("CompletionWatcher.waitForAll"), 1)
+        for (const span of [...named("CompletionWatcher.waitFor"), ...named("CompletionWatcher.waitForAll")]) {
+          assert.strictEqual(Option.getOrUndefined(span.parent)?.spanId, caller.spanId)
+          assert.strictEqual(span.status._tag, "Ended")
+        }
+        const exits = named("CompletionWatcher.waitFor").map((span) =>
+          span.status._tag === "Ended" ? span.status.exit._tag : "open"
+        )
+        assert.sameMembers(exits, ["Success", "Failure"])
       }))
 
     it.effect("waitForFirst answers the first to finish and releases the other registrations", () =>

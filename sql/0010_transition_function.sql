@@ -31,13 +31,16 @@ CREATE FUNCTION job_transition(
 ) RETURNS json
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-  cur jobs;
+  cur record;
   changed jobs;
   written job_events;
   retried boolean;
   delay double precision;
 BEGIN
-  SELECT * INTO cur FROM jobs WHERE id = p_id AND (p_owner IS NULL OR owner = p_owner) FOR UPDATE;
+  -- what the checks and the event need, not the whole row (the payload and result may be large)
+  SELECT status, worker_id, progress_percent, cancel_requested, attempt, max_attempts, backoff_base_ms,
+    backoff_max_ms, backoff_multiplier
+  INTO cur FROM jobs WHERE id = p_id AND (p_owner IS NULL OR owner = p_owner) FOR UPDATE;
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;

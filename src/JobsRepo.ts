@@ -14,7 +14,6 @@ import type { EventRecord, JobRecord } from "./internal/rows.js"
 import {
   EventRow,
   eventColumns,
-  eventOfJson,
   eventRowOf,
   JobRow,
   jobColumns,
@@ -393,12 +392,12 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         return toJobInfo(job)
       })
 
-    /** The job a single-job change statement answered: its columns and `eventJson`. */
+    /** The job a single-job change statement answered: its columns and `event`, the event's `row_to_json`. */
     const changedJob = (rows: ReadonlyArray<unknown>) =>
       Effect.gen(function*() {
         const [job] = yield* decodeJobs(rows)
-        const eventJson = (rows[0] as { readonly eventJson: unknown }).eventJson
-        return yield* announce(job!, () => eventOfJson(eventJson))
+        const { event } = rows[0] as { readonly event: EventRecord }
+        return yield* announce(job!, () => eventRowOf(event, job!.result))
       })
 
     /** The arguments of `job_transition` that each change uses (the others are null). */

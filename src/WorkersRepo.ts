@@ -7,7 +7,7 @@ import type { JobInfo } from "./Domain/Job.js"
 import { JobId } from "./Domain/JobId.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
-import { eventJson, jobColumns } from "./internal/rows.js"
+import { jobColumns } from "./internal/rows.js"
 import { JobsRepo } from "./JobsRepo.js"
 
 /** What a set-based reaper statement changed. */
@@ -297,7 +297,7 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
           RETURNING *
         )
         SELECT cur.status AS "foundStatus", cur.worker_id AS "foundWorker", cur.progress_percent AS "foundPercent",
-          j.id IS NOT NULL AS changed, ${columns}, ${noPosition}, ${sql.literal(eventJson)} AS "eventJson"
+          j.id IS NOT NULL AS changed, ${columns}, ${noPosition}, row_to_json(e) AS event
         FROM cur LEFT JOIN upd j ON j.cur_id = cur.id LEFT JOIN ev e ON e.job_id = j.id`.pipe(
         Effect.flatMap((rows) =>
           Effect.gen(function*() {

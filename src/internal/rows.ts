@@ -129,15 +129,6 @@ export const eventColumns = `
   CASE WHEN e.type = 'job.status.changed' AND e.status = 'completed' THEN j.result END AS result,
   e.created_at AS "createdAt"`
 
-/** The same event as one JSON object (from `job_events e` and the job `j`), for statements that return a job too. */
-export const eventJson = `json_build_object(
-  'id', e.id, 'jobId', e.job_id, 'version', e.version, 'type', e.type, 'status', e.status,
-  'previousStatus', e.previous_status, 'progress', e.progress, 'previousProgress', e.previous_progress,
-  'step', e.step, 'message', e.message, 'attempt', e.attempt, 'milestone', e.milestone, 'data', e.data,
-  'errorCode', e.error_code, 'errorMessage', e.error_message,
-  'result', CASE WHEN e.type = 'job.status.changed' AND e.status = 'completed' THEN j.result END,
-  'createdAt', e.created_at)`
-
 export const toJobEvent = (row: EventRow): JobEvent =>
   new JobEvent({
     id: row.id,
@@ -269,9 +260,3 @@ export const eventRowOf = (r: EventRecord, result: unknown): EventRow => ({
   result: r.type === "job.status.changed" && r.status === "completed" ? result : null,
   createdAt: new Date(r.created_at)
 })
-
-/** An event built by `eventJson`: JSON, so its time is text. */
-export const eventOfJson = (json: unknown): EventRow => {
-  const row = json as Omit<EventRow, "createdAt"> & { readonly createdAt: string }
-  return { ...row, createdAt: new Date(row.createdAt) }
-}

@@ -63,6 +63,23 @@ export interface JobWatchConfigShape {
   /** Deliveries in flight in this process, in all, and per endpoint. */
   readonly webhookConcurrency: number
   readonly webhookEndpointConcurrency: number
+  /** The least severe log level written: `debug`, `info` (default), `warn` or `error`. */
+  readonly logLevel: "debug" | "info" | "warn" | "error"
+  /** The cap of every background retry loop's backoff (exponential from 100 ms, jittered). */
+  readonly retryMaxBackoff: Duration.Duration
+  /** How often the LISTEN connection is checked with a bounded query; an unanswered check is a dead connection. */
+  readonly listenerCheckInterval: Duration.Duration
+  /** Open event streams and waiting requests one user may hold at once; `None`: no limit. */
+  readonly maxStreamsPerUser: Option.Option<number>
+  /** Requests per second one user may make, on average (a token bucket); `None`: no limit. */
+  readonly rateLimit: Option.Option<number>
+  /** The bucket's size: requests one user may make in a burst above the rate. */
+  readonly rateLimitBurst: number
+  /** Open HTTP connections the server accepts at once; further ones are refused. */
+  readonly maxConnections: number
+  /** How long a client may take to send a request's headers, and then its body. */
+  readonly headersTimeout: Duration.Duration
+  readonly bodyTimeout: Duration.Duration
 }
 
 /** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
@@ -71,6 +88,7 @@ export type JobWatchConfigInput = {
     : JobWatchConfigShape[K] extends ReadonlyArray<Duration.Duration> ? ReadonlyArray<Duration.DurationInput>
     : JobWatchConfigShape[K] extends Option.Option<Duration.Duration> ? Duration.DurationInput | null
     : JobWatchConfigShape[K] extends Option.Option<Redacted.Redacted> ? string | Redacted.Redacted | Option.Option<Redacted.Redacted>
+    : JobWatchConfigShape[K] extends Option.Option<number> ? number | null
     : JobWatchConfigShape[K]
 }
 
@@ -106,7 +124,16 @@ export const defaults: JobWatchConfigShape = {
   webhookSecretOverlap: Duration.hours(24),
   webhookDisableAfter: Duration.days(5),
   webhookConcurrency: 16,
-  webhookEndpointConcurrency: 4
+  webhookEndpointConcurrency: 4,
+  logLevel: "info",
+  retryMaxBackoff: Duration.seconds(10),
+  listenerCheckInterval: Duration.seconds(5),
+  maxStreamsPerUser: Option.some(100),
+  rateLimit: Option.some(50),
+  rateLimitBurst: 200,
+  maxConnections: 10_000,
+  headersTimeout: Duration.seconds(30),
+  bodyTimeout: Duration.seconds(30)
 }
 
 /** The environment variable behind each field (`layerConfig`). */
@@ -142,7 +169,16 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   webhookSecretOverlap: "JOBWATCH_WEBHOOK_SECRET_OVERLAP",
   webhookDisableAfter: "JOBWATCH_WEBHOOK_DISABLE_AFTER",
   webhookConcurrency: "JOBWATCH_WEBHOOK_CONCURRENCY",
-  webhookEndpointConcurrency: "JOBWATCH_WEBHOOK_ENDPOINT_CONCURRENCY"
+  webhookEndpointConcurrency: "JOBWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
+  logLevel: "JOBWATCH_LOG_LEVEL",
+  retryMaxBackoff: "JOBWATCH_RETRY_MAX_BACKOFF",
+  listenerCheckInterval: "JOBWATCH_LISTENER_CHECK_INTERVAL",
+  maxStreamsPerUser: "JOBWATCH_MAX_STREAMS_PER_USER",
+  rateLimit: "JOBWATCH_RATE_LIMIT",
+  rateLimitBurst: "JOBWATCH_RATE_LIMIT_BURST",
+  maxConnections: "JOBWATCH_MAX_CONNECTIONS",
+  headersTimeout: "JOBWATCH_HEADERS_TIMEOUT",
+  bodyTimeout: "JOBWATCH_BODY_TIMEOUT"
 }
 
 type Field = keyof JobWatchConfigShape
@@ -248,6 +284,37 @@ const origins = (value: unknown): Either.Either<ReadonlyArray<string>, Invalid> 
     : Either.left({ field: "corsOrigins", message: `expected an origin such as https://app.example.com or *, got ${JSON.stringify(bad)}` })
 }
 
+const logLevels = ["debug", "info", "warn", "error"] as const
+
+const logLevel = (value: unknown): Either.Either<JobWatchConfigShape["logLevel"], Invalid> => {
+  const text = typeof value === "string" ? value.trim().toLowerCase() : value
+  const level = text === "warning" ? "warn" : text
+  return logLevels.find((l) => l === level) !== undefined
+    ? Either.right(level as JobWatchConfigShape["logLevel"])
+    : Either.left({ field: "logLevel", message: `expected debug, info, warn or error, got ${JSON.stringify(value)}` })
+}
+
+const isOff = (value: unknown) =>
+  value === null || (typeof value === "string" && /^\s*(off|none|null|disabled?|unlimited)\s*$/i.test(value))
+
+/** A positive integer up to `max`, or `null`/`"off"` (and `None`) for "no limit". */
+const optionalInt = (field: Field, value: unknown, max: number): Either.Either<Option.Option<number>, Invalid> => {
+  const inner = Option.isOption(value) ? Option.getOrNull(value) : value
+  if (isOff(inner)) return Either.right(Option.none())
+  return Either.map(intIn(field, inner, 1, max), Option.some)
+}
+
+/** Requests per second: a positive number (`50`, `50/s`, `0.5`), or `null`/`"off"` (and `None`) for "no limit". */
+const rate = (value: unknown): Either.Either<Option.Option<number>, Invalid> => {
+  const inner = Option.isOption(value) ? Option.getOrNull(value) : value
+  if (isOff(inner)) return Either.right(Option.none())
+  const m = typeof inner === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*s(?:ec(?:ond)?)?)?\s*$/i.exec(inner) : null
+  const n = typeof inner === "number" ? inner : m !== null ? Number(m[1]) : Number.NaN
+  return Number.isFinite(n) && n > 0 && n <= 1_000_000
+    ? Either.right(Option.some(n))
+    : Either.left({ field: "rateLimit", message: `expected requests per second such as 50 or 50/s (or off), got ${JSON.stringify(inner)}` })
+}
+
 type RawInput = { readonly [K in Field]?: unknown }
 
 const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
@@ -293,7 +360,16 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       webhookSecretOverlap: yield* duration("webhookSecretOverlap", v.webhookSecretOverlap),
       webhookDisableAfter: yield* positiveDuration("webhookDisableAfter", v.webhookDisableAfter),
       webhookConcurrency: yield* intIn("webhookConcurrency", v.webhookConcurrency, 1, 10_000),
-      webhookEndpointConcurrency: yield* intIn("webhookEndpointConcurrency", v.webhookEndpointConcurrency, 1, 1000)
+      webhookEndpointConcurrency: yield* intIn("webhookEndpointConcurrency", v.webhookEndpointConcurrency, 1, 1000),
+      logLevel: yield* logLevel(v.logLevel),
+      retryMaxBackoff: yield* positiveDuration("retryMaxBackoff", v.retryMaxBackoff),
+      listenerCheckInterval: yield* positiveDuration("listenerCheckInterval", v.listenerCheckInterval),
+      maxStreamsPerUser: yield* optionalInt("maxStreamsPerUser", v.maxStreamsPerUser, 1_000_000),
+      rateLimit: yield* rate(v.rateLimit),
+      rateLimitBurst: yield* intIn("rateLimitBurst", v.rateLimitBurst, 1, 1_000_000),
+      maxConnections: yield* intIn("maxConnections", v.maxConnections, 1, 1_000_000),
+      headersTimeout: yield* positiveDuration("headersTimeout", v.headersTimeout),
+      bodyTimeout: yield* positiveDuration("bodyTimeout", v.bodyTimeout)
     }
   })
 
@@ -355,7 +431,16 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         webhookSecretOverlap: str("webhookSecretOverlap"),
         webhookDisableAfter: str("webhookDisableAfter"),
         webhookConcurrency: int("webhookConcurrency"),
-        webhookEndpointConcurrency: int("webhookEndpointConcurrency")
+        webhookEndpointConcurrency: int("webhookEndpointConcurrency"),
+        logLevel: str("logLevel"),
+        retryMaxBackoff: str("retryMaxBackoff"),
+        listenerCheckInterval: str("listenerCheckInterval"),
+        maxStreamsPerUser: int("maxStreamsPerUser"),
+        rateLimit: str("rateLimit"),
+        rateLimitBurst: int("rateLimitBurst"),
+        maxConnections: int("maxConnections"),
+        headersTimeout: str("headersTimeout"),
+        bodyTimeout: str("bodyTimeout")
       })
       const input: Partial<Record<Field, unknown>> = {}
       for (const [field, value] of Object.entries(raw)) {

@@ -116,6 +116,46 @@ describe("JobWatchConfig", () => {
       assert.isTrue(Either.isLeft(result) && String(result.left).includes("maxBatchSize"))
     }))
 
+  it.effect("the hardening settings: log level, backoff cap, listener check, per-user limits, connection limits", () =>
+    Effect.gen(function*() {
+      const defaults = yield* fromEnv({})
+      assert.strictEqual(defaults.logLevel, "info")
+      assert.deepStrictEqual(defaults.maxStreamsPerUser, Option.some(100))
+      assert.deepStrictEqual(defaults.rateLimit, Option.some(50))
+      assert.strictEqual(defaults.rateLimitBurst, 200)
+      const config = yield* fromEnv({
+        JOBWATCH_LOG_LEVEL: "WARN",
+        JOBWATCH_RETRY_MAX_BACKOFF: "30s",
+        JOBWATCH_LISTENER_CHECK_INTERVAL: "2s",
+        JOBWATCH_MAX_STREAMS_PER_USER: "off",
+        JOBWATCH_RATE_LIMIT: "20/s",
+        JOBWATCH_RATE_LIMIT_BURST: "40",
+        JOBWATCH_MAX_CONNECTIONS: "500",
+        JOBWATCH_HEADERS_TIMEOUT: "10s",
+        JOBWATCH_BODY_TIMEOUT: "1m"
+      })
+      assert.strictEqual(config.logLevel, "warn")
+      assert.strictEqual(Duration.toMillis(config.retryMaxBackoff), 30_000)
+      assert.strictEqual(Duration.toMillis(config.listenerCheckInterval), 2000)
+      assert.isTrue(Option.isNone(config.maxStreamsPerUser))
+      assert.deepStrictEqual(config.rateLimit, Option.some(20))
+      assert.strictEqual(config.rateLimitBurst, 40)
+      assert.strictEqual(config.maxConnections, 500)
+      assert.strictEqual(Duration.toMillis(config.headersTimeout), 10_000)
+      assert.strictEqual(Duration.toMillis(config.bodyTimeout), 60_000)
+      assert.isTrue(Option.isNone((yield* fromEnv({ JOBWATCH_RATE_LIMIT: "off" })).rateLimit))
+      for (const [name, value] of [
+        ["JOBWATCH_LOG_LEVEL", "loud"],
+        ["JOBWATCH_RATE_LIMIT", "fast"],
+        ["JOBWATCH_RATE_LIMIT", "0"],
+        ["JOBWATCH_MAX_STREAMS_PER_USER", "0"],
+        ["JOBWATCH_MAX_CONNECTIONS", "-1"],
+        ["JOBWATCH_HEADERS_TIMEOUT", "0s"]
+      ] as const) {
+        assert.include(yield* failureOf({ [name]: value }), name)
+      }
+    }))
+
   it("parseDuration takes DurationInputs and shorthands", () => {
     const ms = (input: unknown) => Option.map(parseDuration(input), Duration.toMillis)
     assert.deepStrictEqual(ms("5s"), Option.some(5000))

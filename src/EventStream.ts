@@ -54,7 +54,8 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
     const listener = yield* Listener
     const watcher = yield* CompletionWatcher
     const config = yield* JobWatchConfig
-    const idlePoll = Option.getOrElse(config.refreshInterval, () => Duration.seconds(5))
+    // the safety net of an idle stream is the refresh interval; with the refresh off, only doorbells wake it
+    const idlePoll = config.refreshInterval
 
     // every doorbell and every (re)connect wakes the user streams of this process
     const wakers = new Set<() => void>()
@@ -125,7 +126,10 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
           }
           // after a doorbell, what rang may be held back behind an older transaction still running (one that writes
           // no event rings no doorbell when it ends): look again every 200 ms for a while
-          const rang = Option.isSome(yield* Queue.take(wake).pipe(Effect.timeoutOption(pollsLeft > 0 ? heldBackPoll : idlePoll)))
+          const poll = pollsLeft > 0 ? Option.some(heldBackPoll) : idlePoll
+          const rang = Option.isNone(poll)
+            ? yield* Queue.take(wake).pipe(Effect.as(true))
+            : Option.isSome(yield* Queue.take(wake).pipe(Effect.timeoutOption(poll.value)))
           pollsLeft = rang ? heldBackPolls : Math.max(0, pollsLeft - 1)
           return Chunk.empty<PositionedEvent>()
           }))

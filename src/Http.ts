@@ -3,6 +3,7 @@ import {
   HttpApiSwagger,
   HttpApp,
   HttpLayerRouter,
+  HttpRouter,
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
@@ -11,7 +12,7 @@ import { SqlClient } from "@effect/sql"
 import { Cause, Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult, WorkerRole } from "./Api.js"
-import { CurrentUser, Forbidden } from "./Domain/Auth.js"
+import { checkWorker, CurrentUser, Forbidden } from "./Domain/Auth.js"
 import * as Auth from "./Auth.js"
 import { JobWatchConfig } from "./Config.js"
 import { PayloadTooLarge } from "./Domain/Errors.js"
@@ -268,13 +269,20 @@ export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =
       maxAge: 600
     })))
 
-/** The worker-role check: the `CurrentUser` that `Authentication` provided must be a worker (or an admin). */
+/**
+ * The worker-role check: the `CurrentUser` that `Authentication` provided must be a worker (or an admin) and, on
+ * `/v1/workers/{workerId}/…`, may act as that worker id: refused before the body is read, whatever it holds. The
+ * ids in bodies (`PATCH /v1/jobs/{id}`, progress) are checked by `Operations`, by the same rule.
+ */
 export const WorkerRoleLive = Layer.succeed(
   WorkerRole,
-  Effect.flatMap(Effect.serviceOption(CurrentUser), (user) =>
-    Option.isSome(user) && user.value.isWorker
-      ? Effect.void
-      : Effect.fail(new Forbidden({ message: "this needs the worker role", required: "worker" })))
+  Effect.gen(function*() {
+    const user = yield* Effect.serviceOption(CurrentUser)
+    if (Option.isNone(user)) return yield* new Forbidden({ message: "this needs the worker role", required: "worker" })
+    const route = yield* Effect.serviceOption(HttpRouter.RouteContext)
+    const workerId = Option.isSome(route) ? route.value.params["workerId"] : undefined
+    return yield* checkWorker(user.value, workerId)
+  })
 )
 
 /**

@@ -447,7 +447,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.catchTag("TransitionRefused", (refused): Effect.Effect<never, InvalidTransition | NotJobHolder> =>
           t.workerId !== undefined && (refused.found === "claimed" || refused.found === "running") &&
             refused.workerId !== t.workerId
-            ? Effect.fail(new NotJobHolder({ id: t.id, workerId: t.workerId, holder: refused.workerId }))
+            ? Effect.fail(new NotJobHolder({ id: t.id, workerId: t.workerId }))
             : Effect.fail(new InvalidTransition({ id: t.id, from: refused.found, to: t.to })))
       )
 
@@ -631,7 +631,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&
             row.foundWorker !== workerId
           ) {
-            answers.push(Either.left(new NotJobHolder({ id: item.id, workerId, holder: row.foundWorker })))
+            answers.push(Either.left(new NotJobHolder({ id: item.id, workerId })))
           } else {
             answers.push(Either.left(new InvalidTransition({ id: item.id, from: row.foundStatus, to: "completed" })))
           }

@@ -2,7 +2,7 @@ import { Duration, Effect } from "effect"
 import type { EnqueueBody } from "./Api.js"
 import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
-import { CurrentUser, Forbidden } from "./Domain/Auth.js"
+import { checkWorker, CurrentUser } from "./Domain/Auth.js"
 import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
 import { EventStream } from "./EventStream.js"
 import type { EnqueueOptions } from "./Jobs.js"
@@ -62,11 +62,11 @@ const afterVersionOf = (value: number | undefined) =>
     ? Effect.succeed(value)
     : Effect.fail(new InvalidInput({ field: "afterVersion", message: `must be a non-negative integer, got ${value}` }))
 
-/** The worker operations need the `worker` role (or `admin`). */
-const asWorker = Effect.flatMap(CurrentUser, (user) =>
-  user.isWorker
-    ? Effect.void
-    : Effect.fail(new Forbidden({ message: "this needs the worker role", required: "worker" })))
+/**
+ * The worker operations need the `worker` role (or `admin`), and a worker token acts only as the worker ids it may
+ * use (`User.mayActAs`): on every surface, since the HTTP API and the RPC group both come here.
+ */
+const asWorker = (workerId: string) => Effect.flatMap(CurrentUser, (user) => checkWorker(user, workerId))
 
 export interface WaitOptions {
   /** Seconds to wait (capped by `maxWait`): until terminal, or until the version passes `afterVersion`. */
@@ -204,7 +204,7 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         readonly heartbeatSeconds?: number | undefined
       }) =>
         Effect.gen(function*() {
-          yield* asWorker
+          yield* asWorker(workerId)
           const wait = yield* seconds("waitSeconds", body.waitSeconds)
           const heartbeat = yield* seconds("heartbeatSeconds", body.heartbeatSeconds, 0.1)
           return yield* workers.claim(workerId, {
@@ -218,7 +218,7 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         }),
       release: (workerId: string, ids: ReadonlyArray<string> | undefined) =>
         Effect.gen(function*() {
-          yield* asWorker
+          yield* asWorker(workerId)
           if (ids !== undefined && (!Array.isArray(ids) || ids.length > 1000)) {
             return yield* new InvalidInput({ field: "ids", message: "must list at most 1,000 job ids" })
           }
@@ -226,10 +226,10 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
           const released = yield* workers.release(workerId, jobIds)
           return ReleaseResult.make({ released: released.map((job) => ({ id: job.id, status: job.status })) })
         }),
-      heartbeat: (workerId: string) => Effect.zipRight(asWorker, workers.heartbeat(workerId)),
+      heartbeat: (workerId: string) => Effect.zipRight(asWorker(workerId), workers.heartbeat(workerId)),
       update: (id: string, body: UpdateInput) =>
         Effect.gen(function*() {
-          yield* asWorker
+          yield* asWorker(body.workerId)
           const scope = { workerId: body.workerId, message: body.message }
           switch (body.status) {
             case "running":
@@ -260,7 +260,7 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         readonly force?: boolean | undefined
       }) =>
         Effect.zipRight(
-          asWorker,
+          asWorker(body.workerId),
           workers.progress(id, {
             percent: body.percent,
             step: body.step,

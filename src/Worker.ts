@@ -59,6 +59,11 @@ export interface WorkerBackendShape {
   readonly fail: (id: string, options: FailOptions) => Effect.Effect<unknown, WorkerProtocolError>
   readonly canceled: (id: string, scope: WorkerScope) => Effect.Effect<unknown, WorkerProtocolError>
   readonly release: (workerId: string, ids: ReadonlyArray<JobId>) => Effect.Effect<unknown, WorkerProtocolError>
+  /**
+   * The worker ids the backend's credentials may act as are this and `<this>:…` (a worker token's `sub`):
+   * `Worker.run`'s default id is then one of them. Unset: any id.
+   */
+  readonly workerNamespace?: string | undefined
   /** Immediate cancel requests, when the backend can push them; otherwise the heartbeat reports them. */
   readonly onCancelRequested?: (
     handler: (ids: ReadonlyArray<JobId> | "*") => void
@@ -95,7 +100,7 @@ export interface WorkerContext {
 }
 
 export interface RunOptions<A, E, R> {
-  /** Default: host name, process id and a random suffix. */
+  /** Default: host name, process id and a random suffix, under the backend's `workerNamespace` (see `defaultWorkerId`). */
   readonly workerId?: string | undefined
   readonly queues: ReadonlyArray<string>
   readonly names?: ReadonlyArray<string> | undefined
@@ -124,7 +129,15 @@ export interface WorkerHandle {
   readonly stats: Effect.Effect<{ readonly completed: number; readonly failed: number; readonly canceled: number }>
 }
 
-const defaultWorkerId = () => `${Os.hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+/**
+ * `Worker.run`'s worker id when none is given: `<host>-<pid>-<random>`, as `<namespace>:<host>-<pid>-<random>`
+ * under a namespace (a worker token's `sub`: the ids it may act as), at most 200 characters.
+ */
+export const defaultWorkerId = (namespace?: string | undefined) => {
+  const suffix = `-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+  const prefix = namespace === undefined ? "" : `${namespace}:`
+  return `${prefix}${Os.hostname().slice(0, Math.max(0, 200 - prefix.length - suffix.length))}${suffix}`
+}
 
 /** The code, message and retryability of a handler's failure. */
 const describeFailure = (error: unknown): { code: string; message: string; retryable: boolean } => {
@@ -155,7 +168,7 @@ export const run = <A, E, R>(
 ): Effect.Effect<WorkerHandle, never, WorkerBackend | Scope.Scope | R> =>
   Effect.gen(function*() {
     const backend = yield* WorkerBackend
-    const workerId = options.workerId ?? defaultWorkerId()
+    const workerId = options.workerId ?? defaultWorkerId(backend.workerNamespace)
     const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1))
     const heartbeatInterval = Duration.decode(options.heartbeatInterval ?? "10 seconds")
     const grace = Duration.decode(options.shutdownGrace ?? "10 seconds")

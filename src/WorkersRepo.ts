@@ -307,7 +307,7 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
               const held = found.foundStatus === "claimed" || found.foundStatus === "running"
               if (!held) return yield* new InvalidTransition({ id, from: found.foundStatus, to: "running" })
               if (acting.workerId !== undefined && found.foundWorker !== acting.workerId) {
-                return yield* new NotJobHolder({ id, workerId: acting.workerId, holder: found.foundWorker })
+                return yield* new NotJobHolder({ id, workerId: acting.workerId })
               }
               return yield* new ProgressRegression({ id, current: found.foundPercent, requested: report.percent })
             }

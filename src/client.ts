@@ -5,7 +5,8 @@
  */
 import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { decodeJwt } from "jose"
 import { Api } from "./Api.js"
 import type { WorkerBackendShape } from "./Worker.js"
 import { WorkerBackend } from "./Worker.js"
@@ -39,15 +40,33 @@ export const rpcClient = (options: ClientOptions) =>
     )
   )
 
+const TokenSub = Schema.Struct({ sub: Schema.String.pipe(Schema.minLength(1)) })
+
+/**
+ * The `sub` of a JWT, read without verifying it (the server verifies): only to learn which worker ids the token
+ * may act as. None when `token` is not a JWT with a `sub`.
+ */
+export const subOf = (token: string): Option.Option<string> =>
+  Either.try(() => decodeJwt(token)).pipe(
+    Either.flatMap(Schema.decodeUnknownEither(TokenSub)),
+    Either.match({ onLeft: () => Option.none(), onRight: (claims) => Option.some(claims.sub) })
+  )
+
 /**
  * `WorkerBackend` over the HTTP API: `Worker.run` in another process claims (waiting on the server, no polling),
  * heartbeats (which reports cancel requests), reports progress and ends jobs through HTTP. Needs a token with the
- * `worker` role.
+ * `worker` role. A worker token acts only as the worker ids `<sub>` and `<sub>:…`: `Worker.run`'s default id is
+ * `<sub>:<host>-<pid>-<random>` (`workerNamespace`, when set, instead of the token's `sub`: for credentials that
+ * are not a JWT).
  */
-export const httpWorkerBackend = (options: ClientOptions): Layer.Layer<WorkerBackend, never, HttpClient.HttpClient> =>
+export const httpWorkerBackend = (
+  options: ClientOptions & { readonly workerNamespace?: string | undefined }
+): Layer.Layer<WorkerBackend, never, HttpClient.HttpClient> =>
   Layer.effect(
     WorkerBackend,
     Effect.map(httpClient(options), (client): WorkerBackendShape => ({
+      workerNamespace: options.workerNamespace ??
+        (options.token === undefined ? undefined : Option.getOrUndefined(subOf(options.token))),
       claim: (workerId, claim) =>
         Effect.map(
           client.workers.claim({

@@ -15,8 +15,8 @@ const printStarterTokens = Effect.gen(function*() {
   if (!keys.generated || Option.isNone(keys.secret)) return
   const secret = Redacted.value(keys.secret.value)
   const config = yield* JobWatchConfig
-  const admin = yield* Auth.mint(secret, { sub: "admin", roles: ["admin"], ttlSeconds: 24 * 3600 })
-  const worker = yield* Auth.mint(secret, { sub: "worker", roles: ["worker"], ttlSeconds: 24 * 3600 })
+  const admin = yield* Auth.mintFor(keys, secret, { sub: "admin", roles: ["admin"], ttlSeconds: 24 * 3600 })
+  const worker = yield* Auth.mintFor(keys, secret, { sub: "worker", roles: ["worker"], ttlSeconds: 24 * 3600 })
   yield* Effect.sync(() =>
     process.stdout.write(
       `\nNo JOBWATCH_JWT_SECRET set: tokens are signed with the secret kept in ${Auth.secretPath(config.dataDir)}.\n` +

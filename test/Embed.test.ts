@@ -50,7 +50,7 @@ describe("embedding jobwatch in a host Effect app", () => {
             })
         }).pipe(
           Scope.extend(workerScope),
-          Effect.provide(Client.httpWorkerBackend({ baseUrl: base, headers: { "x-api-key": "key-worker" } })),
+          Effect.provide(Client.httpWorkerBackend({ baseUrl: base, headers: { "x-api-key": "key-worker" }, workerNamespace: "render-service" })),
           Effect.provide(FetchHttpClient.layer)
         )
 

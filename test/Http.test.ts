@@ -107,35 +107,35 @@ describe("HTTP API", () => {
         const worker = yield* token("w", ["worker"])
         const queue = uniqueQueue("wk")
         const ref = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "pdf", queue, payload: { p: 1 } } })
-        const claim = yield* raw("POST", "/v1/workers/w1/claim", { token: worker, json: { queues: [queue], limit: 5 } })
+        const claim = yield* raw("POST", "/v1/workers/w:1/claim", { token: worker, json: { queues: [queue], limit: 5 } })
         assert.strictEqual(claim.status, 200)
         assert.deepStrictEqual(claim.body.jobs.map((j: { id: string }) => j.id), [ref.body.id])
         assert.deepInclude(claim.body.jobs[0], { name: "pdf", queue, payload: { p: 1 }, attempt: 1, maxAttempts: 1 })
-        const beat = yield* raw("PATCH", "/v1/workers/w1", { token: worker })
+        const beat = yield* raw("PATCH", "/v1/workers/w:1", { token: worker })
         assert.deepStrictEqual(beat.body, { cancelRequested: [] })
-        const started = yield* raw("PATCH", `/v1/jobs/${ref.body.id}`, { token: worker, json: { workerId: "w1", status: "running" } })
+        const started = yield* raw("PATCH", `/v1/jobs/${ref.body.id}`, { token: worker, json: { workerId: "w:1", status: "running" } })
         assert.strictEqual(started.body.status, "running")
         const progress = yield* raw("POST", `/v1/jobs/${ref.body.id}/progress`, {
           token: worker,
-          json: { workerId: "w1", percent: 40, step: "render" }
+          json: { workerId: "w:1", percent: 40, step: "render" }
         })
         assert.deepStrictEqual(progress.body, { accepted: true, persisted: true, percent: 40 })
-        const back = yield* raw("POST", `/v1/jobs/${ref.body.id}/progress`, { token: worker, json: { workerId: "w1", percent: 10 } })
+        const back = yield* raw("POST", `/v1/jobs/${ref.body.id}/progress`, { token: worker, json: { workerId: "w:1", percent: 10 } })
         assert.strictEqual(back.status, 409)
         assert.deepInclude(back.body, { _tag: "ProgressRegression", current: 40, requested: 10 })
         const stranger = yield* raw("PATCH", `/v1/jobs/${ref.body.id}`, {
           token: worker,
-          json: { workerId: "w2", status: "completed", result: 1 }
+          json: { workerId: "w:2", status: "completed", result: 1 }
         })
         assert.strictEqual(stranger.status, 409)
         assert.strictEqual(stranger.body._tag, "NotJobHolder")
         const done = yield* raw("PATCH", `/v1/jobs/${ref.body.id}`, {
           token: worker,
-          json: { workerId: "w1", status: "completed", result: { url: "/x.pdf" } }
+          json: { workerId: "w:1", status: "completed", result: { url: "/x.pdf" } }
         })
         assert.strictEqual(done.status, 200)
         assert.deepInclude(done.body, { status: "completed", terminal: true, result: { url: "/x.pdf" } })
-        const twice = yield* raw("PATCH", `/v1/jobs/${ref.body.id}`, { token: worker, json: { workerId: "w1", status: "completed" } })
+        const twice = yield* raw("PATCH", `/v1/jobs/${ref.body.id}`, { token: worker, json: { workerId: "w:1", status: "completed" } })
         assert.strictEqual(twice.status, 409)
         assert.strictEqual(twice.body._tag, "InvalidTransition")
         const mine = yield* raw("GET", `/v1/jobs/${ref.body.id}`, { token: user })

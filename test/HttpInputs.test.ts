@@ -448,8 +448,8 @@ describe("HTTP API: bad input", () => {
             { method: "GET", path: `/v1/jobs/${id}/status`, ...asUser },
             { method: "POST", path: `/v1/jobs/${id}/cancel`, ...asUser },
             { method: "DELETE", path: `/v1/jobs/${id}`, ...asUser },
-            { method: "PATCH", path: `/v1/jobs/${id}`, json: { workerId: "w-paths", status: "running" }, ...asWorker },
-            { method: "POST", path: `/v1/jobs/${id}/progress`, json: { workerId: "w-paths", percent: 5 }, ...asWorker }
+            { method: "PATCH", path: `/v1/jobs/${id}`, json: { workerId: "in-paths-worker:w-paths", status: "running" }, ...asWorker },
+            { method: "POST", path: `/v1/jobs/${id}/progress`, json: { workerId: "in-paths-worker:w-paths", percent: 5 }, ...asWorker }
           ] as Array<Case>
         }
         for (const id of badIds) cases.push(...onEveryJobPath(id, { status: 400, tag: INVALID, field: "id" }))
@@ -565,7 +565,7 @@ describe("HTTP API: bad input", () => {
           { method: "POST", path: "/v1/jobs", token: user },
           { method: "POST", path: "/v1/jobs/batch", token: user },
           { method: "POST", path: "/v1/jobs/wait", token: user },
-          { method: "POST", path: "/v1/workers/w-json/claim", token: worker },
+          { method: "POST", path: "/v1/workers/in-json-worker:w-json/claim", token: worker },
           { method: "PATCH", path: `/v1/jobs/${id}`, token: worker },
           { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker }
         ]
@@ -582,9 +582,11 @@ describe("HTTP API: bad input", () => {
       Effect.gen(function*() {
         const user = yield* token("in-claim")
         const worker = yield* token("in-claim-worker", ["worker"])
+        // a blank worker id is no worker token's to use: only an admin's call reaches its validation
+        const admin = yield* token("root", ["admin"])
         const queue = uniqueQueue("claim")
         const id = yield* enqueue(user, { name: "claimable", queue })
-        const workerId = `w-refused-${Date.now().toString(36)}`
+        const workerId = `in-claim-worker:w-refused-${Date.now().toString(36)}`
         const refused = refusals("POST", `/v1/workers/${workerId}/claim`, worker)
         const claim = (json: unknown, expected: Partial<Expected>, path?: string) =>
           refused(json, path === undefined ? expected : { ...expected, path })
@@ -608,8 +610,8 @@ describe("HTTP API: bad input", () => {
           claim({ queues: Array.from({ length: 101 }, (_, i) => `${queue}-${i}`) }, { field: "queues" }),
           claim({ ...q, names: [] }, { field: "names" }),
           claim({ ...q, names: ["n".repeat(201)] }, { field: "names[0]" }),
-          claim(q, { field: "workerId" }, "/v1/workers/%20/claim"),
-          claim(q, { field: "workerId" }, "/v1/workers/a%00b/claim")
+          refusals("POST", "/v1/workers/%20/claim", admin)(q, { field: "workerId" }),
+          claim(q, { field: "workerId" }, "/v1/workers/in-claim-worker:a%00b/claim")
         ])
         // nothing was claimed, and the refused worker was not registered
         const job = yield* jobOf(user, id)
@@ -618,15 +620,15 @@ describe("HTTP API: bad input", () => {
         const beat = yield* raw("PATCH", `/v1/workers/${workerId}`, { token: worker })
         assert.deepStrictEqual(problemsOf("heartbeat of a refused worker", beat, { status: 404, tag: "WorkerNotFound" }), [])
         // a worker id longer than the service takes is 400 naming it; the router lets it through to say so
-        const long = yield* raw("POST", `/v1/workers/${"w".repeat(300)}/claim`, { token: worker, json: q })
+        const long = yield* raw("POST", `/v1/workers/in-claim-worker:${"w".repeat(300)}/claim`, { token: worker, json: q })
         assert.deepStrictEqual(problemsOf("long worker id", long, { status: 400, tag: INVALID, field: "workerId" }), [])
         // and one so long the router refuses it is a 4xx, never a 5xx
-        const huge = yield* raw("POST", `/v1/workers/${"w".repeat(1500)}/claim`, { token: worker, json: q })
+        const huge = yield* raw("POST", `/v1/workers/in-claim-worker:${"w".repeat(1500)}/claim`, { token: worker, json: q })
         assert.isAtLeast(huge.status, 400, show("huge worker id", huge))
         assert.isBelow(huge.status, 500, show("huge worker id", huge))
         assert.strictEqual((yield* jobOf(user, id)).status, "pending")
         // the longest worker id the service takes works over HTTP
-        const longest = "w".repeat(200)
+        const longest = `in-claim-worker:${"w".repeat(200 - "in-claim-worker:".length)}`
         const claimed = yield* raw("POST", `/v1/workers/${longest}/claim`, { token: worker, json: q })
         assert.strictEqual(claimed.status, 200, show("200-character worker id", claimed))
         const held = yield* jobOf(user, id)
@@ -636,11 +638,12 @@ describe("HTTP API: bad input", () => {
     it.effect("PATCH /v1/workers/{workerId}: unknown worker 404 WorkerNotFound, blank or NUL ids 400", () =>
       Effect.gen(function*() {
         const worker = yield* token("in-beat", ["worker"])
-        const unknown = `w-unknown-${Date.now().toString(36)}`
+        const unknown = `in-beat:w-unknown-${Date.now().toString(36)}`
         yield* expectCases([
           { method: "PATCH", path: `/v1/workers/${unknown}`, token: worker, status: 404, tag: "WorkerNotFound" },
-          { method: "PATCH", path: "/v1/workers/%20", token: worker, status: 400, tag: INVALID, field: "workerId" },
-          { method: "PATCH", path: "/v1/workers/a%00b", token: worker, status: 400, tag: INVALID, field: "workerId" }
+          // a blank worker id is no worker token's to use: only an admin's call reaches its validation
+          { method: "PATCH", path: "/v1/workers/%20", token: yield* token("root", ["admin"]), status: 400, tag: INVALID, field: "workerId" },
+          { method: "PATCH", path: "/v1/workers/in-beat:a%00b", token: worker, status: 400, tag: INVALID, field: "workerId" }
         ])
         const answer = yield* raw("PATCH", `/v1/workers/${unknown}`, { token: worker })
         assert.strictEqual(answer.body.workerId, unknown)
@@ -650,7 +653,7 @@ describe("HTTP API: bad input", () => {
       Effect.gen(function*() {
         const user = yield* token("in-update")
         const worker = yield* token("in-update-worker", ["worker"])
-        const workerId = "w-update"
+        const workerId = "in-update-worker:w-update"
         const id = yield* heldJob(user, worker, workerId)
         const before = yield* jobOf(user, id)
         const patch = refusals("PATCH", `/v1/jobs/${id}`, worker)
@@ -672,8 +675,8 @@ describe("HTTP API: bad input", () => {
           }),
           patch({ workerId, status: "completed", message: 5 }, { tag: DECODE, issuePath: "message" }),
           patch({ workerId, status: "failed" }, { field: "error" }),
-          patch({ workerId: "", status: "completed" }, { field: "workerId" }),
-          patch({ workerId: "w".repeat(201), status: "completed" }, { field: "workerId" }),
+          patch({ workerId: "", status: "completed" }, { field: "workerId", token: yield* token("root", ["admin"]) }),
+          patch({ workerId: `in-update-worker:${"w".repeat(201)}`, status: "completed" }, { field: "workerId" }),
           patch({ workerId, status: "completed", message: "m".repeat(2001) }, { field: "message" }),
           patch({ workerId, status: "completed", result: { s: "a\u0000" } }, { field: "result" }),
           patch({ workerId, status: "failed", error: { message: "" } }, { field: ["error", "error.message"] }),
@@ -681,7 +684,7 @@ describe("HTTP API: bad input", () => {
             field: ["code", "error.code"]
           }),
           // not this worker's job, and not a step the job can take
-          patch({ workerId: "w-someone-else", status: "completed" }, { status: 409, tag: "NotJobHolder" }),
+          patch({ workerId: "in-update-worker:w-someone-else", status: "completed" }, { status: 409, tag: "NotJobHolder" }),
           patch({ workerId, status: "running" }, { status: 409, tag: "InvalidTransition" })
         ])
         const after = yield* jobOf(user, id)
@@ -694,7 +697,7 @@ describe("HTTP API: bad input", () => {
       Effect.gen(function*() {
         const user = yield* token("in-update-fields")
         const worker = yield* token("in-update-fields-worker", ["worker"])
-        const workerId = "w-update-fields"
+        const workerId = "in-update-fields-worker:w-update-fields"
         const id = yield* heldJob(user, worker, workerId)
         const refused = refusals("PATCH", `/v1/jobs/${id}`, worker)
         const patch = (json: unknown, field: string) => refused(json, { field })
@@ -713,7 +716,7 @@ describe("HTTP API: bad input", () => {
       Effect.gen(function*() {
         const user = yield* token("in-progress")
         const worker = yield* token("in-progress-worker", ["worker"])
-        const workerId = "w-progress"
+        const workerId = "in-progress-worker:w-progress"
         const id = yield* heldJob(user, worker, workerId)
         const before = yield* jobOf(user, id)
         const report = refusals("POST", `/v1/jobs/${id}/progress`, worker)
@@ -733,8 +736,8 @@ describe("HTTP API: bad input", () => {
           report({ workerId, percent: 50, message: "m".repeat(2001) }, { tag: [INVALID, "InvalidProgress"], field: "message" }),
           report({ workerId, percent: 50, data: { s: "\u0000" } }, { tag: [INVALID, "InvalidProgress"], field: "data" }),
           report({ workerId, percent: 50, data: "d".repeat(65 * 1024) }, { status: 413, tag: "PayloadTooLarge", field: "data" }),
-          report({ workerId: "", percent: 50 }, { field: "workerId" }),
-          report({ workerId: "w-someone-else", percent: 50, force: true }, { status: 409, tag: "NotJobHolder" })
+          report({ workerId: "", percent: 50 }, { field: "workerId", token: yield* token("root", ["admin"]) }),
+          report({ workerId: "in-progress-worker:w-someone-else", percent: 50, force: true }, { status: 409, tag: "NotJobHolder" })
         ])
         const after = yield* jobOf(user, id)
         assert.strictEqual(after.progress.percent, 0)
@@ -756,7 +759,7 @@ describe("HTTP API: bad input", () => {
           const user = yield* token("in-413")
           const worker = yield* token("in-413-worker", ["worker"])
           const queue = uniqueQueue("big")
-          const id = yield* heldJob(user, worker, "w-413")
+          const id = yield* heldJob(user, worker, "in-413-worker:w-413")
           const big = "b".repeat(5000)
           const tooLarge = { status: 413, tag: "PayloadTooLarge", field: "body" } as const
           const cases: ReadonlyArray<Case> = [
@@ -776,19 +779,19 @@ describe("HTTP API: bad input", () => {
               json: { ids: Array.from({ length: 200 }, () => randomUUID()) },
               ...tooLarge
             },
-            { method: "POST", path: "/v1/workers/w-413/claim", token: worker, json: { queues: [queue, big] }, ...tooLarge },
+            { method: "POST", path: "/v1/workers/in-413-worker:w-413/claim", token: worker, json: { queues: [queue, big] }, ...tooLarge },
             {
               method: "PATCH",
               path: `/v1/jobs/${id}`,
               token: worker,
-              json: { workerId: "w-413", status: "completed", result: big },
+              json: { workerId: "in-413-worker:w-413", status: "completed", result: big },
               ...tooLarge
             },
             {
               method: "POST",
               path: `/v1/jobs/${id}/progress`,
               token: worker,
-              json: { workerId: "w-413", percent: 50, data: big },
+              json: { workerId: "in-413-worker:w-413", percent: 50, data: big },
               ...tooLarge
             },
             // malformed as well as too large: still 413, the body is never parsed
@@ -809,7 +812,7 @@ describe("HTTP API: bad input", () => {
           const user = yield* token("in-payload")
           const worker = yield* token("in-payload-worker", ["worker"])
           const queue = uniqueQueue("payload")
-          const id = yield* heldJob(user, worker, "w-payload")
+          const id = yield* heldJob(user, worker, "in-payload-worker:w-payload")
           const before = yield* jobOf(user, id)
           // JSON.stringify("a" × 1023) is 1,025 bytes; "é" is 2 bytes in UTF-8: 600 of them are 1,202 bytes
           yield* expectCases([
@@ -853,7 +856,7 @@ describe("HTTP API: bad input", () => {
               method: "PATCH",
               path: `/v1/jobs/${id}`,
               token: worker,
-              json: { workerId: "w-payload", status: "completed", result: "r".repeat(2000) },
+              json: { workerId: "in-payload-worker:w-payload", status: "completed", result: "r".repeat(2000) },
               status: 413,
               tag: "PayloadTooLarge",
               field: "result"

@@ -1,5 +1,5 @@
 import { HttpApiSchema } from "@effect/platform"
-import { Context, Schema } from "effect"
+import { Context, Either, Schema } from "effect"
 
 /** The roles a caller may hold besides being a user: `admin` sees every job, `worker` may claim and report. */
 export const Role = Schema.Literal("admin", "worker")
@@ -21,6 +21,13 @@ export class User extends Schema.Class<User>("User")({
   get ownerScope(): string | undefined {
     return this.isAdmin ? undefined : this.sub
   }
+  /**
+   * Whether the caller may act as worker `workerId`: a worker as its `sub` or as `<sub>:<anything>` (one machine's
+   * token running several workers), an admin as any.
+   */
+  mayActAs(workerId: string): boolean {
+    return this.isAdmin || (this.isWorker && (workerId === this.sub || workerId.startsWith(`${this.sub}:`)))
+  }
 }
 
 /** The authenticated caller of the current request (provided by the `Authentication` middleware). */
@@ -33,9 +40,29 @@ export class Unauthorized extends Schema.TaggedError<Unauthorized>()(
   HttpApiSchema.annotations({ status: 401, description: "Missing, malformed, forged or expired credentials" })
 ) {}
 
-/** Authenticated, but without the role this needs. HTTP 403. */
+/**
+ * Authenticated, but without the role this needs, or acting as a worker id the token may not use (`workerIds`
+ * then lists the ones it may: `<sub>` and `<sub>:*`). HTTP 403.
+ */
 export class Forbidden extends Schema.TaggedError<Forbidden>()(
   "Forbidden",
-  { message: Schema.String, required: Role },
-  HttpApiSchema.annotations({ status: 403, description: "The caller lacks the role this needs" })
+  { message: Schema.String, required: Role, workerIds: Schema.optional(Schema.Array(Schema.String)) },
+  HttpApiSchema.annotations({ status: 403, description: "The caller lacks the role this needs, or may not act as this worker" })
 ) {}
+
+/**
+ * The one rule of the worker operations: the caller holds the `worker` role (or `admin`), and, when it acts as
+ * worker `workerId`, may use that id (`User.mayActAs`). `Forbidden` otherwise.
+ */
+export const checkWorker = (user: User, workerId?: string): Either.Either<void, Forbidden> => {
+  if (!user.isWorker) return Either.left(new Forbidden({ message: "this needs the worker role", required: "worker" }))
+  if (workerId === undefined || user.mayActAs(workerId)) return Either.right(undefined)
+  return Either.left(
+    new Forbidden({
+      message: `this token may act only as worker ${JSON.stringify(user.sub)} or ${JSON.stringify(`${user.sub}:<name>`)}, ` +
+        `not as ${JSON.stringify(workerId.length > 60 ? `${workerId.slice(0, 57)}...` : workerId)}`,
+      required: "admin",
+      workerIds: [user.sub, `${user.sub}:*`]
+    })
+  )
+}

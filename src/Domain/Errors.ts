@@ -62,20 +62,22 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
   }
 }
 
-/** The job is held by another worker (or by none) than the one acting on it. HTTP 409. */
+/**
+ * The job is not held by the worker acting on it (another worker holds it, or none does). The holder is not named:
+ * a worker learns nothing of other workers. HTTP 409.
+ */
 export class NotJobHolder extends Schema.TaggedError<NotJobHolder>()(
   "NotJobHolder",
-  { id: Schema.String, workerId: Schema.String, holder: Schema.NullOr(Schema.String), message: Schema.String },
-  HttpApiSchema.annotations({ status: 409, description: "Another worker holds the job" })
+  { id: Schema.String, workerId: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 409, description: "The acting worker does not hold the job" })
 ) {
   constructor(
-    props: { readonly id: string; readonly workerId: string; readonly holder: string | null; readonly message?: string },
+    props: { readonly id: string; readonly workerId: string; readonly message?: string },
     disableValidation?: boolean
   ) {
     super({
       ...props,
-      message: props.message ??
-        `Job ${props.id} is held by ${props.holder === null ? "no worker" : `worker ${props.holder}`}, not by worker ${props.workerId}`
+      message: props.message ?? `Job ${props.id} is not held by worker ${props.workerId}`
     }, disableValidation)
   }
 }

@@ -7,6 +7,7 @@ import { Authentication, StreamAuthentication } from "./Api.js"
 import { RpcAuthentication } from "./Rpcs.js"
 import { JobWatchConfig } from "./Config.js"
 import { Role, Unauthorized, User } from "./Domain/Auth.js"
+import { isStorableText } from "./internal/validate.js"
 
 /**
  * How tokens are verified: an HS256 secret, and optionally a PEM public key or a JWKS URL for asymmetric
@@ -25,7 +26,8 @@ export class JwtKeysTag extends Context.Tag("jobwatch/JwtKeys")<JwtKeysTag, JwtK
 const asymmetric = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
 const Claims = Schema.Struct({
-  sub: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  // sub becomes the owner of jobs: text PostgreSQL can store (no NUL, no unpaired surrogate)
+  sub: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200), Schema.filter(isStorableText)),
   roles: Schema.optional(Schema.Union(Schema.Array(Schema.String), Schema.String))
 })
 const decodeClaims = Schema.decodeUnknownOption(Claims)

@@ -61,6 +61,8 @@ export const makeFrameChecker = () => {
     const refuse = (field: string, message: string) => Either.left(new InvalidInput({ field, message }))
     const forward: Array<string> = []
     const answers: Array<string> = []
+    // requests answered here: an Ack or Interrupt of theirs is not passed on (the server would answer it again)
+    const refusedIds = new Set<string>()
     const lines = text.split("\n")
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!
@@ -95,6 +97,7 @@ export const makeFrameChecker = () => {
               return refuse(`${field}.payload`, "does not decode")
             }
             answers.push(JSON.stringify({ _tag: "Exit", requestId: id, exit }))
+            refusedIds.add(id)
             continue
           }
           forward.push(JSON.stringify({ _tag: "Request", id, tag, payload, headers, traceId, spanId, sampled }))
@@ -106,6 +109,7 @@ export const makeFrameChecker = () => {
           if (typeof requestId !== "string" || !idPattern.test(requestId)) {
             return refuse(`${field}.requestId`, "must be a request id (1 to 20 digits)")
           }
+          if (refusedIds.has(requestId)) continue
           forward.push(JSON.stringify(frame._tag === "Ack" ? { _tag: "Ack", requestId } : { _tag: "Interrupt", requestId, interruptors: [] }))
           break
         }

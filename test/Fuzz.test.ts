@@ -17,7 +17,7 @@ import { raw, serverLayer, token } from "./support/http.js"
 // operation and the index of the request, and prints the request.
 
 const SEED = Number(process.env.JOBWATCH_FUZZ_SEED ?? 20261201)
-const RUNS = Number(process.env.JOBWATCH_FUZZ_RUNS ?? 150)
+const RUNS = Number(process.env.JOBWATCH_FUZZ_RUNS ?? 200)
 const RPC_RUNS = Number(process.env.JOBWATCH_FUZZ_RPC_RUNS ?? 25)
 const CONCURRENCY = 8
 

@@ -133,6 +133,13 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
           ), { discard: true })).pipe(Effect.as(jobs.filter((job) => !poisoned.includes(job))))
     }
 
+    /** Releases the jobs of a claim whose caller went away before it was answered. */
+    const giveBack = (workerId: string, jobs: ReadonlyArray<ClaimedJob>) =>
+      workersRepo.release(workerId, jobs.map((job) => job.id)).pipe(
+        Effect.tap((released) => Effect.logInfo(`a claim of worker ${workerId} was interrupted: released ${released.length} jobs`)),
+        Effect.catchAllCause((cause) => Effect.logWarning("could not release the jobs of an interrupted claim", cause))
+      )
+
     /**
      * Takes up to `limit` pending jobs of the worker's queues (priority, then oldest first) under a lease. With
      * `wait`, when none is ready it waits until one is (or the wait ends) and answers what it then claims.
@@ -173,16 +180,20 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       while (true) {
         const woken = yield* Deferred.make<void>()
         const waiter = { queues: queueSet, wake: () => Deferred.unsafeDone(woken, Effect.void) }
-        // registered before the claim reads, so a job enqueued in between wakes this waiter; from the claim to the
-        // answer uninterruptible, so that a committed claim is answered (only the wait for work is interruptible)
+        // registered before the claim reads, so a job enqueued in between wakes this waiter. The claim itself is
+        // not interruptible (an interruption would cancel its statement, which may have committed): a caller that
+        // went away while it ran gets nothing, and its jobs go back to the queue, their attempt not used up
         const jobs = yield* Effect.acquireUseRelease(
           Effect.sync(() => waiting.add(waiter)),
           () =>
             Effect.uninterruptibleMask((restore) =>
               Effect.gen(function*() {
                 const jobs = yield* claimOnce
+                if (jobs.length > 0) {
+                  return Option.some(yield* restore(Effect.succeed(jobs)).pipe(Effect.onInterrupt(() => giveBack(worker, jobs))))
+                }
                 const remaining = deadline - (yield* Clock.currentTimeMillis)
-                if (jobs.length > 0 || remaining <= 0) return Option.some(jobs)
+                if (remaining <= 0) return Option.some(jobs)
                 yield* restore(Deferred.await(woken).pipe(
                   Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs)))
                 ))

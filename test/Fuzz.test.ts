@@ -339,9 +339,10 @@ describe("fuzz: bad input never answers 5xx and writes nothing", () => {
         // ---- what must hold ----
         const all = [...sent, ...rpcSent]
         const show = (s: Sent) => `${s.label} => ${s.status} ${s.text.slice(0, 300)}\n    ${s.request}`
+        const routerNotFound = sent.filter((s) => s.status === 404 && s.text === "").length
         console.log(
-          `fuzz (seed ${SEED}): ${sent.length} HTTP requests (${summary(sent)}), ${rpcSent.length} RPC bodies (${summary(rpcSent)}) ` +
-            `in ${((Date.now() - started) / 1000).toFixed(1)} s`
+          `fuzz (seed ${SEED}): ${sent.length} HTTP requests (${summary(sent)}; ${routerNotFound} of the 404s the router's, ` +
+            `for paths no route takes), ${rpcSent.length} RPC bodies (${summary(rpcSent)}) in ${((Date.now() - started) / 1000).toFixed(1)} s`
         )
         fail("requests were not answered (a closed connection or no answer)", all.filter((s) => s.status === -1).map(show))
         fail("answers were 5xx", all.filter((s) => s.status >= 500).map(show))

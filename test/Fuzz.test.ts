@@ -1,10 +1,11 @@
 import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, JSONSchema, Layer, Schema } from "effect"
 import fc from "fast-check"
 import { JobWatchConfig } from "../src/Config.js"
+import * as V from "../src/internal/validate.js"
 import { Rpcs } from "../src/Rpcs.js"
 import * as F from "./support/fuzz.js"
 import { raw, serverLayer, token } from "./support/http.js"
@@ -375,5 +376,29 @@ describe("fuzz: bad input never answers 5xx and writes nothing", () => {
         assert.isAbove(after.events, before.events)
         console.log(`fuzz: ${(process.cpuUsage(cpu).user / 1e6).toFixed(1)} s of CPU`)
       })), { timeout: 180_000 })
+  })
+})
+
+describe("the JSON depth checks", () => {
+  /** The depth of a JSON value, by recursion (the values here are shallow). */
+  const depthOf = (value: unknown): number =>
+    typeof value === "object" && value !== null ? 1 + Math.max(0, ...Object.values(value).map(depthOf)) : 0
+  // strings full of brackets, quotes and backslashes, which the text scan must skip
+  const tricky = fc.string({ unit: fc.constantFrom("[", "]", "{", "}", "\"", "\\", "a", "\u00e9", "\ud83d\ude00") })
+  const values = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: "small", withCrossShrink: true }, tricky, fc.integer(), fc.boolean(), fc.constant(null), tie("array"), tie("object")),
+    array: fc.array(tie("value"), { maxLength: 3 }),
+    object: fc.dictionary(tricky, tie("value"), { maxKeys: 3 })
+  })).value
+
+  it("the scan of JSON text and the walk of a value agree with the value's depth, at every limit", () => {
+    fc.assert(
+      fc.property(values, fc.integer({ min: 0, max: 8 }), (value, limit) => {
+        const deeper = depthOf(value) > limit
+        assert.strictEqual(V.jsonTextTooDeep(JSON.stringify(value), limit), deeper)
+        assert.strictEqual(V.jsonValueTooDeep(value, limit), deeper)
+      }),
+      { seed: SEED, numRuns: 2000 }
+    )
   })
 })

@@ -158,7 +158,6 @@ export const WebhookPatch = Schema.Struct({
 
 export const WebhookPath = Schema.Struct({ id: IdText })
 
-
 /** The filter of a user's event stream. */
 export const UserEventsParams = Schema.Struct({
   status: Schema.optional(StatusFilter),

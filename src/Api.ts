@@ -17,6 +17,7 @@ import {
   NotJobHolder,
   PayloadTooLarge,
   ProgressRegression,
+  UnsupportedMediaType,
   WorkerNotFound
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
@@ -29,6 +30,28 @@ import {
   WebhookWithSecret
 } from "./Domain/Webhook.js"
 import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
+import {
+  AfterVersion,
+  ClaimBody,
+  DeliveriesParams,
+  EnqueueBody,
+  IdPath,
+  LastEventId,
+  ListParams,
+  ProgressBody,
+  ReleaseBody,
+  UpdateBody,
+  UserEventsParams,
+  WaitBody,
+  WaitHeaders,
+  WebhookBody,
+  WebhookPatch,
+  WebhookPath,
+  WorkerPath
+} from "./Requests.js"
+
+/** The request bodies (bounded; see `Requests.ts`). */
+export { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WaitBody, WebhookBody, WebhookPatch } from "./Requests.js"
 
 /** `GET /health`: the process is up. */
 export class Health extends Schema.Class<Health>("Health")({
@@ -77,35 +100,6 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("job
  */
 export class WorkerRole extends HttpApiMiddleware.Tag<WorkerRole>()("jobwatch/WorkerRole", { failure: Forbidden }) {}
 
-// ---- request bodies: types here, ranges and limits checked by the services (400 naming the field) ----
-
-const Backoff = Schema.Struct({
-  delaySeconds: Schema.optional(Schema.Number),
-  maxDelaySeconds: Schema.optional(Schema.Number),
-  multiplier: Schema.optional(Schema.Number)
-})
-
-/** A job to enqueue. Give `runAt` or `delaySeconds`, not both. */
-export const EnqueueBody = Schema.Struct({
-  name: Schema.String,
-  queue: Schema.optional(Schema.String),
-  payload: Schema.optional(Schema.Unknown),
-  priority: Schema.optional(Schema.Number),
-  runAt: Schema.optional(Schema.String).annotations({ description: "ISO-8601 time" }),
-  delaySeconds: Schema.optional(Schema.Number),
-  maxAttempts: Schema.optional(Schema.Number),
-  timeoutSeconds: Schema.optional(Schema.Number),
-  idempotencyKey: Schema.optional(Schema.String),
-  backoff: Schema.optional(Backoff),
-  webhookUrl: Schema.optional(Schema.String).annotations({
-    description: "the job's own callback: receives its job.completed or job.failed webhook"
-  }),
-  webhookSecret: Schema.optional(Schema.String).annotations({
-    description: "signs that callback (Standard Webhooks): whsec_ and the base64 of 24 to 64 bytes; never answered back"
-  })
-}).annotations({ identifier: "EnqueueBody" })
-export type EnqueueBody = typeof EnqueueBody.Type
-
 /** A new job (201) … */
 const Created = Schema.Struct({ ...JobRef.fields, existing: Schema.Literal(false) }).annotations({
   identifier: "JobCreated",
@@ -119,40 +113,16 @@ const Existing = Schema.Struct({ ...JobRef.fields, existing: Schema.Literal(true
 
 export class JobRefs extends Schema.Class<JobRefs>("JobRefs")({ jobs: Schema.Array(JobRef) }) {}
 
-export const WaitBody = Schema.Struct({
-  ids: Schema.Array(Schema.String),
-  mode: Schema.optionalWith(Schema.Literal("all", "any"), { default: () => "all" as const }),
-  timeoutSeconds: Schema.optional(Schema.Number)
-}).annotations({ identifier: "WaitBody" })
-
 export class WaitResult extends Schema.Class<WaitResult>("WaitResult")({
   jobs: Schema.Array(JobOutcome),
   timedOut: Schema.Boolean
 }) {}
 
-const IdPath = Schema.Struct({ id: Schema.String })
-
-/** `Prefer: wait=N` (RFC 7240): answer when the job is terminal (or changed after `afterVersion`), or N s passed. */
-const WaitHeaders = Schema.Struct({
-  prefer: Schema.optional(Schema.String).annotations({
-    description: "wait=N: hold the answer up to N seconds until the job is terminal, or changed after afterVersion"
-  })
-})
-const AfterVersion = Schema.Struct({ afterVersion: Schema.optional(Schema.NumberFromString) })
-
-const ListParams = Schema.Struct({
-  status: Schema.optional(Schema.String).annotations({ description: "statuses or aliases, comma-separated" }),
-  queue: Schema.optional(Schema.String),
-  name: Schema.optional(Schema.String),
-  page: Schema.optional(Schema.NumberFromString),
-  limit: Schema.optional(Schema.NumberFromString),
-  cursor: Schema.optional(Schema.String).annotations({ description: "keyset paging: nextCursor of the previous page" })
-})
-
 export class JobsApi extends HttpApiGroup.make("jobs")
   .add(
     HttpApiEndpoint.post("enqueue", "/v1/jobs")
       .setPayload(EnqueueBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(Created)
       .addSuccess(Existing)
       .addError(InvalidInput)
@@ -162,6 +132,7 @@ export class JobsApi extends HttpApiGroup.make("jobs")
   .add(
     HttpApiEndpoint.post("enqueueBatch", "/v1/jobs/batch")
       .setPayload(Schema.Struct({ jobs: Schema.Array(EnqueueBody) }))
+      .addError(UnsupportedMediaType)
       .addSuccess(JobRefs, { status: 201 })
       .addError(InvalidInput)
       .addError(PayloadTooLarge)
@@ -177,6 +148,7 @@ export class JobsApi extends HttpApiGroup.make("jobs")
   .add(
     HttpApiEndpoint.post("wait", "/v1/jobs/wait")
       .setPayload(WaitBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(WaitResult)
       .addError(InvalidInput)
       .addError(JobNotFound)
@@ -219,52 +191,14 @@ export class JobsApi extends HttpApiGroup.make("jobs")
   .annotate(OpenApi.Description, "Jobs: enqueue, read, long-poll, list, wait for many, cancel, delete")
 {}
 
-export const ClaimBody = Schema.Struct({
-  queues: Schema.optional(Schema.Array(Schema.String)),
-  names: Schema.optional(Schema.Array(Schema.String)),
-  limit: Schema.optional(Schema.Number),
-  waitSeconds: Schema.optional(Schema.Number),
-  start: Schema.optional(Schema.Boolean).annotations({ description: "start the jobs as they are claimed (running at once)" }),
-  heartbeatSeconds: Schema.optional(Schema.Number).annotations({
-    description: "how often this worker heartbeats (its leases last 1.5 × this); default the service's"
-  })
-}).annotations({ identifier: "ClaimBody" })
-
 export class ClaimResult extends Schema.Class<ClaimResult>("ClaimResult")({ jobs: Schema.Array(ClaimedJob) }) {}
-
-export const UpdateBody = Schema.Struct({
-  workerId: Schema.String,
-  status: Schema.Literal("running", "completed", "failed", "canceled"),
-  result: Schema.optional(Schema.Unknown),
-  error: Schema.optional(Schema.Struct({
-    code: Schema.optional(Schema.String),
-    message: Schema.String,
-    retryable: Schema.optional(Schema.Boolean)
-  })),
-  message: Schema.optional(Schema.String)
-}).annotations({ identifier: "UpdateBody" })
-
-export const ProgressBody = Schema.Struct({
-  workerId: Schema.String,
-  percent: Schema.Number,
-  step: Schema.optional(Schema.String),
-  message: Schema.optional(Schema.String),
-  data: Schema.optional(Schema.Unknown),
-  force: Schema.optional(Schema.Boolean)
-}).annotations({ identifier: "ProgressBody" })
-
-const WorkerPath = Schema.Struct({ workerId: Schema.String })
-
-/** Which of its jobs a worker lets go (all when `ids` is absent): back to the queue, their attempt not used up. */
-export const ReleaseBody = Schema.Struct({ ids: Schema.optional(Schema.Array(Schema.String)) }).annotations({
-  identifier: "ReleaseBody"
-})
 
 export class WorkersApi extends HttpApiGroup.make("workers")
   .add(
     HttpApiEndpoint.post("claim", "/v1/workers/:workerId/claim")
       .setPath(WorkerPath)
       .setPayload(ClaimBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(ClaimResult)
       .addError(InvalidInput)
   )
@@ -272,6 +206,7 @@ export class WorkersApi extends HttpApiGroup.make("workers")
     HttpApiEndpoint.post("release", "/v1/workers/:workerId/release")
       .setPath(WorkerPath)
       .setPayload(ReleaseBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(ReleaseResult)
       .addError(InvalidInput)
   )
@@ -286,6 +221,7 @@ export class WorkersApi extends HttpApiGroup.make("workers")
     HttpApiEndpoint.patch("update", "/v1/jobs/:id")
       .setPath(IdPath)
       .setPayload(UpdateBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(JobInfo)
       .addError(InvalidInput)
       .addError(InvalidProgress)
@@ -298,6 +234,7 @@ export class WorkersApi extends HttpApiGroup.make("workers")
     HttpApiEndpoint.post("progress", "/v1/jobs/:id/progress")
       .setPath(IdPath)
       .setPayload(ProgressBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(ProgressAck)
       .addError(InvalidInput)
       .addError(InvalidProgress)
@@ -331,10 +268,6 @@ export class StreamAuthentication extends HttpApiMiddleware.Tag<StreamAuthentica
 const EventStreamBody = HttpApiSchema.Text({ contentType: "text/event-stream" }).annotations({
   description: "Server-Sent Events; resume with Last-Event-ID"
 })
-const LastEventId = Schema.Struct({
-  "last-event-id": Schema.optional(Schema.String).annotations({ description: "resume after this event's id" })
-})
-
 export class EventsApi extends HttpApiGroup.make("events")
   .add(
     HttpApiEndpoint.get("jobEvents", "/v1/jobs/:id/events")
@@ -348,11 +281,7 @@ export class EventsApi extends HttpApiGroup.make("events")
   .add(
     HttpApiEndpoint.get("userEvents", "/v1/events")
       .setHeaders(LastEventId)
-      .setUrlParams(Schema.Struct({
-        status: Schema.optional(Schema.String),
-        queue: Schema.optional(Schema.String),
-        name: Schema.optional(Schema.String)
-      }))
+      .setUrlParams(UserEventsParams)
       .addSuccess(EventStreamBody)
       .addError(InvalidInput)
   )
@@ -360,28 +289,12 @@ export class EventsApi extends HttpApiGroup.make("events")
   .annotate(OpenApi.Description, "Server-Sent Events: one job's events until it ends, or all of the caller's jobs")
 {}
 
-export const WebhookBody = Schema.Struct({
-  url: Schema.String,
-  eventTypes: Schema.Array(Schema.String).annotations({ description: "progress, completed, failed, canceled or all" }),
-  description: Schema.optional(Schema.NullOr(Schema.String)),
-  active: Schema.optional(Schema.Boolean)
-}).annotations({ identifier: "WebhookBody" })
-
-/** The fields of an endpoint to change: any of `WebhookBody`'s. */
-export const WebhookPatch = Schema.Struct({
-  url: Schema.optional(WebhookBody.fields.url),
-  eventTypes: Schema.optional(WebhookBody.fields.eventTypes),
-  description: WebhookBody.fields.description,
-  active: WebhookBody.fields.active
-}).annotations({ identifier: "WebhookPatch" })
-
-const WebhookPath = Schema.Struct({ id: Schema.String })
-
 export class WebhooksApi extends HttpApiGroup.make("webhooks")
   .add(HttpApiEndpoint.get("list", "/v1/webhooks").addSuccess(WebhookList))
   .add(
     HttpApiEndpoint.post("create", "/v1/webhooks")
       .setPayload(WebhookBody)
+      .addError(UnsupportedMediaType)
       .addSuccess(WebhookWithSecret, { status: 201 })
       .addError(InvalidInput)
       .addError(WebhookTargetRefused)
@@ -391,6 +304,7 @@ export class WebhooksApi extends HttpApiGroup.make("webhooks")
     HttpApiEndpoint.put("update", "/v1/webhooks/:id")
       .setPath(WebhookPath)
       .setPayload(WebhookPatch)
+      .addError(UnsupportedMediaType)
       .addSuccess(WebhookEndpoint)
       .addError(InvalidInput)
       .addError(WebhookNotFound)
@@ -406,7 +320,7 @@ export class WebhooksApi extends HttpApiGroup.make("webhooks")
   .add(
     HttpApiEndpoint.get("deliveries", "/v1/webhooks/:id/deliveries")
       .setPath(WebhookPath)
-      .setUrlParams(Schema.Struct({ page: Schema.optional(Schema.NumberFromString), limit: Schema.optional(Schema.NumberFromString) }))
+      .setUrlParams(DeliveriesParams)
       .addSuccess(DeliveryPage)
       .addError(InvalidInput)
       .addError(WebhookNotFound)

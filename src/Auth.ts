@@ -8,6 +8,7 @@ import { Authentication, StreamAuthentication } from "./Api.js"
 import { RpcAuthentication } from "./Rpcs.js"
 import { JobWatchConfig, parseDuration } from "./Config.js"
 import { Role, Unauthorized, User } from "./Domain/Auth.js"
+import { isStorableText } from "./internal/validate.js"
 
 /**
  * How tokens are verified: an HS256 secret, and optionally a PEM public key or a JWKS URL for asymmetric
@@ -44,7 +45,8 @@ const asymmetric = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256
 export const clockSkew = Duration.seconds(60)
 
 const Claims = Schema.Struct({
-  sub: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  // sub becomes the owner of jobs: text PostgreSQL can store (no NUL, no unpaired surrogate)
+  sub: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200), Schema.filter(isStorableText)),
   roles: Schema.optional(Schema.Array(Schema.String))
 })
 const decodeClaims = Schema.decodeUnknownEither(Claims)

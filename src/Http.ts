@@ -4,24 +4,25 @@ import {
   HttpApp,
   HttpLayerRouter,
   HttpRouter,
-  HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { NodeHttpServer, NodeHttpServerRequest } from "@effect/platform-node"
+import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Cause, Duration, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import { createServer } from "node:http"
 import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult, WorkerRole } from "./Api.js"
 import { checkWorker, CurrentUser, Forbidden } from "./Domain/Auth.js"
 import * as Auth from "./Auth.js"
 import { JobWatchConfig } from "./Config.js"
-import { PayloadTooLarge } from "./Domain/Errors.js"
 import { JobEvent } from "./Domain/JobEvent.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import type { PositionedEvent } from "./EventStream.js"
 import { Listener } from "./Listener.js"
 import { Operations } from "./Operations.js"
+import { RequestBodies } from "./RequestBodies.js"
 import { RpcRoutes } from "./RpcHandlers.js"
+
+export { RequestBodies } from "./RequestBodies.js"
 
 /** `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). */
 export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
@@ -170,93 +171,6 @@ export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
       .handle("userEvents", ({ headers, urlParams }) =>
         Effect.map(ops.userEvents(urlParams, headers["last-event-id"]), (events) => sseResponse(events, config.sseKeepAlive)))
   }))
-
-/** Reads a body without a length (chunked) up to `limit` bytes; `undefined` when it is longer (the rest unread). */
-const readBounded = (request: HttpServerRequest.HttpServerRequest, limit: number) =>
-  Effect.async<Buffer | undefined, Error>((resume) => {
-    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
-    const chunks: Array<Buffer> = []
-    let size = 0
-    const done = (result: Effect.Effect<Buffer | undefined, Error>) => {
-      incoming.off("data", onData).off("end", onEnd).off("error", onError)
-      resume(result)
-    }
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size <= limit) return void chunks.push(chunk)
-      // stop reading (not destroy: the 413 must still be written); the answer closes the connection
-      incoming.pause()
-      done(Effect.succeed(undefined))
-    }
-    const onEnd = () => done(Effect.succeed(Buffer.concat(chunks)))
-    const onError = (error: Error) => done(Effect.fail(error))
-    incoming.on("data", onData).on("end", onEnd).on("error", onError)
-    return Effect.sync(() => incoming.off("data", onData).off("end", onEnd).off("error", onError))
-  })
-
-/** `request` with its body already read as `text` (the original stream is consumed). */
-const withBody = (request: HttpServerRequest.HttpServerRequest, text: string): HttpServerRequest.HttpServerRequest =>
-  Object.create(request, {
-    text: { value: Effect.succeed(text) },
-    json: { get: () => Effect.try({ try: () => (text === "" ? null : JSON.parse(text)), catch: (error) => error }) },
-    arrayBuffer: { value: Effect.succeed(new TextEncoder().encode(text).buffer) }
-  })
-
-/**
- * Request bodies before any route parses them: over `maxBodyBytes` they answer 413 (by their `content-length`, or
- * while a chunked one is read, without reading further), and a JSON body that does not parse answers 400 with a
- * JSON error like any other decode failure.
- */
-export const RequestBodies = HttpLayerRouter.middleware(
-  Effect.gen(function*() {
-    const config = yield* JobWatchConfig
-    const limit = config.maxBodyBytes
-    const tooLarge = (size: number) =>
-      HttpServerResponse.unsafeJson(new PayloadTooLarge({ field: "body", size, limit }), {
-        status: 413,
-        headers: { connection: "close" }
-      })
-    const malformed = (error: unknown) =>
-      HttpServerResponse.unsafeJson({
-        _tag: "HttpApiDecodeError",
-        issues: [],
-        message: `the body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`
-      }, { status: 400 })
-    return (app) =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        if (request.method === "GET" || request.method === "HEAD" || request.method === "OPTIONS") return yield* app
-        const declared = request.headers["content-length"]
-        const length = declared === undefined ? Number.NaN : Number(declared)
-        if (Number.isFinite(length) && length > limit) return tooLarge(length)
-        let current = request
-        if (declared === undefined && request.headers["transfer-encoding"] !== undefined) {
-          const body = yield* readBounded(request, limit).pipe(Effect.orElseSucceed(() => Buffer.alloc(0)))
-          if (body === undefined) return tooLarge(limit + 1)
-          current = withBody(request, body.toString("utf8"))
-        }
-        const run = current === request ? app : Effect.provideService(app, HttpServerRequest.HttpServerRequest, current)
-        const answered: Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, unknown> = run
-        // a body that does not parse fails the route (after authentication) and would answer an empty 400: say why
-        return yield* answered.pipe(
-          Effect.catchAllCause((cause) => {
-            // the platform raises it as a defect of the route, not a failure
-            const e = Cause.squash(cause) as { readonly _tag?: unknown; readonly reason?: unknown } | undefined
-            if (e?._tag !== "RequestError" || e.reason !== "Decode") return Effect.failCause(cause)
-            return Effect.map(current.text.pipe(Effect.orElseSucceed(() => "")), (text) => {
-              try {
-                JSON.parse(text)
-              } catch (parseError) {
-                return malformed(parseError)
-              }
-              return malformed("the body could not be read")
-            })
-          })
-        ) as typeof app
-      })
-  }),
-  { global: true }
-)
 
 /** CORS for `corsOrigins` (none by default: no CORS headers at all). */
 export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =>

@@ -1,6 +1,23 @@
 import { Rpc, RpcGroup, RpcMiddleware } from "@effect/rpc"
 import { Schema } from "effect"
-import { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WebhookBody, WebhookPatch } from "./Api.js"
+import {
+  ClaimBody,
+  EnqueueBody,
+  IdText,
+  NameText,
+  PageNumber,
+  ProgressBody,
+  ReleaseBody,
+  StatusFilter,
+  Text,
+  UpdateBody,
+  Version,
+  WaitBody,
+  WaitSeconds,
+  WebhookBody,
+  WebhookPatch,
+  WorkerIdText
+} from "./Requests.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
   InvalidInput,
@@ -33,13 +50,13 @@ export class RpcAuthentication extends RpcMiddleware.Tag<RpcAuthentication>()("j
   failure: Unauthorized
 }) {}
 
-const Id = { id: Schema.String }
+// the bounds of the HTTP API's schemas (see Requests.ts): a payload out of them is InvalidInput naming the field
+const Id = { id: IdText }
+const Ids = { ids: WaitBody.fields.ids }
+const Filter = { status: Schema.optional(StatusFilter), queue: Schema.optional(NameText), name: Schema.optional(NameText) }
+const Cursor = Schema.optional(Text(200))
 /** Seconds to hold the answer until the job is terminal (or changed after `afterVersion`). */
-const Wait = {
-  ...Id,
-  wait: Schema.optional(Schema.Number),
-  afterVersion: Schema.optional(Schema.Number)
-}
+const Wait = { ...Id, wait: Schema.optional(WaitSeconds), afterVersion: Schema.optional(Version) }
 
 /** An event of the caller's stream, with the cursor to resume after it. */
 export class StreamedEvent extends Schema.Class<StreamedEvent>("StreamedEvent")({
@@ -77,60 +94,48 @@ export class Rpcs extends RpcGroup.make(
   Rpc.make("JobGet", { payload: Wait, success: JobInfo, error: UserErrors }),
   Rpc.make("JobStatus", { payload: Wait, success: JobStatusInfo, error: UserErrors }),
   Rpc.make("JobList", {
-    payload: {
-      status: Schema.optional(Schema.String),
-      queue: Schema.optional(Schema.String),
-      name: Schema.optional(Schema.String),
-      page: Schema.optional(Schema.Number),
-      limit: Schema.optional(Schema.Number),
-      cursor: Schema.optional(Schema.String)
-    },
+    payload: { ...Filter, page: Schema.optional(PageNumber), limit: Schema.optional(PageNumber), cursor: Cursor },
     success: Schema.Union(JobPage, JobCursorPage),
     error: Schema.Union(InvalidInput, Unauthorized)
   }),
   Rpc.make("JobCancel", { payload: Id, success: JobInfo, error: Schema.Union(InvalidInput, JobNotFound, InvalidTransition, Unauthorized) }),
   Rpc.make("JobDelete", { payload: Id, success: JobInfo, error: Schema.Union(InvalidInput, JobNotFound, InvalidTransition, Unauthorized) }),
   Rpc.make("JobWait", { payload: Id, success: JobOutcome, error: UserErrors }),
-  Rpc.make("JobWaitAll", { payload: { ids: Schema.Array(Schema.String) }, success: Schema.Array(JobOutcome), error: UserErrors }),
-  Rpc.make("JobWaitFirst", { payload: { ids: Schema.Array(Schema.String) }, success: JobOutcome, error: UserErrors }),
+  Rpc.make("JobWaitAll", { payload: Ids, success: Schema.Array(JobOutcome), error: UserErrors }),
+  Rpc.make("JobWaitFirst", { payload: Ids, success: JobOutcome, error: UserErrors }),
   Rpc.make("JobWatch", {
-    payload: { ...Id, afterVersion: Schema.optional(Schema.Number) },
+    payload: { ...Id, afterVersion: Schema.optional(Version) },
     success: JobEvent,
     error: UserErrors,
     stream: true
   }),
   Rpc.make("EventsWatch", {
-    payload: {
-      status: Schema.optional(Schema.String),
-      queue: Schema.optional(Schema.String),
-      name: Schema.optional(Schema.String),
-      cursor: Schema.optional(Schema.String)
-    },
+    payload: { ...Filter, cursor: Cursor },
     success: StreamedEvent,
     error: Schema.Union(InvalidInput, Unauthorized),
     stream: true
   }),
   Rpc.make("WorkerClaim", {
-    payload: { workerId: Schema.String, ...ClaimBody.fields },
+    payload: { workerId: WorkerIdText, ...ClaimBody.fields },
     success: Schema.Array(ClaimedJob),
     error: WorkerErrors
   }),
   Rpc.make("WorkerRelease", {
-    payload: { workerId: Schema.String, ...ReleaseBody.fields },
+    payload: { workerId: WorkerIdText, ...ReleaseBody.fields },
     success: ReleaseResult,
     error: WorkerErrors
   }),
-  Rpc.make("WorkerHeartbeat", { payload: { workerId: Schema.String }, success: HeartbeatResult, error: WorkerErrors }),
+  Rpc.make("WorkerHeartbeat", { payload: { workerId: WorkerIdText }, success: HeartbeatResult, error: WorkerErrors }),
   Rpc.make("JobUpdate", { payload: { ...Id, ...UpdateBody.fields }, success: JobInfo, error: WorkerErrors }),
   Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors }),
-  Rpc.make("WebhookList", { success: WebhookList, error: Unauthorized }),
+  Rpc.make("WebhookList", { success: WebhookList, error: Schema.Union(InvalidInput, Unauthorized) }),
   Rpc.make("WebhookCreate", { payload: WebhookBody, success: WebhookWithSecret, error: WebhookErrors }),
   Rpc.make("WebhookGet", { payload: Id, success: WebhookEndpoint, error: WebhookErrors }),
   Rpc.make("WebhookUpdate", { payload: { ...Id, ...WebhookPatch.fields }, success: WebhookEndpoint, error: WebhookErrors }),
   Rpc.make("WebhookDelete", { payload: Id, success: WebhookEndpoint, error: WebhookErrors }),
   Rpc.make("WebhookRotateSecret", { payload: Id, success: WebhookWithSecret, error: WebhookErrors }),
   Rpc.make("WebhookDeliveries", {
-    payload: { ...Id, page: Schema.optional(Schema.Number), limit: Schema.optional(Schema.Number) },
+    payload: { ...Id, page: Schema.optional(PageNumber), limit: Schema.optional(PageNumber) },
     success: DeliveryPage,
     error: WebhookErrors
   })

@@ -53,6 +53,7 @@ export interface FailOptions extends WorkerScope {
 
 const claimsTotal = Metric.counter("jobwatch_jobs_claimed_total", { incremental: true })
 const MAX_WAIT_MS = 10 * 60 * 1000
+const MAX_HEARTBEAT_MS = 3600 * 1000
 
 const workerIdOf = (workerId: unknown) => V.text("workerId", workerId, { max: 200 })
 
@@ -109,6 +110,37 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       }, true)
 
     /**
+     * The claimed jobs a worker can be sent. A payload nested deeper than `MAX_JSON_DEPTH` levels (stored before
+     * that limit held) overflows the stack of whatever encodes the answer, after the claim committed, taking the
+     * other jobs of the claim down with it: such a job fails at once (`undeliverable`, no retry: no worker could
+     * ever receive it), and the others are answered.
+     */
+    const deliverable = (workerId: string, jobs: ReadonlyArray<JobInfo>) => {
+      const poisoned = jobs.filter((job) => V.jsonValueTooDeep(job.payload, V.MAX_JSON_DEPTH))
+      if (poisoned.length === 0) return Effect.succeed(jobs)
+      return Effect.flatMap(now, (at) =>
+        Effect.forEach(poisoned, (job) =>
+          workersRepo.failAttempt(job.id, {
+            workerId,
+            code: "undeliverable",
+            error: `its payload nests deeper than ${V.MAX_JSON_DEPTH} levels: no worker can be sent it`,
+            retryable: false,
+            now: at,
+            jitter: 0
+          }).pipe(
+            Effect.tapError((error) => Effect.logWarning(`could not fail undeliverable job ${job.id}: ${error._tag}`)),
+            Effect.ignore
+          ), { discard: true })).pipe(Effect.as(jobs.filter((job) => !poisoned.includes(job))))
+    }
+
+    /** Releases the jobs of a claim whose caller went away before it was answered. */
+    const giveBack = (workerId: string, jobs: ReadonlyArray<ClaimedJob>) =>
+      workersRepo.release(workerId, jobs.map((job) => job.id)).pipe(
+        Effect.tap((released) => Effect.logInfo(`a claim of worker ${workerId} was interrupted: released ${released.length} jobs`)),
+        Effect.catchAllCause((cause) => Effect.logWarning("could not release the jobs of an interrupted claim", cause))
+      )
+
+    /**
      * Takes up to `limit` pending jobs of the worker's queues (priority, then oldest first) under a lease. With
      * `wait`, when none is ready it waits until one is (or the wait ends) and answers what it then claims.
      */
@@ -122,6 +154,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       const heartbeatMs = options.heartbeatInterval === undefined
         ? Duration.toMillis(config.heartbeatInterval)
         : yield* V.duration("heartbeatInterval", options.heartbeatInterval, 100)
+      // a lease is an interval of PostgreSQL's: 1e13 s is out of its range
+      if (heartbeatMs > MAX_HEARTBEAT_MS) return yield* V.invalid("heartbeatInterval", "must be at most 1 hour")
       const claimOnce = Effect.flatMap(now, (at) =>
         repo.claim({
           workerId: worker,
@@ -133,6 +167,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
           now: at,
           start: options.start === true
         })).pipe(
+          Effect.flatMap((jobs) => deliverable(worker, jobs)),
           Effect.map((jobs) => jobs.map(toClaimed)),
           Effect.tap((jobs) => Metric.incrementBy(claimsTotal, jobs.length))
         )
@@ -145,19 +180,26 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       while (true) {
         const woken = yield* Deferred.make<void>()
         const waiter = { queues: queueSet, wake: () => Deferred.unsafeDone(woken, Effect.void) }
-        // registered before the claim reads, so a job enqueued in between wakes this waiter
+        // registered before the claim reads, so a job enqueued in between wakes this waiter. The claim itself is
+        // not interruptible (an interruption would cancel its statement, which may have committed): a caller that
+        // went away while it ran gets nothing, and its jobs go back to the queue, their attempt not used up
         const jobs = yield* Effect.acquireUseRelease(
           Effect.sync(() => waiting.add(waiter)),
           () =>
-            Effect.gen(function*() {
-              const jobs = yield* claimOnce
-              const remaining = deadline - (yield* Clock.currentTimeMillis)
-              if (jobs.length > 0 || remaining <= 0) return Option.some(jobs)
-              yield* Deferred.await(woken).pipe(
-                Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs)))
-              )
-              return Option.none()
-            }),
+            Effect.uninterruptibleMask((restore) =>
+              Effect.gen(function*() {
+                const jobs = yield* claimOnce
+                if (jobs.length > 0) {
+                  return Option.some(yield* restore(Effect.succeed(jobs)).pipe(Effect.onInterrupt(() => giveBack(worker, jobs))))
+                }
+                const remaining = deadline - (yield* Clock.currentTimeMillis)
+                if (remaining <= 0) return Option.some(jobs)
+                yield* restore(Deferred.await(woken).pipe(
+                  Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs)))
+                ))
+                return Option.none()
+              })
+            ),
           () => Effect.sync(() => waiting.delete(waiter))
         )
         if (Option.isSome(jobs)) return jobs.value

@@ -1,4 +1,4 @@
-import { HttpServer } from "@effect/platform"
+import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
@@ -46,7 +46,18 @@ const INVALID = "InvalidInput"
 const show = (label: string, answer: Answer) =>
   `${label} => ${answer.status} ${answer.body === undefined ? "(empty body)" : JSON.stringify(answer.body)}`.slice(0, 500)
 
-/** What is wrong with `answer` as the refusal `expected` (none: it is right). */
+/** The issue paths (dot-separated) of an `HttpApiDecodeError` body. */
+const issuePathsOf = (body: { issues?: unknown }): Array<string> =>
+  Array.isArray(body.issues) ? body.issues.map((issue: { path?: ReadonlyArray<unknown> }) => (issue.path ?? []).join(".")) : []
+
+/** A field as the services name it (`jobs[3].name`) as a decode issue's path (`jobs.3.name`). */
+const asIssuePath = (field: string) => field.replace(/\[(\d+)\]/g, ".$1")
+
+/**
+ * What is wrong with `answer` as the refusal `expected` (none: it is right). A refusal naming a field (`InvalidInput`,
+ * `InvalidProgress`) may come from the schema instead, which holds the fixed bounds: an `HttpApiDecodeError` with an
+ * issue at that field.
+ */
 const problemsOf = (label: string, answer: Answer, expected: Expected): Array<string> => {
   const problems: Array<string> = []
   const shown = show(label, answer)
@@ -61,23 +72,22 @@ const problemsOf = (label: string, answer: Answer, expected: Expected): Array<st
     problems.push(`the error is not application/json (${answer.headers["content-type"]}): ${shown}`)
   }
   const tags = typeof expected.tag === "string" ? [expected.tag] : expected.tag
+  const fields = expected.field === undefined ? undefined : typeof expected.field === "string" ? [expected.field] : expected.field
+  const bySchema = body._tag === DECODE && fields !== undefined && (tags.includes(INVALID) || tags.includes("InvalidProgress")) &&
+    fields.some((field) => issuePathsOf(body).includes(asIssuePath(field)))
   if (typeof body._tag !== "string") problems.push(`no _tag: ${shown}`)
-  else if (!tags.includes(body._tag)) problems.push(`expected _tag ${tags.join(" or ")}: ${shown}`)
+  else if (!tags.includes(body._tag) && !bySchema) problems.push(`expected _tag ${tags.join(" or ")}: ${shown}`)
   if (typeof body.message !== "string" || body.message.trim() === "") problems.push(`no message: ${shown}`)
   if (leak.test(JSON.stringify(body))) problems.push(`leaks internals: ${shown}`)
-  const fields = expected.field === undefined ? undefined : typeof expected.field === "string" ? [expected.field] : expected.field
-  if (fields !== undefined && !fields.includes(body.field)) problems.push(`expected field ${fields.join(" or ")}: ${shown}`)
+  if (fields !== undefined && !bySchema && !fields.includes(body.field)) problems.push(`expected field ${fields.join(" or ")}: ${shown}`)
   if (body._tag === INVALID) {
     if (typeof body.field !== "string" || body.field === "") problems.push(`InvalidInput without a field: ${shown}`)
     else if (typeof body.message === "string" && !body.message.startsWith(body.field)) {
       problems.push(`InvalidInput message does not start with its field: ${shown}`)
     }
   }
-  if (expected.issuePath !== undefined) {
-    const paths = Array.isArray(body.issues)
-      ? body.issues.map((issue: { path?: ReadonlyArray<unknown> }) => (issue.path ?? []).join("."))
-      : []
-    if (!paths.includes(expected.issuePath)) problems.push(`expected an issue at ${expected.issuePath}: ${shown}`)
+  if (expected.issuePath !== undefined && !issuePathsOf(body).includes(expected.issuePath)) {
+    problems.push(`expected an issue at ${expected.issuePath}: ${shown}`)
   }
   return problems
 }
@@ -174,6 +184,25 @@ const chunked = (port: number, path: string, bearer: string, chunks: ReadonlyArr
     })
     return Effect.sync(() => socket.destroy())
   }).pipe(Effect.timeoutTo({ duration: "5 seconds", onTimeout: () => "[no answer within 5 s]", onSuccess: (s) => s }))
+
+/** A request with `body` sent as `contentType` (the `raw` helper always sends JSON as application/json). */
+const withContentType = (method: Method, path: string, bearer: string, body: string, contentType: string) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const request = HttpClientRequest.make(method)(path).pipe(
+      HttpClientRequest.bearerToken(bearer),
+      HttpClientRequest.bodyText(body, contentType)
+    )
+    const response = yield* client.execute(request)
+    const text = yield* response.text
+    let parsed: any = text
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text)
+    } catch {
+      // not JSON: the text
+    }
+    return { status: response.status, headers: response.headers, body: parsed } as Answer
+  }).pipe(Effect.scoped, Effect.orDie)
 
 const parseHttp = (text: string) => {
   const match = /^HTTP\/1\.1 (\d{3})[^\r\n]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*)$/.exec(text)
@@ -278,7 +307,8 @@ describe("HTTP API: bad input", () => {
             body: `{"name":"deep","queue":${JSON.stringify(queue)},"payload":${nested(6000)}}`,
             status: 400,
             tag: INVALID,
-            field: "payload"
+            // refused by the body's depth, before it is parsed
+            field: "body"
           }
         ])
         assert.strictEqual(yield* countIn(bearer, queue), 0)
@@ -893,4 +923,211 @@ describe("HTTP API: bad input", () => {
         }))
     }
   )
+
+  // the causes of the 500s a schema-driven fuzz found (see test/Fuzz.test.ts), one by one
+  layer(serverLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("an unpaired UTF-16 surrogate in any text field, or in a token's sub, is a 4xx naming it; nothing written", () =>
+      Effect.gen(function*() {
+        const user = yield* token("in-surrogate")
+        const worker = yield* token("in-surrogate-worker", ["worker"])
+        const queue = uniqueQueue("surrogate")
+        const id = yield* heldJob(user, worker, "w-surrogate")
+        const before = yield* jobOf(user, id)
+        // JSON's "\ud800" escape: valid JSON, not valid Unicode, and PostgreSQL's json refuses it
+        const bodyOf = (fields: string) => `{"name":"ok","queue":${JSON.stringify(queue)},${fields}}`
+        const post = (fields: string, field: string): Case => ({
+          method: "POST", path: "/v1/jobs", token: user, body: bodyOf(fields), status: 400, tag: INVALID, field
+        })
+        yield* expectCases([
+          { method: "POST", path: "/v1/jobs", token: user, body: `{"name":"a\\ud800b","queue":${JSON.stringify(queue)}}`, status: 400, tag: INVALID, field: "name" },
+          { method: "POST", path: "/v1/jobs", token: user, body: `{"name":"ok","queue":"\\udfff"}`, status: 400, tag: INVALID, field: "queue" },
+          post(`"idempotencyKey":"k\\ud83d"`, "idempotencyKey"),
+          post(`"payload":{"s":"\\ud800"}`, "payload"),
+          {
+            method: "POST",
+            path: "/v1/jobs/batch",
+            token: user,
+            body: `{"jobs":[{"name":"ok","queue":${JSON.stringify(queue)}},{"name":"\\udbff","queue":${JSON.stringify(queue)}}]}`,
+            status: 400,
+            tag: INVALID,
+            field: "jobs[1].name"
+          },
+          { method: "POST", path: "/v1/workers/w-surrogate/claim", token: worker, body: `{"queues":["\\ud800"]}`, status: 400, tag: INVALID, field: "queues[0]" },
+          {
+            method: "POST",
+            path: `/v1/jobs/${id}/progress`,
+            token: worker,
+            body: `{"workerId":"w-surrogate","percent":10,"step":"\\ud800"}`,
+            status: 400,
+            tag: [INVALID, "InvalidProgress"],
+            field: "step"
+          },
+          {
+            method: "PATCH",
+            path: `/v1/jobs/${id}`,
+            token: worker,
+            body: `{"workerId":"w-surrogate","status":"failed","error":{"message":"\\udc00"}}`,
+            status: 400,
+            tag: INVALID,
+            field: ["error", "error.message"]
+          },
+          // a token whose sub is not valid Unicode is refused: the sub becomes the owner of jobs
+          { method: "POST", path: "/v1/jobs", token: yield* token("\ud800"), json: { name: "ok", queue }, status: 401, tag: "Unauthorized" },
+          { method: "GET", path: "/v1/jobs", token: yield* token("x\udfff"), status: 401, tag: "Unauthorized" }
+        ])
+        assert.strictEqual(yield* countIn(user, queue), 0)
+        const after = yield* jobOf(user, id)
+        assert.deepStrictEqual([after.status, after.version], [before.status, before.version])
+        // a surrogate pair (an emoji) is valid Unicode and fine
+        const emoji = yield* raw("POST", "/v1/jobs", { token: user, body: bodyOf(`"idempotencyKey":"\\ud83d\\ude00"`) })
+        assert.strictEqual(emoji.status, 201, show("emoji", emoji))
+      }))
+
+    it.effect("JSON nested deeper than the limit is 400 on every body before it is parsed; 64 levels in a payload are fine", () =>
+      Effect.gen(function*() {
+        const user = yield* token("in-deep")
+        const worker = yield* token("in-deep-worker", ["worker"])
+        const queue = uniqueQueue("deep")
+        const id = yield* heldJob(user, worker, "w-deep")
+        const before = yield* jobOf(user, id)
+        const targets: ReadonlyArray<{ method: Method; path: string; token: string }> = [
+          { method: "POST", path: "/v1/jobs", token: user },
+          { method: "POST", path: "/v1/jobs/batch", token: user },
+          { method: "POST", path: "/v1/jobs/wait", token: user },
+          { method: "POST", path: "/v1/workers/w-deep/claim", token: worker },
+          { method: "POST", path: "/v1/workers/w-deep/release", token: worker },
+          { method: "PATCH", path: `/v1/jobs/${id}`, token: worker },
+          { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker },
+          { method: "POST", path: "/v1/webhooks", token: user }
+        ]
+        const cases: Array<Case> = []
+        for (const target of targets) {
+          // 10,000 levels overflowed the stack of the decode error's formatter: 500
+          cases.push({ ...target, body: nested(10_000), status: 400, tag: INVALID, field: "body" })
+          cases.push({ ...target, body: `{"x":${nested(69)}}`, status: 400, tag: INVALID, field: "body" })
+        }
+        const job = (payload: string) => `{"name":"deep","queue":${JSON.stringify(queue)},"payload":${payload}}`
+        cases.push(
+          { method: "POST", path: "/v1/jobs", token: user, body: job(nested(65)), status: 400, tag: INVALID, field: "payload" },
+          {
+            method: "PATCH",
+            path: `/v1/jobs/${id}`,
+            token: worker,
+            body: `{"workerId":"w-deep","status":"completed","result":${nested(65)}}`,
+            status: 400,
+            tag: INVALID,
+            field: "result"
+          },
+          {
+            method: "POST",
+            path: `/v1/jobs/${id}/progress`,
+            token: worker,
+            body: `{"workerId":"w-deep","percent":10,"data":${nested(65)}}`,
+            status: 400,
+            tag: [INVALID, "InvalidProgress"],
+            field: "data"
+          }
+        )
+        yield* expectCases(cases)
+        assert.strictEqual(yield* countIn(user, queue), 0)
+        const after = yield* jobOf(user, id)
+        assert.deepStrictEqual([after.status, after.version], [before.status, before.version])
+        // the limit itself is fine, and the job reads back whole
+        const ok = yield* raw("POST", "/v1/jobs", { token: user, body: job(nested(64)) })
+        assert.strictEqual(ok.status, 201, show("64 levels", ok))
+        const read = yield* raw("GET", `/v1/jobs/${ok.body.id}`, { token: user })
+        assert.strictEqual(JSON.stringify(read.body.payload), nested(64))
+      }))
+
+    it.effect("a multipart or form body is 415 UnsupportedMediaType on every endpoint that takes one; nothing written", () =>
+      Effect.gen(function*() {
+        const user = yield* token("in-media")
+        const worker = yield* token("in-media-worker", ["worker"])
+        const queue = uniqueQueue("media")
+        const id = yield* heldJob(user, worker, "w-media")
+        const before = yield* jobOf(user, id)
+        const targets: ReadonlyArray<{ method: Method; path: string; token: string; json: unknown }> = [
+          { method: "POST", path: "/v1/jobs", token: user, json: { name: "a", queue } },
+          { method: "POST", path: "/v1/jobs/batch", token: user, json: { jobs: [{ name: "a", queue }] } },
+          { method: "POST", path: "/v1/jobs/wait", token: user, json: { ids: [id], timeoutSeconds: 0 } },
+          { method: "POST", path: "/v1/workers/w-media/claim", token: worker, json: { queues: [queue] } },
+          { method: "PATCH", path: `/v1/jobs/${id}`, token: worker, json: { workerId: "w-media", status: "completed" } },
+          { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker, json: { workerId: "w-media", percent: 50 } },
+          { method: "POST", path: "/v1/webhooks", token: user, json: { url: "https://93.184.215.14/x", eventTypes: ["all"] } }
+        ]
+        const problems: Array<string> = []
+        for (const target of targets) {
+          for (const contentType of ["multipart/form-data", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]) {
+            const answer = yield* withContentType(target.method, target.path, target.token, JSON.stringify(target.json), contentType)
+            problems.push(...problemsOf(`${target.method} ${target.path} as ${contentType}`, answer, {
+              status: 415,
+              tag: "UnsupportedMediaType"
+            }))
+          }
+        }
+        if (problems.length > 0) assert.fail(problems.join("\n"))
+        assert.strictEqual(yield* countIn(user, queue), 0)
+        const after = yield* jobOf(user, id)
+        assert.deepStrictEqual([after.status, after.version, after.progress.percent], [before.status, before.version, 0])
+        // JSON, with or without a charset, is read as before
+        const ok = yield* withContentType("POST", "/v1/jobs", user, JSON.stringify({ name: "a", queue }), "application/json; charset=utf-8")
+        assert.strictEqual(ok.status, 201, show("charset", ok))
+      }))
+
+    it.effect("heartbeatSeconds out of an interval's range and a subnormal percent are 400, not 500; nothing claimed or reported", () =>
+      Effect.gen(function*() {
+        const user = yield* token("in-bounds")
+        const worker = yield* token("in-bounds-worker", ["worker"])
+        const queue = uniqueQueue("bounds")
+        const pending = yield* enqueue(user, { name: "waiting", queue })
+        const held = yield* heldJob(user, worker, "w-bounds")
+        const claim = (json: unknown, field: string): Case => ({
+          method: "POST", path: "/v1/workers/w-bounds/claim", token: worker, json, status: 400, tag: INVALID, field
+        })
+        const report = (percent: number): Case => ({
+          method: "POST",
+          path: `/v1/jobs/${held}/progress`,
+          token: worker,
+          body: `{"workerId":"w-bounds","percent":${percent},"force":true}`,
+          status: 400,
+          tag: [INVALID, "InvalidProgress"],
+          field: "percent"
+        })
+        yield* expectCases([
+          claim({ queues: [queue], heartbeatSeconds: 1e13 }, "heartbeatSeconds"),
+          claim({ queues: [queue], heartbeatSeconds: 3601 }, "heartbeatSeconds"),
+          claim({ queues: [queue], heartbeatSeconds: 0.05 }, "heartbeatSeconds"),
+          claim({ queues: [queue], waitSeconds: 1e308 * 10 }, "waitSeconds"),
+          report(5e-324),
+          report(-5e-324),
+          report(1e-310)
+        ])
+        assert.strictEqual((yield* jobOf(user, pending)).status, "pending")
+        assert.strictEqual((yield* jobOf(user, held)).progress.percent, 0)
+        // the edges are fine: an hour's heartbeat, and the smallest normal number as a percent
+        const claimed = yield* raw("POST", "/v1/workers/w-bounds/claim", { token: worker, json: { queues: [queue], heartbeatSeconds: 3600 } })
+        assert.deepStrictEqual(claimed.body.jobs?.map((j: { id: string }) => j.id), [pending], show("claim", claimed))
+        const tiny = yield* raw("POST", `/v1/jobs/${held}/progress`, {
+          token: worker,
+          body: `{"workerId":"w-bounds","percent":2.2250738585072014e-308,"force":true}`
+        })
+        assert.strictEqual(tiny.status, 200, show("smallest normal percent", tiny))
+      }))
+
+    it.effect("an error answer quotes at most an excerpt of the input: a 4 MB string in priority answers a few KB", () =>
+      Effect.gen(function*() {
+        const user = yield* token("in-echo")
+        const queue = uniqueQueue("echo")
+        const huge = "p".repeat(4 * 1024 * 1024)
+        const large = "n".repeat(512 * 1024)
+        for (const json of [{ name: "a", queue, priority: huge }, { name: large, queue }, { name: "a", queue, runAt: large }]) {
+          const answer = yield* raw("POST", "/v1/jobs", { token: user, json })
+          assert.strictEqual(answer.status, 400, show("huge", answer))
+          const size = JSON.stringify(answer.body).length
+          assert.isBelow(size, 16 * 1024, show(`answer of ${size} characters`, answer))
+          assert.include(["HttpApiDecodeError", INVALID], answer.body._tag)
+        }
+        assert.strictEqual(yield* countIn(user, queue), 0)
+      }))
+  })
 })

@@ -1,10 +1,41 @@
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
+import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Ref, Stream } from "effect"
+import { JobWatchConfig } from "../src/Config.js"
 import { Rpcs } from "../src/Rpcs.js"
 import { uniqueQueue } from "./support/fixtures.js"
-import { serverLayer, token } from "./support/http.js"
+import { raw, serverLayer, token } from "./support/http.js"
+
+/** NDJSON `body` posted to /rpc as `bearer`: the HTTP status, and the answer (its frames, or the JSON error). */
+const post = (bearer: string, body: string) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const response = yield* client.execute(
+      HttpClientRequest.post("/rpc").pipe(HttpClientRequest.bearerToken(bearer), HttpClientRequest.bodyText(body, "application/ndjson"))
+    )
+    const text = yield* response.text
+    const lines = text.split("\n").filter((line) => line !== "")
+    const frames: Array<any> = []
+    for (const line of lines) {
+      try {
+        frames.push(JSON.parse(line))
+      } catch {
+        frames.push({ unparsable: line })
+      }
+    }
+    return { status: response.status, text, frames }
+  }).pipe(Effect.scoped, Effect.orDie)
+
+const request = (tag: string, payload: unknown, id = "1") =>
+  `${JSON.stringify({ _tag: "Request", id, tag, payload, headers: [] })}\n`
+
+/** The typed failure an `Exit` frame carries (undefined when it is not a typed failure). */
+const failureOf = (frame: any) =>
+  frame?._tag === "Exit" && frame.exit?._tag === "Failure" && frame.exit.cause?._tag === "Fail" ? frame.exit.cause.error : undefined
+
+const nested = (depth: number) => `${"[".repeat(depth)}1${"]".repeat(depth)}`
 
 /** An `RpcClient` of the group over real HTTP (NDJSON, `fetch`) to the test server, sending `bearer` when given. */
 const clientAs = (bearer: string | undefined) =>
@@ -148,6 +179,131 @@ describe("Effect RPC over HTTP", () => {
         const streamed = Chunk.toReadonlyArray(yield* Fiber.join(mine).pipe(Effect.timeout("20 seconds")))
         assert.deepStrictEqual(streamed.map((s) => s.event.version), [2, 3, 4, 5])
         for (const s of streamed) assert.match(s.cursor, /^\d+\./)
+      }))
+
+    it.effect("malformed frames are 400 InvalidInput naming them, never a 500 or a defect; the server goes on serving", () =>
+      Effect.gen(function*() {
+        const alice = yield* token("rpc-frames")
+        const frame = (fields: Record<string, unknown>) =>
+          `${JSON.stringify({ _tag: "Request", id: "1", tag: "JobList", payload: {}, headers: [], ...fields })}\n`
+        const cases: ReadonlyArray<readonly [string, string]> = [
+          // headers that are not a list of pairs threw inside the RPC server: an empty 500
+          ["headers {}", frame({ headers: {} })],
+          ["headers null", frame({ headers: null })],
+          ["headers [1]", frame({ headers: [1] })],
+          ["headers [[\"a\"]]", frame({ headers: [["a"]] })],
+          ["headers [[\"a\", 1]]", frame({ headers: [["a", 1]] })],
+          ["no headers", frame({ headers: undefined })],
+          // the rest answered defects naming JavaScript errors
+          ["id abc", frame({ id: "abc" })],
+          ["id 5", frame({ id: 5 })],
+          ["id \"\"", frame({ id: "" })],
+          ["unknown tag", frame({ tag: "Nope" })],
+          ["tag 5", frame({ tag: 5 })],
+          ["spanId {}", frame({ spanId: {} })],
+          ["_tag Bogus", `{"_tag":"Bogus"}\n`],
+          ["Ack without an id", `{"_tag":"Ack","requestId":"x"}\n`],
+          ["not JSON", "garbage\n"],
+          ["a number", "42\n"],
+          ["an array", "[]\n"],
+          ["null", "null\n"],
+          ["nested 10,000 deep", `${nested(10_000)}\n`],
+          ["a good frame, then garbage", `${frame({})}{oops\n`]
+        ]
+        const problems: Array<string> = []
+        for (const [label, body] of cases) {
+          const answer = yield* post(alice, body)
+          const error = answer.frames[0]
+          if (answer.status !== 400 || error?._tag !== "InvalidInput" || !String(error.field).startsWith("frames[")) {
+            problems.push(`${label} => ${answer.status} ${answer.text.slice(0, 300)}`)
+          }
+        }
+        if (problems.length > 0) assert.fail(`${problems.length} of ${cases.length} misbehaved:\n${problems.join("\n")}`)
+        const ok = yield* post(alice, frame({}))
+        assert.strictEqual(ok.status, 200)
+        assert.strictEqual(ok.frames[0]?.exit?._tag, "Success", ok.text)
+      }))
+
+    it.scoped("a payload that does not decode, or text PostgreSQL cannot store, is the RPC's typed InvalidInput naming the field", () =>
+      Effect.gen(function*() {
+        const alice = yield* token("rpc-payloads")
+        const worker = yield* token("rpc-payloads-worker", ["worker"])
+        const queue = uniqueQueue("rpc-payload")
+        const cases: ReadonlyArray<readonly [string, string, string, string]> = [
+          ["name 5", alice, request("JobEnqueue", { name: 5, queue }), "name"],
+          ["no payload", alice, request("JobEnqueue", undefined), "payload"],
+          ["batch jobs[1].name", alice, request("JobEnqueueBatch", { jobs: [{ name: "a", queue }, { name: 5 }] }), "jobs[1].name"],
+          ["name of 201 characters", alice, request("JobEnqueue", { name: "n".repeat(201), queue }), "name"],
+          ["priority 1.5", alice, request("JobEnqueue", { name: "a", queue, priority: 1.5 }), "priority"],
+          ["limit \"x\"", alice, request("JobList", { limit: "x" }), "limit"],
+          ["a stream's id 5", alice, request("JobWatch", { id: 5 }), "id"],
+          ["heartbeatSeconds 1e13", worker, request("WorkerClaim", { workerId: "w", queues: [queue], heartbeatSeconds: 1e13 }), "heartbeatSeconds"],
+          [
+            "percent 5e-324",
+            worker,
+            `{"_tag":"Request","id":"1","tag":"JobProgress","payload":{"id":"01a23391-d45a-704a-a7ac-44b4fa95459c","workerId":"w","percent":5e-324},"headers":[]}\n`,
+            "percent"
+          ],
+          // a lone surrogate passed the schema and reached PostgreSQL: a defect naming SqlError
+          ["name \\ud800", alice, `{"_tag":"Request","id":"1","tag":"JobEnqueue","payload":{"name":"\\ud800","queue":${JSON.stringify(queue)}},"headers":[]}\n`, "name"],
+          ["priority of 1 MB", alice, request("JobEnqueue", { name: "a", queue, priority: "p".repeat(1024 * 1024) }), "priority"]
+        ]
+        const problems: Array<string> = []
+        for (const [label, bearer, body, field] of cases) {
+          const answer = yield* post(bearer, body)
+          const error = failureOf(answer.frames[0])
+          if (answer.status !== 200 || error?._tag !== "InvalidInput" || error.field !== field || answer.text.length > 2000) {
+            problems.push(`${label} => ${answer.status} ${answer.text.slice(0, 300)}`)
+          }
+        }
+        if (problems.length > 0) assert.fail(`${problems.length} of ${cases.length} misbehaved:\n${problems.join("\n")}`)
+        // a refused request beside a good one: both answered, the good one as usual
+        const both = yield* post(alice, `${request("JobEnqueue", { name: 5 }, "1")}${request("JobList", { queue }, "2")}`)
+        assert.deepStrictEqual(both.frames.map((f) => [f.requestId, f.exit?._tag]), [["1", "Failure"], ["2", "Success"]], both.text)
+        assert.strictEqual(failureOf(both.frames[0])?.field, "name")
+        // and through the typed client
+        const client = yield* clientAs(alice)
+        const surrogate = yield* Effect.flip(client.JobEnqueue({ name: "\ud800", queue }))
+        assert.deepInclude({ ...surrogate }, { _tag: "InvalidInput", field: "name" })
+        const listed = yield* client.JobList({ queue })
+        assert.strictEqual("pagination" in listed ? listed.pagination.total : -1, 0)
+      }))
+
+    it.scoped("a claim answers every job it committed: one whose stored payload cannot be encoded fails undeliverable, the others reach the worker", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const mallory = yield* token("rpc-poison")
+        const bob = yield* token("rpc-bystander")
+        const worker = yield* clientAs(yield* token("rpc-poison-worker", ["worker"]))
+        const workerToken = yield* token("rpc-poison-worker", ["worker"])
+        for (const via of ["rpc", "http"] as const) {
+          const queue = uniqueQueue(`poison-${via}`)
+          const enqueue = (bearer: string, name: string, priority: number) =>
+            Effect.map(raw("POST", "/v1/jobs", { token: bearer, json: { name, queue, priority } }), (answer) => answer.body.id as string)
+          // first in line, with a payload nested as only the limit now prevents (stored before it, or by another path)
+          const poisoned = yield* enqueue(mallory, "poisoned", 10)
+          yield* sql.unsafe(`UPDATE "${schema}".jobs SET payload = $1::jsonb WHERE id = $2`, [nested(10_000), poisoned])
+          const others = [yield* enqueue(bob, "one", 3), yield* enqueue(bob, "two", 2), yield* enqueue(bob, "three", 1)]
+          const claimed = via === "rpc"
+            ? (yield* worker.WorkerClaim({ workerId: `w-poison-${via}`, queues: [queue], limit: 4 })).map((job) => job.id)
+            : yield* Effect.map(
+              raw("POST", `/v1/workers/w-poison-${via}/claim`, { token: workerToken, json: { queues: [queue], limit: 4 } }),
+              (answer) => {
+                assert.strictEqual(answer.status, 200, JSON.stringify(answer.body)?.slice(0, 300))
+                return (answer.body.jobs as Array<{ id: string }>).map((job) => job.id)
+              }
+            )
+          assert.deepStrictEqual(claimed, others, via)
+          const rows = yield* sql.unsafe<{ id: string; status: string; errorCode: string | null; workerId: string | null }>(
+            `SELECT id, status, error_code AS "errorCode", worker_id AS "workerId" FROM "${schema}".jobs WHERE queue = $1 ORDER BY priority DESC`,
+            [queue]
+          )
+          assert.deepStrictEqual(rows.map((row) => [row.id, row.status, row.errorCode]), [
+            [poisoned, "failed", "undeliverable"],
+            ...others.map((id) => [id, "claimed", null])
+          ], via)
+        }
       }))
 
     it.scoped("webhook endpoints over RPC: create, list, get, update, rotate, deliveries, delete; another user's is WebhookNotFound", () =>

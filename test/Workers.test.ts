@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Clock, Duration, Effect, Either, Fiber, Layer, TestClock } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, TestClock } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
 import { awaitConnected, Listener } from "../src/Listener.js"
@@ -8,7 +8,7 @@ import * as Reaper from "../src/Reaper.js"
 import * as Helpers from "../src/WorkerHelpers.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
-import { eventsOf, testLayer } from "./support/workers.js"
+import { eventsOf, eventually, testLayer } from "./support/workers.js"
 
 describe("Workers", () => {
   layer(testLayer())((it) => {
@@ -317,6 +317,49 @@ describe("Workers", () => {
           ["job.progress", "resizing"],
           ["job.status.changed", "done"]
         ])
+      }))
+  })
+})
+
+describe("Workers: a claim and its caller", () => {
+  layer(testLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("a claim interrupted while its statement runs gives its jobs back: none is left held for the reaper", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const workers = yield* Workers
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const queue = uniqueQueue("gone")
+        // registers the worker (there is nothing to claim yet)
+        yield* workers.claim("w-gone", { queues: [queue] })
+        const job = yield* jobs.enqueue({ name: "gone", queue })
+        // another transaction holds the worker's row: the claim's statement waits for it
+        const locked = yield* Deferred.make<void>()
+        const unlock = yield* Deferred.make<void>()
+        const holder = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          yield* sql.unsafe(`SELECT 1 FROM "${schema}".workers WHERE id = 'w-gone' FOR UPDATE`)
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(unlock)
+        })))
+        yield* Deferred.await(locked)
+        const claiming = yield* Effect.fork(workers.claim("w-gone", { queues: [queue] }))
+        yield* eventually(
+          sql.unsafe<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`,
+            [`"${schema}"."workers"`]
+          ),
+          (rows) => rows[0]!.n > 0
+        )
+        // its caller goes away (a client that disconnects, a worker that shuts down), then the lock goes
+        yield* Fiber.interruptFork(claiming)
+        yield* Effect.yieldNow()
+        yield* Deferred.succeed(unlock, undefined)
+        yield* Fiber.join(holder)
+        assert.isTrue(Exit.isInterrupted(yield* Fiber.await(claiming)))
+        const info = yield* jobs.get(job.id)
+        assert.deepStrictEqual([info.status, info.attempt, info.workerId], ["pending", 0, null])
+        // and the next claim takes it
+        assert.deepStrictEqual((yield* workers.claim("w-next", { queues: [queue] })).map((j) => j.id), [job.id])
       }))
   })
 })

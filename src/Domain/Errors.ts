@@ -126,3 +126,17 @@ export class WorkerNotFound extends Schema.TaggedError<WorkerNotFound>()(
     }, disableValidation)
   }
 }
+
+/** A request body in a format the API does not read (it reads JSON: `application/json`). HTTP 415. */
+export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()(
+  "UnsupportedMediaType",
+  { contentType: Schema.String, message: Schema.String },
+  HttpApiSchema.annotations({ status: 415, description: "The body is not JSON" })
+) {
+  constructor(props: { readonly contentType: string; readonly message?: string }, disableValidation?: boolean) {
+    super({
+      contentType: props.contentType,
+      message: props.message ?? `the body must be application/json, not ${props.contentType}`
+    }, disableValidation)
+  }
+}

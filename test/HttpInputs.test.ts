@@ -931,7 +931,7 @@ describe("HTTP API: bad input", () => {
         const user = yield* token("in-surrogate")
         const worker = yield* token("in-surrogate-worker", ["worker"])
         const queue = uniqueQueue("surrogate")
-        const id = yield* heldJob(user, worker, "w-surrogate")
+        const id = yield* heldJob(user, worker, "in-surrogate-worker:w-surrogate")
         const before = yield* jobOf(user, id)
         // JSON's "\ud800" escape: valid JSON, not valid Unicode, and PostgreSQL's json refuses it
         const bodyOf = (fields: string) => `{"name":"ok","queue":${JSON.stringify(queue)},${fields}}`
@@ -952,12 +952,12 @@ describe("HTTP API: bad input", () => {
             tag: INVALID,
             field: "jobs[1].name"
           },
-          { method: "POST", path: "/v1/workers/w-surrogate/claim", token: worker, body: `{"queues":["\\ud800"]}`, status: 400, tag: INVALID, field: "queues[0]" },
+          { method: "POST", path: "/v1/workers/in-surrogate-worker:w-surrogate/claim", token: worker, body: `{"queues":["\\ud800"]}`, status: 400, tag: INVALID, field: "queues[0]" },
           {
             method: "POST",
             path: `/v1/jobs/${id}/progress`,
             token: worker,
-            body: `{"workerId":"w-surrogate","percent":10,"step":"\\ud800"}`,
+            body: `{"workerId":"in-surrogate-worker:w-surrogate","percent":10,"step":"\\ud800"}`,
             status: 400,
             tag: [INVALID, "InvalidProgress"],
             field: "step"
@@ -966,7 +966,7 @@ describe("HTTP API: bad input", () => {
             method: "PATCH",
             path: `/v1/jobs/${id}`,
             token: worker,
-            body: `{"workerId":"w-surrogate","status":"failed","error":{"message":"\\udc00"}}`,
+            body: `{"workerId":"in-surrogate-worker:w-surrogate","status":"failed","error":{"message":"\\udc00"}}`,
             status: 400,
             tag: INVALID,
             field: ["error", "error.message"]
@@ -988,14 +988,14 @@ describe("HTTP API: bad input", () => {
         const user = yield* token("in-deep")
         const worker = yield* token("in-deep-worker", ["worker"])
         const queue = uniqueQueue("deep")
-        const id = yield* heldJob(user, worker, "w-deep")
+        const id = yield* heldJob(user, worker, "in-deep-worker:w-deep")
         const before = yield* jobOf(user, id)
         const targets: ReadonlyArray<{ method: Method; path: string; token: string }> = [
           { method: "POST", path: "/v1/jobs", token: user },
           { method: "POST", path: "/v1/jobs/batch", token: user },
           { method: "POST", path: "/v1/jobs/wait", token: user },
-          { method: "POST", path: "/v1/workers/w-deep/claim", token: worker },
-          { method: "POST", path: "/v1/workers/w-deep/release", token: worker },
+          { method: "POST", path: "/v1/workers/in-deep-worker:w-deep/claim", token: worker },
+          { method: "POST", path: "/v1/workers/in-deep-worker:w-deep/release", token: worker },
           { method: "PATCH", path: `/v1/jobs/${id}`, token: worker },
           { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker },
           { method: "POST", path: "/v1/webhooks", token: user }
@@ -1013,7 +1013,7 @@ describe("HTTP API: bad input", () => {
             method: "PATCH",
             path: `/v1/jobs/${id}`,
             token: worker,
-            body: `{"workerId":"w-deep","status":"completed","result":${nested(65)}}`,
+            body: `{"workerId":"in-deep-worker:w-deep","status":"completed","result":${nested(65)}}`,
             status: 400,
             tag: INVALID,
             field: "result"
@@ -1022,7 +1022,7 @@ describe("HTTP API: bad input", () => {
             method: "POST",
             path: `/v1/jobs/${id}/progress`,
             token: worker,
-            body: `{"workerId":"w-deep","percent":10,"data":${nested(65)}}`,
+            body: `{"workerId":"in-deep-worker:w-deep","percent":10,"data":${nested(65)}}`,
             status: 400,
             tag: [INVALID, "InvalidProgress"],
             field: "data"
@@ -1044,15 +1044,15 @@ describe("HTTP API: bad input", () => {
         const user = yield* token("in-media")
         const worker = yield* token("in-media-worker", ["worker"])
         const queue = uniqueQueue("media")
-        const id = yield* heldJob(user, worker, "w-media")
+        const id = yield* heldJob(user, worker, "in-media-worker:w-media")
         const before = yield* jobOf(user, id)
         const targets: ReadonlyArray<{ method: Method; path: string; token: string; json: unknown }> = [
           { method: "POST", path: "/v1/jobs", token: user, json: { name: "a", queue } },
           { method: "POST", path: "/v1/jobs/batch", token: user, json: { jobs: [{ name: "a", queue }] } },
           { method: "POST", path: "/v1/jobs/wait", token: user, json: { ids: [id], timeoutSeconds: 0 } },
-          { method: "POST", path: "/v1/workers/w-media/claim", token: worker, json: { queues: [queue] } },
-          { method: "PATCH", path: `/v1/jobs/${id}`, token: worker, json: { workerId: "w-media", status: "completed" } },
-          { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker, json: { workerId: "w-media", percent: 50 } },
+          { method: "POST", path: "/v1/workers/in-media-worker:w-media/claim", token: worker, json: { queues: [queue] } },
+          { method: "PATCH", path: `/v1/jobs/${id}`, token: worker, json: { workerId: "in-media-worker:w-media", status: "completed" } },
+          { method: "POST", path: `/v1/jobs/${id}/progress`, token: worker, json: { workerId: "in-media-worker:w-media", percent: 50 } },
           { method: "POST", path: "/v1/webhooks", token: user, json: { url: "https://93.184.215.14/x", eventTypes: ["all"] } }
         ]
         const problems: Array<string> = []
@@ -1080,15 +1080,15 @@ describe("HTTP API: bad input", () => {
         const worker = yield* token("in-bounds-worker", ["worker"])
         const queue = uniqueQueue("bounds")
         const pending = yield* enqueue(user, { name: "waiting", queue })
-        const held = yield* heldJob(user, worker, "w-bounds")
+        const held = yield* heldJob(user, worker, "in-bounds-worker:w-bounds")
         const claim = (json: unknown, field: string): Case => ({
-          method: "POST", path: "/v1/workers/w-bounds/claim", token: worker, json, status: 400, tag: INVALID, field
+          method: "POST", path: "/v1/workers/in-bounds-worker:w-bounds/claim", token: worker, json, status: 400, tag: INVALID, field
         })
         const report = (percent: number): Case => ({
           method: "POST",
           path: `/v1/jobs/${held}/progress`,
           token: worker,
-          body: `{"workerId":"w-bounds","percent":${percent},"force":true}`,
+          body: `{"workerId":"in-bounds-worker:w-bounds","percent":${percent},"force":true}`,
           status: 400,
           tag: [INVALID, "InvalidProgress"],
           field: "percent"
@@ -1105,11 +1105,11 @@ describe("HTTP API: bad input", () => {
         assert.strictEqual((yield* jobOf(user, pending)).status, "pending")
         assert.strictEqual((yield* jobOf(user, held)).progress.percent, 0)
         // the edges are fine: an hour's heartbeat, and the smallest normal number as a percent
-        const claimed = yield* raw("POST", "/v1/workers/w-bounds/claim", { token: worker, json: { queues: [queue], heartbeatSeconds: 3600 } })
+        const claimed = yield* raw("POST", "/v1/workers/in-bounds-worker:w-bounds/claim", { token: worker, json: { queues: [queue], heartbeatSeconds: 3600 } })
         assert.deepStrictEqual(claimed.body.jobs?.map((j: { id: string }) => j.id), [pending], show("claim", claimed))
         const tiny = yield* raw("POST", `/v1/jobs/${held}/progress`, {
           token: worker,
-          body: `{"workerId":"w-bounds","percent":2.2250738585072014e-308,"force":true}`
+          body: `{"workerId":"in-bounds-worker:w-bounds","percent":2.2250738585072014e-308,"force":true}`
         })
         assert.strictEqual(tiny.status, 200, show("smallest normal percent", tiny))
       }))

@@ -237,11 +237,11 @@ describe("Effect RPC over HTTP", () => {
           ["priority 1.5", alice, request("JobEnqueue", { name: "a", queue, priority: 1.5 }), "priority"],
           ["limit \"x\"", alice, request("JobList", { limit: "x" }), "limit"],
           ["a stream's id 5", alice, request("JobWatch", { id: 5 }), "id"],
-          ["heartbeatSeconds 1e13", worker, request("WorkerClaim", { workerId: "w", queues: [queue], heartbeatSeconds: 1e13 }), "heartbeatSeconds"],
+          ["heartbeatSeconds 1e13", worker, request("WorkerClaim", { workerId: "rpc-payloads-worker", queues: [queue], heartbeatSeconds: 1e13 }), "heartbeatSeconds"],
           [
             "percent 5e-324",
             worker,
-            `{"_tag":"Request","id":"1","tag":"JobProgress","payload":{"id":"01a23391-d45a-704a-a7ac-44b4fa95459c","workerId":"w","percent":5e-324},"headers":[]}\n`,
+            `{"_tag":"Request","id":"1","tag":"JobProgress","payload":{"id":"01a23391-d45a-704a-a7ac-44b4fa95459c","workerId":"rpc-payloads-worker","percent":5e-324},"headers":[]}\n`,
             "percent"
           ],
           // a lone surrogate passed the schema and reached PostgreSQL: a defect naming SqlError
@@ -286,9 +286,9 @@ describe("Effect RPC over HTTP", () => {
           yield* sql.unsafe(`UPDATE "${schema}".jobs SET payload = $1::jsonb WHERE id = $2`, [nested(10_000), poisoned])
           const others = [yield* enqueue(bob, "one", 3), yield* enqueue(bob, "two", 2), yield* enqueue(bob, "three", 1)]
           const claimed = via === "rpc"
-            ? (yield* worker.WorkerClaim({ workerId: `w-poison-${via}`, queues: [queue], limit: 4 })).map((job) => job.id)
+            ? (yield* worker.WorkerClaim({ workerId: `rpc-poison-worker:w-poison-${via}`, queues: [queue], limit: 4 })).map((job) => job.id)
             : yield* Effect.map(
-              raw("POST", `/v1/workers/w-poison-${via}/claim`, { token: workerToken, json: { queues: [queue], limit: 4 } }),
+              raw("POST", `/v1/workers/rpc-poison-worker:w-poison-${via}/claim`, { token: workerToken, json: { queues: [queue], limit: 4 } }),
               (answer) => {
                 assert.strictEqual(answer.status, 200, JSON.stringify(answer.body)?.slice(0, 300))
                 return (answer.body.jobs as Array<{ id: string }>).map((job) => job.id)

@@ -20,6 +20,7 @@ import { Notifications } from "../src/Notifications.js"
 import { ProgressReporter } from "../src/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
 import { WorkersRepo } from "../src/WorkersRepo.js"
+import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
 
@@ -99,6 +100,26 @@ describe("Listener", () => {
       assert.isTrue(Option.isNone(yield* Fiber.poll(fatal)))
       assert.isAtLeast((yield* listener.currentState).failures, 40)
     }), { timeout: 60_000 })
+
+  it.scoped("a listener that cannot connect logs the first failure, then a line per cap with a count, no traces", () =>
+    capturingLogs((logs) =>
+      Effect.gen(function*() {
+        const port = yield* closedPort
+        const listener = yield* Listener.make({ host: "127.0.0.1", port, user: "x" }).pipe(
+          Effect.provide(JobWatchConfig.layer({ listenerMaxBackoff: "4 seconds" }))
+        )
+        const start = yield* Clock.currentTimeMillis
+        for (let i = 0; i < 60; i++) yield* TestClock.setTime(yield* nextSleep)
+        const elapsed = (yield* Clock.currentTimeMillis) - start
+        const lines = yield* linesMatching(logs, /LISTEN/)
+        assert.isAtLeast((yield* listener.currentState).failures, 60)
+        // 60 failures over a few minutes: the first, then at most one line per 4 s
+        assert.isAtMost(lines.length, 1 + Math.floor(elapsed / 4000), lines.join("\n"))
+        assert.isBelow(lines.length, 50)
+        assert.match(lines[0]!, /^WARN the LISTEN connection failed: cannot LISTEN: .*ECONNREFUSED.*; retrying with backoff$/)
+        assert.match(lines[1]!, /^WARN the LISTEN connection still failing: \d+ failures in/)
+        assert.isTrue(lines.every((line) => !line.includes("\n")), "no stack traces")
+      })), { timeout: 60_000 })
 
   /** The services the routes need, on the given listener (nobody is authenticated: only /ready is asked). */
   const servicesOn = <E, R>(listener: Layer.Layer<Listener.Listener, E, R>) => {

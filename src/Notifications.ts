@@ -1,4 +1,5 @@
 import {
+  Cause,
   Clock,
   DateTime,
   Duration,
@@ -320,7 +321,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         const served = yield* handle.pipe(
           Effect.tap(() => streak.failures() > 0 ? streak.succeeded : Effect.void),
           Effect.catchAllCause((cause) =>
-            Effect.gen(function*() {
+            Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.gen(function*() {
               // re-read everything watched: whatever this batch was to deliver is among it
               for (const [id, registrations] of index) {
                 if ([...registrations].some((r) => r.cursor === null)) needsSnapshot.add(id)

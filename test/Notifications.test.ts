@@ -1,40 +1,16 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Deferred, Effect, Layer, Redacted, TestClock } from "effect"
-import pg from "pg"
+import { Clock, Deferred, Effect, Layer, Redacted } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import { makeJobId } from "../src/Domain/JobId.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { awaitConnected, Listener } from "../src/Listener.js"
 import { Notifications } from "../src/Notifications.js"
+import { toNextWakeUp } from "./support/clock.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
 import { clockAtNow } from "./support/workers.js"
-
-/**
- * Waits in real time (bounded) until some fiber sleeps on the test clock, and moves the clock to the earliest
- * wake-up; or until `done` holds.
- */
-const toNextWakeUp = (done: Effect.Effect<boolean> = Effect.succeed(false)) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 2000; i++) {
-      if (yield* done) return
-      const sleeps = yield* TestClock.sleeps()
-      if (Chunk.isNonEmpty(sleeps)) return yield* TestClock.setTime(Math.min(...Chunk.toReadonlyArray(sleeps)))
-      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
-    }
-    return yield* Effect.die("nothing went to sleep")
-  })
-
-/** Drops `schema` on a connection of its own (the services' pool may be gone). */
-const dropSchema = (schema: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: TestDb.databaseUrl() })
-    await client.connect()
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    await client.end()
-  })
 
 describe("Notifications", () => {
   it.scoped("with the database gone the loop backs off to the cap and logs its first failure, a line per cap, its recovery", () =>
@@ -42,7 +18,7 @@ describe("Notifications", () => {
       Effect.gen(function*() {
         const proxy = yield* Proxy.make
         const schema = TestDb.freshSchema()
-        yield* Effect.addFinalizer(() => dropSchema(schema))
+        yield* Effect.addFinalizer(() => Proxy.dropSchema(schema))
         const services = Layer.merge(Notifications.Default, Listener.Default).pipe(
           Layer.provide(JobWatch.MigrationsLive),
           Layer.provide(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 4 })),

@@ -94,7 +94,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       Effect.forkScoped
     )
 
-    const toClaimed = (job: JobInfo) =>
+    const toClaimed = (job: JobInfo, heartbeatMs: number) =>
       new ClaimedJob({
         id: job.id,
         name: job.name,
@@ -105,7 +105,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         maxAttempts: job.maxAttempts,
         timeoutSeconds: job.timeoutSeconds,
         leaseExpiresAt: job.leaseExpiresAt ?? DateTime.unsafeMake(0),
-        version: job.version
+        version: job.version,
+        heartbeatSeconds: heartbeatMs / 1000
       }, true)
 
     /**
@@ -133,7 +134,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
           now: at,
           start: options.start === true
         })).pipe(
-          Effect.map((jobs) => jobs.map(toClaimed)),
+          Effect.map((jobs) => jobs.map((job) => toClaimed(job, heartbeatMs))),
           Effect.tap((jobs) => Metric.incrementBy(claimsTotal, jobs.length))
         )
       const deadline = (yield* Clock.currentTimeMillis) + waitMs

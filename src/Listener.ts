@@ -140,7 +140,8 @@ export const make = (connection: pg.ClientConfig) =>
       }).pipe(
         Effect.timeoutFail({
           duration: Duration.millis(ms),
-          onTimeout: () => new ListenerError({ message: `${what}: no answer within ${Duration.format(Duration.millis(ms))}` })
+          onTimeout: () =>
+            new ListenerError({ message: `${what}: no answer within ${Duration.format(Duration.millis(ms))}` })
         }),
         Effect.withClock(liveClock)
       )
@@ -180,7 +181,9 @@ export const make = (connection: pg.ClientConfig) =>
         yield* onConnected
         // a frozen peer sends no error and no end: only an unanswered query tells
         const checks = Effect.sleep(Duration.millis(checkMs)).pipe(
-          Effect.zipRight(bounded(client, "the LISTEN connection did not answer a check", checkMs, (c) => c.query("SELECT 1"))),
+          Effect.zipRight(
+            bounded(client, "the LISTEN connection did not answer a check", checkMs, (c) => c.query("SELECT 1"))
+          ),
           Effect.forever,
           Effect.withClock(liveClock)
         )

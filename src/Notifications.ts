@@ -353,7 +353,9 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       if (items === undefined) {
         // never expected: the doorbell that follows makes the waiters read instead
         // its length only: a payload carries results, which are not for the logs
-        Effect.runFork(Effect.logWarning(`an outcome notification of ${payload.length} characters could not be decoded`))
+        Effect.runFork(
+          Effect.logWarning(`an outcome notification of ${payload.length} characters could not be decoded`)
+        )
         return
       }
       for (const item of items) {

@@ -102,7 +102,10 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       const after = yield* Clock.currentTimeMillis
       // a lease a worker takes while this pass sleeps expires no sooner than 1.5 × its heartbeat interval: waking
       // at least every interval (of the quickest known worker) finds it before it has been expired for half of one
-      const cap = Option.match(next.heartbeatMs, { onNone: () => intervalMs, onSome: (ms) => Math.min(intervalMs, ms) })
+      const cap = Option.match(next.heartbeatMs, {
+        onNone: () => intervalMs,
+        onSome: (ms) => Math.min(intervalMs, Math.max(OVERDUE_WAIT_MS, ms))
+      })
       return Option.match(next.at, {
         onNone: () => cap,
         // a lease has expired once `now` is past it: wake just after
@@ -169,7 +172,9 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
             const wait = yield* pass.pipe(
               Effect.tap(() => passStreak.failures() > 0 ? passStreak.succeeded : Effect.void),
               Effect.catchAllCause((cause) =>
-                Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.map(passStreak.failed(cause), Duration.toMillis)
+                Cause.isInterruptedOnly(cause)
+                  ? Effect.failCause(cause)
+                  : Effect.map(passStreak.failed(cause), Duration.toMillis)
               )
             )
             const now = yield* Clock.currentTimeMillis

@@ -167,7 +167,9 @@ export const run = <A, E, R>(
     const backend = yield* WorkerBackend
     const workerId = options.workerId ?? defaultWorkerId()
     const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1))
-    const explicitHeartbeat = options.heartbeatInterval === undefined ? undefined : Duration.decode(options.heartbeatInterval)
+    const explicitHeartbeat = options.heartbeatInterval === undefined
+      ? undefined
+      : Duration.decode(options.heartbeatInterval)
     /** The heartbeat interval: the option's, or the service's as its claims' answers say. */
     let heartbeatInterval = explicitHeartbeat ?? Duration.seconds(10)
     const heartbeatKnown = yield* Deferred.make<void>()

@@ -116,7 +116,7 @@ describe("Listener", () => {
         // 60 failures over a few minutes: the first, then at most one line per 4 s
         assert.isAtMost(lines.length, 1 + Math.floor(elapsed / 4000), lines.join("\n"))
         assert.isBelow(lines.length, 50)
-        assert.match(lines[0]!, /^WARN the LISTEN connection failed: cannot LISTEN: .*ECONNREFUSED.*; retrying with backoff$/)
+        assert.match(lines[0]!, /^WARN the LISTEN connection failed: cannot LISTEN: .*ECONNREFUSED.*; retrying/)
         assert.match(lines[1]!, /^WARN the LISTEN connection still failing: \d+ failures in/)
         assert.isTrue(lines.every((line) => !line.includes("\n")), "no stack traces")
       })), { timeout: 60_000 })
@@ -194,15 +194,20 @@ describe("Listener", () => {
       Stream.filter(holds),
       Stream.runHead,
       Effect.flatten,
-      Effect.timeoutFail({ duration: Duration.seconds(seconds), onTimeout: () => new Error(`no such state in ${seconds} s`) })
+      Effect.timeoutFail({
+        duration: Duration.seconds(seconds),
+        onTimeout: () => new Error(`no such state in ${seconds} s`)
+      })
     )
 
-  it.scopedLive("a frozen LISTEN connection fails its check: the listener reconnects, reconciles and hears doorbells again", () =>
+  it.scopedLive("a frozen LISTEN connection fails its check: it reconnects, reconciles and hears doorbells again", () =>
     Effect.gen(function*() {
       const proxy = yield* Proxy.make
       const schema = TestDb.freshSchema()
       const listener = yield* Listener.make({ connectionString: proxy.url }).pipe(
-        Effect.provide(JobWatchConfig.layer({ schema, listenerCheckInterval: "300 millis", listenerMaxBackoff: "200 millis" }))
+        Effect.provide(
+          JobWatchConfig.layer({ schema, listenerCheckInterval: "300 millis", listenerMaxBackoff: "200 millis" })
+        )
       )
       yield* stateUntil(listener, (s) => s.connected)
       const pidBefore = yield* listener.backendPid
@@ -213,7 +218,9 @@ describe("Listener", () => {
 
       // its backend stops answering (as under SIGSTOP): no error, no end, the socket stays open
       proxy.freeze()
-      yield* Deferred.await(reconciled).pipe(Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("never reconnected") }))
+      yield* Deferred.await(reconciled).pipe(
+        Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("never reconnected") })
+      )
       const state = yield* listener.currentState
       assert.isTrue(state.connected)
       assert.strictEqual(state.reconnects, 1)
@@ -235,7 +242,10 @@ describe("Listener", () => {
   it.scopedLive("/ready answers 503 while the LISTEN connection's host is frozen, 200 once it answers again", () =>
     Effect.gen(function*() {
       const proxy = yield* Proxy.make
-      const throughProxy = Layer.scoped(Listener.Listener, Effect.map(Listener.make({ connectionString: proxy.url }), Listener.Listener.make))
+      const throughProxy = Layer.scoped(
+        Listener.Listener,
+        Effect.map(Listener.make({ connectionString: proxy.url }), Listener.Listener.make)
+      )
       const ready = Effect.gen(function*() {
         const response = yield* HttpClient.get("/ready")
         return response.status

@@ -13,7 +13,7 @@ import * as TestDb from "./support/TestDb.js"
 import { clockAtNow } from "./support/workers.js"
 
 describe("Notifications", () => {
-  it.scoped("with the database gone the loop backs off to the cap and logs its first failure, a line per cap, its recovery", () =>
+  it.scoped("with the database gone the loop backs off and logs its first failure, a line per cap, its recovery", () =>
     capturingLogs((logs) =>
       Effect.gen(function*() {
         const proxy = yield* Proxy.make

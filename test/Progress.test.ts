@@ -215,7 +215,7 @@ describe("ProgressReporter", () => {
         for (const id of ids) assert.strictEqual((yield* (yield* JobsRepo).get(id)).progress.percent, 55)
       }))
 
-    it.scoped("a coalesced report whose write fails while the database is gone does not stop the job's later reports", () =>
+    it.scoped("a coalesced report whose write fails with the database gone does not stop later reports", () =>
       Effect.gen(function*() {
         const { schema } = yield* JobWatchConfig
         const proxy = yield* Proxy.make

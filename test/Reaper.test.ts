@@ -105,7 +105,7 @@ describe("the reaper", () => {
       }
     }).pipe(onFreshSchema({ reaper: true, reaperInterval: "1 second" })), { timeout: 60_000 })
 
-  it.effect("with a long reaper interval, a known worker's job is claimable again within 2 × its heartbeat interval", () =>
+  it.effect("with a long reaper interval, a known worker's job is claimable again within 2 × its heartbeat", () =>
     Effect.gen(function*() {
       for (const ms of [500, 1000, 2000]) {
         const after = yield* backAfterDeath(Duration.millis(ms), true)
@@ -268,7 +268,7 @@ describe("the reaper", () => {
         }).pipe(Effect.provide(repoOn(TestDb.databaseUrl(), schema)))
       })), { timeout: 60_000 })
 
-  it.scoped("with the database gone, failing passes back off and log their first failure, a line per cap, the recovery", () =>
+  it.scoped("with the database gone, failing passes back off and log the first failure, a line per cap, recovery", () =>
     capturingLogs((logs) =>
       Effect.gen(function*() {
         const proxy = yield* Proxy.make
@@ -293,7 +293,10 @@ describe("the reaper", () => {
           const passed = Effect.map(reaper.state, (s) => s.passes > passes)
           for (let i = 0; i < 20 && !(yield* passed); i++) yield* toNextWakeUp(passed)
           // (counted mid-pass; the recovery is logged when the pass ends)
-          const recovered = yield* eventually(linesMatching(logs, /reaper's pass recovered/), (lines) => lines.length > 0)
+          const recovered = yield* eventually(
+            linesMatching(logs, /reaper's pass recovered/),
+            (lines) => lines.length > 0
+          )
           assert.strictEqual(recovered.length, 1)
           const count = Number(/recovered after (\d+) failures/.exec(recovered[0]!)?.[1])
           assert.isAtLeast(count, 25, recovered[0])

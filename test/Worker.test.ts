@@ -41,7 +41,7 @@ const withoutCancelChannel = ({ onCancelRequested: _, ...rest }: Worker.WorkerBa
 
 describe("Worker.run", () => {
   // (before the layer blocks: after them, this file's top-level tests ran on the live clock)
-  it.scoped("over HTTP with the service gone, claims back off to the cap and log the first failure, then a line per cap", () =>
+  it.scoped("over HTTP with the service gone, claims back off and log the first failure, then a line per cap", () =>
     capturingLogs((logs) =>
       Effect.gen(function*() {
         const port = yield* Effect.promise(() =>
@@ -369,12 +369,13 @@ describe("Worker.run", () => {
             Effect.flip,
             Effect.timeout("10 seconds")
           )
-          assert.isTrue(expected === "Unauthorized" ? error instanceof Unauthorized : error instanceof Forbidden, String(error))
+          const typed = expected === "Unauthorized" ? error instanceof Unauthorized : error instanceof Forbidden
+          assert.isTrue(typed, String(error))
           assert.strictEqual(client.count(), 1, "one request, no retry")
         }
       }))
 
-    it.scoped("over HTTP, a worker whose token stops being accepted stops: await fails with Unauthorized, no more claims", () =>
+    it.scoped("over HTTP, a worker whose token stops being accepted stops: await fails, no more claims", () =>
       Effect.gen(function*() {
         const base = yield* baseUrl
         const jobs = yield* Jobs

@@ -5,9 +5,9 @@ import {
   Deferred,
   Duration,
   Effect,
+  Exit,
   Metric,
   Option,
-  Random,
   Redacted,
   Ref,
   Stream,
@@ -15,6 +15,7 @@ import {
 } from "effect"
 import pg from "pg"
 import { JobWatchConfig } from "./Config.js"
+import { makeStreak } from "./internal/retry.js"
 
 /** The channels besides the doorbell, each `<schema>.<name>` (sql/0004, sql/0005). */
 const handledChannels = ["outcome", "ready", "cancel", "webhooks"] as const
@@ -62,15 +63,37 @@ export const clientConfig = (config: PgClient.PgClientConfig, applicationName = 
   ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
   application_name: applicationName,
   connectionTimeoutMillis: 10_000,
-  keepAlive: true
+  // TCP keepalive after seconds of silence, not the OS's 2 hours
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 5_000
 })
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /**
+ * The liveness check runs on the real clock whatever clock the app's logic uses: it judges a real socket, and a
+ * test's clock jumping ahead must not declare a healthy connection dead.
+ */
+const liveClock = Clock.make()
+
+/** Closes a client: politely (bounded) when the scope was closed, at once when the connection is dead. */
+const close = (client: pg.Client, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Exit.isInterrupted(exit)
+    ? Effect.promise(() => client.end().catch(() => undefined)).pipe(
+      Effect.timeoutOption(Duration.seconds(1)),
+      Effect.withClock(liveClock),
+      Effect.ensuring(Effect.sync(() => void client.connection.stream.destroy())),
+      Effect.asVoid
+    )
+    // a frozen peer never answers the terminate message: end() would wait forever
+    : Effect.sync(() => void client.connection.stream.destroy())
+
+/**
  * Makes the process's one LISTEN connection, on a dedicated `pg.Client` (sql-pg's `listen` hangs silently when its
- * connection dies). It fails on the client's `error`/`end`, reconnects with an exponential, jittered, capped
- * backoff, and calls the `reconcile` handlers after every (re)connect so that whatever was missed while away is
+ * connection dies). It fails on the client's `error`/`end` and when a check (a query every `listenerCheckInterval`)
+ * goes unanswered for that long, so a frozen peer counts as dead too; it reconnects with an exponential, jittered
+ * backoff capped at `listenerMaxBackoff`, logging the first failure of a streak, then a line per cap, then the
+ * recovery; and it calls the `reconcile` handlers after every (re)connect so that whatever was missed while away is
  * re-read.
  */
 export const make = (connection: pg.ClientConfig) =>
@@ -102,13 +125,37 @@ export const make = (connection: pg.ClientConfig) =>
     /** Set by tests and diagnostics: the backend pid of the current connection. */
     const backendPid = yield* Ref.make(Option.none<number>())
 
-    /** One connection's life: connects, LISTENs, calls the reconcile handlers, and fails when the connection dies. */
+    const checkMs = Duration.toMillis(config.listenerCheckInterval)
+    const settings: pg.ClientConfig = {
+      ...connection,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: connection.keepAliveInitialDelayMillis ?? Math.max(1000, checkMs)
+    }
+
+    /** A query on the connection that must answer within `ms` (real time), or the connection counts as dead. */
+    const bounded = <A>(client: pg.Client, what: string, ms: number, run: (client: pg.Client) => Promise<A>) =>
+      Effect.tryPromise({
+        try: () => run(client),
+        catch: (cause) => new ListenerError({ message: `${what}: ${describe(cause)}`, cause })
+      }).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(ms),
+          onTimeout: () =>
+            new ListenerError({ message: `${what}: no answer within ${Duration.format(Duration.millis(ms))}` })
+        }),
+        Effect.withClock(liveClock)
+      )
+
+    /**
+     * One connection's life: connects, LISTENs, calls the reconcile handlers, then checks the connection every
+     * `listenerCheckInterval`; fails when the connection dies or a check goes unanswered.
+     */
     const session = (onConnected: Effect.Effect<void>) =>
       Effect.gen(function*() {
         const died = yield* Deferred.make<never, ListenerError>()
         const client = yield* Effect.acquireRelease(
           Effect.sync(() => {
-            const client = new pg.Client(connection)
+            const client = new pg.Client(settings)
             // handled right here: waiters resolve without a hop through a queue and a fiber
             client.on("notification", (msg) => {
               const payload = msg.payload ?? ""
@@ -122,25 +169,31 @@ export const make = (connection: pg.ClientConfig) =>
             })
             return client
           }),
-          (client) => Effect.promise(() => client.end().catch(() => undefined))
+          close
         )
-        yield* Effect.tryPromise({
-          try: async () => {
-            await client.connect()
-            for (const name of handled.keys()) await client.query(`LISTEN ${client.escapeIdentifier(name)}`)
-            const result = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
-            return result.rows[0]?.pid
-          },
-          catch: (cause) => new ListenerError({ message: `cannot LISTEN: ${describe(cause)}`, cause })
-        }).pipe(Effect.tap((pid) => Ref.set(backendPid, Option.fromNullable(pid))))
+        const pid = yield* bounded(client, "cannot LISTEN", Math.max(10_000, checkMs), async (client) => {
+          await client.connect()
+          for (const name of handled.keys()) await client.query(`LISTEN ${client.escapeIdentifier(name)}`)
+          const result = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")
+          return result.rows[0]?.pid
+        })
+        yield* Ref.set(backendPid, Option.fromNullable(pid))
         yield* onConnected
-        return yield* Deferred.await(died)
+        // a frozen peer sends no error and no end: only an unanswered query tells
+        const checks = Effect.sleep(Duration.millis(checkMs)).pipe(
+          Effect.zipRight(
+            bounded(client, "the LISTEN connection did not answer a check", checkMs, (c) => c.query("SELECT 1"))
+          ),
+          Effect.forever,
+          Effect.withClock(liveClock)
+        )
+        return yield* Effect.raceFirst(Deferred.await(died), checks)
       }).pipe(Effect.scoped)
 
     const loop = Effect.gen(function*() {
+      const streak = yield* makeStreak("the LISTEN connection", { cap: config.listenerMaxBackoff })
       let failures = 0
       let downSince: number | undefined
-      const maxMs = Duration.toMillis(config.listenerMaxBackoff)
       while (true) {
         const error = yield* session(
           Effect.gen(function*() {
@@ -155,6 +208,7 @@ export const make = (connection: pg.ClientConfig) =>
             }))
             failures = 0
             downSince = undefined
+            yield* streak.succeeded
             for (const handler of handlers.reconcile) handler("")
           })
         ).pipe(Effect.flip)
@@ -169,7 +223,8 @@ export const make = (connection: pg.ClientConfig) =>
           lastError: Option.some(error.message)
         }))
         yield* Ref.set(backendPid, Option.none())
-        yield* Effect.logWarning(`LISTEN connection lost (${error.message}); reconnecting`)
+        // exponential from 100 ms, capped, jittered; logs the streak's first failure, then a line per cap
+        const delay = yield* streak.failed(error)
         if (Option.isSome(config.shutdownOnListenerFailure)) {
           const limit = config.shutdownOnListenerFailure.value
           if (now - downSince >= Duration.toMillis(limit)) {
@@ -183,10 +238,7 @@ export const make = (connection: pg.ClientConfig) =>
             return
           }
         }
-        // exponential from 100 ms, capped, with "equal jitter": half fixed, half random
-        const ceiling = Math.min(maxMs, 100 * 2 ** Math.min(failures - 1, 20))
-        const delay = ceiling / 2 + (yield* Random.next) * (ceiling / 2)
-        yield* Effect.sleep(Duration.millis(delay))
+        yield* Effect.sleep(delay)
       }
     })
     yield* Effect.forkScoped(loop.pipe(Effect.interruptible))

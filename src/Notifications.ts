@@ -1,4 +1,5 @@
 import {
+  Cause,
   Clock,
   DateTime,
   Duration,
@@ -8,7 +9,6 @@ import {
   Option,
   Queue,
   Schedule,
-  Scope,
   Stream
 } from "effect"
 import { JobWatchConfig } from "./Config.js"
@@ -16,6 +16,7 @@ import { JobError, JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
 import { JobId } from "./Domain/JobId.js"
 import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
+import { makeStreak } from "./internal/retry.js"
 import { JobsRepo } from "./JobsRepo.js"
 import { Listener } from "./Listener.js"
 import { LocalEvents } from "./LocalEvents.js"
@@ -304,6 +305,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
      * which never starves, unlike `Stream.debounce`).
      */
     const consume = Effect.gen(function*() {
+      const streak = yield* makeStreak("the notification loop", { cap: config.retryMaxBackoff })
       const windowMs = Duration.toMillis(config.debounce)
       let lastStart = Number.NEGATIVE_INFINITY
       let burst = false
@@ -317,15 +319,17 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         kickPending = false
         lastStart = yield* Clock.currentTimeMillis
         const served = yield* handle.pipe(
+          Effect.tap(() => streak.failures() > 0 ? streak.succeeded : Effect.void),
           Effect.catchAllCause((cause) =>
-            Effect.gen(function*() {
-              yield* Effect.logError("a notification batch failed; retrying in 1 s", cause)
+            Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.gen(function*() {
               // re-read everything watched: whatever this batch was to deliver is among it
               for (const [id, registrations] of index) {
                 if ([...registrations].some((r) => r.cursor === null)) needsSnapshot.add(id)
                 else needsCatchUp.add(id)
               }
-              yield* Effect.forkScoped(Effect.sleep(Duration.seconds(1)).pipe(Effect.zipRight(Effect.sync(kick))))
+              // the next batch waits out the backoff, however many signals arrive meanwhile (they join it)
+              yield* Effect.sleep(yield* streak.failed(cause))
+              kick()
               return { jobsRead: 0, doorbells: 0 }
             })
           )
@@ -348,7 +352,10 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       const items = decodeOutcomes(payload)
       if (items === undefined) {
         // never expected: the doorbell that follows makes the waiters read instead
-        Effect.runFork(Effect.logWarning("an outcome notification could not be decoded", payload.slice(0, 200)))
+        // its length only: a payload carries results, which are not for the logs
+        Effect.runFork(
+          Effect.logWarning(`an outcome notification of ${payload.length} characters could not be decoded`)
+        )
         return
       }
       for (const item of items) {
@@ -373,8 +380,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         )
       )
     }
-    const scope = yield* Effect.scope
-    yield* Effect.forkIn(consume.pipe(Effect.provideService(Scope.Scope, scope)), scope)
+    yield* Effect.forkScoped(consume)
 
     const register = (id: JobId, from: SubscribeFrom, subscriber: Subscriber): Registration => {
       const registration: Registration = { cursor: "snapshot" in from ? null : from.afterVersion, subscriber }

@@ -1,9 +1,10 @@
-import { Clock, Duration, Effect, Either, FiberSet, HashMap, Metric, Option, Ref } from "effect"
+import { Cause, Clock, Duration, Effect, Either, FiberSet, HashMap, Metric, Option, Ref } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import type { InvalidInput, InvalidTransition, JobNotFound, NotJobHolder, PayloadTooLarge } from "./Domain/Errors.js"
 import { InvalidProgress, ProgressRegression } from "./Domain/Errors.js"
 import type { JobId } from "./Domain/JobId.js"
 import { ProgressAck } from "./Domain/Worker.js"
+import { describeError } from "./internal/retry.js"
 import * as V from "./internal/validate.js"
 import type { ProgressWrite } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
@@ -128,9 +129,13 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
               return [current.pending, HashMap.set(map, id, { ...current, pending: Option.none(), lastWriteAt: startedAt })]
             })
             if (Option.isNone(taken)) return Option.none<number>()
+            // refused, or the database failed: dropped (a later report supersedes it), and the timer lives on to
+            // close the window, or the job's later reports would be coalesced into a slot nobody flushes
             yield* write(id, taken.value.write, taken.value.workerId).pipe(
-              Effect.catchAll((error) =>
-                Effect.logDebug(`a coalesced progress report of job ${id} was not written: ${error.message}`)
+              Effect.catchAllCause((cause) =>
+                Cause.isInterruptedOnly(cause)
+                  ? Effect.interrupt
+                  : Effect.logDebug(`a coalesced progress report of job ${id} was not written: ${describeError(cause)}`)
               )
             )
             return Option.some(startedAt + windowMs)

@@ -1,7 +1,8 @@
 import { PgClient } from "@effect/sql-pg"
-import { Clock, Data, Duration, Effect, Metric, Option, Random, Ref, Schedule } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Exit, Metric, Option, Random, Ref } from "effect"
 import pg from "pg"
 import { JobWatchConfig } from "./Config.js"
+import { makeStreak } from "./internal/retry.js"
 import { clientConfig } from "./Listener.js"
 import type { Reaped } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
@@ -15,6 +16,8 @@ export interface ReaperState {
   readonly leasesExpired: number
   readonly timedOut: number
   readonly workersForgotten: number
+  /** While leader: when (on the app's clock) the next pass starts. */
+  readonly nextPassAt: Option.Option<Date>
 }
 
 class LockLost extends Data.TaggedError("LockLost")<{ readonly message: string }> {}
@@ -29,6 +32,12 @@ const promotedTotal = Metric.counter("jobwatch_promoted_total", {
 })
 
 const BATCH = 1000
+/** The shortest wait between passes, and the wait when work it saw due was not done (rows locked elsewhere). */
+const MIN_WAIT_MS = 10
+const OVERDUE_WAIT_MS = 100
+/** A query on the lock connection unanswered this long (real time) counts as a dead connection. */
+const LOCK_QUERY_TIMEOUT = Duration.seconds(10)
+const liveClock = Clock.make()
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
@@ -38,8 +47,10 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
  * `reaperInterval`, so that when the holder dies (its connection ends and PostgreSQL releases the lock) another
  * takes over. On each pass the leader promotes due scheduled jobs, returns jobs whose lease expired to the queue
  * (or fails them with `worker_lost`), ends attempts past their timeout, and forgets silent workers; it sleeps until
- * the next pass or the next scheduled job, whichever comes first. `campaign` (default: the `reaper` config) says
- * whether this process takes part in the election at all.
+ * the next pass, the next scheduled job or the next lease expiry, whichever comes first, so a dead worker's job is
+ * back when its lease ends whatever `reaperInterval` is. Failing passes and a lock connection that cannot connect
+ * back off (capped at `retryMaxBackoff`) and log by streak. `campaign` (default: the `reaper` config) says whether
+ * this process takes part in the election at all.
  */
 export const make = (connection: pg.ClientConfig, options: { readonly campaign?: boolean } = {}) =>
   Effect.gen(function*() {
@@ -51,7 +62,8 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       promoted: 0,
       leasesExpired: 0,
       timedOut: 0,
-      workersForgotten: 0
+      workersForgotten: 0,
+      nextPassAt: Option.none()
     })
     const intervalMs = Duration.toMillis(config.reaperInterval)
     const lockKey = `${config.schema}.reaper`
@@ -87,12 +99,25 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
         yield* Effect.logInfo(`reaper: ${leasesExpired} expired leases and ${timedOut} timeouts handled`)
       }
       const next = yield* repo.nextDue
-      const untilDue = Option.match(next, {
+      const after = yield* Clock.currentTimeMillis
+      // a lease a worker takes while this pass sleeps expires no sooner than 1.5 × its heartbeat interval: waking
+      // at least every interval (of the quickest known worker) finds it before it has been expired for half of one
+      const cap = Option.match(next.heartbeatMs, {
         onNone: () => intervalMs,
-        onSome: (at) => at.getTime() - now.getTime()
+        onSome: (ms) => Math.min(intervalMs, Math.max(OVERDUE_WAIT_MS, ms))
       })
-      return Math.max(10, Math.min(intervalMs, untilDue))
+      return Option.match(next.at, {
+        onNone: () => cap,
+        // a lease has expired once `now` is past it: wake just after
+        onSome: (at) => {
+          const until = at.getTime() - after + 1
+          return until > 0 ? Math.max(MIN_WAIT_MS, Math.min(cap, until)) : Math.min(cap, OVERDUE_WAIT_MS)
+        }
+      })
     }).pipe(Effect.withSpan("Reaper.pass"))
+
+    const passStreak = yield* makeStreak("the reaper's pass", { cap: config.retryMaxBackoff })
+    const lockStreak = yield* makeStreak("the reaper's lock connection", { cap: config.retryMaxBackoff })
 
     /** One lock connection's life: tries the lock every interval; while held, reaps; fails when the connection does. */
     const session = Effect.gen(function*() {
@@ -106,18 +131,33 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
           },
           catch: (cause) => new LockLost({ message: `cannot connect: ${describe(cause)}` })
         }),
-        (client) => Effect.promise(() => client.end().catch(() => undefined))
+        (client, exit) =>
+          Exit.isInterrupted(exit)
+            ? Effect.promise(() => client.end().catch(() => undefined)).pipe(
+              Effect.timeoutOption(Duration.seconds(1)),
+              Effect.withClock(liveClock),
+              Effect.ensuring(Effect.sync(() => void client.connection.stream.destroy()))
+            )
+            // a dead or frozen connection: end() could wait forever
+            : Effect.sync(() => void client.connection.stream.destroy())
       )
       const query = <A extends Record<string, unknown>>(text: string, values: ReadonlyArray<unknown>) =>
         Effect.tryPromise({
           try: () => client.query<A>(text, [...values]),
           catch: (cause) => new LockLost({ message: describe(cause) })
-        })
+        }).pipe(
+          Effect.timeoutFail({
+            duration: LOCK_QUERY_TIMEOUT,
+            onTimeout: () => new LockLost({ message: `no answer within ${Duration.format(LOCK_QUERY_TIMEOUT)}` })
+          }),
+          Effect.withClock(liveClock)
+        )
       while (true) {
         const { rows } = yield* query<{ locked: boolean }>(
           "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked",
           [lockKey]
         )
+        if (lockStreak.failures() > 0) yield* lockStreak.succeeded
         if (rows[0]?.locked === true) break
         // another process reaps; try again after an interval, jittered so that followers do not ask in step
         yield* Effect.sleep(Duration.millis(intervalMs * (0.75 + 0.5 * (yield* Random.next))))
@@ -130,24 +170,29 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
             // still holding the lock? (the connection is alive: a session lock lives as long as it)
             yield* query("SELECT 1", [])
             const wait = yield* pass.pipe(
+              Effect.tap(() => passStreak.failures() > 0 ? passStreak.succeeded : Effect.void),
               Effect.catchAllCause((cause) =>
-                Effect.as(Effect.logWarning("a reaper pass failed; trying again next interval", cause), intervalMs)
+                Cause.isInterruptedOnly(cause)
+                  ? Effect.failCause(cause)
+                  : Effect.map(passStreak.failed(cause), Duration.toMillis)
               )
             )
+            const now = yield* Clock.currentTimeMillis
+            yield* Ref.update(state, (s) => ({ ...s, nextPassAt: Option.some(new Date(now + wait)) }))
             yield* Effect.sleep(Duration.millis(wait))
           }
         }),
-        Ref.update(state, (s) => ({ ...s, leader: false }))
+        Ref.update(state, (s) => ({ ...s, leader: false, nextPassAt: Option.none() }))
       )
     }).pipe(Effect.scoped)
 
     if (options.campaign ?? config.reaper) {
-      yield* session.pipe(
-        Effect.tapError((error) => Effect.logWarning(`reaper lock connection: ${error.message}; retrying`)),
-        Effect.retry(Schedule.spaced(config.reaperInterval)),
-        Effect.interruptible,
-        Effect.forkScoped
-      )
+      yield* Effect.gen(function*() {
+        while (true) {
+          const error = yield* Effect.flip(session)
+          yield* Effect.sleep(yield* lockStreak.failed(error))
+        }
+      }).pipe(Effect.interruptible, Effect.forkScoped)
     }
 
     return {

@@ -1,6 +1,5 @@
 import {
   Cause,
-  Chunk,
   Context,
   Deferred,
   Duration,
@@ -12,13 +11,16 @@ import {
   Layer,
   Option,
   Queue,
-  Ref,
-  Schedule
+  Ref
 } from "effect"
 import type { Scope } from "effect"
 import * as Os from "node:os"
+import { JobWatchConfig } from "./Config.js"
 import type { JobId } from "./Domain/JobId.js"
 import type { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
+import { makeStreak } from "./internal/retry.js"
+import type { WorkerRefused } from "./internal/worker.js"
+import { describeFailure, groupCommit, heartbeatLoop, isRefusal } from "./internal/worker.js"
 import type { ProgressReport } from "./ProgressReporter.js"
 import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
 import { Workers } from "./Workers.js"
@@ -28,6 +30,8 @@ export interface WorkerProtocolError {
   readonly _tag: string
   readonly message: string
 }
+
+export type { WorkerRefused } from "./internal/worker.js"
 
 /**
  * What `Worker.run` needs of the service: the `Workers` protocol, in this process (`Worker.local`) or over the
@@ -68,14 +72,16 @@ export interface WorkerBackendShape {
   readonly onCancelRequested?: (
     handler: (ids: ReadonlyArray<JobId> | "*") => void
   ) => Effect.Effect<void, never, Scope.Scope>
+  /** The cap of `Worker.run`'s retry backoff when its options give none (in-process: `retryMaxBackoff`). */
+  readonly retryMaxBackoff?: Duration.DurationInput | undefined
 }
 
 export class WorkerBackend extends Context.Tag("jobwatch/WorkerBackend")<WorkerBackend, WorkerBackendShape>() {}
 
 /** `WorkerBackend` on this process's `Workers` service. */
-export const local: Layer.Layer<WorkerBackend, never, Workers> = Layer.effect(
+export const local: Layer.Layer<WorkerBackend, never, Workers | JobWatchConfig> = Layer.effect(
   WorkerBackend,
-  Effect.map(Workers, (workers): WorkerBackendShape => ({
+  Effect.zipWith(Workers, JobWatchConfig, (workers, config): WorkerBackendShape => ({
     claim: workers.claim,
     heartbeat: workers.heartbeat,
     progress: workers.progress,
@@ -84,7 +90,8 @@ export const local: Layer.Layer<WorkerBackend, never, Workers> = Layer.effect(
     fail: workers.fail,
     canceled: workers.canceled,
     release: workers.release,
-    onCancelRequested: workers.onCancelRequested
+    onCancelRequested: workers.onCancelRequested,
+    retryMaxBackoff: config.retryMaxBackoff
   }))
 )
 
@@ -113,12 +120,20 @@ export interface RunOptions<A, E, R> {
    * job then ends `canceled`) or its timeout passes (it fails with code `timeout`).
    */
   readonly handler: (job: ClaimedJob, ctx: WorkerContext) => Effect.Effect<A, E, R>
-  /** Default 10 s; the leases of this worker's jobs last 1.5 × this. */
+  /**
+   * The leases of this worker's jobs last 1.5 × this. Default: the service's (`JOBWATCH_HEARTBEAT_INTERVAL`), which
+   * its claims' answers carry.
+   */
   readonly heartbeatInterval?: Duration.DurationInput | undefined
   /** On shutdown, how long running handlers may take to finish before they are interrupted and released; 10 s. */
   readonly shutdownGrace?: Duration.DurationInput | undefined
   /** How long one claim waits for work (woken by the service when a job is ready); 30 s. */
   readonly claimWait?: Duration.DurationInput | undefined
+  /**
+   * The cap of the backoff of failing claims and heartbeats (exponential from 100 ms, jittered); default the
+   * backend's (`JOBWATCH_RETRY_MAX_BACKOFF` in-process), else 10 s.
+   */
+  readonly retryMaxBackoff?: Duration.DurationInput | undefined
 }
 
 /** A running worker. */
@@ -127,6 +142,11 @@ export interface WorkerHandle {
   /** Jobs its handlers run now. */
   readonly running: Effect.Effect<ReadonlyArray<JobId>>
   readonly stats: Effect.Effect<{ readonly completed: number; readonly failed: number; readonly canceled: number }>
+  /**
+   * Waits until the worker has stopped: succeeds when its scope closed, fails when it stopped by itself because the
+   * service refused its credentials (an expired or revoked token), after which it claims and heartbeats no more.
+   */
+  readonly await: Effect.Effect<void, WorkerRefused>
 }
 
 /**
@@ -139,19 +159,6 @@ export const defaultWorkerId = (namespace?: string | undefined) => {
   return `${prefix}${Os.hostname().slice(0, Math.max(0, 200 - prefix.length - suffix.length))}${suffix}`
 }
 
-/** The code, message and retryability of a handler's failure. */
-const describeFailure = (error: unknown): { code: string; message: string; retryable: boolean } => {
-  if (typeof error === "object" && error !== null) {
-    const e = error as { code?: unknown; _tag?: unknown; message?: unknown; retryable?: unknown }
-    return {
-      code: typeof e.code === "string" ? e.code : typeof e._tag === "string" ? e._tag : "error",
-      message: typeof e.message === "string" && e.message !== "" ? e.message : String(error),
-      retryable: typeof e.retryable === "boolean" ? e.retryable : true
-    }
-  }
-  return { code: "error", message: String(error), retryable: true }
-}
-
 type Ending =
   | { readonly _tag: "Done"; readonly exit: Exit.Exit<unknown, unknown> }
   | { readonly _tag: "Canceled" }
@@ -161,16 +168,26 @@ type Ending =
  * Runs a worker until the scope closes: it claims jobs of `queues` (waiting for work without polling), runs
  * `handler` on each with at most `concurrency` at once, heartbeats, and ends every job with the handler's outcome.
  * Closing the scope stops claiming, lets running handlers finish within `shutdownGrace`, then interrupts the rest
- * and releases their jobs back to the queue (their attempt not used up) for another worker.
+ * and releases their jobs back to the queue (their attempt not used up) for another worker. Failing claims and
+ * heartbeats back off (logging a streak's first failure, a line per cap, the recovery). Credentials the service
+ * refuses (401, 403) are not retried: `run` fails with the error when refused at once, and a worker refused later
+ * stops (its handlers interrupted; their leases lapse and the reaper hands the jobs on) with `await` failing.
  */
 export const run = <A, E, R>(
   options: RunOptions<A, E, R>
-): Effect.Effect<WorkerHandle, never, WorkerBackend | Scope.Scope | R> =>
+): Effect.Effect<WorkerHandle, WorkerRefused, WorkerBackend | Scope.Scope | R> =>
   Effect.gen(function*() {
     const backend = yield* WorkerBackend
     const workerId = options.workerId ?? defaultWorkerId(backend.workerNamespace)
     const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1))
-    const heartbeatInterval = Duration.decode(options.heartbeatInterval ?? "10 seconds")
+    const explicitHeartbeat = options.heartbeatInterval === undefined
+      ? undefined
+      : Duration.decode(options.heartbeatInterval)
+    /** The heartbeat interval: the option's, or the service's as its claims' answers say. */
+    let heartbeatInterval = explicitHeartbeat ?? Duration.seconds(10)
+    const heartbeatKnown = yield* Deferred.make<void>()
+    if (explicitHeartbeat !== undefined) yield* Deferred.succeed(heartbeatKnown, undefined)
+    const retryCap = options.retryMaxBackoff ?? backend.retryMaxBackoff ?? Duration.seconds(10)
     const grace = Duration.decode(options.shutdownGrace ?? "10 seconds")
     const claimWait = Duration.decode(options.claimWait ?? "30 seconds")
     /** The jobs this worker holds (running, or their outcome being written), with their cancel signals. */
@@ -180,6 +197,14 @@ export const run = <A, E, R>(
     const stats = yield* Ref.make({ completed: 0, failed: 0, canceled: 0 })
     const freed = yield* Queue.sliding<void>(1)
     const handlers = yield* FiberMap.make<JobId>()
+    /** Failed once the service refuses the worker's credentials (internal), then once the worker has stopped. */
+    const refused = yield* Deferred.make<never, WorkerRefused>()
+    const stopped = yield* Deferred.make<void, WorkerRefused>()
+    const refuse = (error: WorkerRefused) => Deferred.fail(refused, error).pipe(Effect.asVoid)
+
+    // refused credentials fail the run at once (a heartbeat changes nothing for a worker the service does not know)
+    const probe = yield* Effect.either(backend.heartbeat(workerId))
+    if (Either.isLeft(probe) && isRefusal(probe.left)) return yield* Effect.fail(probe.left)
 
     const requestCancel = (ids: ReadonlyArray<JobId> | "*") => {
       if (ids === "*") return // too many to list here: the next heartbeat names them
@@ -192,47 +217,7 @@ export const run = <A, E, R>(
     const warn = (what: string) => (error: WorkerProtocolError) =>
       Effect.logWarning(`worker ${workerId}: ${what}: ${error.message}`)
 
-    /**
-     * Completions go through one writer: the jobs that finish while a write is in flight are written together by
-     * the next one (a group commit: one statement, one commit, one doorbell for the lot). A handler's slot stays
-     * taken until its job's completion is written. A batch the backend refuses as a whole is retried one by one.
-     */
-    type Completion = {
-      readonly item: CompleteItem
-      readonly done: Deferred.Deferred<void, WorkerProtocolError>
-    }
-    const completions = yield* Queue.unbounded<Completion>()
-    const completeOne = (c: Completion) =>
-      backend.complete(c.item.id, { workerId, result: c.item.result }).pipe(
-        Effect.exit,
-        Effect.flatMap((exit) => Deferred.done(c.done, Exit.asVoid(exit)))
-      )
-    const completeMany = backend.completeMany
-    const completer = completeMany === undefined ? Effect.never : Effect.forever(
-      Effect.gen(function*() {
-        const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(completions, 1, 1000))
-        const answers = yield* completeMany(workerId, batch.map((c) => c.item)).pipe(Effect.exit)
-        if (Exit.isSuccess(answers) && answers.value.length === batch.length) {
-          yield* Effect.forEach(batch, (c, i) => {
-            const answer = answers.value[i]!
-            return Deferred.done(c.done, Either.isRight(answer) ? Exit.void : Exit.fail(answer.left))
-          }, { discard: true })
-        } else {
-          if (Exit.isFailure(answers)) {
-            yield* Effect.logWarning(`worker ${workerId}: a batch of ${batch.length} completions failed; one by one`, answers.cause)
-          }
-          yield* Effect.forEach(batch, completeOne, { concurrency: 4, discard: true })
-        }
-      })
-    )
-    const complete = (job: ClaimedJob, result: unknown) =>
-      completeMany === undefined
-        ? backend.complete(job.id, { workerId, result })
-        : Effect.gen(function*() {
-          const done = yield* Deferred.make<void, WorkerProtocolError>()
-          yield* Queue.offer(completions, { item: { id: job.id, result }, done })
-          yield* Deferred.await(done)
-        })
+    const { complete, writer: completer } = yield* groupCommit(backend, workerId)
 
     /** Ends the job as the handler's outcome says. */
     const settle = (job: ClaimedJob, ending: Ending) => {
@@ -250,7 +235,7 @@ export const run = <A, E, R>(
           }).pipe(Effect.zipRight(Ref.update(stats, (s) => ({ ...s, failed: s.failed + 1 }))))
         case "Done": {
           if (Exit.isSuccess(ending.exit)) {
-            return complete(job, ending.exit.value ?? null).pipe(
+            return complete(job.id, ending.exit.value ?? null).pipe(
               Effect.zipRight(Ref.update(stats, (s) => ({ ...s, completed: s.completed + 1 })))
             )
           }
@@ -297,7 +282,11 @@ export const run = <A, E, R>(
         // the handler's slot is free: the next claim overlaps with the write of this job's outcome
         yield* freeSlot
         // the outcome is recorded even if shutdown interrupts meanwhile
-        yield* Effect.uninterruptible(settle(job, ending).pipe(Effect.catchAll(warn(`ending job ${job.id}`))))
+        yield* Effect.uninterruptible(
+          settle(job, ending).pipe(
+            Effect.catchAll((error) => isRefusal(error) ? refuse(error) : warn(`ending job ${job.id}`)(error))
+          )
+        )
       }).pipe(
         Effect.ensuring(Effect.suspend(() => {
           running.delete(job.id)
@@ -308,6 +297,7 @@ export const run = <A, E, R>(
     }
 
     const claimLoop = Effect.gen(function*() {
+      const streak = yield* makeStreak(`worker ${workerId}: claiming`, { cap: retryCap })
       while (true) {
         // at most `concurrency` handlers, and at most as many jobs again whose outcome is being written
         const free = Math.min(concurrency - busy, 2 * concurrency - running.size)
@@ -315,18 +305,26 @@ export const run = <A, E, R>(
           yield* Queue.take(freed)
           continue
         }
-        const jobs = yield* backend.claim(workerId, {
+        const claimed = yield* Effect.either(backend.claim(workerId, {
           queues: options.queues,
           names: options.names,
           limit: free,
           wait: claimWait,
-          heartbeatInterval,
+          heartbeatInterval: explicitHeartbeat,
           start: true
-        }).pipe(
-          Effect.catchAll((error) =>
-            warn("claim failed; retrying in 1 s")(error).pipe(Effect.zipRight(Effect.sleep("1 second")), Effect.as([]))
-          )
-        )
+        }))
+        if (Either.isLeft(claimed)) {
+          if (isRefusal(claimed.left)) return yield* refuse(claimed.left)
+          yield* Effect.sleep(yield* streak.failed(claimed.left))
+          continue
+        }
+        if (streak.failures() > 0) yield* streak.succeeded
+        const jobs = claimed.right
+        const granted = jobs[0]?.heartbeatSeconds
+        if (explicitHeartbeat === undefined && jobs.length > 0) {
+          heartbeatInterval = granted === undefined ? heartbeatInterval : Duration.seconds(granted)
+          yield* Deferred.succeed(heartbeatKnown, undefined)
+        }
         for (const job of jobs) {
           const cancel = yield* Deferred.make<void>()
           running.set(job.id, cancel)
@@ -336,18 +334,33 @@ export const run = <A, E, R>(
       }
     })
 
-    const heartbeat = backend.heartbeat(workerId).pipe(
-      Effect.tap((result) => Effect.sync(() => requestCancel(result.cancelRequested))),
-      Effect.catchAll((error) => error._tag === "WorkerNotFound" && running.size === 0 ? Effect.void : warn("heartbeat")(error)),
-      Effect.repeat(Schedule.spaced(heartbeatInterval)),
-      Effect.asVoid
-    )
-
     // forked before the shutdown finalizer is added: it outlives the handlers that wait on it
     const completing = yield* Effect.forkScoped(completer)
     if (backend.onCancelRequested !== undefined) yield* backend.onCancelRequested(requestCancel)
-    const heartbeats = yield* Effect.forkScoped(heartbeat.pipe(Effect.delay(heartbeatInterval)))
+    const heartbeats = yield* Effect.forkScoped(heartbeatLoop({
+      backend,
+      workerId,
+      interval: () => heartbeatInterval,
+      known: Deferred.await(heartbeatKnown),
+      cap: retryCap,
+      idle: () => running.size === 0,
+      onCancelRequested: requestCancel,
+      onRefused: refuse
+    }))
     const claiming = yield* Effect.forkScoped(claimLoop)
+    // refused: stop claiming, heartbeating and running handlers (their outcomes could not be written), then say so
+    yield* Effect.forkScoped(
+      Effect.catchAll(Deferred.await(refused), (error) =>
+        Effect.gen(function*() {
+          yield* Effect.logError(
+            `worker ${workerId} stops: the service refused its credentials (${error._tag}: ${error.message})`
+          )
+          yield* Fiber.interrupt(claiming)
+          yield* Fiber.interrupt(heartbeats)
+          yield* FiberMap.clear(handlers)
+          yield* Deferred.fail(stopped, error)
+        }))
+    )
 
     // shutdown: stop claiming, give running handlers the grace period, then interrupt and release the rest
     yield* Effect.addFinalizer(() =>
@@ -368,16 +381,18 @@ export const run = <A, E, R>(
         }
         yield* Fiber.interrupt(heartbeats)
         yield* Fiber.interrupt(completing)
+        yield* Deferred.succeed(stopped, undefined)
       })
     )
 
     return {
       workerId,
       running: Effect.sync(() => [...running.keys()]),
-      stats: Ref.get(stats)
+      stats: Ref.get(stats),
+      await: Deferred.await(stopped)
     }
   })
 
-/** `run` as a layer: the worker runs while the layer is alive. */
-export const layer = <A, E, R>(options: RunOptions<A, E, R>): Layer.Layer<never, never, WorkerBackend | R> =>
+/** `run` as a layer: the worker runs while the layer is alive; refused credentials fail its construction. */
+export const layer = <A, E, R>(options: RunOptions<A, E, R>): Layer.Layer<never, WorkerRefused, WorkerBackend | R> =>
   Layer.scopedDiscard(run(options))

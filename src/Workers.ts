@@ -95,7 +95,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       Effect.forkScoped
     )
 
-    const toClaimed = (job: JobInfo) =>
+    const toClaimed = (job: JobInfo, heartbeatMs: number) =>
       new ClaimedJob({
         id: job.id,
         name: job.name,
@@ -106,7 +106,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         maxAttempts: job.maxAttempts,
         timeoutSeconds: job.timeoutSeconds,
         leaseExpiresAt: job.leaseExpiresAt ?? DateTime.unsafeMake(0),
-        version: job.version
+        version: job.version,
+        heartbeatSeconds: heartbeatMs / 1000
       }, true)
 
     /**
@@ -168,7 +169,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
           start: options.start === true
         })).pipe(
           Effect.flatMap((jobs) => deliverable(worker, jobs)),
-          Effect.map((jobs) => jobs.map(toClaimed)),
+          Effect.map((jobs) => jobs.map((job) => toClaimed(job, heartbeatMs))),
           Effect.tap((jobs) => Metric.incrementBy(claimsTotal, jobs.length))
         )
       const deadline = (yield* Clock.currentTimeMillis) + waitMs

@@ -222,10 +222,19 @@ export class WorkersRepo extends Effect.Service<WorkersRepo>()("jobwatch/Workers
         sql`NULL`
       ).pipe(Effect.withSpan("WorkersRepo.promoteDue"))
 
-    /** When the next `scheduled` job is due, if any. */
-    const nextDue = sql<{ at: Date | null }>`SELECT min(scheduled_at) AS at FROM ${jobs} WHERE status = 'scheduled'`
+    /**
+     * What the reaper's next wake-up depends on: when the next `scheduled` job falls due or the next lease expires
+     * (`at`), and the shortest heartbeat interval of the known workers (how soon a new lease could expire).
+     */
+    const nextDue = sql<{ at: Date | null; heartbeatMs: number | null }>`SELECT least(
+        (SELECT min(scheduled_at) FROM ${jobs} WHERE status = 'scheduled'),
+        (SELECT min(lease_expires_at) FROM ${jobs} WHERE status IN ('claimed', 'running'))
+      ) AS at, (SELECT min(heartbeat_interval_ms) FROM ${workers})::int AS "heartbeatMs"`
       .pipe(
-        Effect.map((rows) => Option.fromNullable(rows[0]?.at ?? null)),
+        Effect.map((rows) => ({
+          at: Option.fromNullable(rows[0]?.at ?? null),
+          heartbeatMs: Option.fromNullable(rows[0]?.heartbeatMs ?? null)
+        })),
         Effect.orDie
       )
 

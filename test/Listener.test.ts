@@ -1,8 +1,9 @@
 import { HttpClient, HttpLayerRouter } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Stream, TestClock } from "effect"
 import * as Net from "node:net"
+import pg from "pg"
 import { JobWatchConfig } from "../src/Config.js"
 import { Authentication, StreamAuthentication } from "../src/Api.js"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
@@ -19,6 +20,8 @@ import { Notifications } from "../src/Notifications.js"
 import { ProgressReporter } from "../src/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
 import { WorkersRepo } from "../src/WorkersRepo.js"
+import { capturingLogs, linesMatching } from "./support/logs.js"
+import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
 
 /** A loopback port nobody listens on: connections to it are refused at once. */
@@ -98,6 +101,26 @@ describe("Listener", () => {
       assert.isAtLeast((yield* listener.currentState).failures, 40)
     }), { timeout: 60_000 })
 
+  it.scoped("a listener that cannot connect logs the first failure, then a line per cap with a count, no traces", () =>
+    capturingLogs((logs) =>
+      Effect.gen(function*() {
+        const port = yield* closedPort
+        const listener = yield* Listener.make({ host: "127.0.0.1", port, user: "x" }).pipe(
+          Effect.provide(JobWatchConfig.layer({ listenerMaxBackoff: "4 seconds" }))
+        )
+        const start = yield* Clock.currentTimeMillis
+        for (let i = 0; i < 60; i++) yield* TestClock.setTime(yield* nextSleep)
+        const elapsed = (yield* Clock.currentTimeMillis) - start
+        const lines = yield* linesMatching(logs, /LISTEN/)
+        assert.isAtLeast((yield* listener.currentState).failures, 60)
+        // 60 failures over a few minutes: the first, then at most one line per 4 s
+        assert.isAtMost(lines.length, 1 + Math.floor(elapsed / 4000), lines.join("\n"))
+        assert.isBelow(lines.length, 50)
+        assert.match(lines[0]!, /^WARN the LISTEN connection failed: cannot LISTEN: .*ECONNREFUSED.*; retrying/)
+        assert.match(lines[1]!, /^WARN the LISTEN connection still failing: \d+ failures in/)
+        assert.isTrue(lines.every((line) => !line.includes("\n")), "no stack traces")
+      })), { timeout: 60_000 })
+
   /** The services the routes need, on the given listener (nobody is authenticated: only /ready is asked). */
   const servicesOn = <E, R>(listener: Layer.Layer<Listener.Listener, E, R>) => {
     const notifications = Notifications.DefaultWithoutDependencies.pipe(
@@ -159,5 +182,102 @@ describe("Listener", () => {
       const whenUp = yield* readyUntil(Listener.Listener.Default, 200)
       assert.strictEqual(whenUp.status, 200)
       assert.isTrue((whenUp.body as { listener: { connected: boolean } }).listener.connected)
+    }), { timeout: 60_000 })
+
+  /** Waits (up to `seconds`, real time) until the listener's state satisfies `holds`. */
+  const stateUntil = (
+    listener: Effect.Effect.Success<ReturnType<typeof Listener.make>>,
+    holds: (state: Listener.ListenerState) => boolean,
+    seconds = 15
+  ) =>
+    listener.state.changes.pipe(
+      Stream.filter(holds),
+      Stream.runHead,
+      Effect.flatten,
+      Effect.timeoutFail({
+        duration: Duration.seconds(seconds),
+        onTimeout: () => new Error(`no such state in ${seconds} s`)
+      })
+    )
+
+  it.scopedLive("a frozen LISTEN connection fails its check: it reconnects, reconciles and hears doorbells again", () =>
+    Effect.gen(function*() {
+      const proxy = yield* Proxy.make
+      const schema = TestDb.freshSchema()
+      const listener = yield* Listener.make({ connectionString: proxy.url }).pipe(
+        Effect.provide(
+          JobWatchConfig.layer({ schema, listenerCheckInterval: "300 millis", listenerMaxBackoff: "200 millis" })
+        )
+      )
+      yield* stateUntil(listener, (s) => s.connected)
+      const pidBefore = yield* listener.backendPid
+      const reconciled = yield* Deferred.make<void>()
+      yield* listener.on("reconcile", () => Deferred.unsafeDone(reconciled, Effect.void))
+      const rang = yield* Deferred.make<string>()
+      yield* listener.on("doorbell", (payload) => Deferred.unsafeDone(rang, Effect.succeed(payload)))
+
+      // its backend stops answering (as under SIGSTOP): no error, no end, the socket stays open
+      proxy.freeze()
+      yield* Deferred.await(reconciled).pipe(
+        Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("never reconnected") })
+      )
+      const state = yield* listener.currentState
+      assert.isTrue(state.connected)
+      assert.strictEqual(state.reconnects, 1)
+      assert.match(Option.getOrElse(state.lastError, () => ""), /did not answer a check/)
+      assert.notDeepEqual(yield* listener.backendPid, pidBefore)
+      // the new connection is live: a doorbell reaches the handler
+      yield* Effect.acquireUseRelease(
+        Effect.promise(async () => {
+          const client = new pg.Client({ connectionString: TestDb.databaseUrl() })
+          await client.connect()
+          return client
+        }),
+        (client) => Effect.promise(() => client.query("SELECT pg_notify($1, 'ring')", [listener.channel])),
+        (client) => Effect.promise(() => client.end())
+      )
+      assert.strictEqual(yield* Deferred.await(rang).pipe(Effect.timeout("10 seconds")), "ring")
+    }), { timeout: 60_000 })
+
+  it.scopedLive("/ready answers 503 while the LISTEN connection's host is frozen, 200 once it answers again", () =>
+    Effect.gen(function*() {
+      const proxy = yield* Proxy.make
+      const throughProxy = Layer.scoped(
+        Listener.Listener,
+        Effect.map(Listener.make({ connectionString: proxy.url }), Listener.Listener.make)
+      )
+      const ready = Effect.gen(function*() {
+        const response = yield* HttpClient.get("/ready")
+        return response.status
+      })
+      /** Asks /ready until it answers `expected` (bounded). */
+      const readyUntil = (expected: number) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < 300; i++) {
+            const status = yield* ready
+            if (status === expected) return status
+            yield* Effect.sleep(Duration.millis(50))
+          }
+          return yield* ready
+        })
+      const statuses = yield* Effect.gen(function*() {
+        const up = yield* readyUntil(200)
+        // every connection to its host stalls, new ones too
+        proxy.freeze({ all: true })
+        const frozen = yield* readyUntil(503)
+        proxy.thaw()
+        const thawed = yield* readyUntil(200)
+        return [up, frozen, thawed]
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(
+          HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
+            Layer.provide(servicesOn(throughProxy)),
+            Layer.provideMerge(NodeHttpServer.layerTest),
+            Layer.provide(TestDb.layer({ listenerCheckInterval: "300 millis", listenerMaxBackoff: "200 millis" }))
+          )
+        )
+      )
+      assert.deepStrictEqual(statuses, [200, 503, 200])
     }), { timeout: 60_000 })
 })

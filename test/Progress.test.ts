@@ -1,5 +1,6 @@
+import { PgClient } from "@effect/sql-pg"
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Scope, TestClock } from "effect"
+import { Chunk, Clock, Context, Effect, Exit, Fiber, Layer, Redacted, Scope, TestClock } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { Jobs } from "../src/Jobs.js"
@@ -8,6 +9,7 @@ import { ProgressReporter } from "../src/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { runScript } from "./support/processes.js"
+import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
 import { eventsOf, eventually, testLayer } from "./support/workers.js"
 
@@ -211,6 +213,34 @@ describe("ProgressReporter", () => {
         assert.strictEqual(yield* other.reporter.pendingCount, 2)
         yield* Scope.close(other.scope, Exit.void)
         for (const id of ids) assert.strictEqual((yield* (yield* JobsRepo).get(id)).progress.percent, 55)
+      }))
+
+    it.scoped("a coalesced report whose write fails with the database gone does not stop later reports", () =>
+      Effect.gen(function*() {
+        const { schema } = yield* JobWatchConfig
+        const proxy = yield* Proxy.make
+        // a reporter whose pool goes through the proxy
+        const context = yield* Layer.build(
+          ProgressReporter.Default.pipe(
+            Layer.provide(PgClient.layer({ url: Redacted.make(proxy.url), maxConnections: 2 })),
+            Layer.provide(JobWatchConfig.layer({ schema }))
+          )
+        )
+        const reporter = Context.get(context, ProgressReporter)
+        const id = yield* claimedJob()
+        assert.isTrue((yield* reporter.progress(id, { percent: 10 })).persisted)
+        assert.isFalse((yield* reporter.progress(id, { percent: 20 })).persisted)
+        yield* proxy.cut()
+        // the window ends: the pending report's write fails (the database is gone)
+        yield* TestClock.adjust("2 seconds")
+        const failedAt = yield* Clock.currentTimeMillis
+        // the job's timer lives on: it waits out the next window
+        yield* eventually(TestClock.sleeps(), (sleeps) => Chunk.some(sleeps, (at) => at === failedAt + 2000))
+        yield* proxy.restore()
+        yield* TestClock.adjust("2 seconds")
+        // back: a report lands again (at once, or by the timer if it has not yet ended its window)
+        yield* reporter.progress(id, { percent: 30 })
+        yield* eventually(Effect.flatMap(JobsRepo, (repo) => repo.get(id)), (info) => info.progress.percent === 30, 10)
       }))
   })
 })

@@ -1,13 +1,21 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
-import { Clock, Effect, Exit, Layer, Scope, TestClock } from "effect"
+import { Clock, Duration, Effect, Exit, Layer, Option, Redacted, Scope, TestClock } from "effect"
+import * as Net from "node:net"
 import type { JobWatchConfigInput } from "../src/Config.js"
+import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
+import * as JobWatch from "../src/JobWatch.js"
 import { clientConfig } from "../src/Listener.js"
 import * as Reaper from "../src/Reaper.js"
 import { Workers } from "../src/Workers.js"
+import { WorkersRepo } from "../src/WorkersRepo.js"
+import { toNextWakeUp } from "./support/clock.js"
 import { uniqueQueue } from "./support/fixtures.js"
+import { capturingLogs, linesMatching } from "./support/logs.js"
+import * as Proxy from "./support/proxy.js"
+import * as TestDb from "./support/TestDb.js"
 import { eventsOf, eventually, testLayer } from "./support/workers.js"
 
 /** Runs `effect` on services of a schema of its own, its test clock at the wall clock's time. */
@@ -48,6 +56,63 @@ describe("the reaper", () => {
       assert.isNull(info.workerId)
       assert.strictEqual(info.attempt, 1)
     }).pipe(onFreshSchema({ reaper: true, reaperInterval: "1 second" })), { timeout: 60_000 })
+
+  /**
+   * A worker takes a job with heartbeat interval `heartbeat` just before the reaper's next pass (the worst moment: it
+   * just planned its sleep) and dies; time moves from one reaper pass to the next. Answers how long after the claim
+   * the job was pending again, and checks another worker can claim it. With `registered`, the worker was known to
+   * the reaper (it had claimed before) when it took the job.
+   */
+  const backAfterDeath = (heartbeat: Duration.DurationInput, registered: boolean) =>
+    Effect.gen(function*() {
+      const jobs = yield* Jobs
+      const workers = yield* Workers
+      const reaper = yield* Reaper.Reaper
+      /** Runs the reaper's next pass: moves the clock to it and waits until it sleeps again. */
+      const nextPass = Effect.gen(function*() {
+        const { nextPassAt } = yield* eventually(reaper.state, (s) => s.leader && Option.isSome(s.nextPassAt))
+        const at = Option.getOrThrow(nextPassAt).getTime()
+        yield* TestClock.setTime(at)
+        yield* eventually(reaper.state, (s) => Option.isSome(s.nextPassAt) && s.nextPassAt.value.getTime() > at)
+      })
+      const queue = uniqueQueue("cadence")
+      const worker = `w-${queue}`
+      if (registered) {
+        yield* workers.claim(worker, { queues: [queue], heartbeatInterval: heartbeat })
+        yield* nextPass
+      }
+      const ref = yield* jobs.enqueue({ name: "orphan", queue, maxAttempts: 3 })
+      const { nextPassAt } = yield* eventually(reaper.state, (s) => s.leader && Option.isSome(s.nextPassAt))
+      const justBefore = Option.getOrThrow(nextPassAt).getTime() - 1
+      if (justBefore > (yield* Clock.currentTimeMillis)) yield* TestClock.setTime(justBefore)
+      const [claimed] = yield* workers.claim(worker, { queues: [queue], heartbeatInterval: heartbeat })
+      assert.strictEqual(claimed?.id, ref.id)
+      const claimedAt = yield* Clock.currentTimeMillis
+      // the worker dies: no heartbeat
+      for (let pass = 0; pass < 50 && (yield* jobs.get(ref.id)).status !== "pending"; pass++) yield* nextPass
+      const after = (yield* Clock.currentTimeMillis) - claimedAt
+      const [again] = yield* workers.claim(`${worker}-next`, { queues: [queue] })
+      assert.strictEqual(again?.id, ref.id, "another worker claims it")
+      return after
+    })
+
+  it.effect("a dead worker's job is claimable again within 2 × its heartbeat interval (500 ms to 3 s)", () =>
+    Effect.gen(function*() {
+      for (const ms of [500, 700, 1000, 1400, 3000]) {
+        const after = yield* backAfterDeath(Duration.millis(ms), false)
+        assert.isAbove(after, 1.5 * ms, `not before its lease (1.5 × ${ms} ms) expired`)
+        assert.isAtMost(after, 2 * ms, `back ${after} ms after the claim, heartbeat ${ms} ms`)
+      }
+    }).pipe(onFreshSchema({ reaper: true, reaperInterval: "1 second" })), { timeout: 60_000 })
+
+  it.effect("with a long reaper interval, a known worker's job is claimable again within 2 × its heartbeat", () =>
+    Effect.gen(function*() {
+      for (const ms of [500, 1000, 2000]) {
+        const after = yield* backAfterDeath(Duration.millis(ms), true)
+        assert.isAbove(after, 1.5 * ms, `not before its lease (1.5 × ${ms} ms) expired`)
+        assert.isAtMost(after, 2 * ms, `back ${after} ms after the claim, heartbeat ${ms} ms`)
+      }
+    }).pipe(onFreshSchema({ reaper: true, reaperInterval: "10 seconds" })), { timeout: 60_000 })
 
   it.effect("on the last attempt the job fails with worker_lost; a cancel-requested one ends canceled", () =>
     Effect.gen(function*() {
@@ -167,4 +232,74 @@ describe("the reaper", () => {
       Effect.provide(testLayer({ reaper: false, reaperInterval: "100 millis" }).pipe(Layer.provide(Layer.setClock(Clock.make())))),
       Effect.scoped
     ), { timeout: 60_000 })
+
+  /** The reaper's repository alone on a fresh schema (no other fiber sleeps on the test clock), through `url`. */
+  const repoOn = (url: string, schema: string) =>
+    WorkersRepo.Default.pipe(
+      Layer.provide(JobWatch.MigrationsLive),
+      Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 4 })),
+      Layer.provideMerge(JobWatchConfig.layer({ schema, reaper: false, retryMaxBackoff: "10 seconds" }))
+    )
+
+  it.scoped("a lock connection that cannot connect backs off and logs its first failure, then a line per cap", () =>
+    capturingLogs((logs) =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(() =>
+          new Promise<number>((resolve) => {
+            const server = Net.createServer().listen(0, "127.0.0.1", () => {
+              const { port } = server.address() as Net.AddressInfo
+              server.close(() => resolve(port))
+            })
+          })
+        )
+        const schema = TestDb.freshSchema()
+        yield* Effect.addFinalizer(() => Proxy.dropSchema(schema))
+        yield* Effect.gen(function*() {
+          yield* Reaper.make({ host: "127.0.0.1", port, user: "x" }, { campaign: true })
+          const start = yield* Clock.currentTimeMillis
+          // every wake-up on the test clock is the reaper's next try
+          for (let i = 0; i < 30; i++) yield* toNextWakeUp()
+          const elapsed = (yield* Clock.currentTimeMillis) - start
+          const lines = yield* linesMatching(logs, /lock connection/)
+          assert.isAtMost(lines.length, 1 + Math.floor(elapsed / 10_000), lines.join("\n"))
+          assert.match(lines[0]!, /^WARN the reaper's lock connection failed: cannot connect: .*ECONNREFUSED/)
+          // backing off to the 10 s cap: 30 tries take minutes
+          assert.isAtLeast(elapsed, 120_000)
+        }).pipe(Effect.provide(repoOn(TestDb.databaseUrl(), schema)))
+      })), { timeout: 60_000 })
+
+  it.scoped("with the database gone, failing passes back off and log the first failure, a line per cap, recovery", () =>
+    capturingLogs((logs) =>
+      Effect.gen(function*() {
+        const proxy = yield* Proxy.make
+        const schema = TestDb.freshSchema()
+        yield* Effect.addFinalizer(() => Proxy.dropSchema(schema))
+        yield* Effect.gen(function*() {
+          // the lock connection goes straight to the database; the pool, through the proxy
+          const reaper = yield* Reaper.make({ connectionString: TestDb.databaseUrl() }, { campaign: true })
+          yield* eventually(reaper.state, (s) => s.leader && s.passes > 0)
+          yield* proxy.cut()
+          const start = yield* Clock.currentTimeMillis
+          for (let i = 0; i < 30; i++) yield* toNextWakeUp()
+          const elapsed = (yield* Clock.currentTimeMillis) - start
+          const lines = yield* linesMatching(logs, /reaper('s)? pass/)
+          assert.isAtMost(lines.length, 1 + Math.floor(elapsed / 10_000), lines.join("\n"))
+          assert.match(lines[0]!, /^WARN the reaper's pass failed: .+; retrying with backoff$/)
+          assert.isTrue(lines.every((line) => !line.includes("\n")), "no stack traces")
+          assert.isAtLeast(elapsed, 120_000)
+          // the database is back: the next pass succeeds and the recovery is logged once
+          const passes = (yield* reaper.state).passes
+          yield* proxy.restore()
+          const passed = Effect.map(reaper.state, (s) => s.passes > passes)
+          for (let i = 0; i < 20 && !(yield* passed); i++) yield* toNextWakeUp(passed)
+          // (counted mid-pass; the recovery is logged when the pass ends)
+          const recovered = yield* eventually(
+            linesMatching(logs, /reaper's pass recovered/),
+            (lines) => lines.length > 0
+          )
+          assert.strictEqual(recovered.length, 1)
+          const count = Number(/recovered after (\d+) failures/.exec(recovered[0]!)?.[1])
+          assert.isAtLeast(count, 25, recovered[0])
+        }).pipe(Effect.provide(repoOn(proxy.url, schema)))
+      })), { timeout: 60_000 })
 })

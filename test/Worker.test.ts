@@ -1,12 +1,19 @@
-import { assert, describe, layer } from "@effect/vitest"
-import { Clock, Data, Deferred, Effect, Exit, Layer, Ref, Scope, TestClock } from "effect"
+import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Chunk, Clock, Data, DateTime, Deferred, Duration, Effect, Exit, Layer, Ref, Scope, TestClock } from "effect"
+import { httpWorkerBackend } from "../src/client.js"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
+import { Forbidden, Unauthorized } from "../src/Domain/Auth.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import type { ClaimedJob } from "../src/Domain/Worker.js"
 import { Jobs } from "../src/Jobs.js"
 import { awaitConnected, Listener } from "../src/Listener.js"
 import * as Worker from "../src/Worker.js"
+import * as Net from "node:net"
+import { toNextWakeUp } from "./support/clock.js"
 import { uniqueQueue } from "./support/fixtures.js"
+import { capturingLogs, linesMatching } from "./support/logs.js"
+import { serverLayer, token } from "./support/http.js"
 import { eventsOf, eventually, testLayer } from "./support/workers.js"
 
 class Flaky extends Data.TaggedError("Flaky")<{ readonly message: string; readonly code: string }> {}
@@ -33,6 +40,34 @@ const withoutCancelChannel = ({ onCancelRequested: _, ...rest }: Worker.WorkerBa
   rest
 
 describe("Worker.run", () => {
+  // (before the layer blocks: after them, this file's top-level tests ran on the live clock)
+  it.scoped("over HTTP with the service gone, claims back off and log the first failure, then a line per cap", () =>
+    capturingLogs((logs) =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(() =>
+          new Promise<number>((resolve) => {
+            const server = Net.createServer().listen(0, "127.0.0.1", () => {
+              const { port } = server.address() as Net.AddressInfo
+              server.close(() => resolve(port))
+            })
+          })
+        )
+        yield* Worker.run({ workerId: "render:w4", queues: ["q"], handler: () => Effect.void }).pipe(
+          Effect.provide(httpWorkerBackend({ baseUrl: `http://127.0.0.1:${port}`, token: "t" })),
+          Effect.provide(FetchHttpClient.layer)
+        )
+        const start = yield* Clock.currentTimeMillis
+        // every wake-up on the test clock is the claim loop's next try
+        for (let i = 0; i < 30; i++) yield* toNextWakeUp()
+        const elapsed = (yield* Clock.currentTimeMillis) - start
+        const lines = yield* linesMatching(logs, /claim/)
+        assert.isAtMost(lines.length, 1 + Math.floor(elapsed / 10_000), lines.join("\n"))
+        assert.match(lines[0]!, /^WARN worker render:w4: claiming failed: .+; retrying with backoff$/)
+        assert.isTrue(lines.every((line) => !line.includes("\n")), "no stack traces")
+        // 30 tries at up to 10 s apart take minutes
+        assert.isAtLeast(elapsed, 120_000)
+      })), { timeout: 60_000 })
+
   // a burst of wake-ups waits up to `debounce` on the clock; the test clock does not move by itself
   layer(testLayer({ debounce: "0 millis" }))((it) => {
     it.effect("completes jobs with the handler's value; typed failures and defects fail the attempt", () =>
@@ -254,6 +289,146 @@ describe("Worker.run", () => {
         assert.isNull(released.workerId)
         assert.strictEqual((yield* jobs.get(late.id)).status, "pending")
         assert.strictEqual(yield* Ref.get(started), 2)
+      }))
+  })
+
+  /** How long the job's lease was granted for at its claim, in ms. */
+  const leaseOf = (id: JobId) =>
+    Effect.flatMap(Jobs, (jobs) => jobs.get(id)).pipe(
+      Effect.map((info) => DateTime.toEpochMillis(info.leaseExpiresAt!) - DateTime.toEpochMillis(info.claimedAt!))
+    )
+
+  layer(testLayer({ debounce: "0 millis", heartbeatInterval: "2 seconds" }))((it) => {
+    it.effect("without heartbeatInterval it heartbeats and leases by the service's JOBWATCH_HEARTBEAT_INTERVAL", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("hbdefault")
+        const started = yield* Deferred.make<void>()
+        const worker = yield* startWorker({
+          queues: [queue],
+          shutdownGrace: "0 millis",
+          handler: () => Deferred.succeed(started, undefined).pipe(Effect.zipRight(Effect.never))
+        })
+        const ref = yield* jobs.enqueue({ name: "long", queue })
+        yield* live(Deferred.await(started))
+        // 1.5 × 2 s, not 1.5 × 10 s
+        assert.strictEqual(yield* leaseOf(ref.id), 3000)
+        const claimedAt = DateTime.toEpochMillis((yield* jobs.get(ref.id)).claimedAt!)
+        // its heartbeat comes 2 s after the claim (once it sleeps for it), and extends the lease to 3 s from then
+        yield* eventually(TestClock.sleeps(), (sleeps) => Chunk.some(sleeps, (at) => at === claimedAt + 2000))
+        yield* TestClock.adjust("2 seconds")
+        const extended = yield* eventually(
+          Effect.map(jobs.get(ref.id), (info) => DateTime.toEpochMillis(info.leaseExpiresAt!) - claimedAt),
+          (ms) => ms > 3000
+        )
+        assert.strictEqual(extended, 5000)
+        yield* Scope.close(worker.scope, Exit.void)
+      }))
+  })
+
+  /** The base URL of the test server. */
+  const baseUrl = Effect.map(
+    HttpServer.HttpServer,
+    (server) => `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+  )
+
+  /**
+   * A fetch client that sends `bearer()` as each request's token (for a backend given no token of its own), and
+   * counts the requests sent with a token `counted` says to count.
+   */
+  const switchingClient = (bearer: () => string, counted: (token: string, url: string) => boolean) => {
+    let count = 0
+    const layer = Layer.effect(
+      HttpClient.HttpClient,
+      Effect.map(HttpClient.HttpClient, (client) =>
+        HttpClient.mapRequest(client, (request) => {
+          const token = bearer()
+          if (counted(token, request.url)) count++
+          return HttpClientRequest.bearerToken(request, token)
+        }))
+    ).pipe(Layer.provide(FetchHttpClient.layer))
+    return { layer, count: () => count }
+  }
+
+  layer(serverLayer({ heartbeatInterval: "2 seconds" }), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("over HTTP, refused credentials fail Worker.run with the typed error at once, without retrying", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const queue = uniqueQueue("refused")
+        const cases = [
+          { bearer: "not-a-token", expected: "Unauthorized" },
+          { bearer: yield* token("render", ["worker"], -60), expected: "Unauthorized" },
+          // a user's token: authenticated, but not a worker
+          { bearer: yield* token("render", []), expected: "Forbidden" }
+        ] as const
+        for (const { bearer, expected } of cases) {
+          const client = switchingClient(() => bearer, () => true)
+          const error = yield* Worker.run({ workerId: "render:w1", queues: [queue], handler: () => Effect.void }).pipe(
+            Effect.provide(httpWorkerBackend({ baseUrl: base })),
+            Effect.provide(client.layer),
+            Effect.flip,
+            Effect.timeout("10 seconds")
+          )
+          const typed = expected === "Unauthorized" ? error instanceof Unauthorized : error instanceof Forbidden
+          assert.isTrue(typed, String(error))
+          assert.strictEqual(client.count(), 1, "one request, no retry")
+        }
+      }))
+
+    it.scoped("over HTTP, a worker whose token stops being accepted stops: await fails, no more claims", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("revoked")
+        const valid = yield* token("render", ["worker"])
+        const expired = yield* token("render", ["worker"], -60)
+        let bearer = valid
+        const client = switchingClient(() => bearer, (t) => t === expired)
+        const done = yield* Deferred.make<void>()
+        const handle = yield* Worker.run({
+          workerId: "render:w2",
+          queues: [queue],
+          claimWait: "1 second",
+          handler: () => Deferred.succeed(done, undefined)
+        }).pipe(Effect.provide(httpWorkerBackend({ baseUrl: base })), Effect.provide(client.layer))
+        // it works with the valid token
+        yield* jobs.enqueue({ name: "first", queue })
+        yield* Deferred.await(done).pipe(Effect.timeout("15 seconds"))
+        bearer = expired
+        const error = yield* handle.await.pipe(Effect.flip, Effect.timeout("15 seconds"))
+        assert.instanceOf(error, Unauthorized)
+        // stopped: its first refused request was its last
+        assert.strictEqual(client.count(), 1)
+        assert.deepStrictEqual(yield* handle.running, [])
+      }))
+
+    it.scoped("over HTTP, without heartbeatInterval it leases by the service's JOBWATCH_HEARTBEAT_INTERVAL", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("hbhttp")
+        const started = yield* Deferred.make<void>()
+        yield* Worker.run({
+          workerId: "render:w3",
+          queues: [queue],
+          claimWait: "1 second",
+          shutdownGrace: "0 millis",
+          handler: () => Deferred.succeed(started, undefined).pipe(Effect.zipRight(Effect.never))
+        }).pipe(
+          Effect.provide(httpWorkerBackend({ baseUrl: base, token: yield* token("render", ["worker"]) })),
+          Effect.provide(FetchHttpClient.layer)
+        )
+        const ref = yield* jobs.enqueue({ name: "long", queue })
+        yield* Deferred.await(started).pipe(Effect.timeout("15 seconds"))
+        assert.strictEqual(yield* leaseOf(ref.id), 3000)
+        // and it heartbeats every 2 s: the lease moves on before the first one would have lapsed
+        const claimedAt = DateTime.toEpochMillis((yield* jobs.get(ref.id)).claimedAt!)
+        const extended = yield* eventually(
+          Effect.map(jobs.get(ref.id), (info) => DateTime.toEpochMillis(info.leaseExpiresAt!) - claimedAt),
+          (ms) => ms > 3000,
+          10
+        )
+        assert.isAtLeast(extended, Duration.toMillis("4 seconds"))
       }))
   })
 })

@@ -14,7 +14,12 @@ export class ClaimedJob extends Schema.Class<ClaimedJob>("ClaimedJob")({
   timeoutSeconds: Schema.NullOr(Schema.Number),
   leaseExpiresAt: Schema.DateTimeUtc,
   /** The job's version after the claim (the claim event's). */
-  version: Schema.Int
+  version: Schema.Int,
+  /**
+   * The heartbeat interval its lease was granted for (the lease lasts 1.5 × this): the claim's, or the service's
+   * default. Heartbeat at least this often to keep the job.
+   */
+  heartbeatSeconds: Schema.optional(Schema.Number)
 }) {}
 
 /** What a heartbeat answers: the worker's jobs whose cancellation was requested. */

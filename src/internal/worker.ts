@@ -1,0 +1,112 @@
+import { Chunk, Deferred, Duration, Effect, Either, Exit, Queue } from "effect"
+import { Forbidden, Unauthorized } from "../Domain/Auth.js"
+import type { JobId } from "../Domain/JobId.js"
+import type { CompleteItem } from "../Workers.js"
+import type { WorkerBackendShape, WorkerProtocolError } from "../Worker.js"
+import { describeError, makeStreak } from "./retry.js"
+
+/** The service refused the worker's credentials (401, 403): not transient, so `Worker.run` stops on it. */
+export type WorkerRefused = Unauthorized | Forbidden
+
+export const isRefusal = (error: WorkerProtocolError): error is WorkerRefused =>
+  error instanceof Unauthorized || error instanceof Forbidden
+
+/** The code, message and retryability of a handler's failure. */
+export const describeFailure = (error: unknown): { code: string; message: string; retryable: boolean } => {
+  if (typeof error === "object" && error !== null) {
+    const e = error as { code?: unknown; _tag?: unknown; message?: unknown; retryable?: unknown }
+    return {
+      code: typeof e.code === "string" ? e.code : typeof e._tag === "string" ? e._tag : "error",
+      message: typeof e.message === "string" && e.message !== "" ? e.message : String(error),
+      retryable: typeof e.retryable === "boolean" ? e.retryable : true
+    }
+  }
+  return { code: "error", message: String(error), retryable: true }
+}
+
+type Completion = {
+  readonly item: CompleteItem
+  readonly done: Deferred.Deferred<void, WorkerProtocolError>
+}
+
+/**
+ * A worker's completions through one writer: the jobs that finish while a write is in flight are written together
+ * by the next one (a group commit: one statement, one commit, one doorbell for the lot). `complete` waits until its
+ * job's completion is written; `writer` is the loop to fork. A batch the backend refuses as a whole is retried one
+ * by one. Without `completeMany` in the backend, jobs are completed one by one.
+ */
+export const groupCommit = (backend: WorkerBackendShape, workerId: string) =>
+  Effect.gen(function*() {
+    const completions = yield* Queue.unbounded<Completion>()
+    const completeOne = (c: Completion) =>
+      backend.complete(c.item.id, { workerId, result: c.item.result }).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => Deferred.done(c.done, Exit.asVoid(exit)))
+      )
+    const completeMany = backend.completeMany
+    const writer: Effect.Effect<never> = completeMany === undefined ? Effect.never : Effect.forever(
+      Effect.gen(function*() {
+        const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(completions, 1, 1000))
+        const answers = yield* completeMany(workerId, batch.map((c) => c.item)).pipe(Effect.exit)
+        if (Exit.isSuccess(answers) && answers.value.length === batch.length) {
+          yield* Effect.forEach(batch, (c, i) => {
+            const answer = answers.value[i]!
+            return Deferred.done(c.done, Either.isRight(answer) ? Exit.void : Exit.fail(answer.left))
+          }, { discard: true })
+        } else {
+          if (Exit.isFailure(answers)) {
+            yield* Effect.logWarning(
+              `worker ${workerId}: a batch of ${batch.length} completions failed (${describeError(answers.cause)}); ` +
+                "one by one"
+            )
+          }
+          yield* Effect.forEach(batch, completeOne, { concurrency: 4, discard: true })
+        }
+      })
+    )
+    const complete = (id: string, result: unknown): Effect.Effect<unknown, WorkerProtocolError> =>
+      completeMany === undefined
+        ? backend.complete(id, { workerId, result })
+        : Effect.gen(function*() {
+          const done = yield* Deferred.make<void, WorkerProtocolError>()
+          yield* Queue.offer(completions, { item: { id, result }, done })
+          yield* Deferred.await(done)
+        })
+    return { writer, complete } as const
+  })
+
+/**
+ * A worker's heartbeats: every `interval()` once it is `known` (nothing is held before a claim answered), and
+ * sooner while failing: a failed heartbeat is retried with backoff (capped at `cap`, logged by streak), but never
+ * later than the interval. Ends when the service refuses the worker's credentials (`onRefused`).
+ */
+export const heartbeatLoop = (options: {
+  readonly backend: WorkerBackendShape
+  readonly workerId: string
+  readonly interval: () => Duration.Duration
+  readonly known: Effect.Effect<void>
+  readonly cap: Duration.DurationInput
+  /** Whether the worker holds no job (then a `WorkerNotFound` is only a worker forgotten while idle). */
+  readonly idle: () => boolean
+  readonly onCancelRequested: (ids: ReadonlyArray<JobId>) => void
+  readonly onRefused: (error: WorkerRefused) => Effect.Effect<void>
+}) =>
+  Effect.gen(function*() {
+    yield* options.known
+    const streak = yield* makeStreak(`worker ${options.workerId}: heartbeat`, { cap: options.cap })
+    let wait = options.interval()
+    while (true) {
+      yield* Effect.sleep(wait)
+      wait = options.interval()
+      const result = yield* Effect.either(options.backend.heartbeat(options.workerId))
+      if (Either.isRight(result)) {
+        options.onCancelRequested(result.right.cancelRequested)
+        if (streak.failures() > 0) yield* streak.succeeded
+      } else if (isRefusal(result.left)) {
+        return yield* options.onRefused(result.left)
+      } else if (result.left._tag !== "WorkerNotFound" || !options.idle()) {
+        // (a worker forgotten while idle is registered again by its next claim)
+        wait = Duration.min(yield* streak.failed(result.left), options.interval())
+      }
+    }
+  })

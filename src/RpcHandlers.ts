@@ -1,5 +1,6 @@
 import { RpcSerialization, RpcServer } from "@effect/rpc"
 import { Effect, Layer, Stream } from "effect"
+import { Limits, RpcLimitsLive } from "./Limits.js"
 import { Operations } from "./Operations.js"
 import { Rpcs, StreamedEvent } from "./Rpcs.js"
 
@@ -38,9 +39,10 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
 
 /**
  * The RPC routes, to mount on a host's `HttpLayerRouter`: NDJSON over HTTP on `/rpc` (streams arrive as they
- * happen). They need an `RpcAuthentication` layer (the host's own, or `Auth.layerJwt`) and the jobwatch services.
+ * happen). They need an `RpcAuthentication` layer (the host's own, or `Auth.layerJwt`) and the jobwatch services;
+ * the per-user limits (`RpcLimits`) are their own, shared with the HTTP API's.
  */
 export const RpcRoutes = RpcServer.layerHttpRouter({ group: Rpcs, path: "/rpc", protocol: "http" }).pipe(
-  Layer.provide(RpcHandlersLive),
-  Layer.provide(RpcSerialization.layerNdjson)
+  Layer.provide([RpcHandlersLive, RpcLimitsLive]),
+  Layer.provide([RpcSerialization.layerNdjson, Limits.Default])
 )

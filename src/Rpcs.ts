@@ -3,6 +3,7 @@ import { Schema } from "effect"
 import { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WebhookBody, WebhookPatch } from "./Api.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
+  DatabaseUnavailable,
   InvalidInput,
   InvalidProgress,
   InvalidTransition,
@@ -10,6 +11,7 @@ import {
   NotJobHolder,
   PayloadTooLarge,
   ProgressRegression,
+  TooManyRequests,
   WorkerNotFound
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
@@ -31,6 +33,15 @@ import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domai
 export class RpcAuthentication extends RpcMiddleware.Tag<RpcAuthentication>()("jobwatch/RpcAuthentication", {
   provides: CurrentUser,
   failure: Unauthorized
+}) {}
+
+/**
+ * Around every call, inside authentication: the caller's request rate and open streams and waits (429
+ * `TooManyRequests`), and `DatabaseUnavailable` when the database does not answer. The routes provide it.
+ */
+export class RpcLimits extends RpcMiddleware.Tag<RpcLimits>()("jobwatch/RpcLimits", {
+  failure: Schema.Union(TooManyRequests, DatabaseUnavailable),
+  wrap: true
 }) {}
 
 const Id = { id: Schema.String }
@@ -134,4 +145,4 @@ export class Rpcs extends RpcGroup.make(
     success: DeliveryPage,
     error: WebhookErrors
   })
-).middleware(RpcAuthentication) {}
+).middleware(RpcLimits).middleware(RpcAuthentication) {}

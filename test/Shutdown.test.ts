@@ -83,7 +83,8 @@ const enqueue = (base: string, bearer: string, queue: string) =>
     (response) => JSON.parse(response.text).id as string
   )
 
-describe("shutdown of the real process (node --import tsx src/main.ts)", () => {
+// the processes start side by side (most of each test is a start); each waits on its own service only
+describe.concurrent("shutdown of the real process (node --import tsx src/main.ts)", () => {
   it.live("SIGTERM with a long-poll, SSE streams, an RPC stream, an RPC wait and an HTTP Worker.run open: exit 0 within the timeout", () =>
     Effect.gen(function*() {
       const schema = freshSchema()

@@ -167,7 +167,10 @@ describe("npm start (src/main.ts)", () => {
           env: { ...process.env, JOBWATCH_DATA_DIR: dataDir },
           encoding: "utf8"
         }).trim()
+      // minted before any request: a CLI run blocks this process long enough (under load) for the server to close an
+      // idle keep-alive connection that fetch would then reuse
       const alice = token(["--sub", "alice", "--ttl", "10m"])
+      const bob = token(["--sub", "bob"])
       const call = (method: string, path: string, bearer: string, body?: unknown, headers: Record<string, string> = {}) =>
         Effect.promise(async () => {
           const response = await fetch(`${base}${path}`, {
@@ -197,7 +200,7 @@ describe("npm start (src/main.ts)", () => {
       assert.deepInclude(answer.body, { id, status: "completed", owner: "alice", result: { url: "/a.png" } })
       // the admin sees alice's job; another user does not
       assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, admin)).status, 200)
-      assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, token(["--sub", "bob"]))).status, 404)
+      assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, bob)).status, 404)
     }).pipe(Effect.scoped), { timeout: 180_000 })
 
   describe.concurrent("errors on start are one line and exit 1, not an Effect stack", () => {

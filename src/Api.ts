@@ -10,6 +10,7 @@ import {
 import { Schema } from "effect"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
+  DatabaseUnavailable,
   InvalidInput,
   InvalidProgress,
   InvalidTransition,
@@ -18,6 +19,7 @@ import {
   PayloadTooLarge,
   ProgressRegression,
   UnsupportedMediaType,
+  TooManyRequests,
   WorkerNotFound
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
@@ -99,6 +101,12 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("job
  * request's body is read, so that a caller without the role gets 403 whatever it sent.
  */
 export class WorkerRole extends HttpApiMiddleware.Tag<WorkerRole>()("jobwatch/WorkerRole", { failure: Forbidden }) {}
+
+/**
+ * The caller's request rate (429 `TooManyRequests` with `Retry-After` over it): checked right after
+ * authentication, before the request's body is read. The routes provide it (`Limits.ts`).
+ */
+export class RateLimit extends HttpApiMiddleware.Tag<RateLimit>()("jobwatch/RateLimit", { failure: TooManyRequests }) {}
 
 /** A new job (201) … */
 const Created = Schema.Struct({ ...JobRef.fields, existing: Schema.Literal(false) }).annotations({
@@ -187,6 +195,7 @@ export class JobsApi extends HttpApiGroup.make("jobs")
       .addError(JobNotFound)
       .addError(InvalidTransition)
   )
+  .middleware(RateLimit)
   .middleware(Authentication)
   .annotate(OpenApi.Description, "Jobs: enqueue, read, long-poll, list, wait for many, cancel, delete")
 {}
@@ -247,6 +256,7 @@ export class WorkersApi extends HttpApiGroup.make("workers")
   .addError(Forbidden)
   // applied inside Authentication (which provides the CurrentUser it checks)
   .middleware(WorkerRole)
+  .middleware(RateLimit)
   .middleware(Authentication)
   .annotate(OpenApi.Description, "The worker protocol (role worker or admin): claim, heartbeat, report, end jobs")
 {}
@@ -285,6 +295,7 @@ export class EventsApi extends HttpApiGroup.make("events")
       .addSuccess(EventStreamBody)
       .addError(InvalidInput)
   )
+  .middleware(RateLimit)
   .middleware(StreamAuthentication)
   .annotate(OpenApi.Description, "Server-Sent Events: one job's events until it ends, or all of the caller's jobs")
 {}
@@ -325,6 +336,7 @@ export class WebhooksApi extends HttpApiGroup.make("webhooks")
       .addError(InvalidInput)
       .addError(WebhookNotFound)
   )
+  .middleware(RateLimit)
   .middleware(Authentication)
   .annotate(OpenApi.Description, "Webhook endpoints: signed, retried deliveries of your jobs' events (Standard Webhooks)")
 {}
@@ -336,6 +348,8 @@ export class Api extends HttpApi.make("jobwatch")
   .add(WorkersApi)
   .add(EventsApi)
   .add(WebhooksApi)
+  // a database that does not answer, on any endpoint (mapped from the repositories' defects in one place)
+  .addError(DatabaseUnavailable)
   .annotate(OpenApi.Title, "jobwatch")
   .annotate(OpenApi.Description, "Job tracking and notifications on PostgreSQL")
 {}

@@ -1,7 +1,13 @@
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Option } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
+
+/**
+ * How long a query waits for a connection (a new one, or a free one of a full pool) before it fails: without a
+ * bound, a database that stops answering holds every request forever; with it, they answer 503.
+ */
+const connectTimeout = Duration.seconds(10)
 
 /**
  * The `PgClient` (and `SqlClient`) for the configured `DATABASE_URL`, or, when there is none, for an embedded
@@ -20,6 +26,6 @@ export const layer = Layer.unwrapScoped(
           Effect.map((cluster) => cluster.url)
         )
     })
-    return PgClient.layer({ url, maxConnections: config.poolSize, applicationName: "jobwatch" })
+    return PgClient.layer({ url, maxConnections: config.poolSize, applicationName: "jobwatch", connectTimeout })
   })
 )

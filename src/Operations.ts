@@ -1,4 +1,4 @@
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Option, Stream } from "effect"
 import type { EnqueueBody } from "./Api.js"
 import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
@@ -7,6 +7,7 @@ import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
 import { EventStream } from "./EventStream.js"
 import type { EnqueueOptions } from "./Jobs.js"
 import { Jobs } from "./Jobs.js"
+import { Shutdown } from "./Shutdown.js"
 import { ReleaseResult } from "./Domain/Worker.js"
 import * as V from "./internal/validate.js"
 import { Workers } from "./Workers.js"
@@ -95,6 +96,11 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
     const hooks = yield* Webhooks
     const config = yield* JobWatchConfig
     const maxWaitSeconds = Math.floor(Duration.toSeconds(config.maxWait))
+    // the server's drain (none when a host serves the routes itself): waits answer now, streams end
+    const draining = Option.match(yield* Effect.serviceOption(Shutdown), {
+      onNone: () => Effect.never,
+      onSome: (shutdown) => shutdown.draining
+    })
 
     /**
      * Reads a job with `read`; with a wait of N seconds, answers when it is terminal (or, with `afterVersion`, when
@@ -115,8 +121,9 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         const change = afterVersion === undefined
           ? watcher.waitFor(id).pipe(Effect.asVoid)
           : watcher.changes(id, afterVersion).pipe(Effect.asVoid)
-        // the job was found: a failure of the wait (deleted meanwhile) shows in the final read
-        yield* change.pipe(Effect.timeoutOption(Duration.seconds(wait)), Effect.ignore)
+        // the job was found: a failure of the wait (deleted meanwhile) shows in the final read; a drain answers the
+        // current state as a timed-out wait does
+        yield* change.pipe(Effect.timeoutOption(Duration.seconds(wait)), Effect.ignore, Effect.raceFirst(draining))
         return yield* read
       })
 
@@ -172,7 +179,12 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
         Effect.gen(function*() {
           const user = yield* CurrentUser
           const timeout = (yield* seconds("timeoutSeconds", timeoutSeconds)) ?? config.maxWait
-          return yield* watcher.waitMany(ids, { mode, timeout: Duration.min(timeout, config.maxWait), owner: user.ownerScope })
+          const options = { mode, timeout: Duration.min(timeout, config.maxWait), owner: user.ownerScope }
+          // a drain answers the current state, timed out
+          return yield* Effect.raceFirst(
+            watcher.waitMany(ids, options),
+            Effect.zipRight(draining, watcher.waitMany(ids, { ...options, timeout: 0 }))
+          )
         }),
       /** The terminal outcome of one of the caller's jobs. */
       waitFor: (id: string) =>
@@ -213,7 +225,8 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
             limit: body.limit,
             wait: wait === undefined ? undefined : Duration.min(wait, config.maxWait),
             start: body.start,
-            heartbeatInterval: heartbeat
+            heartbeatInterval: heartbeat,
+            until: draining
           })
         }),
       release: (workerId: string, ids: ReadonlyArray<string> | undefined) =>
@@ -272,16 +285,20 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
       jobEvents: (id: string, options: { readonly afterVersion?: number | undefined; readonly cursor?: string | undefined }) =>
         Effect.gen(function*() {
           const user = yield* CurrentUser
-          return yield* streams.jobEvents(id, {
+          const events = yield* streams.jobEvents(id, {
             owner: user.ownerScope,
             afterVersion: yield* afterVersionOf(options.afterVersion),
             cursor: options.cursor
           })
+          // a drain ends the stream; the client resumes elsewhere from its last cursor
+          return Stream.interruptWhen(events, draining)
         }),
       userEvents: (
         filter: { readonly status?: string | undefined; readonly queue?: string | undefined; readonly name?: string | undefined },
         cursor: string | undefined
-      ) => Effect.flatMap(CurrentUser, (user) => streams.userEvents({ ...filter, owner: user.ownerScope }, cursor))
+      ) =>
+        Effect.flatMap(CurrentUser, (user) =>
+          Effect.map(streams.userEvents({ ...filter, owner: user.ownerScope }, cursor), Stream.interruptWhen(draining)))
     } as const
   })
 }) {}

@@ -5,6 +5,7 @@ import type { Scope } from "effect"
 import { Effect, Either, Layer, Stream } from "effect"
 import { InvalidInput } from "./Domain/Errors.js"
 import { makeFrameChecker } from "./internal/rpcFrames.js"
+import { Limits, RpcLimitsLive } from "./Limits.js"
 import { Operations } from "./Operations.js"
 import { Rpcs, StreamedEvent } from "./Rpcs.js"
 
@@ -87,10 +88,11 @@ const ProtocolLive = Layer.effect(
 
 /**
  * The RPC routes, to mount on a host's `HttpLayerRouter`: NDJSON over HTTP on `/rpc` (streams arrive as they
- * happen). They need an `RpcAuthentication` layer (the host's own, or `Auth.layerJwt`) and the jobwatch services.
+ * happen). They need an `RpcAuthentication` layer (the host's own, or `Auth.layerJwt`) and the jobwatch services;
+ * the per-user limits (`RpcLimits`) are their own, shared with the HTTP API's.
  */
 export const RpcRoutes = RpcServer.layer(Rpcs).pipe(
   Layer.provide(ProtocolLive),
-  Layer.provide(RpcHandlersLive),
-  Layer.provide(RpcSerialization.layerNdjson)
+  Layer.provide([RpcHandlersLive, RpcLimitsLive]),
+  Layer.provide([RpcSerialization.layerNdjson, Limits.Default])
 )

@@ -20,6 +20,7 @@ import {
 } from "./Requests.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
+  DatabaseUnavailable,
   InvalidInput,
   InvalidProgress,
   InvalidTransition,
@@ -27,6 +28,7 @@ import {
   NotJobHolder,
   PayloadTooLarge,
   ProgressRegression,
+  TooManyRequests,
   WorkerNotFound
 } from "./Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
@@ -49,6 +51,16 @@ export class RpcAuthentication extends RpcMiddleware.Tag<RpcAuthentication>()("j
   provides: CurrentUser,
   failure: Unauthorized
 }) {}
+
+/**
+ * Around every call, inside authentication: the caller's request rate and open streams and waits (429
+ * `TooManyRequests`), and `DatabaseUnavailable` when the database does not answer. The routes provide it.
+ */
+export class RpcLimits extends RpcMiddleware.Tag<RpcLimits>()("jobwatch/RpcLimits", {
+  failure: Schema.Union(TooManyRequests, DatabaseUnavailable),
+  wrap: true
+}) {}
+
 
 // the bounds of the HTTP API's schemas (see Requests.ts): a payload out of them is InvalidInput naming the field
 const Id = { id: IdText }
@@ -139,4 +151,4 @@ export class Rpcs extends RpcGroup.make(
     success: DeliveryPage,
     error: WebhookErrors
   })
-).middleware(RpcAuthentication) {}
+).middleware(RpcLimits).middleware(RpcAuthentication) {}

@@ -24,6 +24,8 @@ export interface ClaimOptions {
   readonly heartbeatInterval?: Duration.DurationInput | undefined
   /** Start the jobs as they are claimed (`running` at once, one write fewer than claim then `start`). */
   readonly start?: boolean | undefined
+  /** When this completes (a server that drains), a waiting claim stops waiting and answers what it claims then. */
+  readonly until?: Effect.Effect<void> | undefined
 }
 
 /** The worker acting on a job: only the job's holder may change it. Omitted: trusted in-process code, any holder. */
@@ -178,6 +180,10 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         onNone: () => Number.POSITIVE_INFINITY,
         onSome: Duration.toMillis
       })
+      let stopWaiting = false
+      const until = options.until === undefined
+        ? Effect.never
+        : Effect.zipRight(options.until, Effect.sync(() => void (stopWaiting = true)))
       while (true) {
         const woken = yield* Deferred.make<void>()
         const waiter = { queues: queueSet, wake: () => Deferred.unsafeDone(woken, Effect.void) }
@@ -194,9 +200,10 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
                   return Option.some(yield* restore(Effect.succeed(jobs)).pipe(Effect.onInterrupt(() => giveBack(worker, jobs))))
                 }
                 const remaining = deadline - (yield* Clock.currentTimeMillis)
-                if (remaining <= 0) return Option.some(jobs)
+                if (remaining <= 0 || stopWaiting) return Option.some(jobs)
                 yield* restore(Deferred.await(woken).pipe(
-                  Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs)))
+                  Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs))),
+                  Effect.raceFirst(until)
                 ))
                 return Option.none()
               })

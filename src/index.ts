@@ -57,7 +57,11 @@ export * as Auth from "./Auth.js"
  * `RoutesLive`: everything `npm start` serves; `ServerLive`: the whole server with JWT auth; `routerConfig`: the
  * router settings to serve them with (worker ids of over 100 characters in paths need them).
  */
-export { HttpRoutes, routerConfig, RoutesLive, ServerLive } from "./Http.js"
+export { HttpRoutes, routerConfig, RoutesLive } from "./Http.js"
+/** The per-user limits the routes apply (rate, open streams and waits), and the drain signal `ServerLive` uses. */
+export { Limits } from "./Limits.js"
+export { Shutdown } from "./Shutdown.js"
+export { ServerLive } from "./Server.js"
 /** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
 export { RpcRoutes } from "./RpcHandlers.js"
 

@@ -1,13 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Deferred, Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as Net from "node:net"
+import * as FsSync from "node:fs"
 import * as Fs from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { execFileSync } from "node:child_process"
 import pg from "pg"
+import { startService as startMain, tempDir as serviceDir } from "./support/service.js"
 import { databaseUrl, freshSchema } from "./support/TestDb.js"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -165,7 +167,10 @@ describe("npm start (src/main.ts)", () => {
           env: { ...process.env, JOBWATCH_DATA_DIR: dataDir },
           encoding: "utf8"
         }).trim()
+      // minted before any request: a CLI run blocks this process long enough (under load) for the server to close an
+      // idle keep-alive connection that fetch would then reuse
       const alice = token(["--sub", "alice", "--ttl", "10m"])
+      const bob = token(["--sub", "bob"])
       const call = (method: string, path: string, bearer: string, body?: unknown, headers: Record<string, string> = {}) =>
         Effect.promise(async () => {
           const response = await fetch(`${base}${path}`, {
@@ -195,6 +200,48 @@ describe("npm start (src/main.ts)", () => {
       assert.deepInclude(answer.body, { id, status: "completed", owner: "alice", result: { url: "/a.png" } })
       // the admin sees alice's job; another user does not
       assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, admin)).status, 200)
-      assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, token(["--sub", "bob"]))).status, 404)
+      assert.strictEqual((yield* call("GET", `/v1/jobs/${id}`, bob)).status, 404)
     }).pipe(Effect.scoped), { timeout: 180_000 })
+
+  describe.concurrent("errors on start are one line and exit 1, not an Effect stack", () => {
+    /** Runs the service until it exits (60 s at most); answers its code and output. */
+    const runToExit = (env: Record<string, string | undefined>) =>
+      Effect.gen(function*() {
+        const service = yield* startMain({ PORT: "0", HOST: "127.0.0.1", ...env })
+        const exited = yield* Deferred.await(service.exited).pipe(Effect.timeout("60 seconds"))
+        return { code: exited.code, output: service.output() }
+      })
+
+    it.live("the port in use: EADDRINUSE host:port, before the embedded database starts", () =>
+      Effect.gen(function*() {
+        const taken = yield* Effect.acquireRelease(
+          Effect.async<Net.Server>((resume) => {
+            const server = Net.createServer()
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+        )
+        const port = (taken.address() as Net.AddressInfo).port
+        const dataDir = yield* serviceDir
+        const { code, output } = yield* runToExit({ DATABASE_URL: "", JOBWATCH_DATA_DIR: dataDir, PORT: String(port) })
+        assert.strictEqual(code, 1, output)
+        const lines = output.trim().split("\n")
+        assert.lengthOf(lines, 1, output)
+        assert.match(lines[0]!, new RegExp(`^jobwatch: EADDRINUSE 127\\.0\\.0\\.1:${port}: `))
+        // the embedded database was never initialised
+        assert.isFalse(FsSync.existsSync(Path.join(dataDir, "postgres")), output)
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+
+    it.live("a database that does not exist: its name, in PostgreSQL's words", () =>
+      Effect.gen(function*() {
+        const url = new URL(databaseUrl())
+        url.pathname = "/jobwatch_no_such_database"
+        const dataDir = yield* serviceDir
+        const { code, output } = yield* runToExit({ DATABASE_URL: url.toString(), JOBWATCH_DATA_DIR: dataDir })
+        assert.strictEqual(code, 1, output)
+        const lines = output.trim().split("\n")
+        assert.lengthOf(lines, 1, output)
+        assert.strictEqual(lines[0], `jobwatch: cannot connect to the database: database "jobwatch_no_such_database" does not exist`)
+      }).pipe(Effect.scoped), { timeout: 90_000 })
+  })
 })

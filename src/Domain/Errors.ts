@@ -140,3 +140,37 @@ export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaTyp
     }, disableValidation)
   }
 }
+
+/**
+ * The caller is over one of its limits: its request rate (`limit: "rate"`) or its open event streams and waiting
+ * requests (`limit: "streams"`). Try again after `retryAfter` seconds (also the `Retry-After` header). HTTP 429.
+ */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()(
+  "TooManyRequests",
+  { limit: Schema.Literal("rate", "streams"), retryAfter: Schema.Number, message: Schema.String },
+  HttpApiSchema.annotations({ status: 429, description: "Over the caller's request rate or open streams" })
+) {
+  constructor(
+    props: { readonly limit: "rate" | "streams"; readonly retryAfter: number; readonly max?: number; readonly message?: string },
+    disableValidation?: boolean
+  ) {
+    super({
+      limit: props.limit,
+      retryAfter: props.retryAfter,
+      message: props.message ?? (props.limit === "rate"
+        ? `too many requests: over ${props.max ?? "the"} requests per second; retry after ${props.retryAfter} s`
+        : `too many open streams and waiting requests: at most ${props.max ?? "a limited number"} at once`)
+    }, disableValidation)
+  }
+}
+
+/** The database does not answer (down, unreachable, or out of connections). Retry later. HTTP 503. */
+export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>()(
+  "DatabaseUnavailable",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 503, description: "The database is unavailable; retry later" })
+) {
+  constructor(props: { readonly message?: string } = {}, disableValidation?: boolean) {
+    super({ message: props.message ?? "the database is unavailable; retry later" }, disableValidation)
+  }
+}

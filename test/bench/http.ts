@@ -14,6 +14,7 @@ import { Worker } from "node:worker_threads"
 import * as Auth from "../../src/Auth.js"
 import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import type { JobId } from "../../src/Domain/JobId.js"
+import { JobWatchConfig } from "../../src/Config.js"
 import { RoutesLive, routerConfig } from "../../src/Http.js"
 import { Jobs } from "../../src/Jobs.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
@@ -104,7 +105,10 @@ const server = (secret: Uint8Array) =>
       jwksUrl: Option.none(),
       generated: false
     })),
-    Layer.provideMerge(NodeHttpServer.layer(NodeHttp.createServer, { port: 0, host: "127.0.0.1" }))
+    Layer.provideMerge(NodeHttpServer.layer(NodeHttp.createServer, { port: 0, host: "127.0.0.1" })),
+    // one user's requests as fast as they go: the per-user limits would measure themselves
+    Layer.provide(Layer.effect(JobWatchConfig, Effect.map(JobWatchConfig, (config) =>
+      ({ ...config, rateLimit: Option.none(), maxStreamsPerUser: Option.none() }))))
   )
 
 const line = (label: string, s: Summary) =>

@@ -17,6 +17,7 @@ import { enqueue } from "./enqueue.js"
 import { http } from "./http.js"
 import { latency } from "./latency.js"
 import { lifecycle } from "./lifecycle.js"
+import { limits } from "./limits.js"
 import { progress } from "./progress.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
@@ -29,7 +30,8 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   waiters,
   lifecycle,
   progress,
-  http
+  http,
+  limits
 }
 
 const database = Effect.gen(function*() {

@@ -29,7 +29,8 @@ export const serverLayer = (config: JobWatchConfigInput = {}) =>
     Layer.provide(Auth.layerJwt),
     Layer.provide(testKeys),
     Layer.provideMerge(Layer.merge(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive)))),
-    Layer.provideMerge(TestDb.layer({ reaper: false, ...config }, { maxConnections: 20 })),
+    // the per-user limits are off unless a test is about them (many tests fire many requests as one user)
+    Layer.provideMerge(TestDb.layer({ reaper: false, rateLimit: null, maxStreamsPerUser: null, ...config }, { maxConnections: 20 })),
     Layer.provideMerge(NodeHttpServer.layerTest)
   )
 

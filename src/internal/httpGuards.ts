@@ -1,0 +1,68 @@
+import { HttpApp, HttpLayerRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Cause, Effect, Option } from "effect"
+import { DatabaseUnavailable } from "../Domain/Errors.js"
+import { Shutdown } from "../Shutdown.js"
+import { describeError } from "./retry.js"
+import { isDatabaseDown } from "./unavailable.js"
+
+/** How long a client should wait before retrying a request the database could not serve. */
+const databaseRetryAfter = "5"
+
+const unavailable = HttpServerResponse.unsafeJson(new DatabaseUnavailable(), {
+  status: 503,
+  headers: { "retry-after": databaseRetryAfter }
+})
+
+/**
+ * Global middleware of the routes: a database that does not answer answers 503 `DatabaseUnavailable` with
+ * `Retry-After` (the repositories turn `SqlError`s into defects, which would be an empty 500), never the SQL, host
+ * or user; and while the server drains (`Shutdown`), every response closes its connection.
+ */
+export const ServiceGuards = HttpLayerRouter.middleware(
+  Effect.gen(function*() {
+    const shutdown = yield* Effect.serviceOption(Shutdown)
+    const closeWhenDraining = Option.match(shutdown, {
+      onNone: () => Effect.void,
+      onSome: (shutdown) =>
+        HttpApp.appendPreResponseHandler((_request, response) =>
+          Effect.map(shutdown.isDraining, (draining) =>
+            draining ? HttpServerResponse.setHeader(response, "connection", "close") : response)
+        )
+    })
+    return (app) =>
+      Effect.zipRight(
+        closeWhenDraining,
+        Effect.catchAllCause(app, (cause) => isDatabaseDown(cause) ? Effect.succeed(unavailable) : Effect.failCause(cause))
+      )
+  }),
+  { global: true }
+)
+
+/** A request's path without its query string (which may hold an `access_token`). */
+const pathOf = (url: string) => {
+  const end = url.search(/[?#]/)
+  return end === -1 ? url : url.slice(0, end)
+}
+
+/**
+ * The request log, in place of the platform's (which writes the URL with its query string, at info, for every
+ * request): at most one line per request, `METHOD /path status duration`, at debug, or at error with the cause's
+ * first line for a 5xx. Never a query string, a header or a body.
+ */
+export const requestLogger = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const started = Date.now()
+    return Effect.onExit(app, (exit) => {
+      const line = (status: number) => `${request.method} ${pathOf(request.url)} ${status} ${Date.now() - started}ms`
+      if (exit._tag === "Success") {
+        const status = exit.value.status
+        return status >= 500 ? Effect.logError(line(status)) : Effect.logDebug(line(status))
+      }
+      const [response, cause] = HttpServerError.causeResponseStripped(exit.cause)
+      if (response.status < 500) return Effect.logDebug(line(response.status))
+      const reason = Option.isSome(cause) && !Cause.isInterruptedOnly(cause.value) ? `: ${describeError(cause.value)}` : ""
+      return Effect.logError(`${line(response.status)}${reason}`)
+    })
+  })

@@ -80,7 +80,7 @@ describe("Limits", () => {
           const box = yield* token("box", ["worker"])
           const root = yield* token("root", ["admin"])
           for (let i = 0; i < 10; i++) {
-            assert.strictEqual((yield* raw("POST", "/v1/workers/box-1/claim", { token: box, json: { queues: [uniqueQueue()] } })).status, 200)
+            assert.strictEqual((yield* raw("POST", "/v1/workers/box:1/claim", { token: box, json: { queues: [uniqueQueue()] } })).status, 200)
             assert.strictEqual((yield* raw("GET", "/v1/jobs", { token: root })).status, 200)
           }
           // unauthenticated requests are 401, never counted against anyone

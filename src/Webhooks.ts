@@ -135,6 +135,10 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
             UPDATE ${endpoints} SET url = ${url}, event_types = ${types}::text[], description = ${desc}, active = ${on},
               disabled_reason = CASE WHEN ${on} THEN NULL ELSE disabled_reason END,
               failing_since = CASE WHEN ${on} AND NOT active THEN NULL ELSE failing_since END,
+              -- health is the URL's: a new URL starts unproven (one delivery at a time until it answers), a
+              -- re-activated endpoint with a clean slate of failures
+              consecutive_failures = CASE WHEN url <> ${url} OR (${on} AND NOT active) THEN 0 ELSE consecutive_failures END,
+              last_success_at = CASE WHEN url <> ${url} THEN NULL ELSE last_success_at END,
               updated_at = now()
             WHERE id = ${current.id}
             RETURNING ${sql.literal(columns)}`.pipe(Effect.orDie)

@@ -65,7 +65,7 @@ const isEventType = Schema.is(EventTypeSchema)
 /**
  * Users' webhook endpoints: create (answering the signing secret once), read, update, delete, rotate the secret
  * (the old one keeps signing for `webhookSecretOverlap`), and the log of deliveries. A URL must be http(s) and,
- * unless `webhookAllowPrivate`, must not resolve to a private network (`WebhookTargetRefused`, 422). With `owner`,
+ * unless `webhookAllowPrivate`, must resolve to public unicast addresses only (`WebhookTargetRefused`, 422). With `owner`,
  * another owner's endpoint is `WebhookNotFound`.
  */
 export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
@@ -76,7 +76,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     const deliveries = sql(`${config.schema}.webhook_deliveries`)
     const attempts = sql(`${config.schema}.webhook_attempts`)
 
-    /** A webhook target: a valid http(s) URL that (unless allowed) reaches no private network. */
+    /** A webhook target: a valid http(s) URL that (unless allowed) reaches public addresses only. */
     const targetUrl = (field: string, value: unknown) => checkTarget(field, value, config.webhookAllowPrivate)
 
     const eventTypesOf = (value: unknown) =>

@@ -10,10 +10,20 @@ import { Listener } from "./Listener.js"
 
 export { parseRetryAfter } from "./internal/webhookPost.js"
 
-/** A delivery this process holds, and whether it counts against the slots of endpoints in failure. */
+/** A delivery this process holds: since when, and whether it counts against the slots of endpoints in failure. */
 interface Held {
   readonly delivery: Claimed
+  readonly since: number
   suspect: boolean
+}
+
+/** What the held deliveries leave for a claim now. */
+interface Room {
+  readonly limits: Claims.ClaimLimits
+  /** Endpoints with a stalled attempt here: none of their deliveries is claimed until it ends. */
+  readonly stalled: ReadonlyArray<string>
+  /** When the next held attempt stalls (clock ms), freeing its slot. */
+  readonly nextStall: number
 }
 
 /**
@@ -23,8 +33,9 @@ interface Held {
  * `webhookDisableAfter`, and records every attempt. In flight at most `webhookConcurrency` here, and
  * `webhookEndpointConcurrency` per endpoint across processes. An endpoint that has not answered yet, or whose last
  * attempts failed, gets one delivery in flight at a time until one succeeds, and such endpoints together hold at
- * most half of the slots: a dead endpoint never holds back a healthy one. A claim holds for `webhookTimeout` and a
- * few seconds: a killed deliverer's deliveries are taken over then. Due times come from the caller's `Clock`.
+ * most half of the slots; an attempt without an answer after half the timeout (at most 2 s) gives up its slot: a
+ * dead endpoint never holds back a healthy one. A claim holds for `webhookTimeout` and 4 s: a killed deliverer's
+ * deliveries are taken over then. Due times come from the caller's `Clock`, leases from the database's.
  */
 export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwatch/WebhookDeliverer", {
   dependencies: [Listener.Default],
@@ -49,10 +60,31 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
 
     yield* listener.on("webhooks", ring)
 
-    const suspectHeld = () => {
-      let n = 0
-      for (const h of held.values()) if (h.suspect) n++
-      return n
+    /**
+     * An attempt without an answer for this long stalls: it keeps its request open (until the timeout) but no
+     * longer holds one of the `webhookConcurrency` slots, up to as many stalled ones again, and its endpoint gets no
+     * other delivery from here until it ends. So endpoints that answered before and then stop answering free the
+     * slots they took long before their attempts time out and their failures are recorded.
+     */
+    const stallAfterMs = Math.min(Duration.toMillis(config.webhookTimeout) / 2, 2000)
+
+    const room = (current: number): Room => {
+      let active = 0
+      let activeSuspect = 0
+      let nextStall = Number.POSITIVE_INFINITY
+      const stalled = new Set<string>()
+      for (const h of held.values()) {
+        const stallsAt = h.since + stallAfterMs
+        if (stallsAt <= current) {
+          if (h.delivery.endpointId !== null) stalled.add(h.delivery.endpointId)
+          continue
+        }
+        active++
+        if (h.suspect) activeSuspect++
+        nextStall = Math.min(nextStall, stallsAt)
+      }
+      const free = Math.min(config.webhookConcurrency - active, 2 * config.webhookConcurrency - held.size)
+      return { limits: { free, suspectFree: Math.max(0, suspectSlots - activeSuspect) }, stalled: [...stalled], nextStall }
     }
 
     /** What an attempt came to: the delivery's status, and when it is due again while pending. */
@@ -129,27 +161,28 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
       )
 
     /**
-     * Claims what the free slots allow and starts the attempts; when that fills no slot, sleeps until a wake-up (a
-     * new delivery, a slot freed) or until something may fall due.
+     * Claims what the free slots allow and starts the attempts; unless that fills every slot, sleeps until a wake-up
+     * (a new delivery, a slot freed) or until something may fall due or an attempt stalls.
      */
     const step = Effect.gen(function*() {
-      const free = config.webhookConcurrency - held.size
-      if (free > 0) {
-        const batch = yield* claims.claim(yield* now, { free, suspectFree: Math.max(0, suspectSlots - suspectHeld()) })
+      const current = yield* now
+      const { limits, nextStall, stalled } = room(current)
+      if (limits.free > 0) {
+        const batch = yield* claims.claim(current, limits, stalled)
         for (const d of batch) {
-          held.set(d.claim, { delivery: d, suspect: d.suspect })
+          held.set(d.claim, { delivery: d, since: current, suspect: d.suspect })
           unrecorded.add(d.claim)
           yield* FiberSet.run(fibers, deliver(d))
         }
-        if (batch.length === free) return
+        if (batch.length === limits.free) return
       }
       let waitMs = idleMs
-      if (free > 0) {
-        const next = yield* claims.nextChange(yield* now)
-        const current = yield* now
+      if (limits.free > 0) {
+        const next = yield* claims.nextChange(current)
         // a millisecond late rather than early: a lease is compared with the database's clock
-        if (Option.isSome(next)) waitMs = Math.min(idleMs, Math.max(1, next.value - current + 1))
+        if (Option.isSome(next)) waitMs = Math.min(waitMs, next.value - (yield* now) + 1)
       }
+      waitMs = Math.max(1, Math.min(waitMs, nextStall - (yield* now)))
       yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(waitMs)))
     })
 

@@ -94,7 +94,7 @@ describe("webhook deliverer", () => {
         const jobs = yield* Jobs
         const target = yield* receiver()
         yield* hooks.create("many-user", { url: target.url, eventTypes: ["all"] })
-        const deliverers = yield* Effect.all([deliverer(), deliverer(), deliverer()])
+        const deliverers = yield* Effect.all(Array.from({ length: 3 }, () => deliverer({ webhookTimeout: Duration.seconds(10) })))
         const idle = Effect.gen(function*() {
           const stats = yield* Effect.forEach(deliverers, (d) => d.stats)
           const [pending] = yield* query<{ n: number }>((s) =>
@@ -167,6 +167,24 @@ describe("webhook deliverer", () => {
         // each endpoint that never answered got one request (its probe), still open; none got a second
         assert.deepStrictEqual(hung.map((h) => h.received.length), Array(8).fill(1))
         assert.deepStrictEqual(hung.map((h) => h.open()), Array(8).fill(1))
+      }), 120_000)
+
+    it.scoped("eight endpoints that answered, then stopped answering, give up their slots when their attempts stall", () =>
+      Effect.gen(function*() {
+        yield* clean
+        const hooks = yield* Webhooks
+        const healthy = yield* receiver()
+        const hung = yield* Effect.all(Array.from({ length: 8 }, () => receiver([{ status: 200 }, "hang"])))
+        for (const r of [healthy, ...hung]) yield* hooks.create("stall-user", { url: r.url, eventTypes: ["completed"] })
+        // attempts stall after 2 s and time out after a minute: the endpoints' failures are not known during the test
+        yield* deliverer({ webhookTimeout: Duration.seconds(60), webhookEndpointConcurrency: 4 })
+        yield* runJob("stall-user")
+        yield* Effect.forEach([healthy, ...hung], (r) => r.until(1), { discard: true })
+        // all nine answered once; now eight of them hang, with up to 4 requests each: more than the 16 slots
+        for (let i = 0; i < 30; i++) yield* runJob("stall-user")
+        yield* healthy.until(31)
+        const open = hung.map((h) => h.open())
+        assert.isTrue(open.every((n) => n >= 1 && n <= 4), JSON.stringify(open))
       }), 120_000)
 
     it.scoped("endpoints whose last attempts failed get one probe at a time across deliverers, and at most half of each one's slots", () =>

@@ -74,7 +74,7 @@ export const make = Effect.gen(function*() {
    * `webhookEndpointConcurrency` held per endpoint across processes, one for an endpoint on probation (none while
    * one is held), and at most `suspectFree` that are `suspect`.
    */
-  const claimDue = (now: Date, limits: ClaimLimits) =>
+  const claimDue = (now: Date, limits: ClaimLimits, skip: ReadonlyArray<string>) =>
     sql<ClaimedRow>`
       WITH RECURSIVE waiting AS (
         -- the endpoints with pending deliveries, one index probe each (a skip scan)
@@ -94,7 +94,7 @@ export const make = Effect.gen(function*() {
           w.consecutive_failures >= ${circuitAfter} OR w.last_success_at IS NULL AS probe,
           w.consecutive_failures > 0 OR w.last_success_at IS NULL AS suspect, d.n
         FROM waiting e
-          JOIN ${endpoints} w ON w.id = e.id AND w.active
+          JOIN ${endpoints} w ON w.id = e.id AND w.active AND NOT (w.id = ANY(${skip}::uuid[]))
           LEFT JOIN held h ON h.endpoint_id = e.id
           CROSS JOIN LATERAL (
             SELECT x.id, x.next_attempt_at, row_number() OVER (ORDER BY x.next_attempt_at, x.id) AS n
@@ -171,9 +171,10 @@ export const make = Effect.gen(function*() {
       return won
     })
 
-  const claim = (now: number, limits: ClaimLimits) =>
+  /** Claims as `claimDue` does, leaving out the endpoints `skip`; a probe is kept only if it holds its endpoint. */
+  const claim = (now: number, limits: ClaimLimits, skip: ReadonlyArray<string> = []) =>
     Effect.gen(function*() {
-      const rows = yield* claimDue(new Date(now), limits)
+      const rows = yield* claimDue(new Date(now), limits, skip)
       const probes = rows.filter((row) => row.probe && row.endpointId !== null)
       if (probes.length === 0) return rows
       const won = yield* holdEndpoints(probes).pipe(

@@ -209,6 +209,25 @@ describe("webhook deliverer", () => {
         assert.strictEqual(hung.reduce((n, h) => n + h.open(), 0), 6)
       }), 120_000)
 
+    it.scoped("an endpoint deleted while its attempt is in flight: the attempt ends without a failure to record it", () =>
+      Effect.gen(function*() {
+        yield* clean
+        const lines: Array<string> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          lines.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+        })
+        const hooks = yield* Webhooks
+        const target = yield* receiver(["hang"])
+        const endpoint = yield* hooks.create("deleting-user", { url: target.url, eventTypes: ["completed"] })
+        const d = yield* deliverer({}, capture)
+        yield* runJob("deleting-user")
+        yield* target.until(1)
+        yield* hooks.remove(endpoint.id, "deleting-user")
+        // the attempt times out (1 s) and is recorded, or rather not: its delivery went with the endpoint
+        yield* eventually(d.stats, (s) => s.inFlight === 0 && s.attempts === 1)
+        assert.deepStrictEqual(lines, [])
+      }), 60_000)
+
     it.scoped("a failing loop logs its first failure, a line per backoff cap with the count, and its recovery; not a line per retry", () =>
       Effect.gen(function*() {
         yield* clean

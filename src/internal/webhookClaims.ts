@@ -223,8 +223,10 @@ export const make = Effect.gen(function*() {
       : sql`, health AS (${health({ ...d, endpointId }, status === "succeeded", attempt.status === 410, at)})`
     return sql<{ settled: boolean }>`
       WITH logged AS (
+        -- not if the delivery is gone (its endpoint was deleted while the attempt was in flight)
         INSERT INTO ${attempts} (delivery_id, attempt, started_at, duration_ms, status_code, error)
-        VALUES (${d.id}, ${d.attempts}, ${new Date(startedAt)}, ${attempt.durationMs}, ${attempt.status}, ${attempt.error})
+        SELECT id, ${d.attempts}, ${new Date(startedAt)}, ${attempt.durationMs}, ${attempt.status}, ${attempt.error}
+        FROM ${deliveries} WHERE id = ${d.id}
         ON CONFLICT DO NOTHING
       ), settled AS (
         UPDATE ${deliveries} SET status = ${status}, locked_until = NULL, claim = NULL,

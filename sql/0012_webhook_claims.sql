@@ -21,3 +21,6 @@ CREATE INDEX webhook_deliveries_held ON webhook_deliveries (endpoint_id, locked_
 -- A claim visits each endpoint with pending deliveries and takes its first due ones (jobs' own callbacks: the null
 -- endpoint), rather than sorting every due delivery.
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
+
+-- The probes' holds, read by an idle deliverer to wake when one runs out.
+CREATE INDEX webhook_endpoints_probing ON webhook_endpoints (probe_until) WHERE probe_until IS NOT NULL;

@@ -1,6 +1,6 @@
 import { Cause, Clock, Duration, Effect, Fiber, FiberSet, Option, Queue, Random } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { makeStreak, retrying } from "./internal/retry.js"
+import { describeError, makeStreak, retrying } from "./internal/retry.js"
 import * as Claims from "./internal/webhookClaims.js"
 import type { Claimed } from "./internal/webhookClaims.js"
 import type { Attempt } from "./internal/webhookPost.js"
@@ -84,7 +84,8 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         nextStall = Math.min(nextStall, stallsAt)
       }
       const free = Math.min(config.webhookConcurrency - active, 2 * config.webhookConcurrency - held.size)
-      return { limits: { free, suspectFree: Math.max(0, suspectSlots - activeSuspect) }, stalled: [...stalled], nextStall }
+      const limits = { free, suspectFree: Math.max(0, suspectSlots - activeSuspect) }
+      return { limits, stalled: [...stalled], nextStall }
     }
 
     /** What an attempt came to: the delivery's status, and when it is due again while pending. */
@@ -110,11 +111,10 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         const startedAt = yield* now
         const body = JSON.stringify(d.body)
         const timestamp = Math.floor(startedAt / 1000)
+        const overlapping = d.previousSecretUntil !== null && new Date(d.previousSecretUntil).getTime() > startedAt
         const secrets = [
           ...(d.secret === null ? [] : [d.secret]),
-          ...(d.previousSecret !== null && d.previousSecretUntil !== null && new Date(d.previousSecretUntil).getTime() > startedAt
-            ? [d.previousSecret]
-            : [])
+          ...(d.previousSecret !== null && overlapping ? [d.previousSecret] : [])
         ]
         const headers: Record<string, string> = {
           "content-type": "application/json",
@@ -129,7 +129,11 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           : yield* post(d.url, headers, body, config.webhookAllowPrivate).pipe(
             Effect.timeoutTo({
               duration: config.webhookTimeout,
-              onTimeout: () => ({ status: null, error: `no answer within ${Duration.format(config.webhookTimeout)}`, retryAfter: null }),
+              onTimeout: () => ({
+                status: null,
+                error: `no answer within ${Duration.format(config.webhookTimeout)}`,
+                retryAfter: null
+              }),
               onSuccess: (r) => r
             })
           )
@@ -200,7 +204,9 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           yield* Fiber.interrupt(running)
           yield* FiberSet.clear(fibers)
           yield* claims.release([...unrecorded]).pipe(
-            Effect.catchAllCause((cause) => Effect.logWarning("could not release webhook deliveries at shutdown", cause))
+            Effect.catchAllCause((cause) =>
+              Effect.logWarning(`could not release webhook deliveries at shutdown: ${describeError(cause)}`)
+            )
           )
         })
       )

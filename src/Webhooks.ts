@@ -65,8 +65,8 @@ const isEventType = Schema.is(EventTypeSchema)
 /**
  * Users' webhook endpoints: create (answering the signing secret once), read, update, delete, rotate the secret
  * (the old one keeps signing for `webhookSecretOverlap`), and the log of deliveries. A URL must be http(s) and,
- * unless `webhookAllowPrivate`, must resolve to public unicast addresses only (`WebhookTargetRefused`, 422). With `owner`,
- * another owner's endpoint is `WebhookNotFound`.
+ * unless `webhookAllowPrivate`, must resolve to public unicast addresses only (`WebhookTargetRefused`, 422). With
+ * `owner`, another owner's endpoint is `WebhookNotFound`.
  */
 export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
   effect: Effect.gen(function*() {

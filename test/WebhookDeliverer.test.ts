@@ -31,7 +31,10 @@ const deliverer = (overrides: Partial<JobWatchConfigShape> = {}, logger?: Logger
   Effect.gen(function*() {
     const base = yield* JobWatchConfig
     const layer = WebhookDeliverer.Default.pipe(
-      Layer.provide(Layer.merge(TestDb.pgLayer(6), Layer.succeed(JobWatchConfig, { ...base, webhooks: true, ...overrides })))
+      Layer.provide(Layer.merge(
+        TestDb.pgLayer(6),
+        Layer.succeed(JobWatchConfig, { ...base, webhooks: true, ...overrides })
+      ))
     )
     const context = yield* Layer.build(
       logger === undefined ? layer : layer.pipe(Layer.provide(Logger.replace(Logger.defaultLogger, logger)))
@@ -59,13 +62,13 @@ const query = <A extends object>(text: (schema: string) => string, params: Reado
   })
 
 /** A deliverer in a child process (`support/delivererChild.ts`), once it runs; SIGKILLed at the latest at the end. */
-const childDeliverer = (timeout: string) =>
+const childDeliverer = (timeoutMs: number) =>
   Effect.gen(function*() {
     const { schema } = yield* JobWatchConfig
     const script = fileURLToPath(new URL("./support/delivererChild.ts", import.meta.url))
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, ["--import", "tsx", script, TestDb.databaseUrl(), schema, timeout], {
+        spawn(process.execPath, ["--import", "tsx", script, TestDb.databaseUrl(), schema, String(timeoutMs)], {
           stdio: ["ignore", "pipe", "inherit"]
         })
       ),
@@ -94,7 +97,10 @@ describe("webhook deliverer", () => {
         const jobs = yield* Jobs
         const target = yield* receiver()
         yield* hooks.create("many-user", { url: target.url, eventTypes: ["all"] })
-        const deliverers = yield* Effect.all(Array.from({ length: 3 }, () => deliverer({ webhookTimeout: Duration.seconds(10) })))
+        // attempts must not stall on a busy machine: a 10 s timeout
+        const deliverers = yield* Effect.all(
+          Array.from({ length: 3 }, () => deliverer({ webhookTimeout: Duration.seconds(10) }))
+        )
         const idle = Effect.gen(function*() {
           const stats = yield* Effect.forEach(deliverers, (d) => d.stats)
           const [pending] = yield* query<{ n: number }>((s) =>
@@ -130,7 +136,7 @@ describe("webhook deliverer", () => {
         const hooks = yield* Webhooks
         const target = yield* receiver(["hang", { status: 200 }])
         yield* hooks.create("killed-user", { url: target.url, eventTypes: ["completed"] })
-        const child = yield* childDeliverer("1 second")
+        const child = yield* childDeliverer(1000)
         yield* runJob("killed-user")
         const [first] = yield* target.until(1)
         const [held] = yield* query<{ ms: number }>((s) =>
@@ -149,7 +155,7 @@ describe("webhook deliverer", () => {
         console.log(`taken over ${Math.round(second!.at - first!.at)} ms after the killed deliverer's attempt began`)
       }), 120_000)
 
-    it.scoped("eight endpoints that never answer do not hold back a healthy one: one probe each, the healthy one gets everything", () =>
+    it.scoped("eight endpoints that never answer do not hold back a healthy one: one probe each, it gets everything", () =>
       Effect.gen(function*() {
         yield* clean
         const hooks = yield* Webhooks
@@ -187,7 +193,7 @@ describe("webhook deliverer", () => {
         assert.isTrue(open.every((n) => n >= 1 && n <= 4), JSON.stringify(open))
       }), 120_000)
 
-    it.scoped("endpoints whose last attempts failed get one probe at a time across deliverers, and at most half of each one's slots", () =>
+    it.scoped("endpoints whose last attempts failed: one probe at a time across deliverers, at most half the slots", () =>
       Effect.gen(function*() {
         yield* clean
         const hooks = yield* Webhooks
@@ -209,6 +215,28 @@ describe("webhook deliverer", () => {
         assert.strictEqual(hung.reduce((n, h) => n + h.open(), 0), 6)
       }), 120_000)
 
+    it.scoped("an endpoint's health belongs to its URL: a new URL starts unproven, re-activating clears the failures", () =>
+      Effect.gen(function*() {
+        yield* clean
+        const hooks = yield* Webhooks
+        const endpoint = yield* hooks.create("health-user", { url: "http://127.0.0.1:9/a", eventTypes: ["all"] })
+        const health = query<{ failures: number; proven: boolean }>((s) =>
+          `SELECT consecutive_failures AS failures, last_success_at IS NOT NULL AS proven
+           FROM "${s}".webhook_endpoints WHERE id = $1`, [endpoint.id]).pipe(Effect.map((rows) => rows[0]))
+        const failing = query((s) =>
+          `UPDATE "${s}".webhook_endpoints SET consecutive_failures = 5, last_success_at = now() WHERE id = $1`,
+          [endpoint.id])
+        yield* failing
+        yield* hooks.update(endpoint.id, "health-user", { description: "same URL" })
+        assert.deepStrictEqual(yield* health, { failures: 5, proven: true })
+        yield* hooks.update(endpoint.id, "health-user", { url: "http://127.0.0.1:9/b" })
+        assert.deepStrictEqual(yield* health, { failures: 0, proven: false })
+        yield* failing
+        yield* hooks.update(endpoint.id, "health-user", { active: false })
+        yield* hooks.update(endpoint.id, "health-user", { active: true })
+        assert.deepStrictEqual(yield* health, { failures: 0, proven: true })
+      }))
+
     it.scoped("an endpoint deleted while its attempt is in flight: the attempt ends without a failure to record it", () =>
       Effect.gen(function*() {
         yield* clean
@@ -228,7 +256,7 @@ describe("webhook deliverer", () => {
         assert.deepStrictEqual(lines, [])
       }), 60_000)
 
-    it.scoped("a failing loop logs its first failure, a line per backoff cap with the count, and its recovery; not a line per retry", () =>
+    it.scoped("a failing loop logs its first failure, a line per backoff cap with a count, its recovery; not each retry", () =>
       Effect.gen(function*() {
         yield* clean
         const lines: Array<string> = []
@@ -240,7 +268,9 @@ describe("webhook deliverer", () => {
         const restore = query((s) => `ALTER TABLE "${s}".webhook_deliveries_away RENAME TO webhook_deliveries`)
         const count = (line: string) => Number(/still failing: (\d+) failures/.exec(line)?.[1] ?? 0)
         // a "still failing" line counting at least 6 failures: retried more often than it logs
-        yield* eventually(Effect.sync(() => lines), (all) => all.some((l) => count(l) >= 6)).pipe(Effect.ensuring(Effect.orDie(restore)))
+        yield* eventually(Effect.sync(() => lines), (all) => all.some((l) => count(l) >= 6)).pipe(
+          Effect.ensuring(Effect.orDie(restore))
+        )
         yield* eventually(Effect.sync(() => lines), (all) => all.some((l) => l.includes("recovered")))
         const failures = lines.filter((l) => l.includes("the webhook deliverer"))
         assert.match(failures[0]!, /^WARN the webhook deliverer failed: .*webhook_deliveries.*; retrying with backoff$/)

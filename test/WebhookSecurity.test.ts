@@ -24,7 +24,9 @@ describe("webhook targets", () => {
     for (const [address, what] of formerlyAccepted) assert.isTrue(isPrivateAddress(host(address)), `${address}: ${what}`)
     for (const address of alwaysRefused) assert.isTrue(isPrivateAddress(host(address)), address)
     for (const address of publicOnes) assert.isFalse(isPrivateAddress(host(address)), address)
-    for (const notAnAddress of ["", "example.com", "1.2.3", "::g"]) assert.isTrue(isPrivateAddress(notAnAddress), notAnAddress)
+    for (const notAnAddress of ["", "example.com", "1.2.3", "::g"]) {
+      assert.isTrue(isPrivateAddress(notAnAddress), notAnAddress)
+    }
   })
 
   it.effect("checkTarget refuses each of them as a URL (422 WebhookTargetRefused), and passes a public one", () =>

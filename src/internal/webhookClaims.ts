@@ -201,7 +201,8 @@ export const make = Effect.gen(function*() {
           probe_claim = ${probeClaim}, probe_until = ${probeUntil}
         WHERE id = ${d.endpointId}`
     }
-    const tooLong = sql`coalesce(failing_since, ${at}) <= ${at}::timestamptz - ${disableAfterMs} * interval '1 millisecond'`
+    const since = sql`coalesce(failing_since, ${at})`
+    const tooLong = sql`${since} <= ${at}::timestamptz - ${disableAfterMs} * interval '1 millisecond'`
     return sql`UPDATE ${endpoints} SET failing_since = coalesce(failing_since, ${at}),
         consecutive_failures = consecutive_failures + 1,
         active = CASE WHEN ${tooLong} THEN false ELSE active END,
@@ -230,7 +231,8 @@ export const make = Effect.gen(function*() {
         ON CONFLICT DO NOTHING
       ), settled AS (
         UPDATE ${deliveries} SET status = ${status}, locked_until = NULL, claim = NULL,
-          last_status = ${attempt.status}, last_error = ${attempt.error}, next_attempt_at = ${new Date(outcome.nextAttemptAt)},
+          last_status = ${attempt.status}, last_error = ${attempt.error},
+          next_attempt_at = ${new Date(outcome.nextAttemptAt)},
           finished_at = ${status === "pending" ? null : at}
         WHERE id = ${d.id} AND claim = ${d.claim}
         RETURNING 1
@@ -245,7 +247,8 @@ export const make = Effect.gen(function*() {
   const nextChange = (now: number) =>
     sql<{ at: Date | null }>`
       SELECT least(
-        (SELECT min(next_attempt_at) FROM ${deliveries} WHERE status = 'pending' AND next_attempt_at > ${new Date(now)}),
+        (SELECT min(next_attempt_at) FROM ${deliveries}
+          WHERE status = 'pending' AND next_attempt_at > ${new Date(now)}),
         (SELECT min(locked_until) FROM ${deliveries}
           WHERE status = 'pending' AND locked_until IS NOT NULL AND locked_until > now()),
         (SELECT min(probe_until) FROM ${endpoints} WHERE probe_until IS NOT NULL AND probe_until > now())

@@ -36,9 +36,13 @@ export const webhooks = (_url: string) =>
         const healthy = yield* receiver()
         const rest = yield* Effect.forEach(others, (answers) => receiver(answers))
         const ids: Array<string> = []
-        for (const r of [healthy, ...rest]) ids.push((yield* hooks.create(owner, { url: r.url, eventTypes: ["completed"] })).id)
+        for (const r of [healthy, ...rest]) {
+          ids.push((yield* hooks.create(owner, { url: r.url, eventTypes: ["completed"] })).id)
+        }
         // gone at the end with their deliveries, so that the next case starts afresh
-        yield* Effect.addFinalizer(() => Effect.forEach(ids, (id) => Effect.ignore(hooks.remove(id, owner)), { discard: true }))
+        yield* Effect.addFinalizer(() =>
+          Effect.forEach(ids, (id) => Effect.ignore(hooks.remove(id, owner)), { discard: true })
+        )
         // one job first: every endpoint that answers proves it does
         yield* complete(owner)
         yield* healthy.until(1)

@@ -1,5 +1,5 @@
 // A webhook deliverer in a process of its own, on the database argv[2] and schema argv[3], with the attempt timeout
-// argv[4]; loopback targets allowed. Prints `ready` once it runs, and runs until killed.
+// argv[4] (milliseconds); loopback targets allowed. Prints `ready` once it runs, and runs until killed.
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
@@ -18,7 +18,12 @@ const program = Effect.gen(function*() {
   Effect.provide(WebhookDeliverer.Default.pipe(
     Layer.provide(Layer.merge(
       PgClient.layer({ url: Redacted.make(url), maxConnections: 4 }),
-      JobWatchConfig.layer({ schema, webhookAllowPrivate: true, webhookTimeout: Duration.decode(timeout as Duration.DurationInput), refreshInterval: "1 second" })
+      JobWatchConfig.layer({
+        schema,
+        webhookAllowPrivate: true,
+        webhookTimeout: Duration.millis(Number(timeout)),
+        refreshInterval: "1 second"
+      })
     ))
   ))
 )

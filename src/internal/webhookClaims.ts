@@ -8,8 +8,8 @@ export const circuitAfter = 3
 
 /**
  * How much longer than `webhookTimeout` a claim holds: the attempt is bounded by the timeout, and this leaves its
- * record the time to land. A dead deliverer's claims are taken over within `webhookTimeout` and this margin (and
- * the claim that notices, well under the 5 s the issue allows on top of the timeout).
+ * record the time to land. A dead deliverer's claims are taken over once the timeout and this margin have passed
+ * (an idle deliverer wakes then).
  */
 export const leaseMargin = Duration.seconds(4)
 

@@ -1,4 +1,4 @@
-import { Cause, Clock, Duration, Effect, Fiber, FiberSet, Option, Queue, Random } from "effect"
+import { Cause, Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Option, Queue, Random } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { describeError, makeStreak, retrying } from "./internal/retry.js"
 import * as Claims from "./internal/webhookClaims.js"
@@ -59,6 +59,17 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
     const recordStreak = yield* makeStreak("recording webhook attempts", { cap: config.retryMaxBackoff })
 
     yield* listener.on("webhooks", ring)
+
+    /**
+     * Attempts to record: one statement records all those that ended while the previous one ran, so that a busy
+     * deliverer makes one round trip for many attempts, and an idle one records each at once.
+     */
+    const toRecord = yield* Queue.unbounded<Claims.Recorded & { readonly recorded: Deferred.Deferred<void, unknown> }>()
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(toRecord, 1, 200))
+      const exit = yield* Effect.exit(claims.record(batch))
+      for (const item of batch) yield* Deferred.done(item.recorded, Exit.isSuccess(exit) ? Exit.void : exit)
+    })))
 
     /**
      * An attempt without an answer for this long stalls: it keeps its request open (until the timeout) but no
@@ -144,7 +155,10 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           if (d.endpointId !== null && h.delivery.endpointId === d.endpointId) h.suspect = suspect
         }
         // an attempt that was made is recorded, even while the service stops
-        yield* Effect.uninterruptible(claims.record(d, outcome))
+        yield* Effect.uninterruptible(Effect.flatMap(Deferred.make<void, unknown>(), (recorded) => {
+          Queue.unsafeOffer(toRecord, { delivery: d, outcome, recorded })
+          return Deferred.await(recorded)
+        }))
         unrecorded.delete(d.claim)
         yield* recordStreak.succeeded
         stats.attempts++

@@ -215,6 +215,30 @@ describe("webhook deliverer", () => {
         assert.strictEqual(hung.reduce((n, h) => n + h.open(), 0), 6)
       }), 120_000)
 
+    it.scoped("failed attempts count up in the endpoint's row and a success resets them", () =>
+      Effect.gen(function*() {
+        yield* clean
+        const hooks = yield* Webhooks
+        const target = yield* receiver([{ status: 500 }, { status: 500 }, { status: 500 }, { status: 200 }])
+        const endpoint = yield* hooks.create("count-user", { url: target.url, eventTypes: ["completed"] })
+        const health = query<{ failures: number; failing: boolean; proven: boolean; probe: boolean }>((s) =>
+          `SELECT consecutive_failures AS failures, failing_since IS NOT NULL AS failing,
+             last_success_at IS NOT NULL AS proven, probe_claim IS NOT NULL AS probe
+           FROM "${s}".webhook_endpoints WHERE id = $1`, [endpoint.id]).pipe(Effect.map((rows) => rows[0]!))
+        yield* deliverer({ webhookRetrySchedule: [Duration.millis(100), Duration.millis(100), Duration.seconds(1)] })
+        yield* runJob("count-user")
+        // three failures, then a second's wait before the fourth attempt
+        assert.deepStrictEqual(
+          yield* eventually(health, (h) => h.failures === 3),
+          { failures: 3, failing: true, proven: false, probe: false }
+        )
+        yield* target.until(4)
+        assert.deepStrictEqual(
+          yield* eventually(health, (h) => h.proven),
+          { failures: 0, failing: false, proven: true, probe: false }
+        )
+      }), 60_000)
+
     it.scoped("an endpoint's health belongs to its URL: a new URL starts unproven, re-activating clears the failures", () =>
       Effect.gen(function*() {
         yield* clean

@@ -53,6 +53,58 @@ export interface Outcome {
   readonly nextAttemptAt: number
 }
 
+/** An attempt made, to be recorded. */
+export interface Recorded {
+  readonly delivery: Claimed
+  readonly outcome: Outcome
+}
+
+/** What a batch of attempts did to one endpoint's health, in the order they ended. */
+interface Health {
+  readonly id: string
+  /** A success among them: the count of failures starts again from it. */
+  reset: boolean
+  /** Failures since the last success among them (all of them without one). */
+  failures: number
+  succeededAt: number | null
+  firstFailureAt: number | null
+  lastAt: number
+  gone: boolean
+}
+
+const healthOf = (done: ReadonlyArray<Recorded>): ReadonlyArray<Health> => {
+  const byEndpoint = new Map<string, Health>()
+  for (const { delivery, outcome } of done) {
+    if (delivery.endpointId === null) continue
+    const at = outcome.startedAt + outcome.attempt.durationMs
+    let h = byEndpoint.get(delivery.endpointId)
+    if (h === undefined) {
+      h = {
+        id: delivery.endpointId,
+        reset: false,
+        failures: 0,
+        succeededAt: null,
+        firstFailureAt: null,
+        lastAt: at,
+        gone: false
+      }
+      byEndpoint.set(delivery.endpointId, h)
+    }
+    h.lastAt = Math.max(h.lastAt, at)
+    if (outcome.status === "succeeded") {
+      h.reset = true
+      h.failures = 0
+      h.succeededAt = at
+      h.firstFailureAt = null
+    } else {
+      h.failures++
+      h.firstFailureAt ??= at
+      if (outcome.attempt.status === 410) h.gone = true
+    }
+  }
+  return [...byEndpoint.values()]
+}
+
 /**
  * The statements of the webhook deliverer. Claims lock with `FOR UPDATE SKIP LOCKED` and re-check every due
  * condition on the row version they lock, so that two deliverers never hold one delivery; leases are on the
@@ -183,61 +235,65 @@ export const make = Effect.gen(function*() {
       return rows.filter((row) => !row.probe || row.endpointId === null || won.has(row.claim))
     })
 
-  /** The endpoint's health after an attempt (the probe's hold ends with it, and only the probe's). */
-  const health = (d: Claimed & { readonly endpointId: string }, ok: boolean, gone: boolean, at: Date) => {
-    const probeClaim = sql`CASE WHEN probe_claim = ${d.claim} THEN NULL ELSE probe_claim END`
-    const probeUntil = sql`CASE WHEN probe_claim = ${d.claim} THEN NULL ELSE probe_until END`
-    if (ok) {
-      // written when the health changes, the probe ends, or once a minute: not on every success of a busy endpoint
-      return sql`UPDATE ${endpoints} SET consecutive_failures = 0, failing_since = NULL, last_success_at = ${at},
-          probe_claim = ${probeClaim}, probe_until = ${probeUntil}
-        WHERE id = ${d.endpointId} AND (consecutive_failures > 0 OR failing_since IS NOT NULL
-          OR last_success_at IS NULL OR last_success_at < ${at}::timestamptz - interval '1 minute'
-          OR probe_claim = ${d.claim})`
-    }
-    if (gone) {
-      return sql`UPDATE ${endpoints} SET active = false, updated_at = now(),
-          disabled_reason = 'the receiver answered 410 Gone', consecutive_failures = consecutive_failures + 1,
-          probe_claim = ${probeClaim}, probe_until = ${probeUntil}
-        WHERE id = ${d.endpointId}`
-    }
-    const since = sql`coalesce(failing_since, ${at})`
-    const tooLong = sql`${since} <= ${at}::timestamptz - ${disableAfterMs} * interval '1 millisecond'`
-    return sql`UPDATE ${endpoints} SET failing_since = coalesce(failing_since, ${at}),
-        consecutive_failures = consecutive_failures + 1,
-        active = CASE WHEN ${tooLong} THEN false ELSE active END,
-        disabled_reason = CASE WHEN ${tooLong} THEN 'failing without a success for too long' ELSE disabled_reason END,
-        probe_claim = ${probeClaim}, probe_until = ${probeUntil}
-      WHERE id = ${d.endpointId}`
-  }
-
   /**
-   * Records the attempt, settles the delivery (if the claim still holds it) and the endpoint's health: one
-   * statement, so one round trip and one transaction. Answers whether the claim still held the delivery.
+   * Records attempts, settles their deliveries (those their claim still holds) and their endpoints' health: one
+   * statement for the lot, so one round trip and one transaction. An attempt's log row is written only while its
+   * delivery exists (its endpoint may have been deleted while it was in flight).
    */
-  const record = (d: Claimed, outcome: Outcome) => {
-    const { attempt, startedAt, status } = outcome
-    const at = new Date(startedAt + attempt.durationMs)
-    const endpointId = d.endpointId
-    const endpoint = endpointId === null
-      ? sql``
-      : sql`, health AS (${health({ ...d, endpointId }, status === "succeeded", attempt.status === 410, at)})`
-    return sql<{ settled: boolean }>`
-      WITH logged AS (
-        -- not if the delivery is gone (its endpoint was deleted while the attempt was in flight)
+  const record = (done: ReadonlyArray<Recorded>) => {
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+    const finished = done.map(({ outcome: o }) => (o.status === "pending" ? null : o.startedAt + o.attempt.durationMs))
+    const health = healthOf(done)
+    // the first failure of the current run of failures: none after a success, else the earlier of the row's and ours
+    const since = sql`CASE WHEN h.failures = 0 THEN NULL WHEN h.reset THEN h.first_failure_at
+      ELSE coalesce(w.failing_since, h.first_failure_at) END`
+    const tooLong = sql`${since} <= h.last_at - ${disableAfterMs} * interval '1 millisecond'`
+    return sql`
+      WITH input AS (
+        SELECT * FROM unnest(
+          ${done.map((r) => r.delivery.id)}::uuid[], ${done.map((r) => r.delivery.claim)}::uuid[],
+          ${done.map((r) => r.delivery.attempts)}::int[], ${done.map((r) => iso(r.outcome.startedAt))}::timestamptz[],
+          ${done.map((r) => r.outcome.attempt.durationMs)}::int[], ${done.map((r) => r.outcome.attempt.status)}::int[],
+          ${done.map((r) => r.outcome.attempt.error)}::text[], ${done.map((r) => r.outcome.status)}::text[],
+          ${done.map((r) => iso(r.outcome.nextAttemptAt))}::timestamptz[], ${finished.map(iso)}::timestamptz[]
+        ) AS i(id, claim, attempt, started_at, duration_ms, status_code, error, status, next_attempt_at, finished_at)
+      ), logged AS (
         INSERT INTO ${attempts} (delivery_id, attempt, started_at, duration_ms, status_code, error)
-        SELECT id, ${d.attempts}, ${new Date(startedAt)}, ${attempt.durationMs}, ${attempt.status}, ${attempt.error}
-        FROM ${deliveries} WHERE id = ${d.id}
+        SELECT i.id, i.attempt, i.started_at, i.duration_ms, i.status_code, i.error
+        FROM input i WHERE EXISTS (SELECT 1 FROM ${deliveries} d WHERE d.id = i.id)
         ON CONFLICT DO NOTHING
       ), settled AS (
-        UPDATE ${deliveries} SET status = ${status}, locked_until = NULL, claim = NULL,
-          last_status = ${attempt.status}, last_error = ${attempt.error},
-          next_attempt_at = ${new Date(outcome.nextAttemptAt)},
-          finished_at = ${status === "pending" ? null : at}
-        WHERE id = ${d.id} AND claim = ${d.claim}
-        RETURNING 1
-      )${endpoint}
-      SELECT EXISTS (SELECT 1 FROM settled) AS settled`.pipe(Effect.map((rows) => rows[0]?.settled === true))
+        UPDATE ${deliveries} d SET status = i.status, locked_until = NULL, claim = NULL, last_status = i.status_code,
+          last_error = i.error, next_attempt_at = i.next_attempt_at, finished_at = i.finished_at
+        FROM input i WHERE d.id = i.id AND d.claim = i.claim
+      ), outcomes AS (
+        SELECT * FROM unnest(
+          ${health.map((h) => h.id)}::uuid[], ${health.map((h) => h.reset)}::boolean[],
+          ${health.map((h) => h.failures)}::int[], ${health.map((h) => iso(h.succeededAt))}::timestamptz[],
+          ${health.map((h) => iso(h.firstFailureAt))}::timestamptz[],
+          ${health.map((h) => iso(h.lastAt))}::timestamptz[],
+          ${health.map((h) => h.gone)}::boolean[]
+        ) AS h(id, reset, failures, succeeded_at, first_failure_at, last_at, gone)
+      )
+      UPDATE ${endpoints} w SET
+        consecutive_failures = CASE WHEN h.reset THEN h.failures ELSE w.consecutive_failures + h.failures END,
+        last_success_at = coalesce(h.succeeded_at, w.last_success_at),
+        failing_since = ${since},
+        active = CASE WHEN h.gone OR ${tooLong} THEN false ELSE w.active END,
+        disabled_reason = CASE WHEN h.gone THEN 'the receiver answered 410 Gone'
+          WHEN ${tooLong} THEN 'failing without a success for too long' ELSE w.disabled_reason END,
+        updated_at = CASE WHEN h.gone THEN now() ELSE w.updated_at END,
+        -- a probe's hold on its endpoint ends with its attempt (and only the probe's: another claim may hold it now)
+        probe_claim = CASE WHEN w.probe_claim = ANY(${done.map((r) => r.delivery.claim)}::uuid[]) THEN NULL
+          ELSE w.probe_claim END,
+        probe_until = CASE WHEN w.probe_claim = ANY(${done.map((r) => r.delivery.claim)}::uuid[]) THEN NULL
+          ELSE w.probe_until END
+      FROM outcomes h
+      -- written when the health changes, a probe ends, or once a minute: not on every success of a busy endpoint
+      WHERE w.id = h.id AND (h.failures > 0 OR h.gone OR w.consecutive_failures > 0
+        OR w.failing_since IS NOT NULL OR w.last_success_at IS NULL
+        OR w.last_success_at < h.succeeded_at - interval '1 minute'
+        OR w.probe_claim = ANY(${done.map((r) => r.delivery.claim)}::uuid[]))`.pipe(Effect.asVoid)
   }
 
   /**

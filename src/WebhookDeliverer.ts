@@ -17,6 +17,11 @@ interface Held {
   suspect: boolean
 }
 
+/** An attempt to record, and the signal that it was (or could not be). */
+interface ToRecord extends Claims.Recorded {
+  readonly recorded: Deferred.Deferred<void, unknown>
+}
+
 /** What the held deliveries leave for a claim now. */
 interface Room {
   readonly limits: Claims.ClaimLimits
@@ -64,11 +69,20 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
      * Attempts to record: one statement records all those that ended while the previous one ran, so that a busy
      * deliverer makes one round trip for many attempts, and an idle one records each at once.
      */
-    const toRecord = yield* Queue.unbounded<Claims.Recorded & { readonly recorded: Deferred.Deferred<void, unknown> }>()
+    const toRecord = yield* Queue.unbounded<ToRecord>()
+    const recordOne = (item: ToRecord) =>
+      Effect.exit(claims.record([item])).pipe(
+        Effect.flatMap((exit) => Deferred.done(item.recorded, Exit.isSuccess(exit) ? Exit.void : exit))
+      )
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(toRecord, 1, 200))
       const exit = yield* Effect.exit(claims.record(batch))
-      for (const item of batch) yield* Deferred.done(item.recorded, Exit.isSuccess(exit) ? Exit.void : exit)
+      if (Exit.isSuccess(exit)) {
+        for (const item of batch) yield* Deferred.succeed(item.recorded, undefined)
+      } else {
+        // one at a time, so that one attempt that cannot be recorded does not leave the others to be made again
+        for (const item of batch) yield* recordOne(item)
+      }
     })))
 
     /**

@@ -1,148 +1,120 @@
-import { SqlClient } from "@effect/sql"
-import { Clock, Duration, Effect, Fiber, FiberSet, Option, Queue, Random, Schedule } from "effect"
-import * as Http from "node:http"
-import * as Https from "node:https"
+import { Cause, Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Option, Queue, Random } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { guardedLookup, isPrivateAddress, signatures, urlProblem } from "./internal/webhookSecurity.js"
+import { describeError, makeStreak, retrying } from "./internal/retry.js"
+import * as Claims from "./internal/webhookClaims.js"
+import type { Claimed } from "./internal/webhookClaims.js"
+import type { Attempt } from "./internal/webhookPost.js"
+import { post, userAgent } from "./internal/webhookPost.js"
+import { signatures, urlProblem } from "./internal/webhookSecurity.js"
 import { Listener } from "./Listener.js"
 
-/** A delivery claimed for one attempt. */
-interface Claimed {
-  readonly id: string
-  readonly endpointId: string | null
-  readonly url: string
-  readonly eventId: string
-  readonly body: unknown
-  readonly attempts: number
-  readonly secret: string | null
-  readonly previousSecret: string | null
-  readonly previousSecretUntil: Date | null
+export { parseRetryAfter } from "./internal/webhookPost.js"
+
+/** A delivery this process holds: since when, and whether it counts against the slots of endpoints in failure. */
+interface Held {
+  readonly delivery: Claimed
+  readonly since: number
+  suspect: boolean
 }
 
-/** What one attempt came to. */
-interface Attempt {
-  readonly status: number | null
-  readonly error: string | null
-  /** Seconds the receiver asked to wait (`Retry-After` on 429/503). */
-  readonly retryAfter: number | null
-  readonly durationMs: number
+/** An attempt to record, and the signal that it was (or could not be). */
+interface ToRecord extends Claims.Recorded {
+  readonly recorded: Deferred.Deferred<void, unknown>
 }
 
-const userAgent = "jobwatch-webhooks/1.0 (+https://www.standardwebhooks.com)"
-/** A receiver's `Retry-After` is honoured up to a day. */
-const MAX_RETRY_AFTER_S = 24 * 3600
-
-/** `Retry-After`: seconds, or an HTTP date; `null` when absent or unreadable. */
-export const parseRetryAfter = (value: string | undefined, now: number): number | null => {
-  if (value === undefined || value.trim() === "") return null
-  if (/^\d+$/.test(value.trim())) return Math.min(Number(value.trim()), MAX_RETRY_AFTER_S)
-  const at = Date.parse(value)
-  return Number.isFinite(at) ? Math.min(Math.max(0, Math.ceil((at - now) / 1000)), MAX_RETRY_AFTER_S) : null
+/** What the held deliveries leave for a claim now. */
+interface Room {
+  readonly limits: Claims.ClaimLimits
+  /** Endpoints with a stalled attempt here: none of their deliveries is claimed until it ends. */
+  readonly stalled: ReadonlyArray<string>
+  /** When the next held attempt stalls (clock ms), freeing its slot. */
+  readonly nextStall: number
 }
 
 /**
- * One POST, redirects not followed, refusing private addresses (unless allowed) at connection time. Never fails:
- * a network error, a refusal or a timeout is an attempt with an `error`. Interrupting it aborts the request.
- */
-const post = (url: string, headers: Record<string, string>, body: string, allowPrivate: boolean) =>
-  Effect.async<Omit<Attempt, "durationMs">>((resume) => {
-    const target = new URL(url)
-    const host = target.hostname.replace(/^\[|\]$/g, "")
-    if (!allowPrivate && /^[\d.]+$|:/.test(host) && isPrivateAddress(host)) {
-      resume(Effect.succeed({ status: null, error: `refused: ${host} is a private address`, retryAfter: null }))
-      return
-    }
-    const request = (target.protocol === "https:" ? Https : Http).request(target, {
-      method: "POST",
-      headers: { ...headers, "content-length": String(Buffer.byteLength(body)) },
-      ...(allowPrivate ? {} : { lookup: guardedLookup })
-    })
-    request.on("response", (response) => {
-      // the body is not needed: read and drop it so that the connection can be reused
-      response.resume()
-      const retryAfter = response.statusCode === 429 || response.statusCode === 503
-        ? parseRetryAfter(response.headers["retry-after"], Date.now())
-        : null
-      resume(Effect.succeed({ status: response.statusCode ?? null, error: null, retryAfter }))
-    })
-    request.on("error", (error) => resume(Effect.succeed({ status: null, error: error.message, retryAfter: null })))
-    request.end(body)
-    return Effect.sync(() => request.destroy())
-  })
-
-/**
- * Delivers webhooks: claims due deliveries with `FOR UPDATE SKIP LOCKED` (any number of processes may run it),
- * POSTs each, signed, with a per-attempt timeout, retries with jittered backoff on the configured schedule
- * (honouring `Retry-After`), disables an endpoint on 410 or after failing for `webhookDisableAfter`, and records
- * every attempt. In flight at most `webhookConcurrency`, and `webhookEndpointConcurrency` per endpoint, so one slow
- * endpoint never holds the others back. Times come from the caller's `Clock`.
+ * Delivers webhooks: claims due deliveries with `FOR UPDATE SKIP LOCKED` (any number of processes may run it; a
+ * delivery is held by one at a time), POSTs each, signed, with a per-attempt timeout, retries with jittered backoff
+ * on the configured schedule (honouring `Retry-After`), disables an endpoint on 410 or after failing for
+ * `webhookDisableAfter`, and records every attempt. In flight at most `webhookConcurrency` here, and
+ * `webhookEndpointConcurrency` per endpoint across processes. An endpoint that has not answered yet, or whose last
+ * attempts failed, gets one delivery in flight at a time until one succeeds, and such endpoints together hold at
+ * most half of the slots; an attempt without an answer after half the timeout (at most 2 s) gives up its slot: a
+ * dead endpoint never holds back a healthy one. A claim holds for `webhookTimeout` and 4 s: a killed deliverer's
+ * deliveries are taken over then. Due times come from the caller's `Clock`, leases from the database's.
  */
 export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwatch/WebhookDeliverer", {
   dependencies: [Listener.Default],
   scoped: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
     const listener = yield* Listener
     const config = yield* JobWatchConfig
-    const deliveries = sql(`${config.schema}.webhook_deliveries`)
-    const endpoints = sql(`${config.schema}.webhook_endpoints`)
-    const jobs = sql(`${config.schema}.jobs`)
-    const attempts = sql(`${config.schema}.webhook_attempts`)
-    const timeoutMs = Duration.toMillis(config.webhookTimeout)
+    const claims = yield* Claims.make
     const wake = yield* Queue.sliding<void>(1)
     const ring = () => Queue.unsafeOffer(wake, undefined)
-    const perEndpoint = new Map<string, number>()
-    /** Deliveries claimed here whose attempt is not recorded yet: released if the service stops first. */
-    const claimedHere = new Set<string>()
-    let inFlight = 0
+    /** Deliveries claimed here whose attempt is under way, by claim: what holds the slots. */
+    const held = new Map<string, Held>()
+    /** Claims made here whose attempt is not recorded yet: released if the service stops first. */
+    const unrecorded = new Set<string>()
+    /** The slots deliveries to endpoints in failure (or not answering yet) may hold: half, so that others find one. */
+    const suspectSlots = Math.max(1, Math.floor(config.webhookConcurrency / 2))
     const stats = { attempts: 0, succeeded: 0, failed: 0 }
     const fibers = yield* FiberSet.make()
     const now = Clock.currentTimeMillis
+    const idleMs = Option.match(config.refreshInterval, { onNone: () => 5000, onSome: Duration.toMillis })
+    const loopStreak = yield* makeStreak("the webhook deliverer", { cap: config.retryMaxBackoff })
+    const recordStreak = yield* makeStreak("recording webhook attempts", { cap: config.retryMaxBackoff })
 
     yield* listener.on("webhooks", ring)
 
-    /** Claims up to `limit` due deliveries, leaving out endpoints at their limit here. */
-    const claim = (at: number, limit: number) => {
-      const busy = [...perEndpoint].filter(([, n]) => n >= config.webhookEndpointConcurrency).map(([id]) => id)
-      const nowSql = new Date(at)
-      return sql<Claimed>`
-        WITH due AS (
-          SELECT id FROM (
-            SELECT d.id, d.next_attempt_at,
-              row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS n
-            FROM ${deliveries} d LEFT JOIN ${endpoints} w ON w.id = d.endpoint_id
-            WHERE d.status = 'pending' AND d.next_attempt_at <= ${nowSql}
-              AND (d.locked_until IS NULL OR d.locked_until < ${nowSql})
-              AND (d.endpoint_id IS NULL OR (w.active AND NOT (d.endpoint_id = ANY(${busy}::uuid[]))))
-          ) ranked
-          WHERE n <= ${config.webhookEndpointConcurrency}
-          ORDER BY next_attempt_at LIMIT ${limit}
-        ), locked AS (
-          SELECT d.id FROM ${deliveries} d WHERE d.id IN (SELECT id FROM due) FOR UPDATE SKIP LOCKED
-        )
-        , upd AS (
-          UPDATE ${deliveries} d
-          SET locked_until = ${nowSql}::timestamptz + ${timeoutMs + 60_000} * interval '1 millisecond',
-            attempts = d.attempts + 1
-          FROM locked WHERE d.id = locked.id
-          RETURNING d.*
-        )
-        SELECT u.id, u.endpoint_id AS "endpointId", u.url, u.event_id AS "eventId", u.body, u.attempts,
-          coalesce(w.secret, j.webhook_secret) AS secret, w.previous_secret AS "previousSecret",
-          w.previous_secret_until AS "previousSecretUntil"
-        FROM upd u LEFT JOIN ${endpoints} w ON w.id = u.endpoint_id
-          -- a job's own callback: signed with the job's secret, when it gave one
-          LEFT JOIN ${jobs} j ON u.endpoint_id IS NULL AND j.id = u.job_id`
+    /**
+     * Attempts to record: one statement records all those that ended while the previous one ran, so that a busy
+     * deliverer makes one round trip for many attempts, and an idle one records each at once.
+     */
+    const toRecord = yield* Queue.unbounded<ToRecord>()
+    const recordOne = (item: ToRecord) =>
+      Effect.exit(claims.record([item])).pipe(
+        Effect.flatMap((exit) => Deferred.done(item.recorded, Exit.isSuccess(exit) ? Exit.void : exit))
+      )
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(toRecord, 1, 200))
+      const exit = yield* Effect.exit(claims.record(batch))
+      if (Exit.isSuccess(exit)) {
+        for (const item of batch) yield* Deferred.succeed(item.recorded, undefined)
+      } else {
+        // one at a time, so that one attempt that cannot be recorded does not leave the others to be made again
+        for (const item of batch) yield* recordOne(item)
+      }
+    })))
+
+    /**
+     * An attempt without an answer for this long stalls: it keeps its request open (until the timeout) but no
+     * longer holds one of the `webhookConcurrency` slots, up to as many stalled ones again, and its endpoint gets no
+     * other delivery from here until it ends. So endpoints that answered before and then stop answering free the
+     * slots they took long before their attempts time out and their failures are recorded.
+     */
+    const stallAfterMs = Math.min(Duration.toMillis(config.webhookTimeout) / 2, 2000)
+
+    const room = (current: number): Room => {
+      let active = 0
+      let activeSuspect = 0
+      let nextStall = Number.POSITIVE_INFINITY
+      const stalled = new Set<string>()
+      for (const h of held.values()) {
+        const stallsAt = h.since + stallAfterMs
+        if (stallsAt <= current) {
+          if (h.delivery.endpointId !== null) stalled.add(h.delivery.endpointId)
+          continue
+        }
+        active++
+        if (h.suspect) activeSuspect++
+        nextStall = Math.min(nextStall, stallsAt)
+      }
+      const free = Math.min(config.webhookConcurrency - active, 2 * config.webhookConcurrency - held.size)
+      const limits = { free, suspectFree: Math.max(0, suspectSlots - activeSuspect) }
+      return { limits, stalled: [...stalled], nextStall }
     }
 
-    /** When the next pending delivery falls due (clock ms), if any. */
-    const nextDue = sql<{ at: Date | null }>`
-      SELECT min(greatest(next_attempt_at, coalesce(locked_until, next_attempt_at))) AS at
-      FROM ${deliveries} WHERE status = 'pending'`.pipe(
-      Effect.map((rows) => Option.fromNullable(rows[0]?.at).pipe(Option.map((d) => new Date(d).getTime())))
-    )
-
-    /** Records the attempt, and settles the delivery (and its endpoint) as it came out, in one transaction. */
-    const record = (d: Claimed, startedAt: number, attempt: Attempt) =>
+    /** What an attempt came to: the delivery's status, and when it is due again while pending. */
+    const outcomeOf = (d: Claimed, startedAt: number, attempt: Attempt) =>
       Effect.gen(function*() {
         const ok = attempt.status !== null && attempt.status >= 200 && attempt.status < 300
         const gone = attempt.status === 410
@@ -154,34 +126,8 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           const jittered = Math.round(base * (0.8 + 0.4 * (yield* Random.next)))
           next = startedAt + (attempt.retryAfter !== null ? attempt.retryAfter * 1000 : jittered)
         }
-        const status = ok ? "succeeded" : next === null ? "failed" : "pending"
-        const at = new Date(startedAt + attempt.durationMs)
-        yield* sql.withTransaction(Effect.gen(function*() {
-          yield* sql`INSERT INTO ${attempts} (delivery_id, attempt, started_at, duration_ms, status_code, error)
-            VALUES (${d.id}, ${d.attempts}, ${new Date(startedAt)}, ${attempt.durationMs}, ${attempt.status}, ${attempt.error})
-            ON CONFLICT DO NOTHING`
-          yield* sql`UPDATE ${deliveries} SET status = ${status}, locked_until = NULL, last_status = ${attempt.status},
-              last_error = ${attempt.error}, next_attempt_at = ${new Date(next ?? startedAt)},
-              finished_at = ${status === "pending" ? null : at}
-            WHERE id = ${d.id}`
-          if (d.endpointId === null) return
-          if (ok) {
-            yield* sql`UPDATE ${endpoints} SET failing_since = NULL WHERE id = ${d.endpointId} AND failing_since IS NOT NULL`
-          } else if (gone) {
-            yield* sql`UPDATE ${endpoints} SET active = false, updated_at = now(),
-                disabled_reason = 'the receiver answered 410 Gone' WHERE id = ${d.endpointId}`
-          } else {
-            yield* sql`UPDATE ${endpoints} SET failing_since = coalesce(failing_since, ${at}),
-                active = CASE WHEN coalesce(failing_since, ${at}) <= ${at}::timestamptz - ${Duration.toMillis(config.webhookDisableAfter)} * interval '1 millisecond'
-                  THEN false ELSE active END,
-                disabled_reason = CASE WHEN coalesce(failing_since, ${at}) <= ${at}::timestamptz - ${Duration.toMillis(config.webhookDisableAfter)} * interval '1 millisecond'
-                  THEN 'failing without a success for too long' ELSE disabled_reason END
-              WHERE id = ${d.endpointId}`
-          }
-        }))
-        stats.attempts++
-        if (ok) stats.succeeded++
-        else if (status === "failed") stats.failed++
+        const status = ok ? "succeeded" as const : next === null ? "failed" as const : "pending" as const
+        return { attempt, startedAt, status, nextAttemptAt: next ?? startedAt } satisfies Claims.Outcome
       })
 
     /** One attempt of one delivery. */
@@ -190,11 +136,10 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         const startedAt = yield* now
         const body = JSON.stringify(d.body)
         const timestamp = Math.floor(startedAt / 1000)
+        const overlapping = d.previousSecretUntil !== null && new Date(d.previousSecretUntil).getTime() > startedAt
         const secrets = [
           ...(d.secret === null ? [] : [d.secret]),
-          ...(d.previousSecret !== null && d.previousSecretUntil !== null && new Date(d.previousSecretUntil).getTime() > startedAt
-            ? [d.previousSecret]
-            : [])
+          ...(d.previousSecret !== null && overlapping ? [d.previousSecret] : [])
         ]
         const headers: Record<string, string> = {
           "content-type": "application/json",
@@ -209,55 +154,76 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           : yield* post(d.url, headers, body, config.webhookAllowPrivate).pipe(
             Effect.timeoutTo({
               duration: config.webhookTimeout,
-              onTimeout: () => ({ status: null, error: `no answer within ${Duration.format(config.webhookTimeout)}`, retryAfter: null }),
+              onTimeout: () => ({
+                status: null,
+                error: `no answer within ${Duration.format(config.webhookTimeout)}`,
+                retryAfter: null
+              }),
               onSuccess: (r) => r
             })
           )
-        const durationMs = (yield* now) - startedAt
+        const outcome = yield* outcomeOf(d, startedAt, { ...result, durationMs: (yield* now) - startedAt })
+        // the other deliveries to this endpoint held here count as its health now says
+        const suspect = outcome.status !== "succeeded"
+        for (const h of held.values()) {
+          if (d.endpointId !== null && h.delivery.endpointId === d.endpointId) h.suspect = suspect
+        }
         // an attempt that was made is recorded, even while the service stops
-        yield* Effect.uninterruptible(record(d, startedAt, { ...result, durationMs }))
-        claimedHere.delete(d.id)
+        yield* Effect.uninterruptible(Effect.flatMap(Deferred.make<void, unknown>(), (recorded) => {
+          Queue.unsafeOffer(toRecord, { delivery: d, outcome, recorded })
+          return Deferred.await(recorded)
+        }))
+        unrecorded.delete(d.claim)
+        yield* recordStreak.succeeded
+        stats.attempts++
+        if (outcome.status === "succeeded") stats.succeeded++
+        else if (outcome.status === "failed") stats.failed++
       }).pipe(
-        Effect.catchAllCause((cause) => Effect.logWarning(`webhook delivery ${d.id} could not be recorded`, cause)),
+        // not recorded: the claim's lease runs out and the attempt is made again (interrupted: released at shutdown)
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause) ? Effect.void : Effect.sync(() => unrecorded.delete(d.claim)).pipe(
+            Effect.zipRight(recordStreak.failed(cause)),
+            Effect.asVoid
+          )
+        ),
         Effect.ensuring(Effect.sync(() => {
-          inFlight--
-          if (d.endpointId !== null) {
-            const n = (perEndpoint.get(d.endpointId) ?? 1) - 1
-            if (n <= 0) perEndpoint.delete(d.endpointId)
-            else perEndpoint.set(d.endpointId, n)
-          }
+          held.delete(d.claim)
           ring()
         }))
       )
 
-    const loop = Effect.gen(function*() {
-      while (true) {
-        const free = config.webhookConcurrency - inFlight
-        let claimed = 0
-        if (free > 0) {
-          const batch = yield* claim(yield* now, free)
-          claimed = batch.length
-          for (const d of batch) {
-            inFlight++
-            claimedHere.add(d.id)
-            if (d.endpointId !== null) perEndpoint.set(d.endpointId, (perEndpoint.get(d.endpointId) ?? 0) + 1)
-            yield* FiberSet.run(fibers, deliver(d))
-          }
-          if (claimed === free) continue
+    /**
+     * Claims what the free slots allow and starts the attempts; unless that fills every slot, sleeps until a wake-up
+     * (a new delivery, a slot freed) or until something may fall due or an attempt stalls.
+     */
+    const step = Effect.gen(function*() {
+      const current = yield* now
+      const { limits, nextStall, stalled } = room(current)
+      if (limits.free > 0) {
+        const batch = yield* claims.claim(current, limits, stalled)
+        for (const d of batch) {
+          held.set(d.claim, { delivery: d, since: current, suspect: d.suspect })
+          unrecorded.add(d.claim)
+          yield* FiberSet.run(fibers, deliver(d))
         }
-        const due = yield* nextDue
-        const idleMs = Option.match(config.refreshInterval, { onNone: () => 5000, onSome: Duration.toMillis })
-        const current = yield* now
-        const waitMs = Option.match(due, { onNone: () => idleMs, onSome: (at) => Math.min(idleMs, Math.max(0, at - current)) })
-        if (waitMs > 0 || free <= 0) yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(Math.max(waitMs, 1))))
+        if (batch.length === limits.free) return
       }
-    }).pipe(
-      Effect.catchAllCause((cause) => Effect.logError("the webhook deliverer failed; restarting in 1 s", cause)),
-      Effect.repeat(Schedule.spaced("1 second"))
-    )
+      let waitMs = idleMs
+      if (limits.free > 0) {
+        const next = yield* claims.nextChange(current)
+        // a millisecond late rather than early: a lease is compared with the database's clock
+        if (Option.isSome(next)) waitMs = Math.min(waitMs, next.value - (yield* now) + 1)
+      }
+      waitMs = Math.max(1, Math.min(waitMs, nextStall - (yield* now)))
+      yield* Queue.take(wake).pipe(Effect.timeoutOption(Duration.millis(waitMs)))
+    })
 
     if (config.webhooks) {
-      const running = yield* Effect.forkScoped(loop)
+      const running = yield* Effect.forkScoped(
+        Effect.forever(retrying(step, loopStreak)).pipe(
+          Effect.annotateLogs({ module: "WebhookDeliverer", fiber: "deliveries" })
+        )
+      )
       // stopping: no more claims, attempts in flight are interrupted (those already answered are recorded), and
       // the claims of the unfinished ones are released at once, their attempt not counted, for another deliverer
       // (or this one restarted) to make again
@@ -265,19 +231,21 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         Effect.gen(function*() {
           yield* Fiber.interrupt(running)
           yield* FiberSet.clear(fibers)
-          const left = [...claimedHere]
-          if (left.length === 0) return
-          yield* sql`UPDATE ${deliveries} SET locked_until = NULL, attempts = greatest(attempts - 1, 0)
-            WHERE id = ANY(${left}::uuid[]) AND status = 'pending' AND locked_until IS NOT NULL`.pipe(
-            Effect.catchAllCause((cause) => Effect.logWarning("could not release webhook deliveries at shutdown", cause))
+          yield* claims.release([...unrecorded]).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logWarning(`could not release webhook deliveries at shutdown: ${describeError(cause)}`)
+            )
           )
         })
       )
     }
 
     return {
-      /** Attempts made by this process, deliveries that succeeded, and those that failed for good. */
-      stats: Effect.sync(() => ({ ...stats })),
+      /**
+       * Attempts made by this process, deliveries that succeeded, those that failed for good, and the attempts in
+       * flight now.
+       */
+      stats: Effect.sync(() => ({ ...stats, inFlight: held.size })),
       /** Wakes the loop (a delivery was just made due). */
       wake: Effect.sync(ring)
     } as const

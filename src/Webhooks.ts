@@ -65,8 +65,8 @@ const isEventType = Schema.is(EventTypeSchema)
 /**
  * Users' webhook endpoints: create (answering the signing secret once), read, update, delete, rotate the secret
  * (the old one keeps signing for `webhookSecretOverlap`), and the log of deliveries. A URL must be http(s) and,
- * unless `webhookAllowPrivate`, must not resolve to a private network (`WebhookTargetRefused`, 422). With `owner`,
- * another owner's endpoint is `WebhookNotFound`.
+ * unless `webhookAllowPrivate`, must resolve to public unicast addresses only (`WebhookTargetRefused`, 422). With
+ * `owner`, another owner's endpoint is `WebhookNotFound`.
  */
 export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
   effect: Effect.gen(function*() {
@@ -76,7 +76,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     const deliveries = sql(`${config.schema}.webhook_deliveries`)
     const attempts = sql(`${config.schema}.webhook_attempts`)
 
-    /** A webhook target: a valid http(s) URL that (unless allowed) reaches no private network. */
+    /** A webhook target: a valid http(s) URL that (unless allowed) reaches public addresses only. */
     const targetUrl = (field: string, value: unknown) => checkTarget(field, value, config.webhookAllowPrivate)
 
     const eventTypesOf = (value: unknown) =>
@@ -135,6 +135,10 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
             UPDATE ${endpoints} SET url = ${url}, event_types = ${types}::text[], description = ${desc}, active = ${on},
               disabled_reason = CASE WHEN ${on} THEN NULL ELSE disabled_reason END,
               failing_since = CASE WHEN ${on} AND NOT active THEN NULL ELSE failing_since END,
+              -- health is the URL's: a new URL starts unproven (one delivery at a time until it answers), a
+              -- re-activated endpoint with a clean slate of failures
+              consecutive_failures = CASE WHEN url <> ${url} OR (${on} AND NOT active) THEN 0 ELSE consecutive_failures END,
+              last_success_at = CASE WHEN url <> ${url} THEN NULL ELSE last_success_at END,
               updated_at = now()
             WHERE id = ${current.id}
             RETURNING ${sql.literal(columns)}`.pipe(Effect.orDie)

@@ -1,6 +1,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { raw, serverLayer, token } from "./support/http.js"
+import { formerlyAccepted } from "./support/ssrf.js"
 
 /** A public address as an IP literal: no DNS needed, and not a private network. */
 const publicUrl = "https://93.184.215.14/hooks/jobwatch"
@@ -129,6 +130,28 @@ describe("webhook endpoints API", () => {
         }
         const badPage = yield* raw("GET", `/v1/webhooks/${ok.body.id}/deliveries?limit=1000`, { token: user })
         assert.deepInclude(badPage.body, { _tag: "InvalidInput", field: "limit" })
+      }))
+
+    it.effect("NAT64, IPv4-compatible, -translated, 6to4, site-local and reserved IPv4 targets: 422 on create, update and a job's callback", () =>
+      Effect.gen(function*() {
+        const user = yield* token("hook-dave")
+        const ok = yield* raw("POST", "/v1/webhooks", { token: user, json: { url: publicUrl, eventTypes: ["all"] } })
+        assert.strictEqual(ok.status, 201)
+        for (const [address, what] of formerlyAccepted) {
+          const url = `http://${address}/hook`
+          const answers = [
+            ["create", yield* raw("POST", "/v1/webhooks", { token: user, json: { url, eventTypes: ["all"] } }), "url"],
+            ["update", yield* raw("PUT", `/v1/webhooks/${ok.body.id}`, { token: user, json: { url } }), "url"],
+            ["job", yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: url } }), "webhookUrl"],
+            ["batch", yield* raw("POST", "/v1/jobs/batch", { token: user, json: { jobs: [{ name: "x", webhookUrl: url }] } }), "jobs[0].webhookUrl"]
+          ] as const
+          for (const [where, answer, field] of answers) {
+            assert.strictEqual(answer.status, 422, `${where} ${address} (${what})`)
+            assert.deepInclude(answer.body, { _tag: "WebhookTargetRefused", field }, `${where} ${address}`)
+          }
+        }
+        assert.strictEqual((yield* raw("GET", `/v1/webhooks/${ok.body.id}`, { token: user })).body.url, publicUrl)
+        assert.lengthOf((yield* raw("GET", "/v1/webhooks", { token: user })).body.webhooks, 1)
       }))
   })
 

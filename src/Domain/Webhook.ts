@@ -61,9 +61,13 @@ export class WebhookNotFound extends Schema.TaggedError<WebhookNotFound>()(
   HttpApiSchema.annotations({ status: 404, description: "The webhook endpoint does not exist or is not yours" })
 ) {}
 
-/** The URL's host is (or resolves to) a loopback, private, link-local, multicast or unspecified address. HTTP 422. */
+/**
+ * The URL's host is (or resolves to) no public unicast address: loopback, private, link-local, carrier-grade NAT,
+ * documentation, benchmarking, reserved, multicast or unspecified, or an IPv6 form (mapped, compatible, NAT64, 6to4,
+ * Teredo) leading to one. HTTP 422.
+ */
 export class WebhookTargetRefused extends Schema.TaggedError<WebhookTargetRefused>()(
   "WebhookTargetRefused",
   { field: Schema.String, message: Schema.String },
-  HttpApiSchema.annotations({ status: 422, description: "The URL points into a private network" })
+  HttpApiSchema.annotations({ status: 422, description: "The URL points into a private or reserved network" })
 ) {}

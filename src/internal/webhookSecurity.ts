@@ -1,11 +1,12 @@
 import { Effect } from "effect"
+import ipaddr from "ipaddr.js"
 import { createHmac, randomBytes } from "node:crypto"
 import * as Dns from "node:dns"
 import type { LookupFunction } from "node:net"
+import { isIP } from "node:net"
 import { InvalidInput } from "../Domain/Errors.js"
 import { WebhookTargetRefused } from "../Domain/Webhook.js"
 import * as V from "./validate.js"
-import { BlockList, isIP } from "node:net"
 
 /** A new signing secret: `whsec_` and the base64 of 32 random bytes (Standard Webhooks). */
 export const makeSecret = () => `whsec_${randomBytes(32).toString("base64")}`
@@ -35,33 +36,59 @@ export const signatures = (secrets: ReadonlyArray<string>, id: string, timestamp
     })
     .join(" ")
 
-// addresses a webhook must never reach unless allowed: loopback, private, link-local, multicast, unspecified,
-// carrier-grade NAT, and their IPv6 counterparts
-const blocked = new BlockList()
-for (const [net, prefix] of [
-  ["0.0.0.0", 8],
-  ["10.0.0.0", 8],
-  ["100.64.0.0", 10],
-  ["127.0.0.0", 8],
-  ["169.254.0.0", 16],
-  ["172.16.0.0", 12],
-  ["192.168.0.0", 16],
-  ["224.0.0.0", 4],
-  ["240.0.0.0", 4]
-] as const) blocked.addSubnet(net, prefix, "ipv4")
-for (const [net, prefix] of [["::", 128], ["::1", 128], ["fc00::", 7], ["fe80::", 10], ["ff00::", 8]] as const) {
-  blocked.addSubnet(net, prefix, "ipv6")
+const globalUnicast = ipaddr.parseCIDR("2000::/3")
+const nat64 = ipaddr.parseCIDR("64:ff9b::/96")
+
+/** An IPv4 address from two 16-bit parts of an IPv6 address. */
+const v4 = (high: number, low: number) => new ipaddr.IPv4([high >> 8, high & 0xff, low >> 8, low & 0xff])
+
+/**
+ * The IPv4 addresses an IPv6 address leads to, for the forms that carry one: IPv4-mapped, -translated (RFC 6145)
+ * and -compatible, NAT64 (RFC 6052), 6to4 (its relay), Teredo (its server and its client). An empty list: a form
+ * whose IPv4 cannot be known (NAT64's local-use 64:ff9b:1::/48, RFC 8215: the operator chooses the layout);
+ * `undefined`: none is carried.
+ */
+const carriedIPv4 = (address: ipaddr.IPv6): ReadonlyArray<ipaddr.IPv4> | undefined => {
+  const p = address.parts
+  const last = () => v4(p[6]!, p[7]!)
+  switch (address.range()) {
+    case "ipv4Mapped":
+    case "rfc6145":
+      return [last()]
+    case "rfc6052":
+      return address.match(nat64) ? [last()] : []
+    case "6to4":
+      return [v4(p[1]!, p[2]!)]
+    case "teredo":
+      // the client's address is stored inverted
+      return [v4(p[2]!, p[3]!), v4(~p[6]! & 0xffff, ~p[7]! & 0xffff)]
+    case "unicast":
+      // IPv4-compatible (::a.b.c.d, deprecated): ipaddr.js has no range for it
+      return p.slice(0, 6).every((part) => part === 0) ? [last()] : undefined
+    default:
+      return undefined
+  }
 }
 
-/** Whether `address` (an IP literal) is one a webhook must not reach. */
-export const isPrivateAddress = (address: string): boolean => {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
-  if (mapped !== null) return isPrivateAddress(mapped[1]!)
-  const family = isIP(address)
-  if (family === 4) return blocked.check(address, "ipv4")
-  if (family === 6) return blocked.check(address, "ipv6")
-  return true
+/**
+ * Whether `address` (an IP literal) is one a webhook may reach: a public unicast address. ipaddr.js classifies it
+ * against every IANA special-purpose block (loopback, private, link-local, carrier-grade NAT, documentation,
+ * benchmarking, reserved, multicast, ...); an IPv6 address that leads to an IPv4 one (mapped, compatible, NAT64,
+ * 6to4, Teredo) is judged by that IPv4 address, and any other must be global unicast (2000::/3).
+ */
+export const isPublicAddress = (address: string): boolean => {
+  // only the standard notations (ipaddr.js also reads forms like 1.2.3 or 0x7f.1)
+  if (isIP(address) === 0 || !ipaddr.isValid(address)) return false
+  const parsed = ipaddr.parse(address)
+  if (parsed.kind() === "ipv4") return parsed.range() === "unicast"
+  const v6 = ipaddr.IPv6.parse(address)
+  const carried = carriedIPv4(v6)
+  if (carried !== undefined) return carried.length > 0 && carried.every((a) => a.range() === "unicast")
+  return v6.range() === "unicast" && v6.match(globalUnicast)
 }
+
+/** Whether `address` (an IP literal, or anything else) is one a webhook must not reach. */
+export const isPrivateAddress = (address: string): boolean => !isPublicAddress(address)
 
 /**
  * Why `url` may not be a webhook target, if it may not: `malformed` (not a URL, no host, credentials) or `scheme`
@@ -135,7 +162,7 @@ export const checkTarget = (field: string, value: unknown, allowPrivate: boolean
     if (bad !== undefined) {
       return yield* new WebhookTargetRefused({
         field,
-        message: `${field} points into a private network (${parsed.hostname} is ${bad}); JOBWATCH_WEBHOOK_ALLOW_PRIVATE=true allows it for development`
+        message: `${field} points into a private or reserved network (${parsed.hostname} is ${bad}, not a public address); JOBWATCH_WEBHOOK_ALLOW_PRIVATE=true allows it for development`
       })
     }
     return url

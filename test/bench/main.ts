@@ -8,6 +8,7 @@ import type { Scope } from "effect"
 import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import pg from "pg"
+import type { JobWatchConfigInput } from "../../src/Config.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import * as EmbeddedPostgres from "../../src/EmbeddedPostgres.js"
 import * as JobWatch from "../../src/JobWatch.js"
@@ -21,6 +22,7 @@ import { limits } from "./limits.js"
 import { progress } from "./progress.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
+import { webhooks } from "./webhooks.js"
 
 type Services = JobWatch.Services | JobsRepo | Notifications | PgClient.PgClient | SqlClient.SqlClient | JobWatchConfig
 
@@ -31,7 +33,14 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   lifecycle,
   progress,
   http,
-  limits
+  limits,
+  webhooks
+}
+
+/** Settings a benchmark needs beside the defaults. */
+const settings: Partial<Record<string, JobWatchConfigInput>> = {
+  // its receivers are on loopback
+  webhooks: { webhookAllowPrivate: true }
 }
 
 const database = Effect.gen(function*() {
@@ -66,7 +75,7 @@ const program = Effect.gen(function*() {
     ).pipe(
       Layer.provideMerge(Layer.merge(
         PgClient.layer({ url: Redacted.make(url), maxConnections: 20, applicationName: "jobwatch-bench" }),
-        JobWatchConfig.layer({ schema })
+        JobWatchConfig.layer({ schema, ...settings[name] })
       ))
     )
     const dropSchema = Effect.promise(async () => {

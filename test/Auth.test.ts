@@ -1,18 +1,15 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Layer, Option, Redacted } from "effect"
 import * as jose from "jose"
-import { spawn } from "node:child_process"
 import * as Fs from "node:fs/promises"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
-import * as Os from "node:os"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
-import pg from "pg"
 import * as Auth from "../src/Auth.js"
 import { JobWatchConfig } from "../src/Config.js"
 import { raw, serverLayer, token } from "./support/http.js"
-import { databaseUrl, freshSchema } from "./support/TestDb.js"
+import { repoPath, runNode } from "./support/processes.js"
+import { tempDir } from "./support/service.js"
+import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
 
 const keys = (overrides: Partial<Auth.JwtKeys>): Auth.JwtKeys => ({
   secret: Option.none(),
@@ -30,43 +27,6 @@ const secret = new TextEncoder().encode("0123456789abcdef0123456789abcdef")
 /** An HS256 token of `claims` signed with `secret`, shaped by `build` (sub, exp, iat …). */
 const signed = (claims: Record<string, unknown>, build: (jwt: jose.SignJWT) => jose.SignJWT) =>
   Effect.promise(() => build(new jose.SignJWT(claims).setProtectedHeader({ alg: "HS256" })).sign(secret))
-
-/** A fresh directory, removed at the end. */
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "jobwatch-auth-"))),
-  (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
-)
-
-const dropSchema = (schema: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: databaseUrl() })
-    await client.connect()
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    await client.end()
-  })
-
-/** Runs `node --import tsx <script>` of the repository with `env` added; SIGKILLed after 60 s. */
-const runNode = (script: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
-  Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
-    const path = fileURLToPath(new URL(`../${script}`, import.meta.url))
-    const proc = spawn(process.execPath, ["--import", "tsx", path, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    proc.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    proc.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000)
-    proc.on("close", (code) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ code, stdout, stderr }))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      proc.kill("SIGKILL")
-    })
-  })
 
 describe("Auth", () => {
   it.effect("HS256: sub and roles (a list of strings); unknown roles are dropped", () =>
@@ -151,10 +111,7 @@ describe("Auth", () => {
 
   it.live("with no key configured, a secret is generated once (mode 0600) and kept across starts", () =>
     Effect.gen(function*() {
-      const dataDir = yield* Effect.acquireRelease(
-        Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "jobwatch-auth-"))),
-        (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
-      )
+      const dataDir = yield* tempDir
       const load = (env: Record<string, string>) =>
         Auth.JwtKeysTag.pipe(
           Effect.provide(Auth.keysFromEnv.pipe(Layer.provide(JobWatchConfig.layer({ dataDir })))),
@@ -310,14 +267,16 @@ describe("Auth", () => {
       const short = { JOBWATCH_JWT_SECRET: "tiny-secret-9", JOBWATCH_DATA_DIR: dataDir }
       const good = "a-configured-secret-of-32-characters!"
       const [token, start, minted] = yield* Effect.all([
-        runNode("src/token.ts", ["--sub", "alice"], short),
-        runNode("src/main.ts", [], { ...short, DATABASE_URL: databaseUrl(), JOBWATCH_SCHEMA: schema, PORT: "0" }),
-        runNode("src/token.ts", ["--sub", "box", "--role", "worker", "--ttl", "30m"], {
-          JOBWATCH_JWT_SECRET: good,
-          JOBWATCH_JWT_AUDIENCE: "jobwatch-api",
-          JOBWATCH_JWT_ISSUER: "https://jobwatch.example.com/",
-          JOBWATCH_JWT_MAX_TTL: "1h",
-          JOBWATCH_DATA_DIR: dataDir
+        runNode(repoPath("src/token.ts"), ["--sub", "alice"], { env: short }),
+        runNode(repoPath("src/main.ts"), [], { env: { ...short, DATABASE_URL: databaseUrl(), JOBWATCH_SCHEMA: schema, PORT: "0" } }),
+        runNode(repoPath("src/token.ts"), ["--sub", "box", "--role", "worker", "--ttl", "30m"], {
+          env: {
+            JOBWATCH_JWT_SECRET: good,
+            JOBWATCH_JWT_AUDIENCE: "jobwatch-api",
+            JOBWATCH_JWT_ISSUER: "https://jobwatch.example.com/",
+            JOBWATCH_JWT_MAX_TTL: "1h",
+            JOBWATCH_DATA_DIR: dataDir
+          }
         })
       ], { concurrency: "unbounded" })
 

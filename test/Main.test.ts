@@ -1,157 +1,38 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { spawn } from "node:child_process"
-import * as Net from "node:net"
-import * as FsSync from "node:fs"
-import * as Fs from "node:fs/promises"
-import * as Os from "node:os"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { execFileSync } from "node:child_process"
-import pg from "pg"
-import { startService as startMain, tempDir as serviceDir } from "./support/service.js"
-import { databaseUrl, freshSchema } from "./support/TestDb.js"
-
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-
-/** A TCP proxy on loopback to the test database, which the test can cut. */
-const proxy = Effect.acquireRelease(
-  Effect.promise(() => {
-    const target = new URL(databaseUrl())
-    const sockets = new Set<Net.Socket>()
-    const server = Net.createServer((client) => {
-      const upstream = Net.connect(Number(target.port || 5432), target.hostname)
-      for (const socket of [client, upstream]) {
-        sockets.add(socket)
-        socket.on("close", () => sockets.delete(socket))
-        socket.on("error", () => socket.destroy())
-      }
-      client.pipe(upstream).pipe(client)
-    })
-    return new Promise<{ port: number; cut: () => void }>((resolve) =>
-      server.listen(0, "127.0.0.1", () =>
-        resolve({
-          port: (server.address() as Net.AddressInfo).port,
-          cut: () => {
-            server.close()
-            for (const socket of sockets) socket.destroy()
-          }
-        }))
-    )
-  }),
-  ({ cut }) => Effect.sync(cut)
-)
-
-/** A fresh directory, removed at the end. */
-const tempDir = Effect.acquireRelease(
-  Effect.promise(() => Fs.mkdtemp(Path.join(Os.tmpdir(), "jobwatch-main-"))),
-  (dir) => Effect.promise(() => Fs.rm(dir, { recursive: true, force: true }))
-)
-
-/** A running `npm start`: its output so far, and a way to wait for a line. Killed (SIGTERM, then SIGKILL) at the end. */
-const startService = (env: Record<string, string | undefined>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const child = spawn(process.execPath, ["--import", "tsx", main], {
-        env: { ...process.env, ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      const watchers = new Set<() => void>()
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString()
-        watchers.forEach((w) => w())
-      }
-      child.stdout.on("data", onData)
-      child.stderr.on("data", onData)
-      const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
-      /** Waits (up to 90 s) until the output matches `pattern`; answers the match. */
-      const waitFor = (pattern: RegExp) =>
-        Effect.async<RegExpMatchArray, Error>((resume) => {
-          const check = () => {
-            const m = output.match(pattern)
-            if (m !== null) {
-              watchers.delete(check)
-              clearTimeout(timer)
-              resume(Effect.succeed(m))
-            }
-          }
-          const timer = setTimeout(() => {
-            watchers.delete(check)
-            resume(Effect.fail(new Error(`no ${pattern} in 90 s; output: ${output}`)))
-          }, 90_000)
-          watchers.add(check)
-          check()
-          return Effect.sync(() => {
-            watchers.delete(check)
-            clearTimeout(timer)
-          })
-        })
-      return { child, waitFor, exited, output: () => output }
-    }),
-    ({ child, exited }) =>
-      Effect.promise(async () => {
-        if (child.exitCode !== null) return
-        child.kill("SIGTERM")
-        const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
-        await exited
-        clearTimeout(timer)
-      })
-  )
-
-const dropSchema = (schema: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: databaseUrl() })
-    await client.connect()
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    await client.end()
-  })
+import * as FsSync from "node:fs"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { repoPath } from "./support/processes.js"
+import * as Proxy from "./support/proxy.js"
+import { startService, tempDir } from "./support/service.js"
+import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
 
 describe("npm start (src/main.ts)", () => {
   it.live("exits non-zero when the LISTEN connection stays down past JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE", () =>
     Effect.gen(function*() {
-      const { port, cut } = yield* proxy
+      const proxy = yield* Proxy.make
       const dataDir = yield* tempDir
       const schema = freshSchema()
       yield* Effect.addFinalizer(() => dropSchema(schema))
-      const url = new URL(databaseUrl())
-      url.hostname = "127.0.0.1"
-      url.port = String(port)
-      const result = yield* Effect.async<{ code: number | null; output: string }>((resume) => {
-        const child = spawn(process.execPath, ["--import", "tsx", main], {
-          env: {
-            ...process.env,
-            DATABASE_URL: url.toString(),
-            JOBWATCH_SCHEMA: schema,
-            PORT: "0",
-            JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE: "1 second",
-            JOBWATCH_LISTENER_MAX_BACKOFF: "200 millis",
-            JOBWATCH_DATA_DIR: dataDir
-          },
-          stdio: ["ignore", "pipe", "pipe"]
-        })
-        let output = ""
-        let cutDone = false
-        const onData = (chunk: Buffer) => {
-          output += chunk.toString()
-          // up and serving: now take the database away
-          if (!cutDone && output.includes("Listening on")) {
-            cutDone = true
-            cut()
-          }
-        }
-        child.stdout.on("data", onData)
-        child.stderr.on("data", onData)
-        const timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
-        child.on("close", (code) => {
-          clearTimeout(timer)
-          resume(Effect.succeed({ code, output }))
-        })
-        return Effect.sync(() => child.kill("SIGKILL"))
+      const service = yield* startService({
+        DATABASE_URL: proxy.url,
+        JOBWATCH_SCHEMA: schema,
+        PORT: "0",
+        JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE: "1 second",
+        JOBWATCH_LISTENER_MAX_BACKOFF: "200 millis",
+        JOBWATCH_DATA_DIR: dataDir
       })
-      assert.notStrictEqual(result.code, 0, result.output)
-      assert.isNotNull(result.code, `killed by the test's timeout: ${result.output}`)
-      assert.match(result.output, /LISTEN connection has been down/)
+      // up and serving: now take the database away
+      yield* service.waitFor(/Listening on/)
+      yield* proxy.cut()
+      const exited = yield* Deferred.await(service.exited).pipe(
+        Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`no exit in 60 s: ${service.output()}`) })
+      )
+      assert.notStrictEqual(exited.code, 0, service.output())
+      assert.isNotNull(exited.code, service.output())
+      assert.match(service.output(), /LISTEN connection has been down/)
     }).pipe(Effect.scoped), { timeout: 90_000 })
 
   it.live("black box: on the embedded database, a user enqueues, a worker runs the job over HTTP, the long-poll answers it", () =>
@@ -163,7 +44,7 @@ describe("npm start (src/main.ts)", () => {
       const base = (yield* service.waitFor(/Listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
       // a user's token from the CLI, signed with the secret the service generated
       const token = (cmd: ReadonlyArray<string>) =>
-        execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../src/token.ts", import.meta.url)), ...cmd], {
+        execFileSync(process.execPath, ["--import", "tsx", repoPath("src/token.ts"), ...cmd], {
           env: { ...process.env, JOBWATCH_DATA_DIR: dataDir },
           encoding: "utf8"
         }).trim()
@@ -207,7 +88,7 @@ describe("npm start (src/main.ts)", () => {
     /** Runs the service until it exits (60 s at most); answers its code and output. */
     const runToExit = (env: Record<string, string | undefined>) =>
       Effect.gen(function*() {
-        const service = yield* startMain({ PORT: "0", HOST: "127.0.0.1", ...env })
+        const service = yield* startService({ PORT: "0", HOST: "127.0.0.1", ...env })
         const exited = yield* Deferred.await(service.exited).pipe(Effect.timeout("60 seconds"))
         return { code: exited.code, output: service.output() }
       })
@@ -222,7 +103,7 @@ describe("npm start (src/main.ts)", () => {
           (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
         )
         const port = (taken.address() as Net.AddressInfo).port
-        const dataDir = yield* serviceDir
+        const dataDir = yield* tempDir
         const { code, output } = yield* runToExit({ DATABASE_URL: "", JOBWATCH_DATA_DIR: dataDir, PORT: String(port) })
         assert.strictEqual(code, 1, output)
         const lines = output.trim().split("\n")
@@ -236,7 +117,7 @@ describe("npm start (src/main.ts)", () => {
       Effect.gen(function*() {
         const url = new URL(databaseUrl())
         url.pathname = "/jobwatch_no_such_database"
-        const dataDir = yield* serviceDir
+        const dataDir = yield* tempDir
         const { code, output } = yield* runToExit({ DATABASE_URL: url.toString(), JOBWATCH_DATA_DIR: dataDir })
         assert.strictEqual(code, 1, output)
         const lines = output.trim().split("\n")

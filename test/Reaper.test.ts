@@ -2,7 +2,6 @@ import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
 import { Clock, Duration, Effect, Exit, Layer, Option, Redacted, Scope, TestClock } from "effect"
-import * as Net from "node:net"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
@@ -12,7 +11,7 @@ import * as Reaper from "../src/Reaper.js"
 import { Workers } from "../src/Workers.js"
 import { WorkersRepo } from "../src/WorkersRepo.js"
 import { toNextWakeUp } from "./support/clock.js"
-import { uniqueQueue } from "./support/fixtures.js"
+import { closedPort, uniqueQueue } from "./support/fixtures.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
@@ -244,14 +243,7 @@ describe("the reaper", () => {
   it.scoped("a lock connection that cannot connect backs off and logs its first failure, then a line per cap", () =>
     capturingLogs((logs) =>
       Effect.gen(function*() {
-        const port = yield* Effect.promise(() =>
-          new Promise<number>((resolve) => {
-            const server = Net.createServer().listen(0, "127.0.0.1", () => {
-              const { port } = server.address() as Net.AddressInfo
-              server.close(() => resolve(port))
-            })
-          })
-        )
+        const port = yield* closedPort
         const schema = TestDb.freshSchema()
         yield* Effect.addFinalizer(() => Proxy.dropSchema(schema))
         yield* Effect.gen(function*() {

@@ -13,7 +13,8 @@ import * as JobWatch from "../src/JobWatch.js"
 import { NodeServer, NodeServerLive } from "../src/Server.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { testKeys, token } from "./support/http.js"
-import { dbProxy, request } from "./support/service.js"
+import * as Proxy from "./support/proxy.js"
+import { request } from "./support/service.js"
 import { databaseUrl, freshSchema } from "./support/TestDb.js"
 
 /** A raw TCP connection to `port`: what it received, and `closed` once the server closed it. */
@@ -93,7 +94,7 @@ describe("a database that does not answer", () => {
           await client.end()
         })
       )
-      const proxy = yield* dbProxy
+      const proxy = yield* Proxy.make
       const lines: Array<{ readonly level: LogLevel.LogLevel; readonly message: string }> = []
       const capture = Logger.make(({ logLevel, message }) => {
         lines.push({ level: logLevel, message: Array.isArray(message) ? message.join(" ") : String(message) })
@@ -128,7 +129,7 @@ describe("a database that does not answer", () => {
       assert.strictEqual(events.status, 200)
       assert.match(events.text, /event: job:canceled/)
 
-      proxy.cut()
+      yield* proxy.cut()
       const down = yield* request(`${base}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${alice}` } })
       assert.strictEqual(down.status, 503, down.text)
       assert.strictEqual(down.headers.get("retry-after"), "5")

@@ -5,9 +5,9 @@ import pg from "pg"
 import * as Client from "../src/client.js"
 import * as Worker from "../src/Worker.js"
 import { uniqueQueue } from "./support/fixtures.js"
+import * as Proxy from "./support/proxy.js"
 import { secret, token } from "./support/http.js"
 import {
-  dbProxy,
   isRunning,
   openSse,
   postmasterOf,
@@ -16,18 +16,10 @@ import {
   startService,
   tempDir
 } from "./support/service.js"
-import { databaseUrl, freshSchema } from "./support/TestDb.js"
+import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
 
 const jwtSecret = new TextDecoder().decode(secret)
 const shutdownSeconds = 3
-
-const dropSchema = (schema: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: databaseUrl() })
-    await client.connect()
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    await client.end()
-  })
 
 /** Waits (really, up to 20 s, every 50 ms) until `check` holds. */
 const eventually = (what: string, check: () => Promise<boolean> | boolean) =>
@@ -177,7 +169,7 @@ describe.concurrent("shutdown of the real process (node --import tsx src/main.ts
     Effect.gen(function*() {
       const schema = freshSchema()
       yield* Effect.addFinalizer(() => dropSchema(schema))
-      const proxy = yield* dbProxy
+      const proxy = yield* Proxy.make
       const dataDir = yield* tempDir
       const service = yield* startService({
         DATABASE_URL: proxy.url,
@@ -200,7 +192,7 @@ describe.concurrent("shutdown of the real process (node --import tsx src/main.ts
           (probe) => probe.status === 429
         )
       )
-      proxy.cut()
+      yield* proxy.cut()
       yield* eventually("the service sees the database down", async () =>
         (await fetch(`${base}/ready`).then((r) => r.status)) === 503)
       const stopped = yield* stopWith(service, "SIGTERM")

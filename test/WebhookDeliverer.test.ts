@@ -8,8 +8,7 @@ import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
 import { WebhookDeliverer } from "../src/WebhookDeliverer.js"
 import { Webhooks } from "../src/Webhooks.js"
-import { Workers } from "../src/Workers.js"
-import { uniqueQueue } from "./support/fixtures.js"
+import { runJob, uniqueQueue } from "./support/fixtures.js"
 import { receiver } from "./support/receiver.js"
 import * as TestDb from "./support/TestDb.js"
 import { eventually, testLayer } from "./support/workers.js"
@@ -42,17 +41,6 @@ const deliverer = (overrides: Partial<JobWatchConfigShape> = {}, logger?: Logger
     return Context.get(context, WebhookDeliverer)
   })
 
-/** Runs a job of `owner` through claim, start and completion. */
-const runJob = (owner: string) =>
-  Effect.gen(function*() {
-    const jobs = yield* Jobs
-    const workers = yield* Workers
-    const queue = uniqueQueue("hook")
-    const ref = yield* jobs.enqueue({ name: "hooked", queue, owner })
-    yield* workers.claim(`w-${queue}`, { queues: [queue], start: true })
-    yield* workers.complete(ref.id, { workerId: `w-${queue}`, result: { ok: true } })
-    return ref.id
-  })
 
 const query = <A extends object>(text: (schema: string) => string, params: ReadonlyArray<unknown> = []) =>
   Effect.gen(function*() {

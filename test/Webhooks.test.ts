@@ -8,7 +8,7 @@ import { Jobs } from "../src/Jobs.js"
 import { parseRetryAfter, WebhookDeliverer } from "../src/WebhookDeliverer.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { Workers } from "../src/Workers.js"
-import { uniqueQueue } from "./support/fixtures.js"
+import { runJob, uniqueQueue } from "./support/fixtures.js"
 import { receiver } from "./support/receiver.js"
 import { testLayer } from "./support/workers.js"
 
@@ -19,18 +19,6 @@ const config = {
   refreshInterval: "1 second"
 } as const
 
-/** Runs a job of `owner` through claim, start and completion (or failure). */
-const runJob = (owner: string, outcome: "completed" | "failed" = "completed") =>
-  Effect.gen(function*() {
-    const jobs = yield* Jobs
-    const workers = yield* Workers
-    const queue = uniqueQueue("hook")
-    const ref = yield* jobs.enqueue({ name: "hooked", queue, owner })
-    yield* workers.claim(`w-${queue}`, { queues: [queue], start: true })
-    if (outcome === "completed") yield* workers.complete(ref.id, { workerId: `w-${queue}`, result: { ok: true } })
-    else yield* workers.fail(ref.id, { workerId: `w-${queue}`, code: "bad", error: "it broke", retryable: false })
-    return ref.id
-  })
 
 const deliveryRow = (eventId: string) =>
   Effect.gen(function*() {

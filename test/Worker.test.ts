@@ -9,9 +9,8 @@ import type { ClaimedJob } from "../src/Domain/Worker.js"
 import { Jobs } from "../src/Jobs.js"
 import { awaitConnected, Listener } from "../src/Listener.js"
 import * as Worker from "../src/Worker.js"
-import * as Net from "node:net"
 import { toNextWakeUp } from "./support/clock.js"
-import { uniqueQueue } from "./support/fixtures.js"
+import { closedPort, uniqueQueue } from "./support/fixtures.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import { serverLayer, token } from "./support/http.js"
 import { eventsOf, eventually, testLayer } from "./support/workers.js"
@@ -44,14 +43,7 @@ describe("Worker.run", () => {
   it.scoped("over HTTP with the service gone, claims back off and log the first failure, then a line per cap", () =>
     capturingLogs((logs) =>
       Effect.gen(function*() {
-        const port = yield* Effect.promise(() =>
-          new Promise<number>((resolve) => {
-            const server = Net.createServer().listen(0, "127.0.0.1", () => {
-              const { port } = server.address() as Net.AddressInfo
-              server.close(() => resolve(port))
-            })
-          })
-        )
+        const port = yield* closedPort
         yield* Worker.run({ workerId: "render:w4", queues: ["q"], handler: () => Effect.void }).pipe(
           Effect.provide(httpWorkerBackend({ baseUrl: `http://127.0.0.1:${port}`, token: "t" })),
           Effect.provide(FetchHttpClient.layer)

@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
+import pg from "pg"
 import { inject } from "vitest"
 import type { JobWatchConfigInput } from "../../src/Config.js"
 import { JobWatchConfig } from "../../src/Config.js"
@@ -10,6 +11,15 @@ import { JobWatchConfig } from "../../src/Config.js"
 export const databaseUrl = (): string => inject("databaseUrl")
 
 export const freshSchema = () => `jwtest_${randomBytes(5).toString("hex")}`
+
+/** Drops `schema` on a connection of its own, straight to the suite's database (for schemas of child processes). */
+export const dropSchema = (schema: string) =>
+  Effect.promise(async () => {
+    const client = new pg.Client({ connectionString: databaseUrl() })
+    await client.connect()
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+    await client.end()
+  })
 
 /** A `PgClient` on the suite's database. */
 export const pgLayer = (maxConnections = 24) =>

@@ -1,8 +1,10 @@
 import { Effect } from "effect"
+import * as Net from "node:net"
 import type { JobRef } from "../../src/Domain/Job.js"
 import type { JobStatus } from "../../src/Domain/JobStatus.js"
 import { Jobs } from "../../src/Jobs.js"
 import { JobsRepo } from "../../src/JobsRepo.js"
+import { Workers } from "../../src/Workers.js"
 
 let counter = 0
 /** A queue name no other test uses, so claims only see this test's jobs. */
@@ -54,3 +56,26 @@ export const jobIn = (status: JobStatus, options: { readonly queue?: string } = 
     if (info.status !== status) return yield* Effect.die(`expected ${status}, got ${info.status}`)
     return info
   })
+
+/** Runs a job of `owner` through claim, start and completion (or failure), on a queue of its own; answers its id. */
+export const runJob = (owner: string, outcome: "completed" | "failed" = "completed") =>
+  Effect.gen(function*() {
+    const jobs = yield* Jobs
+    const workers = yield* Workers
+    const queue = uniqueQueue("hook")
+    const ref = yield* jobs.enqueue({ name: "hooked", queue, owner })
+    yield* workers.claim(`w-${queue}`, { queues: [queue], start: true })
+    if (outcome === "completed") yield* workers.complete(ref.id, { workerId: `w-${queue}`, result: { ok: true } })
+    else yield* workers.fail(ref.id, { workerId: `w-${queue}`, code: "bad", error: "it broke", retryable: false })
+    return ref.id
+  })
+
+/** A loopback port nothing listens on (connections to it are refused). */
+export const closedPort = Effect.promise(() =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as Net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+)

@@ -1,6 +1,5 @@
 import { Effect } from "effect"
 import * as Net from "node:net"
-import pg from "pg"
 import { databaseUrl } from "./TestDb.js"
 
 /** A TCP proxy on loopback to the test database that a test can cut, restore and freeze. */
@@ -116,10 +115,4 @@ export const make = Effect.acquireRelease(
 ).pipe(Effect.map(({ proxy }) => proxy))
 
 /** Drops `schema` on a connection of its own, straight to the database (a pool through a proxy may be gone). */
-export const dropSchema = (schema: string) =>
-  Effect.promise(async () => {
-    const client = new pg.Client({ connectionString: databaseUrl() })
-    await client.connect()
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-    await client.end()
-  })
+export { dropSchema } from "./TestDb.js"

@@ -2,47 +2,11 @@ import { Deferred, Effect } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { databaseUrl } from "./TestDb.js"
 
 export const mainScript = fileURLToPath(new URL("../../src/main.ts", import.meta.url))
-
-/** A TCP proxy on loopback to the test database, which the test can cut (refusing new connections too). */
-export const dbProxy = Effect.acquireRelease(
-  Effect.promise(() => {
-    const target = new URL(databaseUrl())
-    const sockets = new Set<Net.Socket>()
-    const server = Net.createServer((client) => {
-      const upstream = Net.connect(Number(target.port || 5432), target.hostname)
-      for (const socket of [client, upstream]) {
-        sockets.add(socket)
-        socket.on("close", () => sockets.delete(socket))
-        socket.on("error", () => socket.destroy())
-      }
-      client.pipe(upstream).pipe(client)
-    })
-    return new Promise<{ port: number; url: string; cut: () => void }>((resolve) =>
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as Net.AddressInfo).port
-        const url = new URL(databaseUrl())
-        url.hostname = "127.0.0.1"
-        url.port = String(port)
-        resolve({
-          port,
-          url: url.toString(),
-          cut: () => {
-            server.close()
-            for (const socket of sockets) socket.destroy()
-          }
-        })
-      })
-    )
-  }),
-  ({ cut }) => Effect.sync(cut)
-)
 
 /** A fresh directory the embedded PostgreSQL's `postgres` user can reach (as root), removed at the end. */
 export const tempDir = Effect.acquireRelease(

@@ -6,6 +6,7 @@ import type { JobId } from "./Domain/JobId.js"
 import { ProgressAck } from "./Domain/Worker.js"
 import { describeError } from "./internal/retry.js"
 import * as V from "./internal/validate.js"
+import { isStorableNumber } from "./Requests.js"
 import type { ProgressWrite } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
 
@@ -59,9 +60,13 @@ export const validateReport = (report: ProgressReport): Either.Either<ProgressWr
   if (typeof percent !== "number" || !Number.isFinite(percent)) {
     return Either.left(new InvalidProgress({ field: "percent", message: `must be a finite number, got ${V.preview(percent)}` }))
   }
+  const clamped = Math.min(100, Math.max(0, percent))
+  if (!isStorableNumber(clamped)) {
+    return Either.left(new InvalidProgress({ field: "percent", message: `must be 0 or at least 2.2250738585072014e-308, got ${percent}` }))
+  }
   try {
     return Either.right({
-      percent: Math.min(100, Math.max(0, percent)),
+      percent: clamped,
       step: V.orThrow(V.optionalText("step", report.step, 200)) ?? undefined,
       message: V.orThrow(V.optionalText("message", report.message, 2000)) ?? undefined,
       dataJson: report.data === undefined ? undefined : V.orThrow(V.jsonValue("data", report.data, MAX_DATA_BYTES))

@@ -31,10 +31,14 @@ export const NameText = Text(200)
 
 // PostgreSQL's double precision refuses subnormal numbers ("value out of range: underflow")
 const MIN_NORMAL = 2.2250738585072014e-308
+
+/** Whether `n` is a number PostgreSQL's double precision can store: 0, or a normal (not subnormal) finite number. */
+export const isStorableNumber = (n: number): boolean => n === 0 || (Number.isFinite(n) && Math.abs(n) >= MIN_NORMAL)
+
 /** A progress percent: any finite number (clamped to 0–100 by the service), not a subnormal one. */
 export const Percent = Schema.Number.pipe(
   Schema.finite(),
-  Schema.filter((n) => n === 0 || Math.abs(n) >= MIN_NORMAL, {
+  Schema.filter(isStorableNumber, {
     message: () => "a percent must be 0 or at least 2.2250738585072014e-308 in magnitude",
     jsonSchema: {}
   })

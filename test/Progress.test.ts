@@ -118,7 +118,7 @@ describe("ProgressReporter", () => {
         assert.strictEqual(percents.length + refusedHere + Number(stdout.trim()), 200)
       }), { timeout: 60_000 })
 
-    it.effect("force writes at once; percent is clamped; NaN, Infinity and non-numbers are InvalidProgress", () =>
+    it.effect("force writes at once; percent is clamped; NaN, Infinity, subnormals and non-numbers are InvalidProgress", () =>
       Effect.gen(function*() {
         const reporter = yield* ProgressReporter
         const id = yield* claimedJob()
@@ -131,7 +131,8 @@ describe("ProgressReporter", () => {
         assert.deepStrictEqual((yield* progressEvents(id)).map((e) => e.progress), [0, 20])
         const clamped = yield* reporter.progress(id, { percent: 150, force: true })
         assert.strictEqual(clamped.percent, 100)
-        for (const percent of [Number.NaN, Number.POSITIVE_INFINITY, "50", null, undefined]) {
+        // a subnormal number is finite, but PostgreSQL's double precision cannot store it (underflow)
+        for (const percent of [Number.NaN, Number.POSITIVE_INFINITY, 5e-324, "50", null, undefined]) {
           const error = yield* Effect.flip(reporter.progress(id, { percent: percent as number }))
           assert.strictEqual(error._tag, "InvalidProgress")
           assert.isTrue(error.message.startsWith("percent"), error.message)

@@ -14,13 +14,12 @@ import {
   Ref
 } from "effect"
 import type { Scope } from "effect"
-import * as Os from "node:os"
 import { JobWatchConfig } from "./Config.js"
 import type { JobId } from "./Domain/JobId.js"
 import type { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
 import { makeStreak } from "./internal/retry.js"
-import type { WorkerRefused } from "./internal/worker.js"
-import { describeFailure, groupCommit, heartbeatLoop, isRefusal } from "./internal/worker.js"
+import type { Ending, WorkerRefused } from "./internal/worker.js"
+import { defaultWorkerId, describeFailure, groupCommit, heartbeatLoop, isRefusal } from "./internal/worker.js"
 import type { ProgressReport } from "./ProgressReporter.js"
 import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
 import { Workers } from "./Workers.js"
@@ -32,12 +31,17 @@ export interface WorkerProtocolError {
 }
 
 export type { WorkerRefused } from "./internal/worker.js"
+export { defaultWorkerId } from "./internal/worker.js"
 
 /**
  * What `Worker.run` needs of the service: the `Workers` protocol, in this process (`Worker.local`) or over the
  * network (an HTTP or RPC client).
  */
 export interface WorkerBackendShape {
+  /**
+   * `Worker.run` calls it uninterruptibly, so that no answer is lost: its wait for work (and a transport's request)
+   * must be interruptible of its own (`Effect.interruptible`), so that a shutdown ends it at once.
+   */
   readonly claim: (
     workerId: string,
     options: ClaimOptions
@@ -148,21 +152,6 @@ export interface WorkerHandle {
    */
   readonly await: Effect.Effect<void, WorkerRefused>
 }
-
-/**
- * `Worker.run`'s worker id when none is given: `<host>-<pid>-<random>`, as `<namespace>:<host>-<pid>-<random>`
- * under a namespace (a worker token's `sub`: the ids it may act as), at most 200 characters.
- */
-export const defaultWorkerId = (namespace?: string | undefined) => {
-  const suffix = `-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-  const prefix = namespace === undefined ? "" : `${namespace}:`
-  return `${prefix}${Os.hostname().slice(0, Math.max(0, 200 - prefix.length - suffix.length))}${suffix}`
-}
-
-type Ending =
-  | { readonly _tag: "Done"; readonly exit: Exit.Exit<unknown, unknown> }
-  | { readonly _tag: "Canceled" }
-  | { readonly _tag: "TimedOut"; readonly seconds: number }
 
 /**
  * Runs a worker until the scope closes: it claims jobs of `queues` (waiting for work without polling), runs
@@ -305,14 +294,27 @@ export const run = <A, E, R>(
           yield* Queue.take(freed)
           continue
         }
-        const claimed = yield* Effect.either(backend.claim(workerId, {
-          queues: options.queues,
-          names: options.names,
-          limit: free,
-          wait: claimWait,
-          heartbeatInterval: explicitHeartbeat,
-          start: true
-        }))
+        // the jobs a claim answers are this worker's from that moment: the answer is registered (so that a shutdown
+        // releases its jobs) before an interruption can come between. The backends wait for work interruptibly
+        // (see `WorkerBackendShape.claim`), so a shutdown does not wait for the claim's wait to end
+        const claimed = yield* Effect.uninterruptible(
+          Effect.tap(
+            Effect.either(backend.claim(workerId, {
+              queues: options.queues,
+              names: options.names,
+              limit: free,
+              wait: claimWait,
+              heartbeatInterval: explicitHeartbeat,
+              start: true
+            })),
+            (answer) =>
+              Effect.forEach(Either.getOrElse(answer, () => []), (job) =>
+                Effect.map(Deferred.make<void>(), (cancel) => {
+                  running.set(job.id, cancel)
+                  busy++
+                }), { discard: true })
+          )
+        )
         if (Either.isLeft(claimed)) {
           if (isRefusal(claimed.left)) return yield* refuse(claimed.left)
           yield* Effect.sleep(yield* streak.failed(claimed.left))
@@ -325,12 +327,7 @@ export const run = <A, E, R>(
           heartbeatInterval = granted === undefined ? heartbeatInterval : Duration.seconds(granted)
           yield* Deferred.succeed(heartbeatKnown, undefined)
         }
-        for (const job of jobs) {
-          const cancel = yield* Deferred.make<void>()
-          running.set(job.id, cancel)
-          busy++
-          yield* FiberMap.run(handlers, job.id, runJob(job, cancel))
-        }
+        for (const job of jobs) yield* FiberMap.run(handlers, job.id, runJob(job, running.get(job.id)!))
       }
     })
 

@@ -201,7 +201,9 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
                 }
                 const remaining = deadline - (yield* Clock.currentTimeMillis)
                 if (remaining <= 0 || stopWaiting) return Option.some(jobs)
-                yield* restore(Deferred.await(woken).pipe(
+                // interruptible whatever the caller's region: Worker.run claims uninterruptibly, so as not to lose an
+                // answer, and its shutdown must still end this wait
+                yield* Effect.interruptible(Deferred.await(woken).pipe(
                   Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs))),
                   Effect.raceFirst(until)
                 ))

@@ -67,9 +67,11 @@ export const httpWorkerBackend = (
     Effect.map(httpClient(options), (client): WorkerBackendShape => ({
       workerNamespace: options.workerNamespace ??
         (options.token === undefined ? undefined : Option.getOrUndefined(subOf(options.token))),
+      // interruptible even when called uninterruptibly (Worker.run): a job the server committed to an interrupted
+      // request is given back by the server, or by the reaper when the answer was on its way
       claim: (workerId, claim) =>
         Effect.map(
-          client.workers.claim({
+          Effect.interruptible(client.workers.claim({
             path: { workerId },
             payload: {
               queues: claim.queues,
@@ -81,7 +83,7 @@ export const httpWorkerBackend = (
                 ? undefined
                 : Duration.toSeconds(Duration.decode(claim.heartbeatInterval))
             }
-          }),
+          })),
           (result) => result.jobs
         ),
       heartbeat: (workerId) => client.workers.heartbeat({ path: { workerId } }),

@@ -282,6 +282,34 @@ describe("Worker.run", () => {
         assert.strictEqual((yield* jobs.get(late.id)).status, "pending")
         assert.strictEqual(yield* Ref.get(started), 2)
       }))
+
+    it.effect("a shutdown that comes while a claim is answering still releases the jobs that claim took", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const local = yield* Worker.WorkerBackend
+        const queue = uniqueQueue("claim-window")
+        const job = yield* jobs.enqueue({ name: "caught", queue })
+        const inClaim = yield* Deferred.make<void>()
+        const answer = yield* Deferred.make<void>()
+        // a backend whose claim, once it has the job, waits for the test (uninterruptibly, as an answer in flight)
+        const backend = Layer.succeed(Worker.WorkerBackend, {
+          ...local,
+          claim: (workerId, options) =>
+            Effect.uninterruptible(Effect.tap(local.claim(workerId, options), (claimed) =>
+              claimed.length === 0 ? Effect.void : Deferred.succeed(inClaim, undefined).pipe(Effect.zipRight(Deferred.await(answer)))))
+        })
+        const scope = yield* Scope.make()
+        yield* Worker.run({ queues: [queue], handler: () => Effect.never }).pipe(Scope.extend(scope), Effect.provide(backend))
+        yield* live(Deferred.await(inClaim))
+        // the shutdown interrupts the claim loop while the claim answers: the job must not be left held
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* Deferred.succeed(answer, undefined)
+        yield* live(closing.await)
+        const released = yield* jobs.get(job.id)
+        assert.strictEqual(released.status, "pending")
+        assert.strictEqual(released.attempt, 0)
+        assert.isNull(released.workerId)
+      }))
   })
 
   /** How long the job's lease was granted for at its claim, in ms. */

@@ -1,9 +1,26 @@
 import { Chunk, Deferred, Duration, Effect, Either, Exit, Queue } from "effect"
 import { Forbidden, Unauthorized } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
+import * as Os from "node:os"
 import type { CompleteItem } from "../Workers.js"
 import type { WorkerBackendShape, WorkerProtocolError } from "../Worker.js"
 import { describeError, makeStreak } from "./retry.js"
+
+/**
+ * `Worker.run`'s worker id when none is given: `<host>-<pid>-<random>`, as `<namespace>:<host>-<pid>-<random>`
+ * under a namespace (a worker token's `sub`: the ids it may act as), at most 200 characters.
+ */
+export const defaultWorkerId = (namespace?: string | undefined) => {
+  const suffix = `-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+  const prefix = namespace === undefined ? "" : `${namespace}:`
+  return `${prefix}${Os.hostname().slice(0, Math.max(0, 200 - prefix.length - suffix.length))}${suffix}`
+}
+
+/** How a job's run ended: the handler's exit, a cancel request, or its timeout. */
+export type Ending =
+  | { readonly _tag: "Done"; readonly exit: Exit.Exit<unknown, unknown> }
+  | { readonly _tag: "Canceled" }
+  | { readonly _tag: "TimedOut"; readonly seconds: number }
 
 /** The service refused the worker's credentials (401, 403): not transient, so `Worker.run` stops on it. */
 export type WorkerRefused = Unauthorized | Forbidden

@@ -29,7 +29,7 @@ export const describeError = (error: unknown): string => {
     const message = typeof e.message === "string" && e.message !== "" ? e.message : String(squashed)
     const inner = e.cause
     const innerMessage = typeof inner === "object" && inner !== null && "message" in inner &&
-        typeof inner.message === "string" && inner.message !== "" && inner.message !== message
+        typeof inner.message === "string" && inner.message !== "" && !message.includes(inner.message)
       ? `: ${inner.message}`
       : ""
     return `${message}${innerMessage}`.split("\n")[0]!

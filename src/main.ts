@@ -112,9 +112,10 @@ const program = Effect.gen(function*() {
   loaded = Option.some(config)
   shutdownTimeout = config.shutdownTimeout
   const MainLive = ServerLive.pipe(
-    Layer.provideMerge(Auth.keysFromEnv),
     Layer.provideMerge(JobWatch.layer),
     Layer.provideMerge(Database.layer),
+    // the JWT settings first: a bad one stops the start before the database starts
+    Layer.provideMerge(Auth.keysFromEnv),
     Layer.provideMerge(Layer.succeed(JobWatchConfig, config))
   )
   yield* Effect.gen(function*() {

@@ -44,10 +44,13 @@ const pathOf = (url: string) => {
   return end === -1 ? url : url.slice(0, end)
 }
 
+/** `/health` and `/ready`, which supervisors and load balancers ask all the time. */
+const isProbe = (url: string) => /^\/(health|ready)(?:[?#]|$)/.test(url)
+
 /**
  * The request log, in place of the platform's (which writes the URL with its query string, at info, for every
  * request): at most one line per request, `METHOD /path status duration`, at debug, or at error with the cause's
- * first line for a 5xx. Never a query string, a header or a body.
+ * first line for a 5xx (but a probe's 503, `/ready` while a dependency is down). Never a query string, a header or a body.
  */
 export const requestLogger = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
@@ -58,7 +61,9 @@ export const requestLogger = <E, R>(
       const line = (status: number) => `${request.method} ${pathOf(request.url)} ${status} ${Date.now() - started}ms`
       if (exit._tag === "Success") {
         const status = exit.value.status
-        return status >= 500 ? Effect.logError(line(status)) : Effect.logDebug(line(status))
+        // a probe's 503 is its answer, not a failure of the request: the loops that found the database or the
+        // LISTEN connection down log that once, and a load balancer probing every second would flood the log
+        return status >= 500 && !isProbe(request.url) ? Effect.logError(line(status)) : Effect.logDebug(line(status))
       }
       const [response, cause] = HttpServerError.causeResponseStripped(exit.cause)
       if (response.status < 500) return Effect.logDebug(line(response.status))

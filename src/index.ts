@@ -58,6 +58,12 @@ export * as Auth from "./Auth.js"
  * router settings to serve them with (worker ids of over 100 characters in paths need them).
  */
 export { HttpRoutes, routerConfig, RoutesLive } from "./Http.js"
+/**
+ * `RequestBodies`: the body limits of `npm start`'s server (413 over `maxBodyBytes`, 400 for JSON that does not parse
+ * or nests too deep, 415 for multipart and form bodies, excerpts in 4xx answers). Global middleware: mounted beside
+ * `HttpRoutes`, it applies to the host's routes too.
+ */
+export { RequestBodies } from "./RequestBodies.js"
 /** The per-user limits the routes apply (rate, open streams and waits), and the drain signal `ServerLive` uses. */
 export { Limits } from "./Limits.js"
 export { Shutdown } from "./Shutdown.js"

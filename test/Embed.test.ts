@@ -33,6 +33,21 @@ describe("embedding jobwatch in a host Effect app", () => {
         const queue = uniqueQueue("embed")
         const alice = { "x-api-key": "key-alice", "content-type": "application/json" }
 
+        // jobwatch's body limits, mounted by the host: a body nested 10,000 deep is a 400, a JSON body sent as
+        // multipart a 415 (without them: a 500 from the platform's multipart parser)
+        const deep = yield* fetchJson(`${base}/v1/jobs`, {
+          method: "POST",
+          headers: alice,
+          body: `{"name":"deep","payload":${"[".repeat(10_000)}${"]".repeat(10_000)}}`
+        })
+        assert.strictEqual(deep.status, 400, deep.text)
+        const multipart = yield* fetchJson(`${base}/v1/jobs`, {
+          method: "POST",
+          headers: { "x-api-key": "key-alice", "content-type": "multipart/form-data; boundary=x" },
+          body: JSON.stringify({ name: "a JSON body, sent as multipart" })
+        })
+        assert.strictEqual(multipart.status, 415, multipart.text)
+
         // the host's authentication: no key (or a JWT-shaped one) is 401
         assert.strictEqual((yield* fetchJson(`${base}/v1/jobs`)).status, 401)
         assert.strictEqual((yield* fetchJson(`${base}/v1/jobs`, { headers: { authorization: "Bearer x.y.z" } })).status, 401)

@@ -2,7 +2,7 @@
 // jobwatch's HTTP and RPC routes mounted beside it, and its own authentication (an API key header, not a JWT).
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Layer } from "effect"
-import { Api, HttpRoutes, Rpcs, RpcRoutes, Unauthorized, User } from "../../src/index.js"
+import { Api, HttpRoutes, RequestBodies, Rpcs, RpcRoutes, Unauthorized, User } from "../../src/index.js"
 
 /** The host's users, by API key. */
 export const apiKeys: Readonly<Record<string, User>> = {
@@ -29,5 +29,8 @@ export const ApiKeyAuthentication = Layer.mergeAll(
 /** The host's own route. */
 const Hello = HttpLayerRouter.add("GET", "/hello", HttpServerResponse.text("hello from the host"))
 
-/** All the host's routes; it still needs the jobwatch services (`JobWatch.layer`) and a server. */
-export const HostRoutes = Layer.mergeAll(Hello, HttpRoutes, RpcRoutes).pipe(Layer.provide(ApiKeyAuthentication))
+/**
+ * All the host's routes, and jobwatch's body limits (`RequestBodies`, global middleware); it still needs the jobwatch
+ * services (`JobWatch.layer`) and a server.
+ */
+export const HostRoutes = Layer.mergeAll(Hello, HttpRoutes, RpcRoutes, RequestBodies).pipe(Layer.provide(ApiKeyAuthentication))

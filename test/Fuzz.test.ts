@@ -156,7 +156,15 @@ const withKeepAlive = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 describe("fuzz: bad input never answers 5xx and writes nothing", () => {
   layer(
-    serverLayer({ rateLimit: null, maxStreamsPerUser: null, maxWait: "100 millis", webhooks: false, refreshInterval: null }),
+    // a stream whose client left is noticed at its next keep-alive write: soon, so that the server stops at once
+    serverLayer({
+      rateLimit: null,
+      maxStreamsPerUser: null,
+      maxWait: "100 millis",
+      webhooks: false,
+      refreshInterval: null,
+      sseKeepAlive: "500 millis"
+    }),
     { excludeTestServices: true, timeout: 240_000 }
   )((it) => {
     it.effect("every operation of /openapi.json and every RPC, a few hundred generated bad requests each", () =>
@@ -176,12 +184,12 @@ describe("fuzz: bad input never answers 5xx and writes nothing", () => {
         const scheduled = yield* enqueue({ name: "scheduled", queue, delaySeconds: 3600 })
         const running = yield* enqueue({ name: "running", queue: "fuzz-held", priority: 9 })
         const done = yield* enqueue({ name: "done", queue: "fuzz-held", priority: 8 })
-        yield* raw("POST", "/v1/workers/fuzz-w/claim", { token: worker, json: { queues: ["fuzz-held"], limit: 2, start: true } })
-        yield* raw("PATCH", `/v1/jobs/${done}`, { token: worker, json: { workerId: "fuzz-w", status: "completed", result: 1 } })
+        yield* raw("POST", "/v1/workers/fuzz-worker:w/claim", { token: worker, json: { queues: ["fuzz-held"], limit: 2, start: true } })
+        yield* raw("PATCH", `/v1/jobs/${done}`, { token: worker, json: { workerId: "fuzz-worker:w", status: "completed", result: 1 } })
         const hook = yield* raw("POST", "/v1/webhooks", { token: user, json: { url: "https://93.184.215.14/hook", eventTypes: ["all"] } })
         assert.strictEqual(hook.status, 201, JSON.stringify(hook.body))
         const ids = [pending, scheduled, running, done, hook.body.id as string]
-        const strings = [...ids, queue, "fuzz-held", "fuzz-w", "completed", "all", "pending,running"]
+        const strings = [...ids, queue, "fuzz-held", "fuzz-worker:w", "completed", "all", "pending,running"]
 
         const spec = (yield* raw("GET", "/openapi.json")).body
         const resolve = F.resolver(spec.components?.schemas ?? {})
@@ -225,7 +233,7 @@ describe("fuzz: bad input never answers 5xx and writes nothing", () => {
         )
         const segment = (name: string) =>
           fc.oneof(
-            { weight: 5, arbitrary: fc.constantFrom(...(name === "workerId" ? ["fuzz-w", "fuzz-w2"] : ids)) },
+            { weight: 5, arbitrary: fc.constantFrom(...(name === "workerId" ? ["fuzz-worker:w", "fuzz-worker:w2"] : ids)) },
             { weight: 2, arbitrary: fc.uuid() },
             { weight: 2, arbitrary: F.nastyString.map(encode) },
             {

@@ -2,8 +2,9 @@ import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@eff
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Layer, Ref, Stream } from "effect"
+import { Effect, Fiber, Layer, Ref, Stream } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
+import type { StreamedEvent } from "../src/Rpcs.js"
 import { Rpcs } from "../src/Rpcs.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
@@ -160,10 +161,17 @@ describe("Effect RPC over HTTP", () => {
             Stream.runForEach((e) => Ref.update(seen, (xs) => [...xs, { version: e.version, progress: e.progress, status: e.status }]))
           )
         )
-        const mine = yield* Effect.fork(
-          carol.EventsWatch({ queue }).pipe(Stream.take(4), Stream.runCollect)
-        )
-        yield* Effect.sleep("300 millis")
+        const mine = yield* Ref.make<Array<StreamedEvent>>([])
+        yield* Effect.fork(carol.EventsWatch({ queue }).pipe(Stream.runForEach((e) => Ref.update(mine, (xs) => [...xs, e]))))
+        // the stream is open once it delivers a marker enqueued after it was asked for (again, until one arrives)
+        for (let i = 0; i < 50; i++) {
+          const marker = yield* carol.JobEnqueue({ name: "marker", queue })
+          const arrived = yield* eventually(Ref.get(mine), (xs) => xs.some((x) => x.event.jobId === marker.id)).pipe(
+            Effect.timeout("1 second"),
+            Effect.option
+          )
+          if (arrived._tag === "Some") break
+        }
         yield* worker.WorkerClaim({ workerId: "w:ww", queues: [queue] })
         yield* worker.JobUpdate({ id: ref.id, workerId: "w:ww", status: "running" })
         // each report arrives before the next is made: the stream is incremental
@@ -176,8 +184,11 @@ describe("Effect RPC over HTTP", () => {
         const events = yield* Ref.get(seen)
         assert.deepStrictEqual(events.map((e) => e.version), [1, 2, 3, 4, 5, 6, 7])
         assert.strictEqual(events.at(-1)!.status, "completed")
-        const streamed = Chunk.toReadonlyArray(yield* Fiber.join(mine).pipe(Effect.timeout("20 seconds")))
-        assert.deepStrictEqual(streamed.map((s) => s.event.version), [2, 3, 4, 5])
+        const streamed = (yield* eventually(Ref.get(mine), (xs) => xs.some((x) => x.event.jobId === ref.id && x.event.version === 7)))
+          .filter((s) => s.event.jobId === ref.id)
+        // every event of the job after the stream opened (its enqueue, version 1, may come before: "now" is the oldest
+        // transaction still running), in order, once
+        assert.deepStrictEqual(streamed.map((s) => s.event.version).filter((v) => v >= 2), [2, 3, 4, 5, 6, 7])
         for (const s of streamed) assert.match(s.cursor, /^\d+\./)
       }))
 

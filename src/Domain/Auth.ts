@@ -23,7 +23,7 @@ export class User extends Schema.Class<User>("User")({
   }
   /**
    * Whether the caller may act as worker `workerId`: a worker as its `sub` or as `<sub>:<anything>` (one machine's
-   * token running several workers), an admin as any.
+   * token running several workers); an admin as every worker.
    */
   mayActAs(workerId: string): boolean {
     return this.isAdmin || (this.isWorker && (workerId === this.sub || workerId.startsWith(`${this.sub}:`)))

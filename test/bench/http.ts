@@ -95,8 +95,11 @@ const get = (agent: NodeHttp.Agent, port: number, path: string, headers: Record<
     request.end()
   })
 
-/** The routes with JWT authentication (HS256, `secret`) on a Node server bound to 127.0.0.1, on a free port. */
-const server = (secret: Uint8Array) =>
+/**
+ * The routes with JWT authentication (HS256, `secret`) on a Node server bound to 127.0.0.1, on a free port; the
+ * per-user limits off unless `limited` (one user's requests as fast as they go would measure the limits themselves).
+ */
+export const benchServer = (secret: Uint8Array, limited = false) =>
   HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
     Layer.provide(Auth.layerJwt),
     Layer.provide(Layer.succeed(Auth.JwtKeysTag, {
@@ -106,9 +109,8 @@ const server = (secret: Uint8Array) =>
       generated: false
     })),
     Layer.provideMerge(NodeHttpServer.layer(NodeHttp.createServer, { port: 0, host: "127.0.0.1" })),
-    // one user's requests as fast as they go: the per-user limits would measure themselves
     Layer.provide(Layer.effect(JobWatchConfig, Effect.map(JobWatchConfig, (config) =>
-      ({ ...config, rateLimit: Option.none(), maxStreamsPerUser: Option.none() }))))
+      limited ? config : { ...config, rateLimit: Option.none(), maxStreamsPerUser: Option.none() })))
   )
 
 const line = (label: string, s: Summary) =>
@@ -124,7 +126,7 @@ export const http = (_url: string) =>
     const notifications = yield* Notifications
 
     const secret = new Uint8Array(randomBytes(48))
-    const context = yield* Layer.build(server(secret))
+    const context = yield* Layer.build(benchServer(secret))
     const address = Context.get(context, HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("the bench server is not on TCP")
     const port = address.port

@@ -3,32 +3,16 @@
 // (1) one user opens 1,000 `/v1/events` streams; then another user's 5 enqueues, one after the other, are timed.
 // (2) one user opens 2,000 long-polls (`Prefer: wait=60`): how many the server holds, and the process's memory.
 // Every stream and poll is closed by the client at the end of its scenario.
-import { HttpLayerRouter, HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { HttpServer } from "@effect/platform"
+import { Context, Effect, Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import * as NodeHttp from "node:http"
 import * as Auth from "../../src/Auth.js"
-import { JobWatchConfig } from "../../src/Config.js"
-import { RoutesLive, routerConfig } from "../../src/Http.js"
 import { Jobs } from "../../src/Jobs.js"
+import { benchServer } from "./http.js"
 
 const streams = 1000
 const polls = 2000
-
-const server = (secret: Uint8Array, limited: boolean) =>
-  HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
-    Layer.provide(Auth.layerJwt),
-    Layer.provide(Layer.succeed(Auth.JwtKeysTag, {
-      secret: Option.some(Redacted.make(secret)),
-      publicKey: Option.none(),
-      jwksUrl: Option.none(),
-      generated: false
-    })),
-    Layer.provideMerge(NodeHttpServer.layer(NodeHttp.createServer, { port: 0, host: "127.0.0.1" })),
-    Layer.provide(Layer.effect(JobWatchConfig, Effect.map(JobWatchConfig, (config) =>
-      limited ? config : { ...config, rateLimit: Option.none(), maxStreamsPerUser: Option.none() })))
-  )
 
 /** Opens a request and resolves with its status once the head arrived; the response stays open until `agent` goes. */
 const open = (port: number, agent: NodeHttp.Agent, path: string, headers: Record<string, string>) =>
@@ -89,7 +73,7 @@ export const limits = (_url: string) =>
     const held = yield* jobs.enqueue({ name: "held", owner: "bench-flood", queue: `limits-${Date.now()}` })
     for (const limited of [false, true]) {
       yield* Effect.scoped(Effect.gen(function*() {
-        const context = yield* Layer.build(server(secret, limited))
+        const context = yield* Layer.build(benchServer(secret, limited))
         const address = Context.get(context, HttpServer.HttpServer).address
         if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("the bench server is not on TCP")
         const port = address.port

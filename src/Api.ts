@@ -50,10 +50,10 @@ import {
   WebhookPatch,
   WebhookPath,
   WorkerPath
-} from "./Requests.js"
+} from "./Domain/Requests.js"
 
 /** The request bodies (bounded; see `Requests.ts`). */
-export { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WaitBody, WebhookBody, WebhookPatch } from "./Requests.js"
+export { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WaitBody, WebhookBody, WebhookPatch } from "./Domain/Requests.js"
 
 /** `GET /health`: the process is up. */
 export class Health extends Schema.Class<Health>("Health")({

@@ -7,7 +7,7 @@ import type { JobEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
-import { JobsRepo } from "./JobsRepo.js"
+import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { Notifications } from "./Notifications.js"
 
 /** The terminal event of a job's log, if `event` is it. */

@@ -1,7 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Option } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import * as EmbeddedPostgres from "./EmbeddedPostgres.js"
+import * as EmbeddedPostgres from "./Database/EmbeddedPostgres.js"
 
 /**
  * How long a query waits for a connection (a new one, or a free one of a full pool) before it fails: without a

@@ -15,15 +15,15 @@ import * as Auth from "./Auth.js"
 import { JobWatchConfig } from "./Config.js"
 import { JobEvent } from "./Domain/JobEvent.js"
 import { isTerminal } from "./Domain/JobStatus.js"
-import type { PositionedEvent } from "./EventStream.js"
-import { ServiceGuards } from "./internal/httpGuards.js"
-import { Limits, RateLimitLive } from "./Limits.js"
-import { Listener } from "./Listener.js"
+import type { PositionedEvent } from "./Streams/EventStream.js"
+import { ServiceGuards } from "./Http/guards.js"
+import { Limits, RateLimitLive } from "./Http/Limits.js"
+import { Listener } from "./EventLog/Listener.js"
 import { Operations } from "./Operations.js"
-import { RequestBodies } from "./RequestBodies.js"
-import { RpcRoutes } from "./RpcHandlers.js"
+import { RequestBodies } from "./Http/RequestBodies.js"
+import { RpcRoutes } from "./Http/RpcHandlers.js"
 
-export { RequestBodies } from "./RequestBodies.js"
+export { RequestBodies } from "./Http/RequestBodies.js"
 
 /**
  * `/health` and `/ready` (the database answers within 2 s and the LISTEN connection is up). `/ready` names the

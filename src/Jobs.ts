@@ -9,9 +9,9 @@ import { defaultBackoff } from "./Domain/Worker.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
 import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
-import { checkTarget, secretProblem } from "./internal/webhookSecurity.js"
-import type { ListFilter, NewJob } from "./JobsRepo.js"
-import { JobsRepo } from "./JobsRepo.js"
+import { checkTarget, secretProblem } from "./Webhooks/security.js"
+import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
+import { JobsRepo } from "./Jobs/JobsRepo.js"
 
 /** What a job is enqueued with. */
 export interface EnqueueOptions {

@@ -17,9 +17,9 @@ import type { JobEvent } from "./Domain/JobEvent.js"
 import { JobId } from "./Domain/JobId.js"
 import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
 import { makeStreak } from "./internal/retry.js"
-import { JobsRepo } from "./JobsRepo.js"
-import { Listener } from "./Listener.js"
-import { LocalEvents } from "./LocalEvents.js"
+import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { Listener } from "./EventLog/Listener.js"
+import { LocalEvents } from "./EventLog/LocalEvents.js"
 
 /**
  * One subscriber of one job. `cursor` is the last version it has seen; `null` asks for the job's current

@@ -17,7 +17,7 @@ import {
   WebhookBody,
   WebhookPatch,
   WorkerIdText
-} from "./Requests.js"
+} from "./Domain/Requests.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
   DatabaseUnavailable,

@@ -12,7 +12,7 @@ import {
   WebhookWithSecret
 } from "./Domain/Webhook.js"
 import * as V from "./internal/validate.js"
-import { checkTarget, makeSecret } from "./internal/webhookSecurity.js"
+import { checkTarget, makeSecret } from "./Webhooks/security.js"
 
 export interface WebhookInput {
   readonly url: string

@@ -5,11 +5,11 @@ import type { JobInfo } from "./Domain/Job.js"
 import type { JobId } from "./Domain/JobId.js"
 import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
 import * as V from "./internal/validate.js"
-import { JobsRepo } from "./JobsRepo.js"
-import { Listener } from "./Listener.js"
-import type { ProgressReport } from "./ProgressReporter.js"
-import { ProgressReporter } from "./ProgressReporter.js"
-import { WorkersRepo } from "./WorkersRepo.js"
+import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { Listener } from "./EventLog/Listener.js"
+import type { ProgressReport } from "./Workers/ProgressReporter.js"
+import { ProgressReporter } from "./Workers/ProgressReporter.js"
+import { WorkersRepo } from "./Workers/WorkersRepo.js"
 
 export interface ClaimOptions {
   /** The queues served; default `["default"]`. */

@@ -8,8 +8,8 @@ import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { decodeJwt } from "jose"
 import { Api } from "./Api.js"
-import type { WorkerBackendShape } from "./Worker.js"
-import { WorkerBackend } from "./Worker.js"
+import type { WorkerBackendShape } from "./Workers/Worker.js"
+import { WorkerBackend } from "./Workers/Worker.js"
 import { Rpcs } from "./Rpcs.js"
 
 /** Where the service is and how to authenticate: a bearer `token`, and/or extra `headers` (an API key …). */

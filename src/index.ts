@@ -31,16 +31,16 @@ export { CompletionWatcher } from "./CompletionWatcher.js"
 export { Workers } from "./Workers.js"
 export type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
 /** Throttled, monotonic progress. */
-export { ProgressReporter } from "./ProgressReporter.js"
-export type { ProgressReport } from "./ProgressReporter.js"
+export { ProgressReporter } from "./Workers/ProgressReporter.js"
+export type { ProgressReport } from "./Workers/ProgressReporter.js"
 /** One job's events, and a user's live events, resumable by cursor. */
-export { EventStream } from "./EventStream.js"
+export { EventStream } from "./Streams/EventStream.js"
 /** The cluster's one reaper (leases, timeouts, scheduled jobs, silent workers). */
-export { Reaper } from "./Reaper.js"
+export { Reaper } from "./Workers/Reaper.js"
 /** An Effect-native worker loop (`Worker.run`) over a `WorkerBackend`: in-process, or over HTTP (`client.ts`). */
-export * as Worker from "./Worker.js"
+export * as Worker from "./Workers/Worker.js"
 /** `startJob`, `progress`, `completeJob`, `failJob`: the names of the systems jobwatch replaces. */
-export * as WorkerHelpers from "./WorkerHelpers.js"
+export * as WorkerHelpers from "./Workers/WorkerHelpers.js"
 
 // ---- layers ----
 /** Configuration: `JobWatchConfig.layer({...})` for embedders, `layerConfig` from the environment. */
@@ -63,13 +63,13 @@ export { HttpRoutes, routerConfig, RoutesLive } from "./Http.js"
  * or nests too deep, 415 for multipart and form bodies, excerpts in 4xx answers). Global middleware: mounted beside
  * `HttpRoutes`, it applies to the host's routes too.
  */
-export { RequestBodies } from "./RequestBodies.js"
+export { RequestBodies } from "./Http/RequestBodies.js"
 /** The per-user limits the routes apply (rate, open streams and waits), and the drain signal `ServerLive` uses. */
-export { Limits } from "./Limits.js"
-export { Shutdown } from "./Shutdown.js"
-export { ServerLive } from "./Server.js"
+export { Limits } from "./Http/Limits.js"
+export { Shutdown } from "./Http/Shutdown.js"
+export { ServerLive } from "./Http/Server.js"
 /** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
-export { RpcRoutes } from "./RpcHandlers.js"
+export { RpcRoutes } from "./Http/RpcHandlers.js"
 
 // ---- clients ----
 /** `httpClient`, `rpcClient` and `httpWorkerBackend` from a base URL and a token. */

@@ -6,11 +6,11 @@ import * as Auth from "./Auth.js"
 import type { JobWatchConfigShape } from "./Config.js"
 import { JobWatchConfig } from "./Config.js"
 import * as Database from "./Database.js"
-import { EmbeddedPostgresError } from "./EmbeddedPostgres.js"
+import { EmbeddedPostgresError } from "./Database/EmbeddedPostgres.js"
 import { describeError } from "./internal/retry.js"
 import * as JobWatch from "./JobWatch.js"
-import { Listener } from "./Listener.js"
-import { ensurePortFree, ServerLive } from "./Server.js"
+import { Listener } from "./EventLog/Listener.js"
+import { ensurePortFree, ServerLive } from "./Http/Server.js"
 
 /**
  * Secure by default: when no key was configured, a secret was generated and kept in the data directory; print an

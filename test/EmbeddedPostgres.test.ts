@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { JobWatchConfig } from "../src/Config.js"
 import * as Database from "../src/Database.js"
-import * as EmbeddedPostgres from "../src/EmbeddedPostgres.js"
+import * as EmbeddedPostgres from "../src/Database/EmbeddedPostgres.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
 

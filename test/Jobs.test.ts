@@ -5,7 +5,7 @@ import { JobWatchConfig } from "../src/Config.js"
 import * as JobWatch from "../src/JobWatch.js"
 import type { EnqueueOptions, ListOptions } from "../src/Jobs.js"
 import { Jobs } from "../src/Jobs.js"
-import { JobsRepo } from "../src/JobsRepo.js"
+import { JobsRepo } from "../src/Jobs/JobsRepo.js"
 import { jobIn, uniqueQueue } from "./support/fixtures.js"
 import * as TestDb from "./support/TestDb.js"
 

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Either } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
-import * as Migrations from "../src/Migrations.js"
+import * as Migrations from "../src/Database/Migrations.js"
 import { runScript } from "./support/processes.js"
 import { databaseUrl } from "./support/TestDb.js"
 import * as TestDb from "./support/TestDb.js"
@@ -13,7 +13,8 @@ const migrateInChild = (schema: string) => runScript("migrateChild.ts", [databas
 const state = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const { schema } = yield* JobWatchConfig
-  const migrations = yield* sql<{ id: number }>`SELECT id FROM ${sql(`${schema}.jobwatch_migrations`)} ORDER BY id`
+  const migrations = yield* sql<{ id: number }>`
+    SELECT id FROM ${sql(`${schema}.jobwatch_migrations`)} WHERE id IS NOT NULL ORDER BY id`
   const tables = yield* sql<{ name: string }>`
     SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY 1`
   return { migrations: migrations.map((row) => row.id), tables: tables.map((row) => row.name) }
@@ -70,5 +71,31 @@ describe("migrations", () => {
       const next = { id: 9999, name: "next", sql: "ALTER TABLE jobs ADD COLUMN extra text", checksum: "x" }
       assert.deepStrictEqual(yield* Migrations.run([...all, next]), [9999])
       assert.deepStrictEqual(yield* Migrations.run([...all, next]), [])
+    }).pipe(Effect.provide(TestDb.layer())))
+
+  it.live("repeatable files: applied after the versioned ones, again only when their checksum changed", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { schema } = yield* JobWatchConfig
+      const all = yield* Migrations.load()
+      const live = yield* Migrations.loadRepeatable()
+      assert.isAbove(live.length, 0)
+      yield* Migrations.run(all, live)
+      const recorded = () =>
+        sql<{ name: string; checksum: string }>`
+          SELECT name, checksum FROM ${sql(`${schema}.jobwatch_migrations`)} WHERE id IS NULL ORDER BY name`
+      assert.deepStrictEqual((yield* recorded()).map((row) => row.name), live.map((file) => file.name).sort())
+      const fn = (body: string) => ({
+        name: "functions/zz_probe",
+        sql: `CREATE OR REPLACE FUNCTION zz_probe() RETURNS int LANGUAGE sql AS $$ SELECT ${body} $$`,
+        checksum: body
+      })
+      yield* Migrations.run(all, [...live, fn("1")])
+      const probe = () => sql<{ v: number }>`SELECT ${sql(`${schema}.zz_probe`)}() AS v`.pipe(Effect.map((r) => r[0]!.v))
+      assert.strictEqual(yield* probe(), 1)
+      // changed: replaced in place; the versioned ones are not rerun
+      assert.deepStrictEqual(yield* Migrations.run(all, [...live, fn("2")]), [])
+      assert.strictEqual(yield* probe(), 2)
+      assert.strictEqual((yield* recorded()).find((row) => row.name === "functions/zz_probe")?.checksum, "2")
     }).pipe(Effect.provide(TestDb.layer())))
 })

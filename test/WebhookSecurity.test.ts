@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
-import { checkTarget, isPrivateAddress } from "../src/internal/webhookSecurity.js"
+import { checkTarget, isPrivateAddress } from "../src/Webhooks/security.js"
 import { formerlyAccepted } from "./support/ssrf.js"
 
 /** Refused before too, and still. */

@@ -5,7 +5,7 @@ import { Deferred, Effect, Layer, Option } from "effect"
 import * as Client from "../src/client.js"
 import { User } from "../src/Domain/Auth.js"
 import { Rpcs } from "../src/Rpcs.js"
-import * as Worker from "../src/Worker.js"
+import * as Worker from "../src/Workers/Worker.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
 

@@ -17,7 +17,7 @@ import type { JobId } from "../../src/Domain/JobId.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import { RoutesLive, routerConfig } from "../../src/Http.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
 import { median, ms, summarize } from "./stats.js"
 

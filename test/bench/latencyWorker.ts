@@ -5,7 +5,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 import { completeFloor, connectClients } from "./latencyFloor.js"
 import { monotonicMs } from "./stats.js"
 

@@ -9,7 +9,7 @@ import pg from "pg"
 import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import { Jobs } from "../../src/Jobs.js"
-import * as Worker from "../../src/Worker.js"
+import * as Worker from "../../src/Workers/Worker.js"
 import { median } from "./stats.js"
 
 const jobsPerRound = 10_000

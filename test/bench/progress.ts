@@ -6,7 +6,7 @@ import { Duration, Effect } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { Jobs } from "../../src/Jobs.js"
-import { ProgressReporter } from "../../src/ProgressReporter.js"
+import { ProgressReporter } from "../../src/Workers/ProgressReporter.js"
 import { Workers } from "../../src/Workers.js"
 
 const jobCount = 100

@@ -7,7 +7,7 @@ import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 import { Notifications } from "../../src/Notifications.js"
 import { median } from "./stats.js"
 

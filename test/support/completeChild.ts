@@ -2,7 +2,7 @@
 // {"by":"child"}, then exits: the "another process" of test/CompletionWatcher.test.ts.
 import { Effect, Layer } from "effect"
 import { childDatabase, runChild } from "./child.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 
 const [url, schema, queue] = process.argv.slice(2)
 if (url === undefined || schema === undefined || queue === undefined) {

@@ -3,7 +3,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
-import { WebhookDeliverer } from "../../src/WebhookDeliverer.js"
+import { WebhookDeliverer } from "../../src/Webhooks/WebhookDeliverer.js"
 
 const [url, schema, timeout] = process.argv.slice(2)
 if (url === undefined || schema === undefined || timeout === undefined) {

@@ -3,7 +3,7 @@ import * as Net from "node:net"
 import type { JobRef } from "../../src/Domain/Job.js"
 import type { JobStatus } from "../../src/Domain/JobStatus.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 import { Workers } from "../../src/Workers.js"
 
 let counter = 0

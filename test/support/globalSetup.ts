@@ -1,6 +1,6 @@
 import { Effect, Exit, Redacted, Scope } from "effect"
 import type { TestProject } from "vitest/node"
-import * as EmbeddedPostgres from "../../src/EmbeddedPostgres.js"
+import * as EmbeddedPostgres from "../../src/Database/EmbeddedPostgres.js"
 import { answers, machinePostgres } from "./machinePostgres.js"
 
 declare module "vitest" {

@@ -7,7 +7,7 @@ import type { JobWatchConfigInput } from "../../src/Config.js"
 import type { Role } from "../../src/Domain/Auth.js"
 import { RoutesLive, routerConfig } from "../../src/Http.js"
 import * as JobWatch from "../../src/JobWatch.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 import * as TestDb from "./TestDb.js"
 
 /** The HS256 secret of the test servers. */

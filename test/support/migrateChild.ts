@@ -3,7 +3,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
-import * as Migrations from "../../src/Migrations.js"
+import * as Migrations from "../../src/Database/Migrations.js"
 
 const [url, schema] = process.argv.slice(2)
 if (url === undefined || schema === undefined) throw new Error("usage: migrateChild <url> <schema>")

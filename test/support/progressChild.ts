@@ -4,7 +4,7 @@
 import { Effect, Layer } from "effect"
 import { childDatabase, runChild } from "./child.js"
 import type { JobId } from "../../src/Domain/JobId.js"
-import { ProgressReporter } from "../../src/ProgressReporter.js"
+import { ProgressReporter } from "../../src/Workers/ProgressReporter.js"
 
 const [url, schema, id, workerId] = process.argv.slice(2)
 if (url === undefined || schema === undefined || id === undefined || workerId === undefined) {

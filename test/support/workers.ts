@@ -2,8 +2,8 @@ import { Effect, Layer, TestClock } from "effect"
 import type { JobWatchConfigInput } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import * as JobWatch from "../../src/JobWatch.js"
-import { JobsRepo } from "../../src/JobsRepo.js"
-import { WorkersRepo } from "../../src/WorkersRepo.js"
+import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { WorkersRepo } from "../../src/Workers/WorkersRepo.js"
 import * as TestDb from "./TestDb.js"
 
 /**

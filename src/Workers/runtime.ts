@@ -3,8 +3,8 @@ import { Forbidden, Unauthorized } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
 import * as Os from "node:os"
 import type { CompleteItem } from "../Workers.js"
-import type { WorkerBackendShape, WorkerProtocolError } from "../Worker.js"
-import { describeError, makeStreak } from "./retry.js"
+import type { WorkerBackendShape, WorkerProtocolError } from "./Worker.js"
+import { describeError, makeStreak } from "../internal/retry.js"
 
 /**
  * `Worker.run`'s worker id when none is given: `<host>-<pid>-<random>`, as `<namespace>:<host>-<pid>-<random>`

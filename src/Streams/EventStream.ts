@@ -1,13 +1,13 @@
 import { Chunk, Duration, Effect, Option, Queue, Stream } from "effect"
-import { CompletionWatcher } from "./CompletionWatcher.js"
-import { JobWatchConfig } from "./Config.js"
-import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
-import type { JobEvent } from "./Domain/JobEvent.js"
-import * as V from "./internal/validate.js"
-import { filterOf } from "./Jobs.js"
-import type { StreamPosition } from "./JobsRepo.js"
-import { JobsRepo } from "./JobsRepo.js"
-import { Listener } from "./Listener.js"
+import { CompletionWatcher } from "../CompletionWatcher.js"
+import { JobWatchConfig } from "../Config.js"
+import { InvalidInput, JobNotFound } from "../Domain/Errors.js"
+import type { JobEvent } from "../Domain/JobEvent.js"
+import * as V from "../internal/validate.js"
+import { filterOf } from "../Jobs.js"
+import type { StreamPosition } from "../Jobs/JobsRepo.js"
+import { JobsRepo } from "../Jobs/JobsRepo.js"
+import { Listener } from "../EventLog/Listener.js"
 
 /** An event with the cursor to resume after it (`Last-Event-ID`). */
 export interface PositionedEvent {

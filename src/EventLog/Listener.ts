@@ -14,8 +14,8 @@ import {
   SubscriptionRef
 } from "effect"
 import pg from "pg"
-import { JobWatchConfig } from "./Config.js"
-import { makeStreak } from "./internal/retry.js"
+import { JobWatchConfig } from "../Config.js"
+import { makeStreak } from "../internal/retry.js"
 
 /** The channels besides the doorbell, each `<schema>.<name>` (sql/0004, sql/0005). */
 const handledChannels = ["outcome", "ready", "cancel", "webhooks"] as const

@@ -1,14 +1,14 @@
 import { Cause, Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberSet, Option, Queue, Random } from "effect"
-import { JobWatchConfig } from "./Config.js"
-import { describeError, makeStreak, retrying } from "./internal/retry.js"
-import * as Claims from "./internal/webhookClaims.js"
-import type { Claimed } from "./internal/webhookClaims.js"
-import type { Attempt } from "./internal/webhookPost.js"
-import { post, userAgent } from "./internal/webhookPost.js"
-import { signatures, urlProblem } from "./internal/webhookSecurity.js"
-import { Listener } from "./Listener.js"
+import { JobWatchConfig } from "../Config.js"
+import { describeError, makeStreak, retrying } from "../internal/retry.js"
+import * as Claims from "./claims.js"
+import type { Claimed } from "./claims.js"
+import type { Attempt } from "./post.js"
+import { post, userAgent } from "./post.js"
+import { signatures, urlProblem } from "./security.js"
+import { Listener } from "../EventLog/Listener.js"
 
-export { parseRetryAfter } from "./internal/webhookPost.js"
+export { parseRetryAfter } from "./post.js"
 
 /** A delivery this process holds: since when, and whether it counts against the slots of endpoints in failure. */
 interface Held {

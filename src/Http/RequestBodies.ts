@@ -1,9 +1,9 @@
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Cause, Data, Effect, Stream } from "effect"
-import { JobWatchConfig } from "./Config.js"
-import { InvalidInput, PayloadTooLarge, UnsupportedMediaType } from "./Domain/Errors.js"
-import * as V from "./internal/validate.js"
+import { JobWatchConfig } from "../Config.js"
+import { InvalidInput, PayloadTooLarge, UnsupportedMediaType } from "../Domain/Errors.js"
+import * as V from "../internal/validate.js"
 
 /** Reads a body without a length (chunked) up to `limit` bytes; `undefined` when it is longer (the rest unread). */
 const readBounded = (request: HttpServerRequest.HttpServerRequest, limit: number) =>

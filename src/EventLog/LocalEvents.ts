@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import type { JobEvent } from "./Domain/JobEvent.js"
+import type { JobEvent } from "../Domain/JobEvent.js"
 
 /**
  * The in-process fast path: a transition committed by this process hands its event straight to this process's

@@ -1,13 +1,13 @@
 import { HttpApp, HttpServerResponse } from "@effect/platform"
 import { Clock, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
-import { RateLimit } from "./Api.js"
-import { JobWatchConfig } from "./Config.js"
-import type { User } from "./Domain/Auth.js"
-import { CurrentUser } from "./Domain/Auth.js"
-import { DatabaseUnavailable, TooManyRequests } from "./Domain/Errors.js"
-import { isDatabaseDown } from "./internal/unavailable.js"
-import { RpcLimits } from "./Rpcs.js"
+import { RateLimit } from "../Api.js"
+import { JobWatchConfig } from "../Config.js"
+import type { User } from "../Domain/Auth.js"
+import { CurrentUser } from "../Domain/Auth.js"
+import { DatabaseUnavailable, TooManyRequests } from "../Domain/Errors.js"
+import { isDatabaseDown } from "../internal/unavailable.js"
+import { RpcLimits } from "../Rpcs.js"
 
 export interface LimitsOptions {
   /** Requests per second per user, on average; `None`: no limit. */

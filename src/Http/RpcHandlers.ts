@@ -3,11 +3,11 @@ import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/
 import { RpcSerialization, RpcServer } from "@effect/rpc"
 import type { Scope } from "effect"
 import { Effect, Either, Layer, Stream } from "effect"
-import { InvalidInput } from "./Domain/Errors.js"
-import { makeFrameChecker } from "./internal/rpcFrames.js"
+import { InvalidInput } from "../Domain/Errors.js"
+import { makeFrameChecker } from "./rpcFrames.js"
 import { Limits, RpcLimitsLive } from "./Limits.js"
-import { Operations } from "./Operations.js"
-import { Rpcs, StreamedEvent } from "./Rpcs.js"
+import { Operations } from "../Operations.js"
+import { Rpcs, StreamedEvent } from "../Rpcs.js"
 
 /** The RPC group's handlers: the same `Operations` as the HTTP API, for the `CurrentUser` the middleware provides. */
 export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {

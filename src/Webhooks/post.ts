@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import { isIP } from "node:net"
-import { guardedLookup, isPrivateAddress } from "./webhookSecurity.js"
+import { guardedLookup, isPrivateAddress } from "./security.js"
 
 /** What one attempt came to. */
 export interface Attempt {

@@ -6,7 +6,7 @@ import type { LookupFunction } from "node:net"
 import { isIP } from "node:net"
 import { InvalidInput } from "../Domain/Errors.js"
 import { WebhookTargetRefused } from "../Domain/Webhook.js"
-import * as V from "./validate.js"
+import * as V from "../internal/validate.js"
 
 /** A new signing secret: `whsec_` and the base64 of 32 random bytes (Standard Webhooks). */
 export const makeSecret = () => `whsec_${randomBytes(32).toString("base64")}`

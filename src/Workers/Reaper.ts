@@ -1,9 +1,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Clock, Data, Duration, Effect, Exit, Metric, Option, Random, Ref } from "effect"
 import pg from "pg"
-import { JobWatchConfig } from "./Config.js"
-import { makeStreak } from "./internal/retry.js"
-import { clientConfig } from "./Listener.js"
+import { JobWatchConfig } from "../Config.js"
+import { makeStreak } from "../internal/retry.js"
+import { clientConfig } from "../EventLog/Listener.js"
 import type { Reaped } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
 

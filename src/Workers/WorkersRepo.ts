@@ -1,14 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import type { Statement } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
-import { JobWatchConfig } from "./Config.js"
-import { InvalidTransition, JobNotFound, NotJobHolder, ProgressRegression } from "./Domain/Errors.js"
-import type { JobInfo } from "./Domain/Job.js"
-import { JobId } from "./Domain/JobId.js"
-import type { JobStatus } from "./Domain/JobStatus.js"
-import { JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
-import { jobColumns } from "./internal/rows.js"
-import { JobsRepo } from "./JobsRepo.js"
+import { JobWatchConfig } from "../Config.js"
+import { InvalidTransition, JobNotFound, NotJobHolder, ProgressRegression } from "../Domain/Errors.js"
+import type { JobInfo } from "../Domain/Job.js"
+import { JobId } from "../Domain/JobId.js"
+import type { JobStatus } from "../Domain/JobStatus.js"
+import { JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
+import { jobColumns } from "../internal/rows.js"
+import { JobsRepo } from "../Jobs/JobsRepo.js"
 
 /** What a set-based reaper statement changed. */
 export interface Reaped {

@@ -2,7 +2,7 @@ import { Rpc } from "@effect/rpc"
 import { Either, Exit, ParseResult, Predicate, Schema } from "effect"
 import { InvalidInput } from "../Domain/Errors.js"
 import { Rpcs } from "../Rpcs.js"
-import * as V from "./validate.js"
+import * as V from "../internal/validate.js"
 
 // The RPC server of @effect/rpc 0.76 trusts its frames: a request whose `headers` is not a list of pairs throws
 // inside it (500), a payload that does not decode answers a defect holding the schema's text, and a frame that is

@@ -1,16 +1,16 @@
 import { SqlClient } from "@effect/sql"
 import type { Statement } from "@effect/sql"
 import { DateTime, Effect, Either, Option, Schema } from "effect"
-import { JobWatchConfig } from "./Config.js"
-import { InvalidTransition, JobNotFound, NotJobHolder } from "./Domain/Errors.js"
-import type { JobInfo } from "./Domain/Job.js"
-import { JobError, JobOutcome, JobRef } from "./Domain/Job.js"
-import type { JobEvent } from "./Domain/JobEvent.js"
-import { JobId, makeEventId } from "./Domain/JobId.js"
-import type { Backoff } from "./Domain/Worker.js"
-import type { JobStatus } from "./Domain/JobStatus.js"
-import { allowedFrom, isTerminal, JobStatus as JobStatusSchema } from "./Domain/JobStatus.js"
-import type { EventRecord, JobRecord } from "./internal/rows.js"
+import { JobWatchConfig } from "../Config.js"
+import { InvalidTransition, JobNotFound, NotJobHolder } from "../Domain/Errors.js"
+import type { JobInfo } from "../Domain/Job.js"
+import { JobError, JobOutcome, JobRef } from "../Domain/Job.js"
+import type { JobEvent } from "../Domain/JobEvent.js"
+import { JobId, makeEventId } from "../Domain/JobId.js"
+import type { Backoff } from "../Domain/Worker.js"
+import type { JobStatus } from "../Domain/JobStatus.js"
+import { allowedFrom, isTerminal, JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
+import type { EventRecord, JobRecord } from "../internal/rows.js"
 import {
   EventRow,
   eventColumns,
@@ -20,8 +20,8 @@ import {
   jobRowOf,
   toJobEvent,
   toJobInfo
-} from "./internal/rows.js"
-import { LocalEvents } from "./LocalEvents.js"
+} from "../internal/rows.js"
+import { LocalEvents } from "../EventLog/LocalEvents.js"
 
 /** A validated job, ready to insert (see `Jobs.enqueue`). */
 export interface NewJob {

@@ -1,9 +1,9 @@
 import { HttpApp, HttpLayerRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Cause, Effect, Option } from "effect"
 import { DatabaseUnavailable } from "../Domain/Errors.js"
-import { Shutdown } from "../Shutdown.js"
-import { describeError } from "./retry.js"
-import { isDatabaseDown } from "./unavailable.js"
+import { Shutdown } from "./Shutdown.js"
+import { describeError } from "../internal/retry.js"
+import { isDatabaseDown } from "../internal/unavailable.js"
 
 /** How long a client should wait before retrying a request the database could not serve. */
 const databaseRetryAfter = "5"

@@ -3,7 +3,7 @@
  * worker id: any holder; pass `workerId` to act as one worker only).
  */
 import { Effect } from "effect"
-import { Workers } from "./Workers.js"
+import { Workers } from "../Workers.js"
 
 export interface HelperScope {
   readonly workerId?: string | undefined

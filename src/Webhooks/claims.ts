@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Option } from "effect"
 import { JobWatchConfig } from "../Config.js"
-import type { Attempt } from "./webhookPost.js"
+import type { Attempt } from "./post.js"
 
 /** After this many failed attempts in a row, an endpoint gets one delivery in flight at a time until one succeeds. */
 export const circuitAfter = 3

@@ -14,15 +14,15 @@ import {
   Ref
 } from "effect"
 import type { Scope } from "effect"
-import { JobWatchConfig } from "./Config.js"
-import type { JobId } from "./Domain/JobId.js"
-import type { ClaimedJob, HeartbeatResult, ProgressAck } from "./Domain/Worker.js"
-import { makeStreak } from "./internal/retry.js"
-import type { Ending, WorkerRefused } from "./internal/worker.js"
-import { defaultWorkerId, describeFailure, groupCommit, heartbeatLoop, isRefusal } from "./internal/worker.js"
+import { JobWatchConfig } from "../Config.js"
+import type { JobId } from "../Domain/JobId.js"
+import type { ClaimedJob, HeartbeatResult, ProgressAck } from "../Domain/Worker.js"
+import { makeStreak } from "../internal/retry.js"
+import type { Ending, WorkerRefused } from "./runtime.js"
+import { defaultWorkerId, describeFailure, groupCommit, heartbeatLoop, isRefusal } from "./runtime.js"
 import type { ProgressReport } from "./ProgressReporter.js"
-import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
-import { Workers } from "./Workers.js"
+import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "../Workers.js"
+import { Workers } from "../Workers.js"
 
 /** Any failure of the worker protocol: the domain errors, or a transport's own. */
 export interface WorkerProtocolError {
@@ -30,8 +30,8 @@ export interface WorkerProtocolError {
   readonly message: string
 }
 
-export type { WorkerRefused } from "./internal/worker.js"
-export { defaultWorkerId } from "./internal/worker.js"
+export type { WorkerRefused } from "./runtime.js"
+export { defaultWorkerId } from "./runtime.js"
 
 /**
  * What `Worker.run` needs of the service: the `Workers` protocol, in this process (`Worker.local`) or over the

@@ -1,206 +1,66 @@
-import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Duration, Effect, Either, Layer, Option, Record, Redacted } from "effect"
 import * as Path from "node:path"
 
-/** jobwatch's configuration: one record, with defaults for everything but the database. */
-export interface JobWatchConfigShape {
-  /** PostgreSQL to use; `None` starts an embedded PostgreSQL in `dataDir`. */
-  readonly databaseUrl: Option.Option<Redacted.Redacted>
-  /** The schema that holds jobwatch's tables (created by the migrations). */
-  readonly schema: string
-  /** Where the embedded PostgreSQL (and the generated secrets) live. */
-  readonly dataDir: string
-  readonly host: string
-  readonly port: number
-  /** Connections in the pool (the LISTEN connection is extra). */
-  readonly poolSize: number
-  readonly maxPayloadBytes: number
-  readonly maxBatchSize: number
-  readonly defaultPageSize: number
-  readonly maxPageSize: number
-  /** How long a graceful shutdown may take before the process gives up waiting. */
-  readonly shutdownTimeout: Duration.Duration
-  /** The safety net: how often every watched job is re-read whatever the doorbell said; `None` disables it. */
-  readonly refreshInterval: Option.Option<Duration.Duration>
-  /**
-   * The longest a batch of wake-ups may wait. A lone doorbell is handled at once; during a burst (a batch
-   * touching many jobs) reads are spaced by up to this much so that a burst costs a bounded number of reads.
-   */
-  readonly debounce: Duration.Duration
-  /** The cap of the LISTEN connection's reconnect backoff (exponential from 100 ms, jittered). */
-  readonly listenerMaxBackoff: Duration.Duration
-  /** Exit the process when the LISTEN connection stays down this long (for supervisors); `None` never exits. */
-  readonly shutdownOnListenerFailure: Option.Option<Duration.Duration>
-  /** How often a worker heartbeats by default; its leases last 1.5 × its interval. */
-  readonly heartbeatInterval: Duration.Duration
-  /** A worker silent for longer is forgotten by the reaper. */
-  readonly workerTimeout: Duration.Duration
-  /** How often the reaper looks for expired leases, timeouts and due scheduled jobs. */
-  readonly reaperInterval: Duration.Duration
-  /** Whether this process takes part in the reaper election (one reaper per cluster runs at a time). */
-  readonly reaper: boolean
-  /** Per job, at most one progress write per window (the first at once, the last always). */
-  readonly progressThrottle: Duration.Duration
-  /** The longest an HTTP long-poll (`Prefer: wait=N`, `waitSeconds`, `timeoutSeconds`) may wait. */
-  readonly maxWait: Duration.Duration
-  /** The largest HTTP request body; larger ones answer 413 before they are parsed. */
-  readonly maxBodyBytes: number
-  /** Origins allowed by CORS (`*` for any); empty: no CORS headers. */
-  readonly corsOrigins: ReadonlyArray<string>
-  /** How often an idle Server-Sent Events stream sends a comment, so that proxies keep it open. */
-  readonly sseKeepAlive: Duration.Duration
-  /** Whether this process delivers webhooks (any number of processes may). */
-  readonly webhooks: boolean
-  /** How long one delivery attempt may take. */
-  readonly webhookTimeout: Duration.Duration
-  /** The waits before each retry (jittered); its length is the number of retries. */
-  readonly webhookRetrySchedule: ReadonlyArray<Duration.Duration>
-  /** Lift the refusal of private, loopback and link-local targets (development and tests). */
-  readonly webhookAllowPrivate: boolean
-  /** How long a rotated secret keeps signing alongside the new one. */
-  readonly webhookSecretOverlap: Duration.Duration
-  /** An endpoint failing without a success for this long is turned off. */
-  readonly webhookDisableAfter: Duration.Duration
-  /** Deliveries in flight in this process, in all, and per endpoint. */
-  readonly webhookConcurrency: number
-  readonly webhookEndpointConcurrency: number
-  /** The least severe log level written: `debug`, `info` (default), `warn` or `error`. */
-  readonly logLevel: "debug" | "info" | "warn" | "error"
-  /** The cap of every background retry loop's backoff (exponential from 100 ms, jittered). */
-  readonly retryMaxBackoff: Duration.Duration
-  /** How often the LISTEN connection is checked with a bounded query; an unanswered check is a dead connection. */
-  readonly listenerCheckInterval: Duration.Duration
-  /** Open event streams and waiting requests one user may hold at once; `None`: no limit. */
-  readonly maxStreamsPerUser: Option.Option<number>
-  /** Requests per second one user may make, on average (a token bucket); `None`: no limit. */
-  readonly rateLimit: Option.Option<number>
-  /** The bucket's size: requests one user may make in a burst above the rate. */
-  readonly rateLimitBurst: number
-  /** Open HTTP connections the server accepts at once; further ones are refused. */
-  readonly maxConnections: number
-  /** How long a client may take to send a request's headers, and then its body. */
-  readonly headersTimeout: Duration.Duration
-  readonly bodyTimeout: Duration.Duration
+// jobwatch's configuration is one list of fields (`fields` below). Each field knows its environment variable, its
+// description, its default and how to read it (Effect's `Config.integer`, `Config.boolean`, `Config.redacted`,
+// `Config.validate`, or a parser of the text where the environment's spelling is jobwatch's own: `5s`, `off`, lists).
+// The record's type, the embedders' input type, the environment reader (`layerConfig`) and the embedders' layer
+// (`layer(partial)`, which writes the given values as text and reads them through the same fields) derive from it.
+
+/** How one field is read, under the name `read` is given, and how an embedder's value is written for it. */
+interface Kind<A, I> {
+  read(name: string): Config.Config<A>
+  text(input: I): string
 }
 
-/** What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`. */
-export type JobWatchConfigInput = {
-  readonly [K in keyof JobWatchConfigShape]?: JobWatchConfigShape[K] extends Duration.Duration ? Duration.DurationInput
-    : JobWatchConfigShape[K] extends ReadonlyArray<Duration.Duration> ? ReadonlyArray<Duration.DurationInput>
-    : JobWatchConfigShape[K] extends Option.Option<Duration.Duration> ? Duration.DurationInput | null
-    : JobWatchConfigShape[K] extends Option.Option<Redacted.Redacted> ? string | Redacted.Redacted | Option.Option<Redacted.Redacted>
-    : JobWatchConfigShape[K] extends Option.Option<number> ? number | null
-    : JobWatchConfigShape[K]
+interface Field<A, I> extends Kind<A, I> {
+  readonly env: string
+  readonly description: string
+  readonly fallback: A
 }
 
-export const defaults: JobWatchConfigShape = {
-  databaseUrl: Option.none(),
-  schema: "jobwatch",
-  dataDir: ".jobwatch",
-  host: "127.0.0.1",
-  port: 8080,
-  poolSize: 10,
-  maxPayloadBytes: 1024 * 1024,
-  maxBatchSize: 1000,
-  defaultPageSize: 10,
-  maxPageSize: 100,
-  shutdownTimeout: Duration.seconds(4),
-  refreshInterval: Option.some(Duration.seconds(5)),
-  debounce: Duration.millis(50),
-  listenerMaxBackoff: Duration.seconds(10),
-  shutdownOnListenerFailure: Option.none(),
-  heartbeatInterval: Duration.seconds(10),
-  workerTimeout: Duration.seconds(30),
-  reaperInterval: Duration.seconds(1),
-  reaper: true,
-  progressThrottle: Duration.seconds(2),
-  maxWait: Duration.seconds(60),
-  maxBodyBytes: 16 * 1024 * 1024,
-  corsOrigins: [],
-  sseKeepAlive: Duration.seconds(15),
-  webhooks: true,
-  webhookTimeout: Duration.seconds(10),
-  webhookRetrySchedule: [Duration.seconds(5), Duration.minutes(5), Duration.minutes(30)],
-  webhookAllowPrivate: false,
-  webhookSecretOverlap: Duration.hours(24),
-  webhookDisableAfter: Duration.days(5),
-  webhookConcurrency: 16,
-  webhookEndpointConcurrency: 4,
-  logLevel: "info",
-  retryMaxBackoff: Duration.seconds(10),
-  listenerCheckInterval: Duration.seconds(5),
-  maxStreamsPerUser: Option.some(100),
-  rateLimit: Option.some(50),
-  rateLimitBurst: 200,
-  maxConnections: 10_000,
-  headersTimeout: Duration.seconds(30),
-  bodyTimeout: Duration.seconds(30)
-}
+const field = <A, I>(env: string, fallback: NoInfer<A>, kind: Kind<A, I>, description: string): Field<A, I> => ({
+  env,
+  description,
+  fallback,
+  ...kind
+})
 
-/** The environment variable behind each field (`layerConfig`). */
-export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
-  databaseUrl: "DATABASE_URL",
-  schema: "JOBWATCH_SCHEMA",
-  dataDir: "JOBWATCH_DATA_DIR",
-  host: "HOST",
-  port: "PORT",
-  poolSize: "JOBWATCH_POOL_SIZE",
-  maxPayloadBytes: "JOBWATCH_MAX_PAYLOAD_BYTES",
-  maxBatchSize: "JOBWATCH_MAX_BATCH_SIZE",
-  defaultPageSize: "JOBWATCH_DEFAULT_PAGE_SIZE",
-  maxPageSize: "JOBWATCH_MAX_PAGE_SIZE",
-  shutdownTimeout: "JOBWATCH_SHUTDOWN_TIMEOUT",
-  refreshInterval: "JOBWATCH_REFRESH_INTERVAL",
-  debounce: "JOBWATCH_DEBOUNCE",
-  listenerMaxBackoff: "JOBWATCH_LISTENER_MAX_BACKOFF",
-  shutdownOnListenerFailure: "JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE",
-  heartbeatInterval: "JOBWATCH_HEARTBEAT_INTERVAL",
-  workerTimeout: "JOBWATCH_WORKER_TIMEOUT",
-  reaperInterval: "JOBWATCH_REAPER_INTERVAL",
-  reaper: "JOBWATCH_REAPER",
-  progressThrottle: "JOBWATCH_PROGRESS_THROTTLE",
-  maxWait: "JOBWATCH_MAX_WAIT",
-  maxBodyBytes: "JOBWATCH_MAX_BODY_BYTES",
-  corsOrigins: "JOBWATCH_CORS_ORIGINS",
-  sseKeepAlive: "JOBWATCH_SSE_KEEPALIVE",
-  webhooks: "JOBWATCH_WEBHOOKS",
-  webhookTimeout: "JOBWATCH_WEBHOOK_TIMEOUT",
-  webhookRetrySchedule: "JOBWATCH_WEBHOOK_RETRY_SCHEDULE",
-  webhookAllowPrivate: "JOBWATCH_WEBHOOK_ALLOW_PRIVATE",
-  webhookSecretOverlap: "JOBWATCH_WEBHOOK_SECRET_OVERLAP",
-  webhookDisableAfter: "JOBWATCH_WEBHOOK_DISABLE_AFTER",
-  webhookConcurrency: "JOBWATCH_WEBHOOK_CONCURRENCY",
-  webhookEndpointConcurrency: "JOBWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
-  logLevel: "JOBWATCH_LOG_LEVEL",
-  retryMaxBackoff: "JOBWATCH_RETRY_MAX_BACKOFF",
-  listenerCheckInterval: "JOBWATCH_LISTENER_CHECK_INTERVAL",
-  maxStreamsPerUser: "JOBWATCH_MAX_STREAMS_PER_USER",
-  rateLimit: "JOBWATCH_RATE_LIMIT",
-  rateLimitBurst: "JOBWATCH_RATE_LIMIT_BURST",
-  maxConnections: "JOBWATCH_MAX_CONNECTIONS",
-  headersTimeout: "JOBWATCH_HEADERS_TIMEOUT",
-  bodyTimeout: "JOBWATCH_BODY_TIMEOUT"
-}
+const invalid = (message: string) => ConfigError.InvalidData([], message)
 
-type Field = keyof JobWatchConfigShape
-type Invalid = { readonly field: Field; readonly message: string }
+/** A field read from its text by `parse`, which answers the value or what was expected. */
+const parsed = <A>(parse: (text: string) => Either.Either<A, string>) => (name: string): Config.Config<A> =>
+  Config.string(name).pipe(Config.mapOrFail((text) => Either.mapLeft(parse(text), invalid)))
 
-const identifier = /^[a-z_][a-z0-9_]{0,62}$/
+const integer = (min: number, max: number): Kind<number, number> => ({
+  read: (name) =>
+    Config.integer(name).pipe(
+      Config.validate({ message: `expected an integer from ${min} to ${max}`, validation: (n) => n >= min && n <= max })
+    ),
+  text: String
+})
 
-const intIn = (field: Field, value: unknown, min: number, max: number): Either.Either<number, Invalid> =>
-  typeof value === "number" && Number.isInteger(value) && value >= min && value <= max
-    ? Either.right(value)
-    : Either.left({ field, message: `expected an integer from ${min} to ${max}, got ${String(value)}` })
+const boolean: Kind<boolean, boolean> = { read: Config.boolean, text: String }
+
+const nonEmpty = (text: string): Either.Either<string, string> =>
+  text.trim() === "" ? Either.left("expected a non-empty value") : Either.right(text.trim())
+
+const text = (check: (text: string) => Either.Either<string, string> = Either.right): Kind<string, string> => ({
+  read: parsed((raw) => Either.flatMap(nonEmpty(raw), check)),
+  text: (input) => input
+})
 
 const shorthand = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i
 const shorthandUnits = { ms: "millis", s: "seconds", m: "minutes", h: "hours", d: "days" } as const
+const isShorthandUnit = (unit: string): unit is keyof typeof shorthandUnits => unit in shorthandUnits
 
 /** Parses a duration: a `DurationInput`, or a string like `5 seconds`, `500 millis`, `5s`, `250ms`. */
 export const parseDuration = (input: unknown): Option.Option<Duration.Duration> => {
   if (typeof input === "string") {
     const m = shorthand.exec(input)
-    if (m !== null) {
-      const unit = shorthandUnits[m[2]!.toLowerCase() as keyof typeof shorthandUnits]
-      return Duration.decodeUnknown(`${m[1]} ${unit}`)
+    const unit = m?.[2]?.toLowerCase()
+    if (m !== null && unit !== undefined && isShorthandUnit(unit)) {
+      return Duration.decodeUnknown(`${m[1]} ${shorthandUnits[unit]}`)
     }
     return Duration.decodeUnknown(input.trim())
   }
@@ -208,245 +68,313 @@ export const parseDuration = (input: unknown): Option.Option<Duration.Duration> 
   return Duration.decodeUnknown(input)
 }
 
-const duration = (field: Field, value: unknown): Either.Either<Duration.Duration, Invalid> =>
-  Option.match(parseDuration(value), {
-    onNone: () => Either.left({ field, message: `expected a duration such as "5 seconds" or "250ms", got ${String(value)}` }),
-    onSome: Either.right
+const durationOf = (text: string, positive: boolean): Either.Either<Duration.Duration, string> =>
+  Option.match(parseDuration(text), {
+    onNone: () => Either.left(`expected a duration such as "5 seconds" or "250ms", got ${JSON.stringify(text)}`),
+    onSome: (d) => positive && Duration.toMillis(d) <= 0 ? Either.left("expected a duration above zero") : Either.right(d)
   })
 
-/** A duration, or `null`/`"off"`/`"none"` (and `None`) for "disabled". */
-const optionalDuration = (field: Field, value: unknown): Either.Either<Option.Option<Duration.Duration>, Invalid> => {
-  const inner = Option.isOption(value) ? Option.getOrNull(value) : value
-  if (inner === null || (typeof inner === "string" && /^\s*(off|none|null|disabled?)\s*$/i.test(inner))) {
-    return Either.right(Option.none())
-  }
-  return Either.map(duration(field, inner), Option.some)
+/** An embedder's `DurationInput` as text the parser reads back (a string as it is, so that its mistakes show). */
+const durationText = (input: Duration.DurationInput): string =>
+  typeof input === "string"
+    ? input
+    : Option.match(Duration.decodeUnknown(input), {
+      onNone: () => String(input),
+      onSome: (d) => `${Duration.toMillis(d)} millis`
+    })
+
+const duration = (options: { readonly positive: boolean }): Kind<Duration.Duration, Duration.DurationInput> => ({
+  read: parsed((text) => durationOf(text, options.positive)),
+  text: durationText
+})
+
+const offWords = /^\s*(off|none|null|disabled?|unlimited)\s*$/i
+
+/** A value, or `off` (`none`, `disabled`, …; `null` for embedders) for "disabled": `None`. */
+const orOff = <A, I>(
+  parse: (text: string) => Either.Either<A, string>,
+  write: (input: I) => string
+): Kind<Option.Option<A>, I | null> => ({
+  read: parsed((text) => offWords.test(text) ? Either.right(Option.none()) : Either.map(parse(text), Option.some)),
+  text: (input) => input === null ? "off" : write(input)
+})
+
+const optionalDuration = orOff((text) => durationOf(text, true), durationText)
+
+const optionalInteger = (max: number) =>
+  orOff((text): Either.Either<number, string> => {
+    const n = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN
+    return n >= 1 && n <= max ? Either.right(n) : Either.left(`expected an integer from 1 to ${max} (or off), got ${JSON.stringify(text)}`)
+  }, String)
+
+/** Requests per second: `50`, `50/s`, `0.5`. */
+const rate = orOff((text): Either.Either<number, string> => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*s(?:ec(?:ond)?)?)?\s*$/i.exec(text)
+  const n = m === null ? Number.NaN : Number(m[1])
+  return n > 0 && n <= 1_000_000
+    ? Either.right(n)
+    : Either.left(`expected requests per second such as 50 or 50/s (or off), got ${JSON.stringify(text)}`)
+}, String)
+
+const listOf = (text: string) => text.split(",").map((item) => item.trim()).filter((item) => item !== "")
+
+/** A list of durations, comma-separated ("5s, 5m, 30m"); at most 20. */
+const durations: Kind<ReadonlyArray<Duration.Duration>, ReadonlyArray<Duration.DurationInput>> = {
+  read: parsed((text) => {
+    const list = listOf(text)
+    return list.length > 20
+      ? Either.left("expected up to 20 durations, comma-separated, such as 5s, 5m, 30m")
+      : Either.all(list.map((d) => durationOf(d, false)))
+  }),
+  text: (input) => input.map(durationText).join(",")
 }
 
-const str = (field: Field, value: unknown): Either.Either<string, Invalid> =>
-  typeof value === "string" && value.trim() !== ""
-    ? Either.right(value.trim())
-    : Either.left({ field, message: `expected a non-empty string, got ${JSON.stringify(value)}` })
-
-const url = (value: unknown): Either.Either<Option.Option<Redacted.Redacted>, Invalid> => {
-  const inner = Option.isOption(value) ? Option.getOrUndefined(value) : value
-  if (inner === undefined || inner === null) return Either.right(Option.none())
-  const text = Redacted.isRedacted(inner) ? Redacted.value(inner) : inner
-  if (typeof text !== "string") return Either.left({ field: "databaseUrl", message: "expected a connection string" })
-  if (text.trim() === "") return Either.right(Option.none())
-  return /^postgres(ql)?:\/\//.test(text.trim())
-    ? Either.right(Option.some(Redacted.make(text.trim())))
-    : Either.left({ field: "databaseUrl", message: "expected a postgres:// or postgresql:// URL" })
-}
-
-const positive = (
-  field: Field,
-  value: Option.Option<Duration.Duration>
-): Either.Either<Option.Option<Duration.Duration>, Invalid> =>
-  Option.isSome(value) && Duration.toMillis(value.value) <= 0
-    ? Either.left({ field, message: "expected a duration above zero (or off)" })
-    : Either.right(value)
-
-const positiveDuration = (field: Field, value: unknown): Either.Either<Duration.Duration, Invalid> =>
-  Either.flatMap(duration(field, value), (d) =>
-    Duration.toMillis(d) > 0 ? Either.right(d) : Either.left({ field, message: "expected a duration above zero" }))
-
-const bool = (field: Field, value: unknown): Either.Either<boolean, Invalid> => {
-  if (typeof value === "boolean") return Either.right(value)
-  if (typeof value === "string" && /^\s*(true|1|yes|on)\s*$/i.test(value)) return Either.right(true)
-  if (typeof value === "string" && /^\s*(false|0|no|off)\s*$/i.test(value)) return Either.right(false)
-  return Either.left({ field, message: `expected true or false, got ${JSON.stringify(value)}` })
-}
-
-/** A list of durations, or a comma-separated string of them ("5s, 5m, 30m"); at most 20. */
-const durations = (field: Field, value: unknown): Either.Either<ReadonlyArray<Duration.Duration>, Invalid> => {
-  const list: ReadonlyArray<unknown> | undefined = typeof value === "string"
-    ? value.split(",").map((d) => d.trim()).filter((d) => d !== "")
-    : Array.isArray(value)
-    ? value
-    : undefined
-  if (list === undefined || list.length > 20) {
-    return Either.left({ field, message: "expected up to 20 durations, comma-separated, such as 5s, 5m, 30m" })
-  }
-  return Either.all(list.map((d) => duration(field, d)))
-}
-
-/** A list of origins, or a comma-separated string of them. */
-const origins = (value: unknown): Either.Either<ReadonlyArray<string>, Invalid> => {
-  const list = typeof value === "string" ? value.split(",") : value
-  if (!Array.isArray(list) || !list.every((o) => typeof o === "string")) {
-    return Either.left({ field: "corsOrigins", message: "expected origins such as https://app.example.com, comma-separated" })
-  }
-  const trimmed = list.map((o: string) => o.trim()).filter((o) => o !== "")
-  const bad = trimmed.find((o) => o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o))
-  return bad === undefined
-    ? Either.right(trimmed)
-    : Either.left({ field: "corsOrigins", message: `expected an origin such as https://app.example.com or *, got ${JSON.stringify(bad)}` })
+/** Origins, comma-separated (`*` for any). */
+const origins: Kind<ReadonlyArray<string>, ReadonlyArray<string>> = {
+  read: parsed((text) => {
+    const list = listOf(text)
+    const bad = list.find((o) => o !== "*" && !/^https?:\/\/[^/\s]+$/.test(o))
+    return bad === undefined
+      ? Either.right(list)
+      : Either.left(`expected an origin such as https://app.example.com or *, got ${JSON.stringify(bad)}`)
+  }),
+  text: (input) => input.join(",")
 }
 
 const logLevels = ["debug", "info", "warn", "error"] as const
+type LogLevel = typeof logLevels[number]
 
-const logLevel = (value: unknown): Either.Either<JobWatchConfigShape["logLevel"], Invalid> => {
-  const text = typeof value === "string" ? value.trim().toLowerCase() : value
-  const level = text === "warning" ? "warn" : text
-  return logLevels.find((l) => l === level) !== undefined
-    ? Either.right(level as JobWatchConfigShape["logLevel"])
-    : Either.left({ field: "logLevel", message: `expected debug, info, warn or error, got ${JSON.stringify(value)}` })
+const logLevel: Kind<LogLevel, LogLevel> = {
+  read: parsed((text) => {
+    const lower = text.trim().toLowerCase()
+    const level = logLevels.find((l) => l === (lower === "warning" ? "warn" : lower))
+    return level === undefined
+      ? Either.left(`expected debug, info, warn or error, got ${JSON.stringify(text)}`)
+      : Either.right(level)
+  }),
+  text: (input) => input
 }
 
-const isOff = (value: unknown) =>
-  value === null || (typeof value === "string" && /^\s*(off|none|null|disabled?|unlimited)\s*$/i.test(value))
-
-/** A positive integer up to `max`, or `null`/`"off"` (and `None`) for "no limit". */
-const optionalInt = (field: Field, value: unknown, max: number): Either.Either<Option.Option<number>, Invalid> => {
-  const inner = Option.isOption(value) ? Option.getOrNull(value) : value
-  if (isOff(inner)) return Either.right(Option.none())
-  return Either.map(intIn(field, inner, 1, max), Option.some)
+/** A `postgres://` URL; empty: none (the embedded database). */
+const databaseUrl: Kind<
+  Option.Option<Redacted.Redacted>,
+  string | Redacted.Redacted | Option.Option<Redacted.Redacted>
+> = {
+  read: (name) =>
+    Config.redacted().pipe(
+      Config.map((url) => Redacted.value(url).trim()),
+      Config.validate({
+        message: "expected a postgres:// or postgresql:// URL",
+        validation: (url) => url === "" || /^postgres(ql)?:\/\//.test(url)
+      }),
+      Config.map((url) => url === "" ? Option.none() : Option.some(Redacted.make(url))),
+      Config.nested(name)
+    ),
+  text: (input) =>
+    typeof input === "string"
+      ? input
+      : Redacted.isRedacted(input)
+      ? Redacted.value(input)
+      : Option.match(input, { onNone: () => "", onSome: Redacted.value })
 }
 
-/** Requests per second: a positive number (`50`, `50/s`, `0.5`), or `null`/`"off"` (and `None`) for "no limit". */
-const rate = (value: unknown): Either.Either<Option.Option<number>, Invalid> => {
-  const inner = Option.isOption(value) ? Option.getOrNull(value) : value
-  if (isOff(inner)) return Either.right(Option.none())
-  const m = typeof inner === "string" ? /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*s(?:ec(?:ond)?)?)?\s*$/i.exec(inner) : null
-  const n = typeof inner === "number" ? inner : m !== null ? Number(m[1]) : Number.NaN
-  return Number.isFinite(n) && n > 0 && n <= 1_000_000
-    ? Either.right(Option.some(n))
-    : Either.left({ field: "rateLimit", message: `expected requests per second such as 50 or 50/s (or off), got ${JSON.stringify(inner)}` })
+const identifier = (text: string): Either.Either<string, string> =>
+  /^[a-z_][a-z0-9_]{0,62}$/.test(text)
+    ? Either.right(text)
+    : Either.left(`expected a lower-case SQL identifier (letters, digits, _), got ${JSON.stringify(text)}`)
+
+const directory: Kind<string, string> = {
+  read: (name) => Config.map(text().read(name), (dir) => Path.resolve(dir)),
+  text: (input) => input
 }
 
-type RawInput = { readonly [K in Field]?: unknown }
+/** Every setting: its variable, default, reader and description. The one list. */
+const fields = {
+  databaseUrl: field("DATABASE_URL", Option.none(), databaseUrl, "PostgreSQL to use; unset starts an embedded one"),
+  schema: field("JOBWATCH_SCHEMA", "jobwatch", text(identifier), "the schema of jobwatch's tables"),
+  dataDir: field("JOBWATCH_DATA_DIR", Path.resolve(".jobwatch"), directory, "the embedded PostgreSQL's data"),
+  host: field("HOST", "127.0.0.1", text(), "the address the HTTP server binds"),
+  port: field("PORT", 8080, integer(0, 65535), "the port of the HTTP server"),
+  poolSize: field("JOBWATCH_POOL_SIZE", 10, integer(1, 1000), "connections in the service's pool (LISTEN is extra)"),
+  maxPayloadBytes: field("JOBWATCH_MAX_PAYLOAD_BYTES", 1024 * 1024, integer(1, 512 * 1024 * 1024), "largest payload"),
+  maxBatchSize: field("JOBWATCH_MAX_BATCH_SIZE", 1000, integer(1, 10_000), "most jobs in one batch enqueue"),
+  defaultPageSize: field("JOBWATCH_DEFAULT_PAGE_SIZE", 10, integer(1, 10_000), "page size when none is asked"),
+  maxPageSize: field("JOBWATCH_MAX_PAGE_SIZE", 100, integer(1, 10_000), "largest page size (≥ the default one)"),
+  shutdownTimeout: field("JOBWATCH_SHUTDOWN_TIMEOUT", Duration.seconds(4), duration({ positive: false }), "longest stop"),
+  refreshInterval: field(
+    "JOBWATCH_REFRESH_INTERVAL",
+    Option.some(Duration.seconds(5)),
+    optionalDuration,
+    "how often every watched job is re-read whatever the doorbell said; off disables it"
+  ),
+  debounce: field(
+    "JOBWATCH_DEBOUNCE",
+    Duration.millis(50),
+    duration({ positive: false }),
+    "the longest a batch of wake-ups may wait during a burst"
+  ),
+  listenerMaxBackoff: field(
+    "JOBWATCH_LISTENER_MAX_BACKOFF",
+    Duration.seconds(10),
+    duration({ positive: false }),
+    "the cap of the LISTEN connection's reconnect backoff"
+  ),
+  shutdownOnListenerFailure: field(
+    "JOBWATCH_SHUTDOWN_ON_LISTENER_FAILURE",
+    Option.none(),
+    optionalDuration,
+    "exit when the LISTEN connection stays down this long; off never exits"
+  ),
+  heartbeatInterval: field(
+    "JOBWATCH_HEARTBEAT_INTERVAL",
+    Duration.seconds(10),
+    duration({ positive: true }),
+    "how often a worker heartbeats by default; leases last 1.5 × it"
+  ),
+  workerTimeout: field("JOBWATCH_WORKER_TIMEOUT", Duration.seconds(30), duration({ positive: true }), "silent worker"),
+  reaperInterval: field(
+    "JOBWATCH_REAPER_INTERVAL",
+    Duration.seconds(1),
+    duration({ positive: true }),
+    "the longest the reaper sleeps between passes"
+  ),
+  reaper: field("JOBWATCH_REAPER", true, boolean, "whether this process takes part in the reaper election"),
+  progressThrottle: field(
+    "JOBWATCH_PROGRESS_THROTTLE",
+    Duration.seconds(2),
+    duration({ positive: false }),
+    "per job, at most one progress write per window"
+  ),
+  maxWait: field("JOBWATCH_MAX_WAIT", Duration.seconds(60), duration({ positive: false }), "the longest long-poll"),
+  maxBodyBytes: field("JOBWATCH_MAX_BODY_BYTES", 16 * 1024 * 1024, integer(1024, 1024 * 1024 * 1024), "largest body"),
+  corsOrigins: field("JOBWATCH_CORS_ORIGINS", [], origins, "origins allowed by CORS (* for any); empty: no CORS"),
+  sseKeepAlive: field("JOBWATCH_SSE_KEEPALIVE", Duration.seconds(15), duration({ positive: true }), "SSE keep-alive"),
+  webhooks: field("JOBWATCH_WEBHOOKS", true, boolean, "whether this process delivers webhooks"),
+  webhookTimeout: field("JOBWATCH_WEBHOOK_TIMEOUT", Duration.seconds(10), duration({ positive: true }), "one delivery"),
+  webhookRetrySchedule: field(
+    "JOBWATCH_WEBHOOK_RETRY_SCHEDULE",
+    [Duration.seconds(5), Duration.minutes(5), Duration.minutes(30)],
+    durations,
+    "the waits before each retry (jittered); its length is the number of retries"
+  ),
+  webhookAllowPrivate: field("JOBWATCH_WEBHOOK_ALLOW_PRIVATE", false, boolean, "allow private webhook targets"),
+  webhookSecretOverlap: field(
+    "JOBWATCH_WEBHOOK_SECRET_OVERLAP",
+    Duration.hours(24),
+    duration({ positive: false }),
+    "how long a rotated secret keeps signing beside the new one"
+  ),
+  webhookDisableAfter: field(
+    "JOBWATCH_WEBHOOK_DISABLE_AFTER",
+    Duration.days(5),
+    duration({ positive: true }),
+    "an endpoint failing without a success this long is turned off"
+  ),
+  webhookConcurrency: field("JOBWATCH_WEBHOOK_CONCURRENCY", 16, integer(1, 10_000), "deliveries in flight"),
+  webhookEndpointConcurrency: field(
+    "JOBWATCH_WEBHOOK_ENDPOINT_CONCURRENCY",
+    4,
+    integer(1, 1000),
+    "deliveries in flight to one endpoint"
+  ),
+  logLevel: field("JOBWATCH_LOG_LEVEL", "info", logLevel, "the least severe level logged: debug, info, warn, error"),
+  retryMaxBackoff: field(
+    "JOBWATCH_RETRY_MAX_BACKOFF",
+    Duration.seconds(10),
+    duration({ positive: true }),
+    "the cap of every background retry loop's backoff"
+  ),
+  listenerCheckInterval: field(
+    "JOBWATCH_LISTENER_CHECK_INTERVAL",
+    Duration.seconds(5),
+    duration({ positive: true }),
+    "how often the LISTEN connection is checked with a bounded query"
+  ),
+  maxStreamsPerUser: field(
+    "JOBWATCH_MAX_STREAMS_PER_USER",
+    Option.some(100),
+    optionalInteger(1_000_000),
+    "open streams and waits one user may hold; off: no limit"
+  ),
+  rateLimit: field("JOBWATCH_RATE_LIMIT", Option.some(50), rate, "requests per second per user; off: no limit"),
+  rateLimitBurst: field("JOBWATCH_RATE_LIMIT_BURST", 200, integer(1, 1_000_000), "a user's burst above the rate"),
+  maxConnections: field("JOBWATCH_MAX_CONNECTIONS", 10_000, integer(1, 1_000_000), "open HTTP connections"),
+  headersTimeout: field("JOBWATCH_HEADERS_TIMEOUT", Duration.seconds(30), duration({ positive: true }), "headers"),
+  bodyTimeout: field("JOBWATCH_BODY_TIMEOUT", Duration.seconds(30), duration({ positive: true }), "whole request"),
+  retention: field(
+    "JOBWATCH_RETENTION",
+    Option.some(Duration.days(7)),
+    optionalDuration,
+    "finished jobs and their events are removed after this; off keeps them"
+  )
+}
 
-const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
-  Either.gen(function*() {
-    const v: { readonly [K in Field]: unknown } = { ...defaults, ...input }
-    const schema = yield* str("schema", v.schema)
-    if (!identifier.test(schema)) {
-      return yield* Either.left<Invalid>({
-        field: "schema",
-        message: `expected a lower-case SQL identifier (letters, digits, _), got ${JSON.stringify(schema)}`
-      })
-    }
-    const defaultPageSize = yield* intIn("defaultPageSize", v.defaultPageSize, 1, 10_000)
-    return {
-      databaseUrl: yield* url(v.databaseUrl),
-      schema,
-      dataDir: Path.resolve(yield* str("dataDir", v.dataDir)),
-      host: yield* str("host", v.host),
-      port: yield* intIn("port", v.port, 0, 65535),
-      poolSize: yield* intIn("poolSize", v.poolSize, 1, 1000),
-      maxPayloadBytes: yield* intIn("maxPayloadBytes", v.maxPayloadBytes, 1, 512 * 1024 * 1024),
-      maxBatchSize: yield* intIn("maxBatchSize", v.maxBatchSize, 1, 10_000),
-      defaultPageSize,
-      maxPageSize: yield* intIn("maxPageSize", v.maxPageSize, defaultPageSize, 10_000),
-      shutdownTimeout: yield* duration("shutdownTimeout", v.shutdownTimeout),
-      refreshInterval: yield* positive("refreshInterval", yield* optionalDuration("refreshInterval", v.refreshInterval)),
-      debounce: yield* duration("debounce", v.debounce),
-      listenerMaxBackoff: yield* duration("listenerMaxBackoff", v.listenerMaxBackoff),
-      shutdownOnListenerFailure: yield* optionalDuration("shutdownOnListenerFailure", v.shutdownOnListenerFailure),
-      heartbeatInterval: yield* positiveDuration("heartbeatInterval", v.heartbeatInterval),
-      workerTimeout: yield* positiveDuration("workerTimeout", v.workerTimeout),
-      reaperInterval: yield* positiveDuration("reaperInterval", v.reaperInterval),
-      reaper: yield* bool("reaper", v.reaper),
-      progressThrottle: yield* duration("progressThrottle", v.progressThrottle),
-      maxWait: yield* duration("maxWait", v.maxWait),
-      maxBodyBytes: yield* intIn("maxBodyBytes", v.maxBodyBytes, 1024, 1024 * 1024 * 1024),
-      corsOrigins: yield* origins(v.corsOrigins),
-      sseKeepAlive: yield* positiveDuration("sseKeepAlive", v.sseKeepAlive),
-      webhooks: yield* bool("webhooks", v.webhooks),
-      webhookTimeout: yield* positiveDuration("webhookTimeout", v.webhookTimeout),
-      webhookRetrySchedule: yield* durations("webhookRetrySchedule", v.webhookRetrySchedule),
-      webhookAllowPrivate: yield* bool("webhookAllowPrivate", v.webhookAllowPrivate),
-      webhookSecretOverlap: yield* duration("webhookSecretOverlap", v.webhookSecretOverlap),
-      webhookDisableAfter: yield* positiveDuration("webhookDisableAfter", v.webhookDisableAfter),
-      webhookConcurrency: yield* intIn("webhookConcurrency", v.webhookConcurrency, 1, 10_000),
-      webhookEndpointConcurrency: yield* intIn("webhookEndpointConcurrency", v.webhookEndpointConcurrency, 1, 1000),
-      logLevel: yield* logLevel(v.logLevel),
-      retryMaxBackoff: yield* positiveDuration("retryMaxBackoff", v.retryMaxBackoff),
-      listenerCheckInterval: yield* positiveDuration("listenerCheckInterval", v.listenerCheckInterval),
-      maxStreamsPerUser: yield* optionalInt("maxStreamsPerUser", v.maxStreamsPerUser, 1_000_000),
-      rateLimit: yield* rate(v.rateLimit),
-      rateLimitBurst: yield* intIn("rateLimitBurst", v.rateLimitBurst, 1, 1_000_000),
-      maxConnections: yield* intIn("maxConnections", v.maxConnections, 1, 1_000_000),
-      headersTimeout: yield* positiveDuration("headersTimeout", v.headersTimeout),
-      bodyTimeout: yield* positiveDuration("bodyTimeout", v.bodyTimeout)
-    }
-  })
+type Fields = typeof fields
+type Key = keyof Fields
+
+/** jobwatch's configuration: one record, with defaults for everything but the database. */
+export type JobWatchConfigShape = {
+  readonly [K in Key]: Fields[K] extends Field<infer A, infer _I> ? A : never
+}
+
+/**
+ * What an embedder passes to `JobWatchConfig.layer`: every field optional, durations as `DurationInput`, `null`
+ * for "off".
+ */
+export type JobWatchConfigInput = {
+  readonly [K in Key]?: Fields[K] extends Field<infer _A, infer I> ? I : never
+}
+
+/** The environment variable behind each field (`layerConfig`). */
+export const envNames: { readonly [K in Key]: string } = Record.map(fields, (f) => f.env)
+
+/** What each field is for. */
+export const descriptions: { readonly [K in Key]: string } = Record.map(fields, (f) => f.description)
+
+/** Every field, named by `nameOf`, with its default, then the checks across fields. */
+const configOf = (nameOf: (key: Key) => string): Config.Config<JobWatchConfigShape> => {
+  // `Record.map` cannot say that each key keeps its own type: `any` here is the one place that is taken on trust,
+  // the types above (derived from `fields`) say what each field reads
+  const each: { readonly [K in Key]: Config.Config<JobWatchConfigShape[K]> } = Record.map(
+    fields,
+    (f: Field<any, never>, key) =>
+      f.read(nameOf(key)).pipe(Config.withDescription(f.description), Config.withDefault(f.fallback))
+  )
+  return Config.all(each).pipe(
+    Config.mapOrFail((config) =>
+      config.maxPageSize < config.defaultPageSize
+        ? Either.left(ConfigError.InvalidData(
+          [nameOf("maxPageSize")],
+          `expected at least the default page size (${config.defaultPageSize}), got ${config.maxPageSize}`
+        ))
+        : Either.right(config)
+    )
+  )
+}
 
 /** jobwatch's configuration record. */
 export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfig, JobWatchConfigShape>() {
-  /** Validates a partial configuration over the defaults; a bad value fails naming its field. */
-  static readonly make = (
-    input: JobWatchConfigInput | RawInput,
-    nameOf: (field: Field) => string = (field) => field
-  ): Effect.Effect<JobWatchConfigShape, ConfigError.ConfigError> =>
-    Either.match(check(input), {
-      onLeft: ({ field, message }) => Effect.fail(ConfigError.InvalidData([nameOf(field)], message)),
-      onRight: Effect.succeed
-    })
+  /** The defaults overridden by `input`, validated by the same readers as the environment; errors name the field. */
+  static readonly make = (input: JobWatchConfigInput): Effect.Effect<JobWatchConfigShape, ConfigError.ConfigError> => {
+    const given = new Map<string, string>()
+    for (const key of Record.keys(fields)) {
+      const value = input[key]
+      const f: Field<unknown, NonNullable<typeof value> | null> = fields[key]
+      if (value !== undefined) given.set(key, f.text(value))
+    }
+    return Effect.withConfigProvider(configOf((key) => key), ConfigProvider.fromMap(given))
+  }
 
-  /** For embedders: the defaults overridden by `input`. */
+  /**
+   * For embedders: the defaults overridden by `input`. The host's `PgClient` layer sizes its own pool:
+   * `poolSize` (`JOBWATCH_POOL_SIZE`) is the pool of `npm start`'s service.
+   */
   static readonly layer = (input: JobWatchConfigInput = {}): Layer.Layer<JobWatchConfig, ConfigError.ConfigError> =>
     Layer.effect(JobWatchConfig, JobWatchConfig.make(input))
 
   /** Read from the environment (`DATABASE_URL`, `JOBWATCH_SCHEMA`, `PORT`, …); errors name the variable. */
   static readonly layerConfig: Layer.Layer<JobWatchConfig, ConfigError.ConfigError> = Layer.effect(
     JobWatchConfig,
-    Effect.gen(function*() {
-      const str = (field: Field) => Config.option(Config.string(envNames[field]))
-      // integers are read as strings so that a bad value reaches our check and its message
-      const int = (field: Field) =>
-        Config.option(Config.string(envNames[field])).pipe(
-          Config.map(Option.map((text) => (/^-?\d+$/.test(text.trim()) ? Number(text) : text)))
-        )
-      const raw = yield* Config.all({
-        databaseUrl: Config.option(Config.redacted(envNames.databaseUrl)),
-        schema: str("schema"),
-        dataDir: str("dataDir"),
-        host: str("host"),
-        port: int("port"),
-        poolSize: int("poolSize"),
-        maxPayloadBytes: int("maxPayloadBytes"),
-        maxBatchSize: int("maxBatchSize"),
-        defaultPageSize: int("defaultPageSize"),
-        maxPageSize: int("maxPageSize"),
-        shutdownTimeout: str("shutdownTimeout"),
-        refreshInterval: str("refreshInterval"),
-        debounce: str("debounce"),
-        listenerMaxBackoff: str("listenerMaxBackoff"),
-        shutdownOnListenerFailure: str("shutdownOnListenerFailure"),
-        heartbeatInterval: str("heartbeatInterval"),
-        workerTimeout: str("workerTimeout"),
-        reaperInterval: str("reaperInterval"),
-        reaper: str("reaper"),
-        progressThrottle: str("progressThrottle"),
-        maxWait: str("maxWait"),
-        maxBodyBytes: int("maxBodyBytes"),
-        corsOrigins: Config.option(Config.string(envNames.corsOrigins)),
-        sseKeepAlive: str("sseKeepAlive"),
-        webhooks: str("webhooks"),
-        webhookTimeout: str("webhookTimeout"),
-        webhookRetrySchedule: Config.option(Config.string(envNames.webhookRetrySchedule)),
-        webhookAllowPrivate: str("webhookAllowPrivate"),
-        webhookSecretOverlap: str("webhookSecretOverlap"),
-        webhookDisableAfter: str("webhookDisableAfter"),
-        webhookConcurrency: int("webhookConcurrency"),
-        webhookEndpointConcurrency: int("webhookEndpointConcurrency"),
-        logLevel: str("logLevel"),
-        retryMaxBackoff: str("retryMaxBackoff"),
-        listenerCheckInterval: str("listenerCheckInterval"),
-        maxStreamsPerUser: int("maxStreamsPerUser"),
-        rateLimit: str("rateLimit"),
-        rateLimitBurst: int("rateLimitBurst"),
-        maxConnections: int("maxConnections"),
-        headersTimeout: str("headersTimeout"),
-        bodyTimeout: str("bodyTimeout")
-      })
-      const input: Partial<Record<Field, unknown>> = {}
-      for (const [field, value] of Object.entries(raw)) {
-        if (Option.isSome<unknown>(value)) input[field as Field] = value.value
-      }
-      return yield* JobWatchConfig.make(input, (field) => envNames[field])
-    })
+    configOf((key) => envNames[key])
   )
 }

@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Either, Option, Redacted } from "effect"
+import { ConfigProvider, Duration, Effect, Either, Option, Record, Redacted } from "effect"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { JobWatchConfig, parseDuration } from "../src/Config.js"
+import { envNames, JobWatchConfig, parseDuration } from "../src/Config.js"
+import type { JobWatchConfigShape } from "../src/Config.js"
 
 const fromEnv = (env: Record<string, string>) =>
   JobWatchConfig.pipe(
@@ -167,4 +169,87 @@ describe("JobWatchConfig", () => {
     assert.isTrue(Option.isNone(parseDuration("later")))
     assert.isTrue(Option.isNone(parseDuration(-1)))
   })
+
+  it.effect("retention: 7 days by default, off keeps finished jobs, a duration otherwise", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(Option.map((yield* fromEnv({})).retention, Duration.toMillis), Option.some(7 * 86_400_000))
+      assert.isTrue(Option.isNone((yield* fromEnv({ JOBWATCH_RETENTION: "off" })).retention))
+      assert.deepStrictEqual(
+        Option.map((yield* fromEnv({ JOBWATCH_RETENTION: "36h" })).retention, Duration.toMillis),
+        Option.some(36 * 3_600_000)
+      )
+      assert.include(yield* failureOf({ JOBWATCH_RETENTION: "a while" }), "JOBWATCH_RETENTION")
+      const embedded = yield* JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer({ retention: null })))
+      assert.isTrue(Option.isNone(embedded.retention))
+    }))
+
+  it.effect("layer(partial) takes typed values (null for off, Durations, lists, Redacted) and defaults the rest", () =>
+    Effect.gen(function*() {
+      const fromDefaults = yield* JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer()))
+      assert.deepStrictEqual(normalize(fromDefaults), normalize(yield* fromEnv({})))
+      const config = yield* JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer({
+        databaseUrl: Redacted.make("postgres://h/db"),
+        refreshInterval: null,
+        maxStreamsPerUser: null,
+        rateLimit: 2.5,
+        heartbeatInterval: Duration.millis(1500),
+        webhookRetrySchedule: ["1 second", 200],
+        corsOrigins: ["*"],
+        reaper: false,
+        logLevel: "debug"
+      })))
+      assert.strictEqual(Redacted.value(Option.getOrThrow(config.databaseUrl)), "postgres://h/db")
+      assert.isTrue(Option.isNone(config.refreshInterval))
+      assert.isTrue(Option.isNone(config.maxStreamsPerUser))
+      assert.deepStrictEqual(config.rateLimit, Option.some(2.5))
+      assert.strictEqual(Duration.toMillis(config.heartbeatInterval), 1500)
+      assert.deepStrictEqual(config.webhookRetrySchedule.map(Duration.toMillis), [1000, 200])
+      assert.deepStrictEqual(config.corsOrigins, ["*"])
+      assert.isFalse(config.reaper)
+      assert.strictEqual(config.logLevel, "debug")
+      assert.strictEqual(config.port, 8080)
+      const bad = yield* Effect.either(JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer({ heartbeatInterval: 0 }))))
+      assert.isTrue(Either.isLeft(bad) && String(bad.left).includes("heartbeatInterval"))
+    }))
+
+  it.effect("the README's configuration table documents every variable with its default, and no other", () =>
+    Effect.gen(function*() {
+      const readme = Fs.readFileSync(new URL("../README.md", import.meta.url), "utf8")
+      const rows = new Map<string, string>()
+      for (const match of readme.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \| ([^|]+) \|/gm)) rows.set(match[1]!, match[2]!.trim())
+      const defaults = normalize(yield* fromEnv({}))
+      for (const [key, env] of Record.toEntries(envNames)) {
+        const documented = rows.get(env)
+        if (documented === undefined) return assert.fail(`${env} (${key}) is not in the README's configuration table`)
+        const literal = /^`([^`]*)`$/.exec(documented)
+        if (literal === null) {
+          // "unset", "none": nothing is set by default
+          assert.include(["unset", "none"], documented, `${env}: ${documented}`)
+          assert.deepStrictEqual(defaults[key], documented === "unset" ? { none: true } : [], env)
+        } else {
+          const read = normalize(yield* fromEnv({ [env]: literal[1]! }))
+          assert.deepStrictEqual(read[key], defaults[key], `${env}: the README says ${documented}`)
+        }
+      }
+      // the rest are read elsewhere (the JWT settings in Auth.ts): a row for a variable no source reads is stale
+      const sources = Fs.readdirSync(new URL("../src/", import.meta.url), { recursive: true, encoding: "utf8" })
+        .filter((file) => file.endsWith(".ts"))
+        .map((file) => Fs.readFileSync(new URL(`../src/${file}`, import.meta.url), "utf8"))
+        .join("\n")
+      const known = new Set(Object.values(envNames))
+      for (const env of rows.keys()) {
+        if (!known.has(env)) assert.include(sources, `"${env}"`, `the README documents ${env}, which nothing reads`)
+      }
+    }))
 })
+
+/** A configuration as plain data, to compare: durations in milliseconds, options and secrets spelled out. */
+const normalize = (config: JobWatchConfigShape): { readonly [key: string]: unknown } => Record.map(config, plain)
+
+const plain = (value: unknown): unknown => {
+  if (Duration.isDuration(value)) return Duration.toMillis(value)
+  if (Redacted.isRedacted(value)) return Redacted.value(value)
+  if (Option.isOption(value)) return Option.match(value, { onNone: () => ({ none: true }), onSome: (v) => ({ some: plain(v) }) })
+  if (Array.isArray(value)) return value.map(plain)
+  return value
+}

@@ -8,9 +8,14 @@ import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { decodeJwt } from "jose"
 import { Api } from "./Api.js"
-import type { WorkerBackendShape } from "./Workers/Worker.js"
-import { WorkerBackend } from "./Workers/Worker.js"
+import type { WorkerBackendShape } from "./Workers/WorkerBackend.js"
+import { WorkerBackend } from "./Workers/WorkerBackend.js"
 import { Rpcs } from "./Rpcs.js"
+
+/** `Worker.run` and its `WorkerBackend` port, without the server: give it `httpWorkerBackend`. */
+export * as Worker from "./Workers/WorkerLoop.js"
+/** The domain's schemas, ids and errors. */
+export * as Domain from "./Domain/index.js"
 
 /** Where the service is and how to authenticate: a bearer `token`, and/or extra `headers` (an API key …). */
 export interface ClientOptions {

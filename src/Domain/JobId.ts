@@ -1,5 +1,4 @@
 import { Schema } from "effect"
-import { randomFillSync } from "node:crypto"
 import { v7 as uuidv7 } from "uuid"
 
 /** A job's id: a UUID the application generates (UUIDv7, so ids sort by creation time). */
@@ -9,6 +8,7 @@ export const JobId = Schema.UUID.pipe(Schema.brand("JobId")).annotations({
 })
 export type JobId = typeof JobId.Type
 
+// Web Crypto's `getRandomValues` (Node 20's global `crypto`, and every browser's): nothing here needs Node.
 // uuid's v7 asks the system for 16 random bytes per id (about 3 µs); a pool refilled 4 KiB at a time makes a
 // 1,000-job batch's ids 5× cheaper, fresh bytes for every id all the same. Given its own bytes, uuid's v7 keeps
 // no monotonic state, so this keeps it as uuid does (RFC 9562 method 1: a counter seeded at each new
@@ -21,7 +21,7 @@ let seq = 0
 /** A new UUIDv7, strictly increasing within this process. */
 const makeUuidV7 = (): string => {
   if (offset + 16 > pool.length) {
-    randomFillSync(pool)
+    globalThis.crypto.getRandomValues(pool)
     offset = 0
   }
   const random = pool.subarray(offset, offset + 16)

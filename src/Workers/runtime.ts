@@ -1,9 +1,8 @@
 import { Chunk, Deferred, Duration, Effect, Either, Exit, Queue } from "effect"
 import { Forbidden, Unauthorized } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
-import * as Os from "node:os"
 import type { CompleteItem } from "../Workers.js"
-import type { WorkerBackendShape, WorkerProtocolError } from "./Worker.js"
+import type { WorkerBackendShape, WorkerProtocolError } from "./WorkerBackend.js"
 import { describeError, makeStreak } from "../internal/retry.js"
 
 /**
@@ -11,9 +10,15 @@ import { describeError, makeStreak } from "../internal/retry.js"
  * under a namespace (a worker token's `sub`: the ids it may act as), at most 200 characters.
  */
 export const defaultWorkerId = (namespace?: string | undefined) => {
-  const suffix = `-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+  const suffix = `-${globalThis.process?.pid ?? 0}-${Math.random().toString(36).slice(2, 8)}`
   const prefix = namespace === undefined ? "" : `${namespace}:`
-  return `${prefix}${Os.hostname().slice(0, Math.max(0, 200 - prefix.length - suffix.length))}${suffix}`
+  return `${prefix}${hostName().slice(0, Math.max(0, 200 - prefix.length - suffix.length))}${suffix}`
+}
+
+/** The host's name (Node's `os.hostname()`), without importing Node: this module also runs in browsers. */
+const hostName = (): string => {
+  const process = globalThis.process
+  return process?.getBuiltinModule?.("os")?.hostname() ?? process?.env?.["HOSTNAME"] ?? "worker"
 }
 
 /** How a job's run ended: the handler's exit, a cancel request, or its timeout. */

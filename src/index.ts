@@ -46,7 +46,11 @@ export * as WorkerHelpers from "./Workers/WorkerHelpers.js"
 /** Configuration: `JobWatchConfig.layer({...})` for embedders, `layerConfig` from the environment. */
 export { JobWatchConfig } from "./Config.js"
 export type { JobWatchConfigInput, JobWatchConfigShape } from "./Config.js"
-/** `JobWatch.layer` (needs a `PgClient` and config; runs migrations; provides every service) and `layerConfig`. */
+/**
+ * `JobWatch.layer` (needs a `PgClient` and config; runs migrations; provides every service), the layers by role
+ * (`producerLayer`: enqueue, read, wait; `workerLayer()`: claim, run, progress, no reaper unless asked) and
+ * `layerConfig`. The host's `PgClient` layer sizes the pool (`JOBWATCH_POOL_SIZE` is for `npm start`'s service).
+ */
 export * as JobWatch from "./JobWatch.js"
 /** JWT verification (`layerJwt`), token minting (`mint`), keys from the environment (`keysFromEnv`). */
 export * as Auth from "./Auth.js"

@@ -328,6 +328,9 @@ export type JobWatchConfigInput = {
 /** The environment variable behind each field (`layerConfig`). */
 export const envNames: { readonly [K in Key]: string } = Record.map(fields, (f) => f.env)
 
+/** Every field's default (`dataDir` resolved against the working directory). */
+export const defaults: JobWatchConfigShape = Record.map(fields, (f: Field<any, never>) => f.fallback)
+
 /** What each field is for. */
 export const descriptions: { readonly [K in Key]: string } = Record.map(fields, (f) => f.description)
 

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Either, Option, Record, Redacted } from "effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { envNames, JobWatchConfig, parseDuration } from "../src/Config.js"
+import { defaults, envNames, JobWatchConfig, parseDuration } from "../src/Config.js"
 import type { JobWatchConfigShape } from "../src/Config.js"
 
 const fromEnv = (env: Record<string, string>) =>
@@ -187,6 +187,7 @@ describe("JobWatchConfig", () => {
     Effect.gen(function*() {
       const fromDefaults = yield* JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer()))
       assert.deepStrictEqual(normalize(fromDefaults), normalize(yield* fromEnv({})))
+      assert.deepStrictEqual(normalize(defaults), normalize(fromDefaults))
       const config = yield* JobWatchConfig.pipe(Effect.provide(JobWatchConfig.layer({
         databaseUrl: Redacted.make("postgres://h/db"),
         refreshInterval: null,

@@ -201,12 +201,15 @@ export const make = Effect.gen(function*() {
         WHERE NOT suspect OR nth <= ${limits.suspectFree}
         ORDER BY turn, next_attempt_at, id
         LIMIT ${limits.free}
+      ), locked AS MATERIALIZED (
+        -- by primary key: an array, not a semi-join the planner may make a scan of the table per candidate row
+        SELECT x.id FROM ${deliveries} x WHERE x.id = ANY(ARRAY(SELECT id FROM picked)) FOR UPDATE SKIP LOCKED
       ), claimed AS (
         -- the conditions again, on the locked row: another deliverer may have claimed it since this statement began
         UPDATE ${deliveries} d
         SET locked_until = now() + ${leaseMs} * interval '1 millisecond', attempts = d.attempts + 1,
           claim = gen_random_uuid()
-        WHERE d.id IN (SELECT x.id FROM ${deliveries} x WHERE x.id IN (SELECT id FROM picked) FOR UPDATE SKIP LOCKED)
+        WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
           AND d.status = 'pending' AND d.next_attempt_at <= ${now}
           AND (d.locked_until IS NULL OR d.locked_until < now())
         RETURNING d.id, d.claim, d.endpoint_id, d.url, d.event_id, d.body, d.attempts, d.job_id, d.version,

@@ -138,9 +138,9 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
 const encodeEvent = Schema.encodeSync(JobEvent)
 
 /**
- * A `text/event-stream` of job events: each an SSE message (`id:` its cursor, `event:` its type, `data:` the event's envelope as JSON),
- * with a comment every `keepAlive` (and one at once, so that clients see the stream open). It ends when `events`
- * ends; a client that goes away interrupts it.
+ * A `text/event-stream` of job events: each an SSE message (`id:` its cursor, `event:` its envelope type, `data:`
+ * the envelope as JSON), with a comment every `keepAlive` (and one at once, so that clients see the stream open). It
+ * ends when `events` ends; a client that goes away interrupts it.
  */
 export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: Duration.Duration) => {
   const messages = events.pipe(

@@ -1,14 +1,19 @@
 import { HttpServer } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
+import { JobWatchConfig } from "../src/Config.js"
+import * as Migrations from "../src/Database/Migrations.js"
 import type { JobEventType } from "../src/Domain/JobEvent.js"
 import { JobEvent, WebhookPayload } from "../src/Domain/JobEvent.js"
 import { Jobs } from "../src/Jobs.js"
+import { WebhookDeliverer } from "../src/Webhooks/WebhookDeliverer.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { serverLayer, token } from "./support/http.js"
 import { receiver } from "./support/receiver.js"
+import * as TestDb from "./support/TestDb.js"
 
 /** The one schema every channel's event is decoded with, from its JSON text. */
 const decodeEvent = Schema.decodeUnknown(Schema.parseJson(JobEvent))
@@ -94,9 +99,11 @@ const rpcFrames = (text: string): ReadonlyArray<{ readonly _tag: string; readonl
 const rpcRequest = (tag: string, payload: unknown) =>
   `${JSON.stringify({ _tag: "Request", id: "1", tag, payload, headers: [] })}\n`
 
-/** The values of an RPC stream's chunks (or a part of each), as JSON text: decoded with the schema like every channel. */
+/** The values of an RPC stream's chunks (or a part of each), as JSON text, to decode like every channel's. */
 const rpcItems = (text: string, part: (value: unknown) => unknown = (value) => value) =>
-  rpcFrames(text).flatMap((frame) => frame._tag === "Chunk" ? (frame.values ?? []).map((v) => JSON.stringify(part(v))) : [])
+  rpcFrames(text).flatMap((frame) =>
+    frame._tag === "Chunk" ? (frame.values ?? []).map((v) => JSON.stringify(part(v))) : []
+  )
 
 /** An `EventsWatch` item's event. */
 const streamed = (value: unknown) => (value as { readonly event: unknown }).event
@@ -154,7 +161,9 @@ describe("one event envelope on every channel", () => {
         const enqueue = (name: string, options: { readonly webhookUrl?: string } = {}) =>
           Effect.map(jobs.enqueue({ name, queue, owner, ...options }), (ref) => ref.id)
         const ids = new Map<string, string>()
-        for (const [name] of expected) ids.set(name, yield* enqueue(name, name === "done" ? { webhookUrl: callback.url } : {}))
+        for (const [name] of expected) {
+          ids.set(name, yield* enqueue(name, name === "done" ? { webhookUrl: callback.url } : {}))
+        }
         const id = (name: string) => ids.get(name)!
         yield* jobs.cancel(id("dropped"), { owner })
         yield* jobs.delete(id("removed"), { owner })
@@ -185,7 +194,11 @@ describe("one event envelope on every channel", () => {
         const rpcEvents = yield* Effect.forEach(rpcItems(rpc.text(), streamed), (text) => decodeEvent(text))
 
         // per job: the job's own SSE stream and the JobWatch RPC, each from version 0 to its end
-        const perJob = new Map<string, { readonly sse: ReadonlyArray<JobEvent>; readonly rpc: ReadonlyArray<JobEvent> }>()
+        interface Watched {
+          readonly sse: ReadonlyArray<JobEvent>
+          readonly rpc: ReadonlyArray<JobEvent>
+        }
+        const perJob = new Map<string, Watched>()
         for (const [name] of expected) {
           const jobSse = yield* live(`${base}/v1/jobs/${id(name)}/events?access_token=${bearer}`)
           const jobRpc = yield* live(`${base}/rpc`, {
@@ -194,7 +207,8 @@ describe("one event envelope on every channel", () => {
             body: rpcRequest("JobWatch", { id: id(name) })
           })
           const sseText = yield* jobSse.until(allEndedFor(id(name)), `SSE of ${name}`)
-          const rpcText = yield* jobRpc.until((text) => rpcFrames(text).some((f) => f._tag === "Exit"), `JobWatch of ${name}`)
+          const ended = (text: string) => rpcFrames(text).some((f) => f._tag === "Exit")
+          const rpcText = yield* jobRpc.until(ended, `JobWatch of ${name}`)
           perJob.set(name, {
             sse: yield* Effect.forEach(sseMessages(sseText), (m) =>
               Effect.map(decodeEvent(m.data), (event) => {
@@ -223,7 +237,8 @@ describe("one event envelope on every channel", () => {
         const callbackEvents = yield* webhookEvents(yield* callback.until(1))
 
         // one vocabulary: each job's last event is its terminal type on every channel
-        const lastOf = (events: ReadonlyArray<JobEvent>, jobId: string) => events.filter((e) => e.jobId === jobId).at(-1)?.type
+        const lastOf = (events: ReadonlyArray<JobEvent>, jobId: string) =>
+          events.filter((e) => e.jobId === jobId).at(-1)?.type
         const byVersion = (events: ReadonlyArray<JobEvent>) =>
           [...events].sort((a, b) => a.jobId.localeCompare(b.jobId) || a.version - b.version)
         for (const [name, type] of expected) {
@@ -233,7 +248,9 @@ describe("one event envelope on every channel", () => {
           assert.strictEqual(lastOf(perJob.get(name)!.rpc, id(name)), type, `JobWatch, ${name}`)
           assert.strictEqual(lastOf(byVersion(hookEvents), id(name)), type, `webhook, ${name}`)
         }
-        assert.deepStrictEqual(callbackEvents.map((e) => [e.jobId, e.type, e.result]), [[id("done"), "job.completed", { url: "/out" }]])
+        assert.deepStrictEqual(callbackEvents.map((e) => [e.jobId, e.type, e.result]), [
+          [id("done"), "job.completed", { url: "/out" }]
+        ])
         const done = perJob.get("done")!.sse
         assert.deepStrictEqual(done.map((e) => e.type), [
           "job.status.changed", "job.status.changed", "job.status.changed", "job.progress", "job.completed"
@@ -253,6 +270,68 @@ describe("one event envelope on every channel", () => {
         assert.deepStrictEqual(encoded(hookEvents), encoded(sseEvents.filter(hooked)))
       }))
   })
+})
+
+describe("webhook bodies across the upgrade to bodies rendered at delivery (sql/0015)", () => {
+  const config = { webhookAllowPrivate: true, refreshInterval: "1 second" } as const
+  layer(TestDb.layer(config), { excludeTestServices: true, timeout: 60_000 })(
+    (it) => {
+      it.scoped("a delivery pending from before the upgrade (its body stored) is delivered from its event", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const { schema } = yield* JobWatchConfig
+          const q = (text: string, params: ReadonlyArray<string> = []) =>
+            sql.unsafe<Record<string, unknown>>(text.replaceAll("$schema", `"${schema}"`), params)
+          const target = yield* receiver()
+          // a database as the versioned migrations up to 0012 left it: its fan-out (0007's) stores bodies
+          const all = yield* Migrations.load()
+          yield* Migrations.run(all.filter((m) => m.id <= 12), [])
+          yield* q(
+            `INSERT INTO $schema.webhook_endpoints (owner, url, event_types, secret, last_success_at)
+             VALUES ('upgrade-user', $1, '{completed}', 'whsec_${Buffer.alloc(32, 3).toString("base64")}', now())
+             RETURNING id`,
+            [target.url]
+          )
+          const finished = (result: string) =>
+            Effect.gen(function*() {
+              const [job] = yield* q(
+                `INSERT INTO $schema.jobs (id, queue, name, owner, status, result, version, finished_at)
+                 VALUES ($schema.uuid_v7(), 'upgrade', 'old', 'upgrade-user', 'completed', $1::jsonb, 1, now())
+                 RETURNING id`,
+                [result]
+              )
+              yield* q(
+                `INSERT INTO $schema.job_events (job_id, version, type, status)
+                 VALUES ($1, 1, 'job.status.changed', 'completed')`,
+                [String(job!.id)]
+              )
+              return String(job!.id)
+            })
+          const before = yield* finished(`{"n":1}`)
+          const [stored] = yield* q(`SELECT type, body FROM $schema.webhook_deliveries WHERE job_id = $1`, [before])
+          assert.strictEqual(stored!.type, "job.completed")
+          assert.isNotNull(stored!.body)
+
+          // the upgrade: 0015 and the live functions; the old row keeps its body, a new one records only the event
+          assert.deepStrictEqual(yield* Migrations.run(), [15])
+          assert.lengthOf(yield* q(`SELECT 1 FROM pg_proc WHERE proname = 'webhook_type'
+            AND pronamespace = $1::regnamespace`, [`"${schema}"`]), 0)
+          const after = yield* finished(`{"n":2}`)
+          const [fresh] = yield* q(`SELECT type, body FROM $schema.webhook_deliveries WHERE job_id = $1`, [after])
+          assert.deepStrictEqual(fresh, { type: null, body: null })
+
+          // both are delivered, each body rendered from its event's envelope
+          const base = yield* JobWatchConfig
+          const on = Layer.succeed(JobWatchConfig, { ...base, webhooks: true })
+          yield* Layer.build(WebhookDeliverer.Default.pipe(Layer.provide(on)))
+          const got = yield* target.until(2)
+          const payloads = yield* Effect.forEach(got, (r) => decodeWebhook(r.body))
+          const byJob = new Map(payloads.map((p) => [p.data.jobId as string, p]))
+          assert.deepStrictEqual([byJob.get(before)?.type, byJob.get(before)?.data.result], ["job.completed", { n: 1 }])
+          assert.deepStrictEqual([byJob.get(after)?.type, byJob.get(after)?.data.result], ["job.completed", { n: 2 }])
+        }))
+    }
+  )
 })
 
 /** A job's own SSE stream has ended with its terminal event. */

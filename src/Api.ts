@@ -274,7 +274,7 @@ export class StreamAuthentication extends HttpApiMiddleware.Tag<StreamAuthentica
   }
 }) {}
 
-/** A `text/event-stream`: one message per job event (`id:` its cursor, `event:` job:status, job:progress, …). */
+/** A `text/event-stream`: one message per job event (`id:` its cursor, `event:` its type, e.g. `job.completed`). */
 const EventStreamBody = HttpApiSchema.Text({ contentType: "text/event-stream" }).annotations({
   description: "Server-Sent Events; resume with Last-Event-ID"
 })

@@ -4,14 +4,12 @@ import type { InvalidInput } from "./Domain/Errors.js"
 import { JobNotFound } from "./Domain/Errors.js"
 import { JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
+import { isTerminalEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { Notifications } from "./Notifications.js"
-
-/** The terminal event of a job's log, if `event` is it. */
-const isTerminalEvent = (event: JobEvent) => event.type === "job.status.changed" && isTerminal(event.status)
 
 const outcomeOf = (event: JobEvent): JobOutcome =>
   new JobOutcome({

@@ -13,8 +13,7 @@ import { Api, Authentication, ClaimResult, Health, JobRefs, NotReady, Readiness,
 import { checkWorker, CurrentUser, Forbidden } from "./Domain/Auth.js"
 import * as Auth from "./Auth.js"
 import { JobWatchConfig } from "./Config.js"
-import { JobEvent } from "./Domain/JobEvent.js"
-import { isTerminal } from "./Domain/JobStatus.js"
+import { JobEvent, sseEventName } from "./Domain/JobEvent.js"
 import type { PositionedEvent } from "./Streams/EventStream.js"
 import { ServiceGuards } from "./Http/guards.js"
 import { Limits, RateLimitLive } from "./Http/Limits.js"
@@ -136,20 +135,12 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
       .handle("progress", ({ path, payload }) => ops.progress(path.id, payload))
   }))
 
-/** The SSE event name of a job event. */
-const sseEventName = (event: JobEvent) =>
-  event.type === "job.progress"
-    ? "job:progress"
-    : event.type === "job.status.changed" && isTerminal(event.status)
-    ? `job:${event.status}`
-    : "job:status"
-
 const encodeEvent = Schema.encodeSync(JobEvent)
 
 /**
- * A `text/event-stream` of job events: each an SSE message (`id:` its cursor, `event:`, `data:` the event as JSON),
- * with a comment every `keepAlive` (and one at once, so that clients see the stream open). It ends when `events`
- * ends; a client that goes away interrupts it.
+ * A `text/event-stream` of job events: each an SSE message (`id:` its cursor, `event:` its envelope type, `data:`
+ * the envelope as JSON), with a comment every `keepAlive` (and one at once, so that clients see the stream open). It
+ * ends when `events` ends; a client that goes away interrupts it.
  */
 export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: Duration.Duration) => {
   const messages = events.pipe(

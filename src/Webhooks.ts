@@ -1,6 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Duration, Effect, Schema } from "effect"
 import { JobWatchConfig } from "./Config.js"
+import type { StoredEventType } from "./Domain/JobEvent.js"
+import { eventTypeOf } from "./Domain/JobEvent.js"
+import type { JobStatus } from "./Domain/JobStatus.js"
 import type { WebhookEventType } from "./Domain/Webhook.js"
 import {
   DeliveryAttempt,
@@ -74,6 +77,7 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     const config = yield* JobWatchConfig
     const endpoints = sql(`${config.schema}.webhook_endpoints`)
     const deliveries = sql(`${config.schema}.webhook_deliveries`)
+    const events = sql(`${config.schema}.job_events`)
     const attempts = sql(`${config.schema}.webhook_attempts`)
 
     /** A webhook target: a valid http(s) URL that (unless allowed) reaches public addresses only. */
@@ -172,16 +176,20 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
             id: string
             eventId: string
             jobId: string
-            type: string
+            type: string | null
+            eventType: StoredEventType | null
+            eventStatus: JobStatus | null
             status: "pending" | "succeeded" | "failed"
             nextAttemptAt: Date
             createdAt: Date
             finishedAt: Date | null
             total: number
-          }>`SELECT id, event_id AS "eventId", job_id AS "jobId", type, status, next_attempt_at AS "nextAttemptAt",
-                created_at AS "createdAt", finished_at AS "finishedAt", count(*) OVER ()::int AS total
-              FROM ${deliveries} WHERE endpoint_id = ${current.id}
-              ORDER BY id DESC LIMIT ${limit} OFFSET ${(page - 1) * limit}`.pipe(Effect.orDie)
+          }>`SELECT d.id, d.event_id AS "eventId", d.job_id AS "jobId", d.type, e.type AS "eventType",
+                e.status AS "eventStatus", d.status, d.next_attempt_at AS "nextAttemptAt",
+                d.created_at AS "createdAt", d.finished_at AS "finishedAt", count(*) OVER ()::int AS total
+              FROM ${deliveries} d LEFT JOIN ${events} e ON e.job_id = d.job_id AND e.version = d.version
+              WHERE d.endpoint_id = ${current.id}
+              ORDER BY d.id DESC LIMIT ${limit} OFFSET ${(page - 1) * limit}`.pipe(Effect.orDie)
           const logs = rows.length === 0 ? [] : yield* sql<{
             deliveryId: string
             attempt: number
@@ -199,7 +207,10 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
                 id: r.id,
                 eventId: r.eventId,
                 jobId: r.jobId,
-                type: r.type,
+                // the event's envelope type, as its body says (a row from before sql/0015 whose event is gone: its own)
+                type: r.eventType !== null && r.eventStatus !== null
+                  ? eventTypeOf(r.eventType, r.eventStatus)
+                  : r.type ?? "unknown",
                 status: r.status,
                 attempts: logs.filter((l) => l.deliveryId === r.id).map((l) =>
                   new DeliveryAttempt({

@@ -199,7 +199,7 @@ describe("ProgressReporter", () => {
         assert.strictEqual(failed.status, "failed")
         assert.strictEqual(failed.progress.percent, 40)
         const tail = (yield* eventsOf(id)).slice(-2).map((e) => [e.type, e.status, e.progress])
-        assert.deepStrictEqual(tail, [["job.progress", "running", 40], ["job.status.changed", "failed", 40]])
+        assert.deepStrictEqual(tail, [["job.progress", "running", 40], ["job.failed", "failed", 40]])
         assert.strictEqual(yield* reporter.pendingCount, 0)
       }))
 

@@ -119,7 +119,7 @@ describe("a database that does not answer", () => {
       assert.strictEqual(canceled.status, 200)
       const events = yield* request(`${base}/v1/jobs/${id}/events?access_token=${alice}`)
       assert.strictEqual(events.status, 200)
-      assert.match(events.text, /event: job:canceled/)
+      assert.match(events.text, /event: job\.canceled\n/)
 
       yield* proxy.cut()
       const down = yield* request(`${base}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${alice}` } })

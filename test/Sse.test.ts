@@ -4,6 +4,7 @@ import { Chunk, Effect, Fiber, Stream } from "effect"
 import { EventSource } from "eventsource"
 import pg from "pg"
 import { JobWatchConfig } from "../src/Config.js"
+import { JobEventType } from "../src/Domain/JobEvent.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { EventStream } from "../src/Streams/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
@@ -16,7 +17,14 @@ import { databaseUrl } from "./support/TestDb.js"
 interface Received {
   readonly id: string
   readonly event: string
-  readonly data: { readonly jobId: string; readonly version: number; readonly status: string; readonly progress: number; readonly result?: unknown }
+  readonly data: {
+    readonly type: string
+    readonly jobId: string
+    readonly version: number
+    readonly status: string
+    readonly progress: number
+    readonly result?: unknown
+  }
 }
 
 /** The test server's base URL. */
@@ -63,7 +71,8 @@ const openStream = (url: string, bearer?: string) =>
           return new Response(body, { status: response.status, headers: response.headers })
         }
       })
-      for (const name of ["job:status", "job:progress", "job:completed", "job:failed", "job:canceled", "job:deleted"]) {
+      // every name of the envelope's vocabulary: an event of another name would not be seen
+      for (const name of JobEventType.literals) {
         source.addEventListener(name, (message) => {
           received.push({ id: message.lastEventId, event: name, data: JSON.parse(message.data) })
           listeners.forEach((l) => l())
@@ -111,20 +120,22 @@ describe("Server-Sent Events", () => {
         yield* workers.start(ref.id, { workerId: "ws" })
         for (let p = 10; p <= 100; p += 10) yield* workers.progress(ref.id, { percent: p, force: true }, { workerId: "ws" })
         yield* workers.complete(ref.id, { workerId: "ws", result: { url: "/done" } })
-        yield* stream.until(() => stream.received.some((r) => r.event === "job:completed"))
+        yield* stream.until(() => stream.received.some((r) => r.event === "job.completed"))
         const versions = stream.received.map((r) => r.data.version)
         assert.deepStrictEqual(versions, Array.from({ length: versions.length }, (_, i) => i + 1))
         assert.strictEqual(versions.length, 1 + 1 + 1 + 10 + 1) // enqueue, claim, start, 10 reports, completion
         assert.deepStrictEqual(stream.received.map((r) => r.event), [
-          "job:status",
-          "job:status",
-          "job:status",
-          ...Array.from({ length: 10 }, () => "job:progress"),
-          "job:completed"
+          "job.status.changed",
+          "job.status.changed",
+          "job.status.changed",
+          ...Array.from({ length: 10 }, () => "job.progress"),
+          "job.completed"
         ])
+        // the SSE name is the envelope's type
+        assert.deepStrictEqual(stream.received.map((r) => r.data.type), stream.received.map((r) => r.event))
         assert.deepStrictEqual(stream.received.map((r) => r.id), versions.map((v) => `${ref.id}.${v}`))
         assert.deepStrictEqual(stream.received.at(-1)!.data.result, { url: "/done" })
-        assert.deepStrictEqual(stream.received.filter((r) => r.event === "job:progress").map((r) => r.data.progress), [
+        assert.deepStrictEqual(stream.received.filter((r) => r.event === "job.progress").map((r) => r.data.progress), [
           10, 20, 30, 40, 50, 60, 70, 80, 90, 100
         ])
       }))
@@ -145,7 +156,7 @@ describe("Server-Sent Events", () => {
         // while it is away
         for (let p = 10; p <= 50; p += 10) yield* workers.progress(ref.id, { percent: p, force: true }, { workerId: "wd" })
         yield* workers.complete(ref.id, { workerId: "wd" })
-        yield* stream.until(() => stream.received.some((r) => r.event === "job:completed"))
+        yield* stream.until(() => stream.received.some((r) => r.event === "job.completed"))
         const versions = stream.received.map((r) => r.data.version)
         assert.deepStrictEqual(versions, Array.from({ length: 9 }, (_, i) => i + 1))
         // the reconnect asked for what followed the last event it had
@@ -179,7 +190,7 @@ describe("Server-Sent Events", () => {
         assert.deepStrictEqual(new Set(carol.received.map((r) => r.data.jobId)), new Set([mine.id, mine2.id]))
         assert.strictEqual(carol.received.length, 3)
         assert.deepStrictEqual(new Set(admin.received.map((r) => r.data.jobId)), new Set([mine.id, mine2.id, theirs.id]))
-        assert.include(carol.received.map((r) => r.event), "job:canceled")
+        assert.include(carol.received.map((r) => r.event), "job.canceled")
       }))
 
     it.scoped("20 transactions committing out of order: the live stream and every resume see each event exactly once", () =>

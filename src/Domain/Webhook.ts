@@ -1,7 +1,7 @@
 import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 
-/** What an endpoint subscribes to; `all` adds every other transition as `job.status.changed`. */
+/** What an endpoint subscribes to; `all` adds every other transition (`job.status.changed`, `job.deleted`). */
 export const WebhookEventType = Schema.Literal("progress", "completed", "failed", "canceled", "all")
 export type WebhookEventType = typeof WebhookEventType.Type
 

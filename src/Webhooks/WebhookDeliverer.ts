@@ -134,7 +134,7 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
     const deliver = (d: Claimed) =>
       Effect.gen(function*() {
         const startedAt = yield* now
-        const body = JSON.stringify(d.body)
+        const body = d.body ?? ""
         const timestamp = Math.floor(startedAt / 1000)
         const overlapping = d.previousSecretUntil !== null && new Date(d.previousSecretUntil).getTime() > startedAt
         const secrets = [
@@ -149,7 +149,9 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         }
         if (secrets.length > 0) headers["webhook-signature"] = signatures(secrets, d.eventId, timestamp, body)
         const problem = urlProblem(d.url)
-        const result = problem !== undefined
+        const result = d.body === null
+          ? { status: null, error: "its event no longer exists", retryAfter: null }
+          : problem !== undefined
           ? { status: null, error: `the URL ${problem.message}`, retryAfter: null }
           : yield* post(d.url, headers, body, config.webhookAllowPrivate).pipe(
             Effect.timeoutTo({

@@ -1,6 +1,8 @@
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Option } from "effect"
+import { Duration, Effect, Option, Schema } from "effect"
 import { JobWatchConfig } from "../Config.js"
+import { webhookPayloadOf, WebhookPayload } from "../Domain/JobEvent.js"
+import { eventColumns, EventRowJson, toJobEvent } from "../internal/rows.js"
 import type { Attempt } from "./post.js"
 
 /** After this many failed attempts in a row, an endpoint gets one delivery in flight at a time until one succeeds. */
@@ -21,7 +23,8 @@ export interface Claimed {
   readonly endpointId: string | null
   readonly url: string
   readonly eventId: string
-  readonly body: unknown
+  /** The request body: the event's envelope, rendered now (`null`: the event is gone, there is nothing to send). */
+  readonly body: string | null
   readonly attempts: number
   /** The endpoint has not answered yet, or its last attempts failed: this is its one delivery in flight. */
   readonly probe: boolean
@@ -41,9 +44,33 @@ export interface ClaimLimits {
   readonly suspectFree: number
 }
 
-interface ClaimedRow extends Claimed {
+interface ClaimedRow extends Omit<Claimed, "body"> {
   readonly lockedUntil: Date
+  /** The event's `eventColumns` as `to_jsonb` writes them; `null` if the event is gone. */
+  readonly event: unknown
+  /** The body stored by the fan-out before bodies were rendered at delivery (sql/0015); `null` for later rows. */
+  readonly storedBody: unknown
 }
+
+const decodeEvent = Schema.decodeUnknown(Schema.NullOr(EventRowJson))
+const encodePayload = Schema.encode(WebhookPayload)
+
+/**
+ * The body of a claimed delivery, rendered from its event's envelope (a row from before sql/0015 too: its receiver
+ * gets today's vocabulary), or the stored body of a row whose event is gone.
+ */
+const bodyOf = (row: ClaimedRow) =>
+  Effect.flatMap(decodeEvent(row.event), (event) =>
+    event === null
+      ? Effect.succeed(row.storedBody === null ? null : JSON.stringify(row.storedBody))
+      : Effect.map(encodePayload(webhookPayloadOf(toJobEvent(event))), (payload) => JSON.stringify(payload)))
+
+/** A claimed row as the deliverer gets it: its body rendered. */
+const claimedOf = (row: ClaimedRow) =>
+  Effect.map(bodyOf(row), (body): Claimed => {
+    const { event: _event, lockedUntil: _lockedUntil, storedBody: _storedBody, ...rest } = row
+    return { ...rest, body }
+  })
 
 /** How an attempt is settled: the delivery's new status and, while pending, when it falls due again. */
 export interface Outcome {
@@ -117,6 +144,7 @@ export const make = Effect.gen(function*() {
   const endpoints = sql(`${config.schema}.webhook_endpoints`)
   const jobs = sql(`${config.schema}.jobs`)
   const attempts = sql(`${config.schema}.webhook_attempts`)
+  const events = sql(`${config.schema}.job_events`)
   const leaseMs = Duration.toMillis(config.webhookTimeout) + Duration.toMillis(leaseMargin)
   const disableAfterMs = Duration.toMillis(config.webhookDisableAfter)
   const cap = config.webhookEndpointConcurrency
@@ -173,18 +201,27 @@ export const make = Effect.gen(function*() {
         WHERE NOT suspect OR nth <= ${limits.suspectFree}
         ORDER BY turn, next_attempt_at, id
         LIMIT ${limits.free}
+      ), locked AS MATERIALIZED (
+        -- by primary key: an array, not a semi-join the planner may make a scan of the table per candidate row
+        SELECT x.id FROM ${deliveries} x WHERE x.id = ANY(ARRAY(SELECT id FROM picked)) FOR UPDATE SKIP LOCKED
       ), claimed AS (
         -- the conditions again, on the locked row: another deliverer may have claimed it since this statement began
         UPDATE ${deliveries} d
         SET locked_until = now() + ${leaseMs} * interval '1 millisecond', attempts = d.attempts + 1,
           claim = gen_random_uuid()
-        WHERE d.id IN (SELECT x.id FROM ${deliveries} x WHERE x.id IN (SELECT id FROM picked) FOR UPDATE SKIP LOCKED)
+        WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
           AND d.status = 'pending' AND d.next_attempt_at <= ${now}
           AND (d.locked_until IS NULL OR d.locked_until < now())
-        RETURNING d.id, d.claim, d.endpoint_id, d.url, d.event_id, d.body, d.attempts, d.job_id, d.locked_until
+        RETURNING d.id, d.claim, d.endpoint_id, d.url, d.event_id, d.body, d.attempts, d.job_id, d.version,
+          d.locked_until
       )
-      SELECT c.id, c.claim, c.endpoint_id AS "endpointId", c.url, c.event_id AS "eventId", c.body, c.attempts,
-        p.probe, p.suspect, c.locked_until AS "lockedUntil",
+      SELECT c.id, c.claim, c.endpoint_id AS "endpointId", c.url, c.event_id AS "eventId", c.body AS "storedBody",
+        c.attempts, p.probe, p.suspect, c.locked_until AS "lockedUntil",
+        -- the event, read with the claim: its body is rendered from it
+        (SELECT to_jsonb(ev) FROM (
+          SELECT ${sql.literal(eventColumns)} FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
+          WHERE e.job_id = c.job_id AND e.version = c.version
+        ) ev) AS event,
         coalesce(w.secret, j.webhook_secret) AS secret, w.previous_secret AS "previousSecret",
         w.previous_secret_until AS "previousSecretUntil"
       FROM claimed c JOIN picked p ON p.id = c.id
@@ -228,11 +265,15 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const rows = yield* claimDue(new Date(now), limits, skip)
       const probes = rows.filter((row) => row.probe && row.endpointId !== null)
-      if (probes.length === 0) return rows
-      const won = yield* holdEndpoints(probes).pipe(
+      const won = probes.length === 0 ? new Set<string>() : yield* holdEndpoints(probes).pipe(
         Effect.tapErrorCause(() => Effect.ignore(release(probes.map((p) => p.claim))))
       )
-      return rows.filter((row) => !row.probe || row.endpointId === null || won.has(row.claim))
+      const kept = rows.filter((row) => !row.probe || row.endpointId === null || won.has(row.claim))
+      // an event that does not decode is a defect: its claims are given up rather than left to run out
+      return yield* Effect.forEach(kept, claimedOf).pipe(
+        Effect.orDie,
+        Effect.tapErrorCause(() => Effect.ignore(release(kept.map((row) => row.claim))))
+      )
     })
 
   /**

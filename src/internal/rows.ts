@@ -1,6 +1,6 @@
 import { DateTime, Schema } from "effect"
 import { JobError, JobInfo, JobProgress } from "../Domain/Job.js"
-import { JobEvent, JobEventType } from "../Domain/JobEvent.js"
+import { eventTypeOf, JobEvent, StoredEventType } from "../Domain/JobEvent.js"
 import { EventId, JobId } from "../Domain/JobId.js"
 import { isTerminal, JobStatus } from "../Domain/JobStatus.js"
 
@@ -101,7 +101,7 @@ export const EventRow = Schema.Struct({
   id: EventId,
   jobId: JobId,
   version: Schema.Number,
-  type: JobEventType,
+  type: StoredEventType,
   status: JobStatus,
   previousStatus: Schema.NullOr(JobStatus),
   progress: Schema.Number,
@@ -117,6 +117,9 @@ export const EventRow = Schema.Struct({
   createdAt: Timestamp
 })
 export type EventRow = typeof EventRow.Type
+
+/** An `EventRow` as `to_jsonb` writes a row of `eventColumns`: the same, its timestamp as text. */
+export const EventRowJson = Schema.Struct({ ...EventRow.fields, createdAt: Schema.DateFromString })
 
 /**
  * The select list for `EventRow` from `job_events e` joined to `jobs j`: a terminal `completed` event carries the
@@ -134,7 +137,7 @@ export const toJobEvent = (row: EventRow): JobEvent =>
     id: row.id,
     jobId: row.jobId,
     version: row.version,
-    type: row.type,
+    type: eventTypeOf(row.type, row.status),
     status: row.status,
     previousStatus: row.previousStatus,
     progress: row.progress,
@@ -189,7 +192,7 @@ export interface EventRecord {
   readonly id: EventId
   readonly job_id: JobId
   readonly version: number
-  readonly type: JobEventType
+  readonly type: StoredEventType
   readonly status: JobStatus
   readonly previous_status: JobStatus | null
   readonly progress: number

@@ -38,6 +38,8 @@ export interface JobWatchConfigShape {
   readonly reaperInterval: Duration.Duration
   /** Whether this process takes part in the reaper election (one reaper per cluster runs at a time). */
   readonly reaper: boolean
+  /** How long finished jobs (with their events and webhook deliveries) are kept, then purged; `None`: forever. */
+  readonly retention: Option.Option<Duration.Duration>
   /** Per job, at most one progress write per window (the first at once, the last always). */
   readonly progressThrottle: Duration.Duration
   /** The longest an HTTP long-poll (`Prefer: wait=N`, `waitSeconds`, `timeoutSeconds`) may wait. */
@@ -112,6 +114,7 @@ export const defaults: JobWatchConfigShape = {
   workerTimeout: Duration.seconds(30),
   reaperInterval: Duration.seconds(1),
   reaper: true,
+  retention: Option.some(Duration.days(7)),
   progressThrottle: Duration.seconds(2),
   maxWait: Duration.seconds(60),
   maxBodyBytes: 16 * 1024 * 1024,
@@ -157,6 +160,7 @@ export const envNames: { readonly [K in keyof JobWatchConfigShape]: string } = {
   workerTimeout: "JOBWATCH_WORKER_TIMEOUT",
   reaperInterval: "JOBWATCH_REAPER_INTERVAL",
   reaper: "JOBWATCH_REAPER",
+  retention: "JOBWATCH_RETENTION",
   progressThrottle: "JOBWATCH_PROGRESS_THROTTLE",
   maxWait: "JOBWATCH_MAX_WAIT",
   maxBodyBytes: "JOBWATCH_MAX_BODY_BYTES",
@@ -348,6 +352,7 @@ const check = (input: RawInput): Either.Either<JobWatchConfigShape, Invalid> =>
       workerTimeout: yield* positiveDuration("workerTimeout", v.workerTimeout),
       reaperInterval: yield* positiveDuration("reaperInterval", v.reaperInterval),
       reaper: yield* bool("reaper", v.reaper),
+      retention: yield* positive("retention", yield* optionalDuration("retention", v.retention)),
       progressThrottle: yield* duration("progressThrottle", v.progressThrottle),
       maxWait: yield* duration("maxWait", v.maxWait),
       maxBodyBytes: yield* intIn("maxBodyBytes", v.maxBodyBytes, 1024, 1024 * 1024 * 1024),
@@ -419,6 +424,7 @@ export class JobWatchConfig extends Context.Tag("jobwatch/Config")<JobWatchConfi
         workerTimeout: str("workerTimeout"),
         reaperInterval: str("reaperInterval"),
         reaper: str("reaper"),
+        retention: str("retention"),
         progressThrottle: str("progressThrottle"),
         maxWait: str("maxWait"),
         maxBodyBytes: int("maxBodyBytes"),

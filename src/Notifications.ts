@@ -18,6 +18,7 @@ import { JobId } from "./Domain/JobId.js"
 import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
 import { makeStreak } from "./internal/retry.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { PurgeRepo } from "./Jobs/PurgeRepo.js"
 import { Listener } from "./EventLog/Listener.js"
 import { LocalEvents } from "./EventLog/LocalEvents.js"
 
@@ -34,6 +35,8 @@ export interface Subscriber {
    * up to that version: waiters, not streams.
    */
   readonly onOutcome?: (outcome: JobOutcome) => void
+  /** The job no longer exists (it was purged): no event will come. */
+  readonly onGone?: () => void
 }
 
 export type SubscribeFrom =
@@ -116,9 +119,10 @@ const notifyToResolve = Metric.histogram(
  * that changed and are watched here, and hands them, in version order, to those jobs' subscribers.
  */
 export class Notifications extends Effect.Service<Notifications>()("jobwatch/Notifications", {
-  dependencies: [JobsRepo.Default, Listener.Default, LocalEvents.Default],
+  dependencies: [JobsRepo.Default, PurgeRepo.Default, Listener.Default, LocalEvents.Default],
   scoped: Effect.gen(function*() {
     const repo = yield* JobsRepo
+    const purges = yield* PurgeRepo
     const listener = yield* Listener
     const local = yield* LocalEvents
     const config = yield* JobWatchConfig
@@ -194,14 +198,23 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           stats.reads++
           yield* Metric.increment(readsTotal)
           const events = yield* repo.eventsAfter(cursors)
+          const served = new Set<JobId>()
           let start = 0
           for (let k = 1; k <= events.length; k++) {
             if (k === events.length || events[k]!.jobId !== events[start]!.jobId) {
+              served.add(events[start]!.jobId)
               deliver(events[start]!.jobId, events.slice(start, k))
               start = k
             }
           }
           stats.jobsRead += cursors.length
+          // a job read for nothing may have been purged (which writes no event): its subscribers end
+          const quiet = cursors.flatMap((c) => (served.has(c.id) ? [] : [c.id]))
+          if (quiet.length > 0) {
+            for (const id of yield* purges.missing(quiet)) {
+              for (const r of index.get(id) ?? []) r.subscriber.onGone?.()
+            }
+          }
         }
       })
 

@@ -102,3 +102,9 @@ export class JobCursorPage extends Schema.Class<JobCursorPage>("JobCursorPage")(
   jobs: Schema.Array(JobInfo),
   nextCursor: Schema.NullOr(Schema.String)
 }) {}
+
+/** What a purge removed: `purged` jobs (with their events and webhook deliveries); `more` when it hit its limit. */
+export class JobsPurged extends Schema.Class<JobsPurged>("JobsPurged")({
+  purged: Schema.Int,
+  more: Schema.Boolean
+}) {}

@@ -185,7 +185,11 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       }
     }
 
-    const readEvents = (ids: ReadonlyArray<JobId>) =>
+    /**
+     * Reads and delivers the events of `ids`; those of `suspects` (a doorbell named them, or a reconcile) that had
+     * none may have been purged: their subscribers are told when they are gone.
+     */
+    const readEvents = (ids: ReadonlyArray<JobId>, suspects: ReadonlySet<JobId> | "all") =>
       Effect.gen(function*() {
         for (let i = 0; i < ids.length; i += chunkSize) {
           const cursors: Array<{ id: JobId; after: number }> = []
@@ -209,7 +213,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           }
           stats.jobsRead += cursors.length
           // a job read for nothing may have been purged (which writes no event): its subscribers end
-          const quiet = cursors.flatMap((c) => (served.has(c.id) ? [] : [c.id]))
+          const quiet = cursors.flatMap((c) =>
+            served.has(c.id) || (suspects !== "all" && !suspects.has(c.id)) ? [] : [c.id])
           if (quiet.length > 0) {
             for (const id of yield* purges.missing(quiet)) {
               for (const r of index.get(id) ?? []) r.subscriber.onGone?.()
@@ -289,7 +294,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       stats.wakeups++
       yield* Metric.increment(wakeupsTotal)
       const { doorbells, everything, firstDoorbellAt } = pending
-      const changed = new Set<JobId>([...needsCatchUp, ...pending.changed])
+      const named = new Set(pending.changed)
+      const changed = new Set<JobId>([...needsCatchUp, ...named])
       needsCatchUp.clear()
       pending.changed.clear()
       pending.doorbells = 0
@@ -300,7 +306,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         yield* Metric.increment(reconcilesTotal)
       }
       const before = stats.jobsRead
-      yield* readEvents(everything ? [...index.keys()] : [...changed])
+      // a catch-up read of a new subscriber that finds nothing is the common case, not a sign of a purge
+      yield* readEvents(everything ? [...index.keys()] : [...changed], everything ? "all" : named)
       if (needsSnapshot.size > 0) {
         const ids = [...needsSnapshot]
         needsSnapshot.clear()

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { ConfigProvider, Duration, Effect, Either, Fiber, Layer, Option, Stream, TestClock } from "effect"
 import type { JobWatchConfigInput } from "../src/Config.js"
@@ -217,6 +218,21 @@ describe("retention: a purged job's waiters and streams", () => {
     }).pipe(onFreshSchema({ refreshInterval: null })), { timeout: 60_000 })
 })
 
+/** The `Exit` of one RPC call (NDJSON over HTTP) as `bearer`. */
+const rpcExit = (bearer: string, tag: string, payload: unknown) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const body = `${JSON.stringify({ _tag: "Request", id: "1", tag, payload, headers: [] })}\n`
+    const response = yield* client.execute(
+      HttpClientRequest.post("/rpc").pipe(
+        HttpClientRequest.bearerToken(bearer),
+        HttpClientRequest.bodyText(body, "application/ndjson")
+      )
+    )
+    const frames = (yield* response.text).split("\n").filter((line) => line !== "").map((line) => JSON.parse(line))
+    return frames.find((frame) => frame._tag === "Exit")?.exit
+  }).pipe(Effect.scoped, Effect.orDie)
+
 describe("retention over HTTP", () => {
   it.live("DELETE of a finished job purges it; a pending one is marked deleted first; an admin purges by filter", () =>
     Effect.gen(function*() {
@@ -260,6 +276,16 @@ describe("retention over HTTP", () => {
       assert.deepStrictEqual(rest.body, { purged: 1, more: false })
       for (const id of canceled) assert.strictEqual((yield* raw("GET", `/v1/jobs/${id}`, { token: user })).status, 404)
       assert.strictEqual((yield* raw("GET", `/v1/jobs/${open}`, { token: user })).body.status, "pending")
+
+      // the same over RPC
+      yield* raw("POST", `/v1/jobs/${open}/cancel`, { token: user })
+      const refusedRpc = yield* rpcExit(user, "JobsPurge", { queue })
+      assert.strictEqual(refusedRpc?._tag, "Failure")
+      assert.include(JSON.stringify(refusedRpc), "Forbidden")
+      assert.deepStrictEqual(yield* rpcExit(admin, "JobsPurge", { queue }), {
+        _tag: "Success",
+        value: { purged: 1, more: false }
+      })
 
       const spec = (yield* raw("GET", "/openapi.json")).body
       const operation = spec.paths["/v1/admin/jobs/purge"].post

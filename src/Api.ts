@@ -54,7 +54,17 @@ import {
 } from "./Domain/Requests.js"
 
 /** The request bodies (bounded; see `Requests.ts`). */
-export { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WaitBody, WebhookBody, WebhookPatch } from "./Domain/Requests.js"
+export {
+  ClaimBody,
+  EnqueueBody,
+  ProgressBody,
+  PurgeBody,
+  ReleaseBody,
+  UpdateBody,
+  WaitBody,
+  WebhookBody,
+  WebhookPatch
+} from "./Domain/Requests.js"
 
 /** `GET /health`: the process is up. */
 export class Health extends Schema.Class<Health>("Health")({

@@ -213,7 +213,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           }
           stats.jobsRead += cursors.length
           // a job read for nothing may have been purged (which writes no event): its subscribers end
-          const quiet = cursors.flatMap((c) =>
+          const quiet = suspects !== "all" && suspects.size === 0 ? [] : cursors.flatMap((c) =>
             served.has(c.id) || (suspects !== "all" && !suspects.has(c.id)) ? [] : [c.id])
           if (quiet.length > 0) {
             for (const id of yield* purges.missing(quiet)) {

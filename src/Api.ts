@@ -22,7 +22,7 @@ import {
   TooManyRequests,
   WorkerNotFound
 } from "./Domain/Errors.js"
-import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
+import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobsPurged, JobStatusInfo } from "./Domain/Job.js"
 import {
   DeliveryPage,
   WebhookEndpoint,
@@ -41,6 +41,7 @@ import {
   LastEventId,
   ListParams,
   ProgressBody,
+  PurgeBody,
   ReleaseBody,
   UpdateBody,
   UserEventsParams,
@@ -53,7 +54,17 @@ import {
 } from "./Domain/Requests.js"
 
 /** The request bodies (bounded; see `Requests.ts`). */
-export { ClaimBody, EnqueueBody, ProgressBody, ReleaseBody, UpdateBody, WaitBody, WebhookBody, WebhookPatch } from "./Domain/Requests.js"
+export {
+  ClaimBody,
+  EnqueueBody,
+  ProgressBody,
+  PurgeBody,
+  ReleaseBody,
+  UpdateBody,
+  WaitBody,
+  WebhookBody,
+  WebhookPatch
+} from "./Domain/Requests.js"
 
 /** `GET /health`: the process is up. */
 export class Health extends Schema.Class<Health>("Health")({
@@ -190,10 +201,31 @@ export class JobsApi extends HttpApiGroup.make("jobs")
   .add(
     HttpApiEndpoint.del("delete", "/v1/jobs/:id")
       .setPath(IdPath)
-      .addSuccess(JobInfo)
+      .addSuccess(JobInfo.annotations({ description: "The job: marked deleted, or (finished) purged and as it was" }))
       .addError(InvalidInput)
       .addError(JobNotFound)
       .addError(InvalidTransition)
+      .annotate(OpenApi.Summary, "Delete a job")
+      .annotate(
+        OpenApi.Description,
+        "A scheduled or pending job is marked deleted (its waiters and streams see it end). A finished job is " +
+          "purged: removed with its events and webhook deliveries, and answered as it was. A job a worker holds is 409."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("purge", "/v1/admin/jobs/purge")
+      .setPayload(PurgeBody)
+      .addError(UnsupportedMediaType)
+      .addSuccess(JobsPurged)
+      .addError(InvalidInput)
+      .addError(Forbidden)
+      .annotate(OpenApi.Summary, "Purge finished jobs (admin)")
+      .annotate(
+        OpenApi.Description,
+        "Removes finished jobs matching the filter (statuses, queue, owner, finished before), with their events and " +
+          "webhook deliveries, oldest finished first, up to `limit` per call: `more` says whether to call again. " +
+          "Needs the admin role. Jobs older than JOBWATCH_RETENTION are purged by the service itself."
+      )
   )
   .middleware(RateLimit)
   .middleware(Authentication)

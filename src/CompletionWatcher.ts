@@ -60,7 +60,9 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
               const last = events[events.length - 1]!
               if (isTerminalEvent(last)) resolve(outcomeOf(last))
             },
-            onOutcome: resolve
+            onOutcome: resolve,
+            // purged while it was waited for: as unknown as any other id
+            onGone: () => onMissing(id)
           }
         }
       })
@@ -155,12 +157,15 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
           const after = options.afterVersion === undefined
             ? 0
             : yield* V.integer("afterVersion", options.afterVersion, 0, 2 ** 31 - 1)
-          const queue = yield* Queue.unbounded<ReadonlyArray<JobEvent>>()
+          // null: the job was purged meanwhile
+          const queue = yield* Queue.unbounded<ReadonlyArray<JobEvent> | null>()
           yield* notifications.subscribe(jobId, { afterVersion: after }, {
-            onEvents: (events) => Queue.unsafeOffer(queue, events)
+            onEvents: (events) => Queue.unsafeOffer(queue, events),
+            onGone: () => Queue.unsafeOffer(queue, null)
           })
           if (!(yield* repo.exists(jobId))) return yield* new JobNotFound({ id: jobId })
           return Stream.fromQueue(queue).pipe(
+            Stream.mapEffect((events) => events === null ? new JobNotFound({ id: jobId }) : Effect.succeed(events)),
             Stream.flattenIterables,
             Stream.takeUntil(isTerminalEvent)
           )
@@ -176,9 +181,10 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       const after = yield* V.integer("afterVersion", afterVersion, 0, 2 ** 31 - 1)
       return yield* Effect.scoped(
         Effect.gen(function*() {
-          const next = yield* Deferred.make<ReadonlyArray<JobEvent>>()
+          const next = yield* Deferred.make<ReadonlyArray<JobEvent>, JobNotFound>()
           yield* notifications.subscribe(jobId, { afterVersion: after }, {
-            onEvents: (events) => Deferred.unsafeDone(next, Effect.succeed(events))
+            onEvents: (events) => Deferred.unsafeDone(next, Effect.succeed(events)),
+            onGone: () => Deferred.unsafeDone(next, Effect.fail(new JobNotFound({ id: jobId })))
           })
           if (!(yield* repo.exists(jobId))) return yield* new JobNotFound({ id: jobId })
           return yield* Deferred.await(next)

@@ -122,6 +122,7 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
           Effect.zipRight(slotFor(wait), ops.status(path.id, { wait, afterVersion: urlParams.afterVersion }))))
       .handle("cancel", ({ path }) => ops.cancel(path.id))
       .handle("delete", ({ path }) => ops.remove(path.id))
+      .handle("purge", ({ payload }) => ops.purge(payload))
   }))
 
 export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>

@@ -1,17 +1,21 @@
 import type { DateTime, Duration } from "effect"
 import { Effect, Either, Option } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { InvalidInput } from "./Domain/Errors.js"
-import { JobCursorPage, JobPage, JobRef, JobStatusInfo, Pagination } from "./Domain/Job.js"
+import type { InvalidTransition } from "./Domain/Errors.js"
+import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
+import type { JobInfo } from "./Domain/Job.js"
+import { JobCursorPage, JobPage, JobRef, JobsPurged, JobStatusInfo, Pagination } from "./Domain/Job.js"
+import type { JobId } from "./Domain/JobId.js"
 import { makeJobId } from "./Domain/JobId.js"
 import type { Backoff } from "./Domain/Worker.js"
 import { defaultBackoff } from "./Domain/Worker.js"
-import type { JobStatus } from "./Domain/JobStatus.js"
+import type { JobStatus, TerminalStatus } from "./Domain/JobStatus.js"
 import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
 import * as V from "./internal/validate.js"
 import { checkTarget, secretProblem } from "./Webhooks/security.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { PurgeRepo } from "./Jobs/PurgeRepo.js"
 
 /** What a job is enqueued with. */
 export interface EnqueueOptions {
@@ -68,12 +72,27 @@ export interface ListOptions {
   readonly limit?: number | undefined
 }
 
+/** Which finished jobs an admin purges; every field narrows. */
+export interface PurgeOptions {
+  /** Finished statuses or their aliases (`successful`, `cancelled`, …), one or several; default all four. */
+  readonly status?: string | ReadonlyArray<string> | undefined
+  readonly queue?: string | undefined
+  readonly owner?: string | undefined
+  /** Only jobs that finished before this. */
+  readonly finishedBefore?: Date | DateTime.DateTime | string | undefined
+  /** The most jobs one call purges: 1 to 10,000, default 1,000. */
+  readonly limit?: number | undefined
+}
+
 /** Restricts an operation to one owner's jobs: another owner's job is `JobNotFound`. */
 export interface OwnerScope {
   readonly owner?: string | undefined
 }
 
 const INT32 = 2 ** 31 - 1
+/** Jobs per purge statement, and the most one purge call removes. */
+const PURGE_BATCH = 1000
+const PURGE_MAX = 10_000
 const DAY_MS = 24 * 3600 * 1000
 const WEEK_MS = 7 * DAY_MS
 /** The furthest a job may be delayed, and the longest an attempt may be allowed to run. */
@@ -148,9 +167,10 @@ const callbackSecret = (field: string, value: unknown, url: unknown): Either.Eit
 
 /** Enqueue, read, list, cancel and delete jobs. */
 export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
-  dependencies: [JobsRepo.Default],
+  dependencies: [JobsRepo.Default, PurgeRepo.Default],
   effect: Effect.gen(function*() {
     const repo = yield* JobsRepo
+    const purgeRepo = yield* PurgeRepo
     const config = yield* JobWatchConfig
 
     // synchronous and generator-free: a 1,000-job batch is validated in a couple of milliseconds
@@ -286,8 +306,55 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       return yield* repo.cancel(yield* V.jobId(id), { owner: scope.owner })
     })
 
+    /** Purges a finished job: answers its last state; `JobNotFound` if it went meanwhile. */
+    const purgeOne = (id: JobId, owner: string | undefined) =>
+      Effect.gen(function*() {
+        const last = yield* repo.get(id, owner)
+        const purged = yield* purgeRepo.purge({ ids: [id], owner }, 1)
+        return purged.length === 1 ? last : yield* new JobNotFound({ id })
+      })
+
+    /**
+     * A scheduled or pending job is marked `deleted` (an event its waiters see); a finished one is purged, with its
+     * events and webhook deliveries, and answered as it was; one a worker holds is `InvalidTransition`.
+     */
     const remove = Effect.fn("Jobs.delete")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.remove(yield* V.jobId(id), { owner: scope.owner })
+      const jobId = yield* V.jobId(id)
+      return yield* repo.remove(jobId, { owner: scope.owner }).pipe(
+        Effect.catchTag("InvalidTransition", (refused): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
+          isTerminal(refused.from) ? purgeOne(jobId, scope.owner) : Effect.fail(refused))
+      )
+    })
+
+    /** Purges finished jobs matching `options`, oldest finished first, up to its limit, 1,000 per statement. */
+    const purge = Effect.fn("Jobs.purge")(function*(options: PurgeOptions = {}) {
+      const filter = yield* filterOf({ status: options.status, queue: options.queue, owner: options.owner })
+      const statuses: Array<TerminalStatus> = []
+      for (const status of filter.statuses ?? []) {
+        if (!isTerminal(status)) {
+          return yield* V.invalid("status", `must name finished statuses (completed, failed, canceled, deleted), not ${status}`)
+        }
+        statuses.push(status)
+      }
+      const before = options.finishedBefore === undefined
+        ? undefined
+        : yield* V.instant("finishedBefore", options.finishedBefore)
+      const limit = options.limit === undefined ? PURGE_BATCH : yield* V.integer("limit", options.limit, 1, PURGE_MAX)
+      const where = {
+        before,
+        owner: filter.owner,
+        queue: filter.queue,
+        statuses: statuses.length === 0 ? undefined : statuses
+      }
+      let purged = 0
+      while (purged < limit) {
+        const batch = Math.min(PURGE_BATCH, limit - purged)
+        const removed = yield* purgeRepo.purge(where, batch)
+        purged += removed.length
+        if (removed.length < batch) return JobsPurged.make({ purged, more: false })
+        yield* Effect.yieldNow()
+      }
+      return JobsPurged.make({ purged, more: true })
     })
 
     return {
@@ -299,7 +366,8 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       list,
       listByCursor,
       cancel,
-      delete: remove
+      delete: remove,
+      purge
     } as const
   })
 }) {}

@@ -18,6 +18,7 @@ import { JobId } from "./Domain/JobId.js"
 import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
 import { makeStreak } from "./internal/retry.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { PurgeRepo } from "./Jobs/PurgeRepo.js"
 import { Listener } from "./EventLog/Listener.js"
 import { LocalEvents } from "./EventLog/LocalEvents.js"
 
@@ -34,6 +35,8 @@ export interface Subscriber {
    * up to that version: waiters, not streams.
    */
   readonly onOutcome?: (outcome: JobOutcome) => void
+  /** The job no longer exists (it was purged): no event will come. */
+  readonly onGone?: () => void
 }
 
 export type SubscribeFrom =
@@ -116,9 +119,10 @@ const notifyToResolve = Metric.histogram(
  * that changed and are watched here, and hands them, in version order, to those jobs' subscribers.
  */
 export class Notifications extends Effect.Service<Notifications>()("jobwatch/Notifications", {
-  dependencies: [JobsRepo.Default, Listener.Default, LocalEvents.Default],
+  dependencies: [JobsRepo.Default, PurgeRepo.Default, Listener.Default, LocalEvents.Default],
   scoped: Effect.gen(function*() {
     const repo = yield* JobsRepo
+    const purges = yield* PurgeRepo
     const listener = yield* Listener
     const local = yield* LocalEvents
     const config = yield* JobWatchConfig
@@ -181,7 +185,11 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       }
     }
 
-    const readEvents = (ids: ReadonlyArray<JobId>) =>
+    /**
+     * Reads and delivers the events of `ids`; those of `suspects` (a doorbell named them, or a reconcile) that had
+     * none may have been purged: their subscribers are told when they are gone.
+     */
+    const readEvents = (ids: ReadonlyArray<JobId>, suspects: ReadonlySet<JobId> | "all") =>
       Effect.gen(function*() {
         for (let i = 0; i < ids.length; i += chunkSize) {
           const cursors: Array<{ id: JobId; after: number }> = []
@@ -194,14 +202,24 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           stats.reads++
           yield* Metric.increment(readsTotal)
           const events = yield* repo.eventsAfter(cursors)
+          const served = new Set<JobId>()
           let start = 0
           for (let k = 1; k <= events.length; k++) {
             if (k === events.length || events[k]!.jobId !== events[start]!.jobId) {
+              served.add(events[start]!.jobId)
               deliver(events[start]!.jobId, events.slice(start, k))
               start = k
             }
           }
           stats.jobsRead += cursors.length
+          // a job read for nothing may have been purged (which writes no event): its subscribers end
+          const quiet = suspects !== "all" && suspects.size === 0 ? [] : cursors.flatMap((c) =>
+            served.has(c.id) || (suspects !== "all" && !suspects.has(c.id)) ? [] : [c.id])
+          if (quiet.length > 0) {
+            for (const id of yield* purges.missing(quiet)) {
+              for (const r of index.get(id) ?? []) r.subscriber.onGone?.()
+            }
+          }
         }
       })
 
@@ -276,7 +294,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       stats.wakeups++
       yield* Metric.increment(wakeupsTotal)
       const { doorbells, everything, firstDoorbellAt } = pending
-      const changed = new Set<JobId>([...needsCatchUp, ...pending.changed])
+      const named = new Set(pending.changed)
+      const changed = new Set<JobId>([...needsCatchUp, ...named])
       needsCatchUp.clear()
       pending.changed.clear()
       pending.doorbells = 0
@@ -287,7 +306,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         yield* Metric.increment(reconcilesTotal)
       }
       const before = stats.jobsRead
-      yield* readEvents(everything ? [...index.keys()] : [...changed])
+      // a catch-up read of a new subscriber that finds nothing is the common case, not a sign of a purge
+      yield* readEvents(everything ? [...index.keys()] : [...changed], everything ? "all" : named)
       if (needsSnapshot.size > 0) {
         const ids = [...needsSnapshot]
         needsSnapshot.clear()

@@ -2,10 +2,11 @@ import { Duration, Effect, Option, Stream } from "effect"
 import type { EnqueueBody } from "./Api.js"
 import { CompletionWatcher } from "./CompletionWatcher.js"
 import { JobWatchConfig } from "./Config.js"
-import { checkWorker, CurrentUser } from "./Domain/Auth.js"
+import { checkWorker, CurrentUser, Forbidden } from "./Domain/Auth.js"
 import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
+import type { JobsPurged } from "./Domain/Job.js"
 import { EventStream } from "./Streams/EventStream.js"
-import type { EnqueueOptions } from "./Jobs.js"
+import type { EnqueueOptions, PurgeOptions } from "./Jobs.js"
 import { Jobs } from "./Jobs.js"
 import { Shutdown } from "./Http/Shutdown.js"
 import { ReleaseResult } from "./Domain/Worker.js"
@@ -207,6 +208,12 @@ export class Operations extends Effect.Service<Operations>()("jobwatch/Operation
           // only a worker acting on a job it does not hold gets NotJobHolder; a user never acts as one
           Effect.catchTag("NotJobHolder", Effect.die)
         ),
+      /** Purges finished jobs by filter: an admin's operation (`Forbidden` otherwise). */
+      purge: (options: PurgeOptions) =>
+        Effect.flatMap(CurrentUser, (user): Effect.Effect<JobsPurged, InvalidInput | Forbidden> =>
+          user.isAdmin
+            ? jobs.purge(options)
+            : Effect.fail(new Forbidden({ message: "purging jobs needs the admin role", required: "admin" }))),
       claim: (workerId: string, body: {
         readonly queues?: ReadonlyArray<string> | undefined
         readonly names?: ReadonlyArray<string> | undefined

@@ -7,6 +7,7 @@ import {
   NameText,
   PageNumber,
   ProgressBody,
+  PurgeBody,
   ReleaseBody,
   StatusFilter,
   Text,
@@ -31,7 +32,7 @@ import {
   TooManyRequests,
   WorkerNotFound
 } from "./Domain/Errors.js"
-import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "./Domain/Job.js"
+import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobsPurged, JobStatusInfo } from "./Domain/Job.js"
 import { JobEvent } from "./Domain/JobEvent.js"
 import {
   DeliveryPage,
@@ -112,6 +113,11 @@ export class Rpcs extends RpcGroup.make(
   }),
   Rpc.make("JobCancel", { payload: Id, success: JobInfo, error: Schema.Union(InvalidInput, JobNotFound, InvalidTransition, Unauthorized) }),
   Rpc.make("JobDelete", { payload: Id, success: JobInfo, error: Schema.Union(InvalidInput, JobNotFound, InvalidTransition, Unauthorized) }),
+  Rpc.make("JobsPurge", {
+    payload: PurgeBody,
+    success: JobsPurged,
+    error: Schema.Union(InvalidInput, Forbidden, Unauthorized)
+  }),
   Rpc.make("JobWait", { payload: Id, success: JobOutcome, error: UserErrors }),
   Rpc.make("JobWaitAll", { payload: Ids, success: Schema.Array(JobOutcome), error: UserErrors }),
   Rpc.make("JobWaitFirst", { payload: Ids, success: JobOutcome, error: UserErrors }),

@@ -14,6 +14,7 @@ import { Jobs } from "../src/Jobs.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { RpcAuthentication } from "../src/Rpcs.js"
 import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { PurgeRepo } from "../src/Jobs/PurgeRepo.js"
 import * as Listener from "../src/EventLog/Listener.js"
 import { LocalEvents } from "../src/EventLog/LocalEvents.js"
 import { Notifications } from "../src/Notifications.js"
@@ -124,7 +125,7 @@ describe("Listener", () => {
   /** The services the routes need, on the given listener (nobody is authenticated: only /ready is asked). */
   const servicesOn = <E, R>(listener: Layer.Layer<Listener.Listener, E, R>) => {
     const notifications = Notifications.DefaultWithoutDependencies.pipe(
-      Layer.provide([JobsRepo.Default, LocalEvents.Default, listener])
+      Layer.provide([JobsRepo.Default, PurgeRepo.Default, LocalEvents.Default, listener])
     )
     return Layer.mergeAll(
       Jobs.Default,

@@ -5,13 +5,21 @@ import { JobStatus } from "./JobStatus.js"
 const Timestamp = Schema.DateTimeUtc
 const NullableTimestamp = Schema.NullOr(Schema.DateTimeUtc)
 
+/**
+ * When a job is due: `null` for a job that was due at once when it was enqueued (no `runAt`, no delay) and has not
+ * been rescheduled since; the time it is due for a scheduled or retried one.
+ */
+const ScheduledAt = NullableTimestamp.annotations({
+  description: "When the job is due; null for an immediate job (enqueued without runAt or delay, never rescheduled)"
+})
+
 /** What enqueue answers: enough to find the job again. `existing` is true when an idempotency key matched. */
 export class JobRef extends Schema.Class<JobRef>("JobRef")({
   id: JobId,
   name: Schema.String,
   queue: Schema.String,
   status: JobStatus,
-  scheduledAt: Timestamp,
+  scheduledAt: ScheduledAt,
   createdAt: Timestamp,
   existing: Schema.Boolean
 }) {}
@@ -31,7 +39,11 @@ export class JobError extends Schema.Class<JobError>("JobError")({
   message: Schema.String
 }) {}
 
-/** Everything about a job. `queuePosition` is 1-based among pending jobs of its queue, `null` otherwise. */
+/**
+ * Everything about a job. `queuePosition` is 1-based among pending jobs of its queue, `null` otherwise. The
+ * `is…` flags and `errorMessage` are derived from `status` and `error` (the helpers of Kool Queue's
+ * `JobStatusInfo`; as functions of a status in `JobStatus.ts`).
+ */
 export class JobInfo extends Schema.Class<JobInfo>("JobInfo")({
   id: JobId,
   name: Schema.String,
@@ -40,6 +52,11 @@ export class JobInfo extends Schema.Class<JobInfo>("JobInfo")({
   priority: Schema.Int,
   status: JobStatus,
   terminal: Schema.Boolean,
+  isSuccessful: Schema.Boolean.annotations({ description: "status is completed" }),
+  isFailed: Schema.Boolean.annotations({ description: "status is failed" }),
+  isActive: Schema.Boolean.annotations({ description: "a worker holds it: status is claimed or running" }),
+  isScheduled: Schema.Boolean.annotations({ description: "status is scheduled (a run time or a retry's backoff)" }),
+  errorMessage: Schema.NullOr(Schema.String).annotations({ description: "error.message, or null" }),
   progress: JobProgress,
   payload: Schema.Unknown,
   result: Schema.Unknown,
@@ -54,7 +71,7 @@ export class JobInfo extends Schema.Class<JobInfo>("JobInfo")({
   queuePosition: Schema.NullOr(Schema.Int),
   createdAt: Timestamp,
   updatedAt: Timestamp,
-  scheduledAt: Timestamp,
+  scheduledAt: ScheduledAt,
   claimedAt: NullableTimestamp,
   startedAt: NullableTimestamp,
   finishedAt: NullableTimestamp,
@@ -101,4 +118,10 @@ export class JobPage extends Schema.Class<JobPage>("JobPage")({
 export class JobCursorPage extends Schema.Class<JobCursorPage>("JobCursorPage")({
   jobs: Schema.Array(JobInfo),
   nextCursor: Schema.NullOr(Schema.String)
+}) {}
+
+/** What a purge removed: `purged` jobs (with their events and webhook deliveries); `more` when it hit its limit. */
+export class JobsPurged extends Schema.Class<JobsPurged>("JobsPurged")({
+  purged: Schema.Int,
+  more: Schema.Boolean
 }) {}

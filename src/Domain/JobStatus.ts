@@ -28,6 +28,18 @@ export const terminalStatuses: ReadonlyArray<TerminalStatus> = TerminalStatus.li
 export const isTerminal = (status: JobStatus): status is TerminalStatus =>
   (terminalStatuses as ReadonlyArray<JobStatus>).includes(status)
 
+/** Finished with a result (Kool Queue's `isSuccessful`). */
+export const isSuccessful = (status: JobStatus): boolean => status === "completed"
+
+/** Finished with an error after its last attempt (Kool Queue's `isFailed`). */
+export const isFailed = (status: JobStatus): boolean => status === "failed"
+
+/** A worker holds it: claimed or running (Kool Queue's `isActive`, the `in_progress` filter). */
+export const isActive = (status: JobStatus): boolean => status === "claimed" || status === "running"
+
+/** Waits for its run time or a retry's backoff (Kool Queue's `isScheduled`). */
+export const isScheduled = (status: JobStatus): boolean => status === "scheduled"
+
 /** The transition table: for each status, the statuses it may move to. Anything else is `InvalidTransition`. */
 export const transitions: { readonly [From in JobStatus]: ReadonlyArray<JobStatus> } = {
   scheduled: ["pending", "canceled", "deleted"],
@@ -53,7 +65,7 @@ export const statusAliases: { readonly [alias: string]: ReadonlyArray<JobStatus>
   waiting: ["pending"],
   picked: ["claimed"],
   active: ["claimed", "running"],
-  in_progress: ["running"],
+  in_progress: ["claimed", "running"],
   successful: ["completed"],
   exception: ["failed"],
   cancelled: ["canceled"]

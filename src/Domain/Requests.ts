@@ -174,3 +174,17 @@ export const DeliveriesParams = Schema.Struct({
   page: Schema.optional(Schema.compose(Schema.NumberFromString, PageNumber)),
   limit: Schema.optional(Schema.compose(Schema.NumberFromString, PageSize))
 })
+
+/** An admin's purge of finished jobs by filter (`POST /v1/admin/jobs/purge`); every field narrows. */
+export const PurgeBody = Schema.Struct({
+  status: Schema.optional(StatusFilter).annotations({
+    description: "finished statuses or their aliases, comma-separated (default: completed, failed, canceled, deleted)"
+  }),
+  queue: Schema.optional(NameText),
+  owner: Schema.optional(Text(200)),
+  finishedBefore: Schema.optional(Text(64)).annotations({ description: "ISO-8601 time: only jobs finished before it" }),
+  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000))).annotations({
+    description: "the most jobs this call purges (default 1,000)"
+  })
+}).annotations({ identifier: "PurgeBody" })
+export type PurgeBody = typeof PurgeBody.Type

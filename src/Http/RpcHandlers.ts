@@ -20,6 +20,7 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
     JobList: (params) => ops.list(params),
     JobCancel: ({ id }) => ops.cancel(id),
     JobDelete: ({ id }) => ops.remove(id),
+    JobsPurge: (body) => ops.purge(body),
     JobWait: ({ id }) => ops.waitFor(id),
     JobWaitAll: ({ ids }) => ops.waitForMany(ids, "all"),
     JobWaitFirst: ({ ids }) => Effect.map(ops.waitForMany(ids, "any"), (outcomes) => outcomes[0]!),

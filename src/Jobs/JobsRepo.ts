@@ -18,6 +18,7 @@ import {
   JobRow,
   jobColumns,
   jobRowOf,
+  scheduledAtOf,
   toJobEvent,
   toJobInfo
 } from "../internal/rows.js"
@@ -223,7 +224,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         name: row.name,
         queue: row.queue,
         status: row.status,
-        scheduledAt: DateTime.unsafeFromDate(row.scheduledAt),
+        scheduledAt: scheduledAtOf(row.scheduledAt, row.createdAt),
         createdAt: DateTime.unsafeFromDate(row.createdAt),
         existing
       }, true)

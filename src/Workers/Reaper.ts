@@ -4,6 +4,7 @@ import pg from "pg"
 import { JobWatchConfig } from "../Config.js"
 import { makeStreak } from "../internal/retry.js"
 import { clientConfig } from "../EventLog/Listener.js"
+import { PurgeRepo } from "../Jobs/PurgeRepo.js"
 import type { Reaped } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
 
@@ -16,6 +17,8 @@ export interface ReaperState {
   readonly leasesExpired: number
   readonly timedOut: number
   readonly workersForgotten: number
+  /** Finished jobs removed because they were older than `retention`. */
+  readonly purged: number
   /** While leader: when (on the app's clock) the next pass starts. */
   readonly nextPassAt: Option.Option<Date>
 }
@@ -32,6 +35,9 @@ const promotedTotal = Metric.counter("jobwatch_promoted_total", {
 })
 
 const BATCH = 1000
+/** Retention: jobs per purge statement, and statements per pass (a backlog is worked off over several passes). */
+const PURGE_BATCH = 1000
+const PURGE_STATEMENTS = 10
 /** The shortest wait between passes, and the wait when work it saw due was not done (rows locked elsewhere). */
 const MIN_WAIT_MS = 10
 const OVERDUE_WAIT_MS = 100
@@ -40,6 +46,28 @@ const LOCK_QUERY_TIMEOUT = Duration.seconds(10)
 const liveClock = Clock.make()
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/**
+ * Purges the jobs that finished before `before`, `batch` per statement, while a statement comes back full, at most
+ * `statements` of them, yielding between them. Answers the size of each batch; a last one that is full means that
+ * more may be left.
+ */
+export const purgeFinished = (
+  purge: PurgeRepo,
+  before: Date,
+  options: { readonly batch?: number; readonly statements?: number } = {}
+) =>
+  Effect.gen(function*() {
+    const batch = options.batch ?? PURGE_BATCH
+    const batches: Array<number> = []
+    while (batches.length < (options.statements ?? PURGE_STATEMENTS)) {
+      const purged = yield* purge.purge({ before }, batch)
+      batches.push(purged.length)
+      if (purged.length < batch) break
+      yield* Effect.yieldNow()
+    }
+    return batches
+  })
 
 /**
  * Makes the reaper of this process on the lock connection `connection`. One reaper per cluster runs at a time:
@@ -56,6 +84,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
     const repo = yield* WorkersRepo
+    const purgeRepo = yield* PurgeRepo
     const state = yield* Ref.make<ReaperState>({
       leader: false,
       passes: 0,
@@ -63,6 +92,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       leasesExpired: 0,
       timedOut: 0,
       workersForgotten: 0,
+      purged: 0,
       nextPassAt: Option.none()
     })
     const intervalMs = Duration.toMillis(config.reaperInterval)
@@ -85,6 +115,11 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       const leasesExpired = yield* drain((at) => repo.reapExpiredLeases(at, BATCH), now)
       const timedOut = yield* drain((at) => repo.reapTimeouts(at, BATCH), now)
       const forgotten = yield* repo.forgetWorkers(new Date(now.getTime() - Duration.toMillis(config.workerTimeout)))
+      const purgedBatches = Option.isNone(config.retention)
+        ? []
+        : yield* purgeFinished(purgeRepo, new Date(now.getTime() - Duration.toMillis(config.retention.value)))
+      const purged = purgedBatches.reduce((sum, n) => sum + n, 0)
+      const purgeLeft = (purgedBatches.at(-1) ?? 0) >= PURGE_BATCH
       yield* Metric.incrementBy(promotedTotal, promoted)
       yield* Metric.incrementBy(reapedTotal, leasesExpired + timedOut)
       yield* Ref.update(state, (s) => ({
@@ -93,11 +128,15 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
         promoted: s.promoted + promoted,
         leasesExpired: s.leasesExpired + leasesExpired,
         timedOut: s.timedOut + timedOut,
-        workersForgotten: s.workersForgotten + forgotten.length
+        workersForgotten: s.workersForgotten + forgotten.length,
+        purged: s.purged + purged
       }))
       if (leasesExpired + timedOut > 0) {
         yield* Effect.logInfo(`reaper: ${leasesExpired} expired leases and ${timedOut} timeouts handled`)
       }
+      if (purged > 0) yield* Effect.logDebug(`reaper: ${purged} finished jobs past their retention purged`)
+      // a backlog of old jobs: the next pass comes soon, and each leaves time for the other work
+      if (purgeLeft) return OVERDUE_WAIT_MS
       const next = yield* repo.nextDue
       const after = yield* Clock.currentTimeMillis
       // a lease a worker takes while this pass sleeps expires no sooner than 1.5 × its heartbeat interval: waking
@@ -204,6 +243,6 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
 
 /** The reaper of this process (see `make`), on a dedicated connection to the `PgClient`'s database. */
 export class Reaper extends Effect.Service<Reaper>()("jobwatch/Reaper", {
-  dependencies: [WorkersRepo.Default],
+  dependencies: [WorkersRepo.Default, PurgeRepo.Default],
   scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config, "jobwatch-reaper")))
 }) {}

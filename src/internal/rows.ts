@@ -2,7 +2,7 @@ import { DateTime, Schema } from "effect"
 import { JobError, JobInfo, JobProgress } from "../Domain/Job.js"
 import { eventTypeOf, JobEvent, StoredEventType } from "../Domain/JobEvent.js"
 import { EventId, JobId } from "../Domain/JobId.js"
-import { isTerminal, JobStatus } from "../Domain/JobStatus.js"
+import { isActive, isFailed, isScheduled, isSuccessful, isTerminal, JobStatus } from "../Domain/JobStatus.js"
 
 const Timestamp = Schema.DateFromSelf
 const NullableTimestamp = Schema.NullOr(Schema.DateFromSelf)
@@ -58,6 +58,13 @@ export const jobColumns = `
 const utc = DateTime.unsafeFromDate
 const utcOrNull = (date: Date | null) => (date === null ? null : utc(date))
 
+/**
+ * A job's `scheduledAt` as answered: `null` while it is due since it was created (an immediate job: enqueued without
+ * `runAt` or delay, both times are the insert's `now()`, and never rescheduled since).
+ */
+export const scheduledAtOf = (scheduledAt: Date, createdAt: Date) =>
+  scheduledAt.getTime() === createdAt.getTime() ? null : utc(scheduledAt)
+
 export const toJobInfo = (row: JobRow): JobInfo =>
   new JobInfo({
     id: row.id,
@@ -67,6 +74,11 @@ export const toJobInfo = (row: JobRow): JobInfo =>
     priority: row.priority,
     status: row.status,
     terminal: isTerminal(row.status),
+    isSuccessful: isSuccessful(row.status),
+    isFailed: isFailed(row.status),
+    isActive: isActive(row.status),
+    isScheduled: isScheduled(row.status),
+    errorMessage: row.errorMessage,
     progress: new JobProgress({
       percent: row.progressPercent,
       step: row.progressStep,
@@ -89,7 +101,7 @@ export const toJobInfo = (row: JobRow): JobInfo =>
     queuePosition: row.queuePosition,
     createdAt: utc(row.createdAt),
     updatedAt: utc(row.updatedAt),
-    scheduledAt: utc(row.scheduledAt),
+    scheduledAt: scheduledAtOf(row.scheduledAt, row.createdAt),
     claimedAt: utcOrNull(row.claimedAt),
     startedAt: utcOrNull(row.startedAt),
     finishedAt: utcOrNull(row.finishedAt),

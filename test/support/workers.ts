@@ -3,6 +3,7 @@ import type { JobWatchConfigInput } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import * as JobWatch from "../../src/JobWatch.js"
 import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { PurgeRepo } from "../../src/Jobs/PurgeRepo.js"
 import { WorkersRepo } from "../../src/Workers/WorkersRepo.js"
 import * as TestDb from "./TestDb.js"
 
@@ -17,7 +18,12 @@ export const clockAtNow = Layer.effectDiscard(
 
 /** jobwatch with its repositories on a fresh schema; the reaper off unless `config` turns it on. */
 export const testLayer = (config: JobWatchConfigInput = {}) =>
-  Layer.mergeAll(JobWatch.layer, Layer.mergeAll(JobsRepo.Default, WorkersRepo.Default).pipe(Layer.provide(JobWatch.MigrationsLive)))
+  Layer.mergeAll(
+    JobWatch.layer,
+    Layer.mergeAll(JobsRepo.Default, WorkersRepo.Default, PurgeRepo.Default).pipe(
+      Layer.provide(JobWatch.MigrationsLive)
+    )
+  )
     .pipe(
       Layer.provideMerge(TestDb.layer({ reaper: false, ...config }, { maxConnections: 30 })),
       Layer.provide(clockAtNow)

@@ -312,8 +312,9 @@ describe("webhook bodies across the upgrade to bodies rendered at delivery (sql/
           assert.strictEqual(stored!.type, "job.completed")
           assert.isNotNull(stored!.body)
 
-          // the upgrade: 0015 and the live functions; the old row keeps its body, a new one records only the event
-          assert.deepStrictEqual(yield* Migrations.run(), [15])
+          // the upgrade: 0015 (and what follows it) and the live functions; the old row keeps its body, a new one
+          // records only the event
+          assert.include(yield* Migrations.run(), 15)
           assert.lengthOf(yield* q(`SELECT 1 FROM pg_proc WHERE proname = 'webhook_type'
             AND pronamespace = $1::regnamespace`, [`"${schema}"`]), 0)
           const after = yield* finished(`{"n":2}`)

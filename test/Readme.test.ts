@@ -103,13 +103,13 @@ describe("README", () => {
   it("every TypeScript snippet typechecks against the sources", () => {
     assert.isAtLeast(snippetsOf(readme).length, 5, "the README's snippets were found")
     assert.deepStrictEqual(diagnostics().filter((d) => !d.startsWith("canary:")), [])
-  }, 120_000)
+  }, 180_000)
 
   it("a snippet that does not compile is reported, with its line", () => {
     const errors = diagnostics().filter((d) => d.startsWith("canary:"))
     assert.lengthOf(errors, 1)
     assert.match(errors[0]!, /^canary:3: Type 'typeof Jobs' is not assignable to type 'number'/)
-  }, 120_000)
+  }, 180_000)
 
   it("the status diagram shows exactly the transition table of Domain/JobStatus.ts", () => {
     const diagram = readme.slice(readme.indexOf("```mermaid\nstateDiagram-v2"))

@@ -32,12 +32,13 @@ const nextPass = (reaper: Reaper.Reaper) =>
     const asleep = Effect.gen(function*() {
       const state = yield* reaper.state
       if (!state.leader || Option.isNone(state.nextPassAt)) return Option.none<number>()
-      const at = state.nextPassAt.value.getTime()
-      return Chunk.some(yield* TestClock.sleeps(), (wake) => wake === at) ? Option.some(at) : Option.none<number>()
+      const planned = state.nextPassAt.value.getTime()
+      // (a Date holds whole milliseconds; a backoff's sleep may end at a fraction of one)
+      return Chunk.findFirst(yield* TestClock.sleeps(), (wake) => Math.abs(wake - planned) < 1)
     })
     const at = Option.getOrThrow(yield* eventually(asleep, Option.isSome))
     yield* TestClock.setTime(at)
-    yield* eventually(reaper.state, (s) => Option.isSome(s.nextPassAt) && s.nextPassAt.value.getTime() > at)
+    yield* eventually(reaper.state, (s) => Option.isSome(s.nextPassAt) && s.nextPassAt.value.getTime() > Math.floor(at))
     return at
   })
 

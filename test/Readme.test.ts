@@ -64,7 +64,10 @@ const typecheck = (snippets: ReadonlyArray<Snippet>): ReadonlyArray<string> => {
     noUnusedParameters: false
   }
   const files = new Map(
-    snippets.map((snippet, i) => [join(root, "test", `readme-snippet-${i + 1}.ts`), { snippet, text: `${snippet.code}\nexport {}\n` }])
+    snippets.map((snippet, i) => [
+      join(root, "test", `readme-snippet-${i + 1}.ts`),
+      { snippet, text: `${snippet.code}\nexport {}\n` }
+    ])
   )
   const host = ts.createCompilerHost(options)
   const getSourceFile = host.getSourceFile.bind(host)
@@ -83,7 +86,8 @@ const typecheck = (snippets: ReadonlyArray<Snippet>): ReadonlyArray<string> => {
     const source = program.getSourceFile(fileName)!
     return [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)].map((d) => {
       const { line } = d.start === undefined ? { line: 0 } : source.getLineAndCharacterOfPosition(d.start)
-      return `${snippet.origin ?? "README.md"}:${snippet.line + line}: ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`
+      const message = ts.flattenDiagnosticMessageText(d.messageText, "\n")
+      return `${snippet.origin ?? "README.md"}:${snippet.line + line}: ${message}`
     })
   })
 }
@@ -97,7 +101,8 @@ const canary: Snippet = {
 
 /** One program for all of them (the sources and their types are loaded once). */
 let checked: ReadonlyArray<string> | undefined
-const diagnostics = () => (checked ??= typecheck([...snippetsOf(readme).filter((s) => !s.code.startsWith(FRAGMENT)), canary]))
+const diagnostics = () =>
+  (checked ??= typecheck([...snippetsOf(readme).filter((s) => !s.code.startsWith(FRAGMENT)), canary]))
 
 describe("README", () => {
   it("every TypeScript snippet typechecks against the sources", () => {

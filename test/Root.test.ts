@@ -17,7 +17,12 @@ describe("GET /", () => {
         assert.strictEqual(answer.status, 200)
         assert.match(String(answer.headers["content-type"]), /^application\/json/)
         assert.strictEqual(answer.headers["vary"], "Accept")
-        assert.deepInclude(answer.body, { name: "jobwatch", version: packageVersion, docs: "/docs", openapi: "/openapi.json" })
+        assert.deepInclude(answer.body, {
+          name: "jobwatch",
+          version: packageVersion,
+          docs: "/docs",
+          openapi: "/openapi.json"
+        })
         // no token needed, and what it points to is there
         for (const path of [answer.body.docs, answer.body.openapi]) {
           assert.strictEqual((yield* raw("GET", path)).status, 200, path)

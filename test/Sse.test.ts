@@ -101,7 +101,11 @@ type OpenStream = Effect.Effect.Success<ReturnType<typeof openStream>>
  * received an event `isMarker` recognises, half a second apart at most (a stream that was not registered yet when
  * a marker was written never gets that one). Bounded: 40 markers.
  */
-const untilAllSaw = <E, R>(streams: ReadonlyArray<OpenStream>, marker: Effect.Effect<void, E, R>, isMarker: (r: Received) => boolean) =>
+const untilAllSaw = <E, R>(
+  streams: ReadonlyArray<OpenStream>,
+  marker: Effect.Effect<void, E, R>,
+  isMarker: (r: Received) => boolean
+) =>
   Effect.gen(function*() {
     const sawOne = (stream: OpenStream) => stream.received.some(isMarker)
     for (let i = 0; i < 40; i++) {

@@ -62,7 +62,10 @@ export const pairsOf = (payloads: ReadonlyArray<string>): Map<string, number> =>
  * order their transactions committed, so once the marker is in, so is every notification of every statement that
  * committed before it was sent; none can still be on its way.
  */
-export const settled = (listening: { readonly client: pg.Client; readonly payloads: ReadonlyArray<string> }, timeoutMs = 5000) =>
+export const settled = (
+  listening: { readonly client: pg.Client; readonly payloads: ReadonlyArray<string> },
+  timeoutMs = 5000
+) =>
   Effect.promise(async () => {
     const channel = `jw_settled_${randomUUID().replaceAll("-", "")}`
     let onNotification: (msg: pg.Notification) => void = () => undefined
@@ -81,6 +84,8 @@ export const settled = (listening: { readonly client: pg.Client; readonly payloa
     return ok ? [...listening.payloads] : undefined
   }).pipe(
     Effect.flatMap((payloads) =>
-      payloads === undefined ? Effect.die(`the marker did not come back within ${timeoutMs} ms`) : Effect.succeed(payloads)
+      payloads === undefined
+        ? Effect.die(`the marker did not come back within ${timeoutMs} ms`)
+        : Effect.succeed(payloads)
     )
   )

@@ -21,7 +21,10 @@ export const suiteConfig = { debounce: "0 millis", heartbeatInterval: "2 seconds
 export type SuiteServices = Jobs | CompletionWatcher | JobsRepo | Worker.WorkerBackend
 
 const within = <A, E, R>(effect: Effect.Effect<A, E, R>, seconds = 20) =>
-  Effect.timeoutFail(effect, { duration: Duration.seconds(seconds), onTimeout: () => new Error(`not within ${seconds} s`) })
+  Effect.timeoutFail(effect, {
+    duration: Duration.seconds(seconds),
+    onTimeout: () => new Error(`not within ${seconds} s`)
+  })
 
 const waitFor = (id: JobId) => Effect.flatMap(CompletionWatcher, (watcher) => within(watcher.waitFor(id)))
 
@@ -79,14 +82,17 @@ export const workerBackendSuite = <ROut, E>(name: string, services: Layer.Layer<
           queues: [queue],
           handler: () =>
             Ref.updateAndGet(attempts, (n) => n + 1).pipe(
-              Effect.flatMap((n) => n < 3 ? Effect.fail(new Flaky({ message: `attempt ${n}`, code: "busy" })) : Effect.succeed(n))
+              Effect.flatMap((n) =>
+                n < 3 ? Effect.fail(new Flaky({ message: `attempt ${n}`, code: "busy" })) : Effect.succeed(n)
+              )
             )
         })
         const ref = yield* jobs.enqueue({ name: "flaky", queue, maxAttempts: 3, backoff: { delay: 0 } })
         const outcome = yield* waitFor(ref.id)
         assert.strictEqual(outcome.status, "completed")
         assert.strictEqual(outcome.result, 3)
-        const failures = (yield* eventsOf(ref.id)).filter((e) => e.error !== null).map((e) => [e.attempt, e.error?.message])
+        const failures = (yield* eventsOf(ref.id)).filter((e) => e.error !== null)
+          .map((e) => [e.attempt, e.error?.message])
         assert.deepStrictEqual(failures, [[1, "attempt 1"], [2, "attempt 2"]])
         yield* Scope.close(worker.scope, Exit.void)
       }))
@@ -155,7 +161,8 @@ export const workerBackendSuite = <ROut, E>(name: string, services: Layer.Layer<
         })
         const ref = yield* jobs.enqueue({ name: "long", queue })
         yield* within(Deferred.await(started))
-        const leased = (info: { readonly leaseExpiresAt: DateTime.Utc | null; readonly claimedAt: DateTime.Utc | null }) =>
+        type Leased = { readonly leaseExpiresAt: DateTime.Utc | null; readonly claimedAt: DateTime.Utc | null }
+        const leased = (info: Leased) =>
           DateTime.toEpochMillis(info.leaseExpiresAt!) - DateTime.toEpochMillis(info.claimedAt!)
         // 1.5 × the service's 2 s, not 1.5 × the default 10 s
         assert.strictEqual(leased(yield* jobs.get(ref.id)), 3000)

@@ -273,8 +273,8 @@ export const IndexRoute = HttpLayerRouter.add("GET", "/", (request) => {
 })
 
 /**
- * Every route of the service: `GET /`, the API, the RPC group, `/docs` (Swagger UI, offline), the body limit, CORS, and
- * the 503 of a database that does not answer.
+ * Every route of the service: `GET /`, the API, the RPC group, `/docs` (Swagger UI, offline), the body limit, CORS,
+ * and the 503 of a database that does not answer.
  */
 export const RoutesLive = Layer.mergeAll(
   IndexRoute,

@@ -72,9 +72,13 @@ describe("Workers", () => {
         const workers = yield* Workers
         const jobs = yield* Jobs
         const queue = uniqueQueue("wait")
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
         const waiting = yield* Effect.fork(workers.claim("w-wait", { queues: [queue], wait: "30 seconds" }))
-        // the claim found nothing and waits; the job arrives later
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+        // the claim found nothing and waits; the job arrives later: once the claim's statement (which registers its
+        // worker) has committed, with nothing to take, and not after a guessed pause
+        const registered = sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".workers WHERE id = 'w-wait'`)
+        yield* eventually(registered, (rows) => rows[0]?.n === 1)
         const ref = yield* jobs.enqueue({ name: "wake", queue })
         const claimed = yield* Fiber.join(waiting).pipe(
           Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("not woken") }),

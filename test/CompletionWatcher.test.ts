@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Chunk, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock, Tracer } from "effect"
+import { Chunk, Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock, Tracer } from "effect"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
@@ -104,6 +104,34 @@ const terminateListener = Effect.gen(function*() {
   return yield* Effect.die(new Error("the listener's connection could not be terminated"))
 })
 
+/** Waits in real time, whatever clock the test runs on. */
+const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
+/** Polls `done` in real time, at most `seconds`. */
+const eventually = (done: Effect.Effect<boolean>, seconds: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < seconds * 50; i++) {
+      if (yield* done) return
+      yield* realSleep(20)
+    }
+    return yield* Effect.die(`not done within ${seconds} s`)
+  })
+
+/** Waits until `n` subscribers are registered with the notification loop. */
+const subscribers = (n: number) =>
+  Effect.flatMap(Notifications, (notifications) =>
+    eventually(Effect.map(notifications.subscriberCount, (count) => count === n), 10))
+
+/** Runs `register` and waits until the notification loop has read the jobs it registered (their first read). */
+const registeredAndRead = <A, E, R>(register: Effect.Effect<A, E, R>, jobs = 1) =>
+  Effect.gen(function*() {
+    const notifications = yield* Notifications
+    const base = (yield* notifications.stats).jobsRead
+    const registered = yield* register
+    yield* eventually(Effect.map(notifications.stats, (s) => s.jobsRead - base >= jobs), 10)
+    return registered
+  })
+
 layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
   describe("waitFor", () => {
     it.effect("resolves when another connection pool completes the job", () =>
@@ -180,7 +208,8 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         const a = yield* jobIn("running")
         const b = yield* jobIn("running")
         const all = yield* Effect.fork(watcher.waitForAll([b.id, a.id, b.id]))
-        yield* Effect.sleep(Duration.millis(50))
+        // a repeated id is registered once
+        yield* subscribers(2)
         assert.strictEqual(yield* notifications.subscriberCount, 2)
         yield* runToCompletion2(a.id)
         yield* runToCompletion2(b.id)
@@ -208,7 +237,8 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
           Effect.all([watcher.waitFor(a.id), watcher.waitForAll([a.id, b.id]), Effect.either(watcher.waitFor("nope"))])
             .pipe(Effect.withSpan("caller"), Effect.withTracer(recording))
         )
-        yield* Effect.sleep(Duration.millis(50))
+        // one after the other: the first waitFor is registered
+        yield* subscribers(1)
         yield* runToCompletion2(a.id)
         yield* runToCompletion2(b.id)
         yield* Fiber.join(waits).pipe(within(10))
@@ -232,8 +262,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         const notifications = yield* Notifications
         const jobs = yield* Effect.all(Array.from({ length: 5 }, () => jobIn("claimed")))
         const first = yield* Effect.fork(watcher.waitForFirst(jobs.map((j) => j.id)))
-        yield* Effect.sleep(Duration.millis(50))
-        assert.strictEqual(yield* notifications.subscriberCount, 5)
+        yield* subscribers(5)
         yield* runToCompletion(jobs[3]!.id, "third")
         const outcome = yield* Fiber.join(first).pipe(within(10))
         assert.strictEqual(outcome.id, jobs[3]!.id)
@@ -249,9 +278,8 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         const { ids } = yield* enqueueMany(200)
         const fibers = yield* Effect.forEach(ids, (id) => Effect.fork(watcher.waitFor(id)))
         const streams = yield* Effect.fork(Stream.runDrain(watcher.watch(ids[0]!)))
-        yield* Effect.sleep(Duration.millis(100))
+        yield* subscribers(201)
         assert.strictEqual(yield* notifications.watchedCount, 200)
-        assert.strictEqual(yield* notifications.subscriberCount, 201)
         yield* Fiber.interruptAll([...fibers, streams])
         assert.strictEqual(yield* notifications.subscriberCount, 0)
         assert.strictEqual(yield* notifications.watchedCount, 0)
@@ -280,8 +308,8 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         const job = yield* jobIn("claimed")
         const past = yield* watcher.changes(job.id, 0).pipe(within(5))
         assert.deepStrictEqual(past.map((e) => e.version), [1, 2])
-        const next = yield* Effect.fork(watcher.changes(job.id, 2))
-        yield* Effect.sleep(Duration.millis(50))
+        // registered and caught up (nothing after version 2 yet): the start below is "the next one"
+        const next = yield* registeredAndRead(Effect.fork(watcher.changes(job.id, 2)))
         yield* (yield* JobsRepo).start(job.id)
         const events = yield* Fiber.join(next).pipe(within(5))
         assert.deepStrictEqual(events.map((e) => [e.version, e.status]), [[3, "running"]])
@@ -349,7 +377,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         const listener = yield* Listener
         const { queue, ids } = yield* enqueueMany(300)
         const waits = yield* Effect.fork(watcher.waitForAll(ids))
-        yield* Effect.sleep(Duration.millis(100))
+        yield* subscribers(300)
         const before = yield* terminateListener
         yield* remotely(completeAll(queue))
         const outcomes = yield* Fiber.join(waits).pipe(within(30))
@@ -369,19 +397,6 @@ const runToCompletion2 = (id: JobId) =>
     yield* repo.complete(id, { resultJson: "null" })
   })
 
-/** Waits in real time, whatever clock the test runs on. */
-const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
-
-/** Polls `done` in real time, at most `seconds`. */
-const eventually = (done: Effect.Effect<boolean>, seconds: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < seconds * 50; i++) {
-      if (yield* done) return
-      yield* realSleep(20)
-    }
-    return yield* Effect.die(`not done within ${seconds} s`)
-  })
-
 // under the TestClock: the refresh schedule moves only when the test says so
 layer(testLayer({ refreshInterval: "5 seconds" }))("lost notifications, on the test clock", (it) => {
   it.effect("with the doorbell silent, waiters resolve at the next refresh, within one interval, not before", () =>
@@ -392,11 +407,18 @@ layer(testLayer({ refreshInterval: "5 seconds" }))("lost notifications, on the t
       const { schema } = yield* JobWatchConfig
       yield* sql.unsafe(`ALTER TABLE "${schema}".job_events DISABLE TRIGGER job_events_doorbell`)
       const { queue, ids } = yield* enqueueMany(50)
+      const marker = yield* jobIn("running")
       const base = (yield* notifications.stats).jobsRead
       const waits = yield* Effect.fork(watcher.waitForAll(ids))
-      yield* eventually(Effect.map(notifications.stats, (s) => s.jobsRead - base >= 50), 10)
+      const markerWait = yield* Effect.fork(watcher.waitFor(marker.id))
+      yield* eventually(Effect.map(notifications.stats, (s) => s.jobsRead - base >= 51), 10)
       yield* remotely(completeAll(queue))
-      yield* realSleep(300)
+      // a doorbell rung by hand for the marker alone, after the completions committed: once the marker's waiter
+      // has resolved, this process has handled everything the database could have told it about them
+      yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(marker.id, { resultJson: "1" })))
+      const { version } = yield* (yield* Jobs).get(marker.id)
+      yield* sql`SELECT pg_notify(${`${schema}.doorbell`}, ${`${marker.id}:${version}`})`
+      yield* Fiber.join(markerWait).pipe(Effect.timeout("10 seconds"), Effect.provide(Layer.setClock(Clock.make())))
       assert.isTrue(Option.isNone(yield* Fiber.poll(waits)), "nothing can tell this process before the refresh")
       yield* TestClock.adjust("5 seconds")
       yield* eventually(Effect.map(Fiber.poll(waits), Option.isSome), 10)
@@ -447,10 +469,10 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       const watcher = yield* CompletionWatcher
       const notifications = yield* Notifications
       const job = yield* jobIn("running")
-      const wait = yield* Effect.fork(watcher.waitFor(job.id))
-      // the registration's own snapshot read
-      yield* Effect.sleep(Duration.millis(200))
+      // after the registration's own snapshot read
+      const wait = yield* registeredAndRead(Effect.fork(watcher.waitFor(job.id)))
       const before = yield* notifications.stats
+      // idle for a second (the window in which a poll would show; no assertion waits on it)
       yield* Effect.sleep(Duration.seconds(1))
       const after = yield* notifications.stats
       assert.strictEqual(after.reads, before.reads)
@@ -458,17 +480,17 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       // a small outcome travels in the notification: no read at all
       yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
       assert.strictEqual((yield* Fiber.join(wait).pipe(within(10))).result, 1)
-      yield* Effect.sleep(Duration.millis(100))
-      assert.strictEqual((yield* notifications.stats).reads, after.reads)
-      // a large one only rings the doorbell: one read
+      // a large one only rings the doorbell: one read (after the registration's). Its doorbell comes after the small
+      // one's, so a read the small one caused would have happened by the time the large one resolves: the reads
+      // since `after` are exactly the large one's two
       const big = yield* jobIn("running")
-      const bigWait = yield* Effect.fork(watcher.waitFor(big.id))
-      yield* Effect.sleep(Duration.millis(200))
+      const bigWait = yield* registeredAndRead(Effect.fork(watcher.waitFor(big.id)))
       const beforeBig = yield* notifications.stats
       const result = { blob: "x".repeat(5000) }
       yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(big.id, { resultJson: JSON.stringify(result) })))
       assert.deepStrictEqual((yield* Fiber.join(bigWait).pipe(within(10))).result, result)
       assert.strictEqual((yield* notifications.stats).reads, beforeBig.reads + 1)
+      assert.strictEqual(beforeBig.reads, after.reads + 1, "the small outcome cost no read")
     }))
 
   it.effect("a burst of 10,000 transitions on watched jobs costs a bounded number of reads", () =>
@@ -516,8 +538,10 @@ layer(testLayer({ refreshInterval: null, debounce: "20 seconds" }), { excludeTes
         const watcher = yield* CompletionWatcher
         const job = yield* jobIn("running")
         const done = yield* Deferred.make<void>()
-        const wait = yield* Effect.fork(watcher.waitFor(job.id).pipe(Effect.tap(() => Deferred.succeed(done, undefined))))
-        yield* Effect.sleep(Duration.millis(200))
+        // registered and read: only the doorbell can resolve it now
+        const wait = yield* registeredAndRead(
+          Effect.fork(watcher.waitFor(job.id).pipe(Effect.tap(() => Deferred.succeed(done, undefined))))
+        )
         yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
         // far below the 20 s window
         yield* Deferred.await(done).pipe(within(5))
@@ -533,14 +557,13 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("the 
       const notifications = yield* Notifications
       // after the first connect's reconcile, so that no reconcile read can come in between
       yield* awaitConnected(yield* Listener)
-      yield* Effect.sleep(Duration.millis(100))
+      yield* eventually(Effect.map(notifications.stats, (s) => s.reconciles >= 1), 10)
       // without the doorbell, only the fast path can deliver (and the doorbell cannot race it)
       const sql = yield* SqlClient.SqlClient
       const { schema } = yield* JobWatchConfig
       yield* sql.unsafe(`ALTER TABLE "${schema}".job_events DISABLE TRIGGER job_events_doorbell`)
       const job = yield* jobIn("running")
-      const wait = yield* Effect.fork(watcher.waitFor(job.id))
-      yield* Effect.sleep(Duration.millis(200))
+      const wait = yield* registeredAndRead(Effect.fork(watcher.waitFor(job.id)))
       const before = (yield* notifications.stats).reads
       yield* (yield* JobsRepo).complete(job.id, { resultJson: "7" })
       const outcome = yield* Fiber.join(wait).pipe(within(5))

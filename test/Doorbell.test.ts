@@ -6,7 +6,7 @@ import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
 import { JobsRepo } from "../src/Jobs/JobsRepo.js"
 import { jobIn } from "./support/fixtures.js"
-import { awaitPayloads, listenOn, pairsOf } from "./support/notifications.js"
+import { listenOn, pairsOf, settled } from "./support/notifications.js"
 import * as TestDb from "./support/TestDb.js"
 
 const TestLayer = Layer.mergeAll(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
@@ -18,17 +18,17 @@ const doorbell = Effect.map(JobWatchConfig, ({ schema }) => `${schema}.doorbell`
 layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
   it.scoped("one enqueue rings once with job_id:1", () =>
     Effect.gen(function*() {
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       const ref = yield* (yield* Jobs).enqueue({ name: "ring" })
-      yield* awaitPayloads(payloads, (p) => p.length >= 1)
-      assert.deepStrictEqual([...payloads], [`${ref.id}:1`])
+      // exactly once: everything the enqueue could ring has arrived once the marker sent after it has
+      assert.deepStrictEqual(yield* settled(listening), [`${ref.id}:1`])
     }))
 
   it.scoped("a batch rings once per statement with every job's pair", () =>
     Effect.gen(function*() {
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       const refs = yield* (yield* Jobs).enqueueBatch([{ name: "a" }, { name: "b" }, { name: "c" }])
-      yield* awaitPayloads(payloads, (p) => p.length >= 1)
+      const payloads = yield* settled(listening)
       assert.strictEqual(payloads.length, 1)
       assert.sameMembers(payloads[0]!.split(","), refs.map((ref) => `${ref.id}:1`))
     }))
@@ -37,11 +37,10 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
     Effect.gen(function*() {
       const repo = yield* JobsRepo
       const job = yield* jobIn("claimed")
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       yield* repo.start(job.id)
       yield* repo.complete(job.id, { resultJson: "{}" })
-      yield* awaitPayloads(payloads, (p) => p.length >= 2)
-      assert.deepStrictEqual([...payloads], [`${job.id}:3`, `${job.id}:4`])
+      assert.deepStrictEqual(yield* settled(listening), [`${job.id}:3`, `${job.id}:4`])
     }))
 
   it.scoped("a refused transition does not ring", () =>
@@ -49,19 +48,18 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
       const repo = yield* JobsRepo
       const job = yield* jobIn("completed")
       const other = yield* jobIn("pending")
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       yield* Effect.either(repo.cancel(job.id))
-      // a later doorbell proves the refused one would have arrived first had it rung
+      // a later doorbell (and the marker after it) proves the refused one would have arrived first had it rung
       yield* repo.cancel(other.id)
-      yield* awaitPayloads(payloads, (p) => p.length >= 1)
-      assert.deepStrictEqual([...payloads], [`${other.id}:2`])
+      assert.deepStrictEqual(yield* settled(listening), [`${other.id}:2`])
     }))
 
   it.scoped("a statement over 8000 bytes of pairs rings in several chunks, each under the limit", () =>
     Effect.gen(function*() {
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       const refs = yield* (yield* Jobs).enqueueBatch(Array.from({ length: 600 }, (_, i) => ({ name: `n${i}` })))
-      yield* awaitPayloads(payloads, (p) => pairsOf(p).size >= 600)
+      const payloads = yield* settled(listening)
       assert.isAbove(payloads.length, 1)
       for (const payload of payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
       const pairs = pairsOf(payloads)
@@ -73,7 +71,7 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const { schema } = yield* JobWatchConfig
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       yield* sql`
         WITH j AS (
           INSERT INTO ${sql(`${schema}.jobs`)} (id, queue, name, payload, status, scheduled_at)
@@ -83,8 +81,7 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
         )
         INSERT INTO ${sql(`${schema}.job_events`)} (job_id, version, type, status)
         SELECT id, 1, 'job.status.changed', 'pending' FROM j`
-      yield* awaitPayloads(payloads, (p) => p.length >= 1)
-      assert.deepStrictEqual([...payloads], ["*"])
+      assert.deepStrictEqual(yield* settled(listening), ["*"])
     }))
 
   it.scoped("a terminal transition sends its outcome on the outcome channel; a large one does not", () =>
@@ -95,20 +92,20 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
       const failing = yield* jobIn("running")
       const large = yield* jobIn("running")
       const outcomes = yield* listenOn(`${schema}.outcome`)
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       yield* repo.complete(small.id, { resultJson: JSON.stringify({ url: "s3://a" }) })
       yield* repo.fail(failing.id, { code: "E42", error: "no luck" })
       yield* repo.complete(large.id, { resultJson: JSON.stringify("x".repeat(5000)) })
-      yield* awaitPayloads(payloads, (p) => p.length >= 3)
-      yield* awaitPayloads(outcomes.payloads, (p) => p.length >= 2)
-      const items = outcomes.payloads.flatMap((p) => JSON.parse(p) as Array<Record<string, unknown>>)
+      assert.lengthOf(yield* settled(listening), 3)
+      const sent = yield* settled(outcomes)
+      const items = sent.flatMap((p) => JSON.parse(p) as Array<Record<string, unknown>>)
       assert.deepStrictEqual(items.map((o) => [o.id, o.version, o.status]), [
         [small.id, 4, "completed"],
         [failing.id, 4, "failed"]
       ])
       assert.deepStrictEqual(items[0]!.result, { url: "s3://a" })
       assert.deepStrictEqual([items[1]!.errorCode, items[1]!.errorMessage], ["E42", "no luck"])
-      for (const payload of outcomes.payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
+      for (const payload of sent) assert.isBelow(Buffer.byteLength(payload), 8000)
     }))
 
   it.scoped("a single transition (its own path in the trigger) notifies exactly as a statement of many does", () =>
@@ -117,15 +114,17 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
       const { schema } = yield* JobWatchConfig
       const [alone, first, second] = yield* Effect.all([jobIn("running"), jobIn("running"), jobIn("running")])
       const outcomes = yield* listenOn(`${schema}.outcome`)
-      const { payloads } = yield* listenOn(yield* doorbell)
+      const listening = yield* listenOn(yield* doorbell)
       const result = JSON.stringify({ pages: [1, 2], note: "é\"\\" })
       yield* repo.complete(alone!.id, { resultJson: result })
       yield* repo.completeMany(undefined, [first!, second!].map((job) => ({ id: job.id, resultJson: result, message: null })))
-      yield* awaitPayloads(payloads, (p) => p.length >= 2)
-      yield* awaitPayloads(outcomes.payloads, (p) => p.length >= 2)
+      const payloads = yield* settled(listening)
+      const sent = yield* settled(outcomes)
+      assert.lengthOf(payloads, 2)
+      assert.lengthOf(sent, 2)
       assert.deepStrictEqual(payloads[0], `${alone!.id}:4`)
       assert.sameMembers(payloads[1]!.split(","), [`${first!.id}:4`, `${second!.id}:4`])
-      const [single, batch] = outcomes.payloads.map((p) => JSON.parse(p) as Array<Record<string, unknown>>)
+      const [single, batch] = sent.map((p) => JSON.parse(p) as Array<Record<string, unknown>>)
       assert.strictEqual(single!.length, 1)
       assert.strictEqual(batch!.length, 2)
       // the same item, field for field, but for the job's id and the event's time (a time either way; PostgreSQL
@@ -157,10 +156,10 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
           SELECT id, 1, 'job.status.changed', 'completed' FROM j
         )
         SELECT id FROM j`
-      yield* awaitPayloads(outcomes.payloads, (p) => p.flatMap((x) => JSON.parse(x) as Array<unknown>).length >= 200)
-      assert.isAbove(outcomes.payloads.length, 1)
-      for (const payload of outcomes.payloads) assert.isBelow(Buffer.byteLength(payload), 8000)
-      const ids = outcomes.payloads.flatMap((p) => (JSON.parse(p) as Array<{ id: string }>).map((o) => o.id))
+      const sent = yield* settled(outcomes)
+      assert.isAbove(sent.length, 1)
+      for (const payload of sent) assert.isBelow(Buffer.byteLength(payload), 8000)
+      const ids = sent.flatMap((p) => (JSON.parse(p) as Array<{ id: string }>).map((o) => o.id))
       assert.sameMembers(ids, rows.map((r) => r.id))
     }))
 })

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "@effect/sql"
-import { Clock, Duration, Effect, Exit, Layer, Option, Redacted, Scope, TestClock } from "effect"
+import { Chunk, Clock, Duration, Effect, Exit, Layer, Option, Redacted, Scope, TestClock } from "effect"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
@@ -22,6 +22,27 @@ import { eventsOf, eventually, testLayer } from "./support/workers.js"
 const onFreshSchema = (config: JobWatchConfigInput = {}) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(Effect.provide(testLayer(config)), Effect.scoped)
 
+/**
+ * Runs the reaper's next pass on the test clock: waits until the reaper sleeps (its sleep registered with the
+ * clock, not only planned: moving the clock before the sleep registers would push its wake-up past any time the
+ * test moves to), moves the clock to that wake-up, and waits until the pass is done and it planned the next one.
+ * Answers the time of the pass.
+ */
+const nextPass = (reaper: Reaper.Reaper) =>
+  Effect.gen(function*() {
+    const asleep = Effect.gen(function*() {
+      const state = yield* reaper.state
+      if (!state.leader || Option.isNone(state.nextPassAt)) return Option.none<number>()
+      const planned = state.nextPassAt.value.getTime()
+      // (a Date holds whole milliseconds; a backoff's sleep may end at a fraction of one)
+      return Chunk.findFirst(yield* TestClock.sleeps(), (wake) => Math.abs(wake - planned) < 1)
+    })
+    const at = Option.getOrThrow(yield* eventually(asleep, Option.isSome))
+    yield* TestClock.setTime(at)
+    yield* eventually(reaper.state, (s) => Option.isSome(s.nextPassAt) && s.nextPassAt.value.getTime() > Math.floor(at))
+    return at
+  })
+
 describe("the reaper", () => {
   it.effect("a worker that stops heartbeating has its job back in pending within 2 × its heartbeat interval", () =>
     Effect.gen(function*() {
@@ -35,13 +56,13 @@ describe("the reaper", () => {
       yield* TestClock.adjust("5 seconds")
       yield* workers.heartbeat("w-dies")
       const lastHeartbeat = yield* Clock.currentTimeMillis
-      // the worker dies: no heartbeat any more. Time moves a reaper interval at a time.
+      // the worker dies: no heartbeat any more. Time moves from one reaper pass to the next (at most an interval
+      // apart). Each pass is awaited on the reaper's own state, and the clock moves only once the reaper sleeps on
+      // it: a clock moved while a slow pass still ran used to leave the reaper asleep past every later step
       let backAt: number | undefined
-      for (let step = 0; step < 25 && backAt === undefined; step++) {
-        const passes = (yield* reaper.state).passes
-        yield* TestClock.adjust("1 second")
-        yield* eventually(reaper.state, (s) => s.passes > passes)
-        if ((yield* jobs.get(ref.id)).status === "pending") backAt = yield* Clock.currentTimeMillis
+      for (let step = 0; step < 40 && backAt === undefined; step++) {
+        const at = yield* nextPass(reaper)
+        if ((yield* jobs.get(ref.id)).status === "pending") backAt = at
       }
       assert.isDefined(backAt, "the job came back")
       const after = backAt! - lastHeartbeat
@@ -68,18 +89,11 @@ describe("the reaper", () => {
       const jobs = yield* Jobs
       const workers = yield* Workers
       const reaper = yield* Reaper.Reaper
-      /** Runs the reaper's next pass: moves the clock to it and waits until it sleeps again. */
-      const nextPass = Effect.gen(function*() {
-        const { nextPassAt } = yield* eventually(reaper.state, (s) => s.leader && Option.isSome(s.nextPassAt))
-        const at = Option.getOrThrow(nextPassAt).getTime()
-        yield* TestClock.setTime(at)
-        yield* eventually(reaper.state, (s) => Option.isSome(s.nextPassAt) && s.nextPassAt.value.getTime() > at)
-      })
       const queue = uniqueQueue("cadence")
       const worker = `w-${queue}`
       if (registered) {
         yield* workers.claim(worker, { queues: [queue], heartbeatInterval: heartbeat })
-        yield* nextPass
+        yield* nextPass(reaper)
       }
       const ref = yield* jobs.enqueue({ name: "orphan", queue, maxAttempts: 3 })
       const { nextPassAt } = yield* eventually(reaper.state, (s) => s.leader && Option.isSome(s.nextPassAt))
@@ -89,7 +103,7 @@ describe("the reaper", () => {
       assert.strictEqual(claimed?.id, ref.id)
       const claimedAt = yield* Clock.currentTimeMillis
       // the worker dies: no heartbeat
-      for (let pass = 0; pass < 50 && (yield* jobs.get(ref.id)).status !== "pending"; pass++) yield* nextPass
+      for (let pass = 0; pass < 50 && (yield* jobs.get(ref.id)).status !== "pending"; pass++) yield* nextPass(reaper)
       const after = (yield* Clock.currentTimeMillis) - claimedAt
       const [again] = yield* workers.claim(`${worker}-next`, { queues: [queue] })
       assert.strictEqual(again?.id, ref.id, "another worker claims it")
@@ -215,11 +229,17 @@ describe("the reaper", () => {
       const first = yield* start("jw-reaper-1")
       yield* eventually(first.reaper.state, (s) => s.leader)
       const second = yield* start("jw-reaper-2")
-      // the second asks every interval (100 ms) and is refused
-      yield* Effect.sleep("1 second")
+      // the second asks every interval (100 ms) and is refused: once the database shows its lock connection idle
+      // after asking (answered), it has been refused at least once, and nothing may have made it the leader
+      const askedOnce = sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE application_name = 'jw-reaper-2' AND state = 'idle' AND query LIKE '%pg_try_advisory_lock%'`.pipe(
+        Effect.map((rows) => rows[0]?.n === 1)
+      )
+      yield* eventually(askedOnce, (asked) => asked)
       assert.isFalse((yield* second.reaper.state).leader)
       assert.strictEqual((yield* second.reaper.state).passes, 0)
-      assert.isTrue((yield* first.reaper.state).passes > 1)
+      yield* eventually(first.reaper.state, (s) => s.passes > 1)
 
       // the first one's connection dies (as when its process is killed): the second takes over
       yield* sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'jw-reaper-1'`

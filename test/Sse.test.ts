@@ -1,6 +1,6 @@
 import { HttpServer } from "@effect/platform"
 import { assert, describe, layer } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { Chunk, Deferred, Effect, Fiber, Stream } from "effect"
 import { EventSource } from "eventsource"
 import pg from "pg"
 import { JobWatchConfig } from "../src/Config.js"
@@ -103,6 +103,29 @@ const openStream = (url: string, bearer?: string) =>
     ({ source }) => Effect.sync(() => source.close())
   )
 
+type OpenStream = Effect.Effect.Success<ReturnType<typeof openStream>>
+
+/**
+ * Waits until every stream is live: runs `marker` (which writes an event they should deliver) until each has
+ * received an event `isMarker` recognises, half a second apart at most (a stream that was not registered yet when
+ * a marker was written never gets that one). Bounded: 40 markers.
+ */
+const untilAllSaw = <E, R>(
+  streams: ReadonlyArray<OpenStream>,
+  marker: Effect.Effect<void, E, R>,
+  isMarker: (r: Received) => boolean
+) =>
+  Effect.gen(function*() {
+    const sawOne = (stream: OpenStream) => stream.received.some(isMarker)
+    for (let i = 0; i < 40; i++) {
+      yield* marker
+      const waits = streams.map((stream) => stream.until(() => sawOne(stream)).pipe(Effect.timeoutOption("500 millis")))
+      yield* Effect.all(waits, { concurrency: "unbounded" }).pipe(Effect.orDie)
+      if (streams.every(sawOne)) return
+    }
+    return yield* Effect.die(new Error("the streams never delivered a marker written after they opened"))
+  })
+
 describe("Server-Sent Events", () => {
   layer(serverLayer({ sseKeepAlive: "1 second" }), { excludeTestServices: true, timeout: 90_000 })((it) => {
     it.scoped("a job's stream delivers every version once, in order, 0 → 100 % then completed, and ends", () =>
@@ -178,19 +201,25 @@ describe("Server-Sent Events", () => {
         const queue = uniqueQueue("mine")
         const carol = yield* openStream(`${base}/v1/events?queue=${queue}`, yield* token("carol"))
         const admin = yield* openStream(`${base}/v1/events?queue=${queue}`, yield* token("root", ["admin"]))
-        // the streams are open once their first (keep-alive) bytes came: give them a moment to register
-        yield* Effect.sleep("300 millis")
+        // live once each has delivered a marker job of carol's enqueued after it opened
+        const markers = new Set<string>()
+        const marker = Effect.map(jobs.enqueue({ name: "marker", queue, owner: "carol" }), (ref) => void markers.add(ref.id))
+        yield* untilAllSaw([carol, admin], marker, (r) => markers.has(r.data.jobId))
         const mine = yield* jobs.enqueue({ name: "mine", queue, owner: "carol" })
         const theirs = yield* jobs.enqueue({ name: "theirs", queue, owner: "dan" })
         const mine2 = yield* jobs.enqueue({ name: "mine2", queue, owner: "carol" })
         yield* jobs.cancel(theirs.id, { owner: "dan" })
         yield* jobs.cancel(mine2.id, { owner: "carol" })
-        yield* carol.until(() => carol.received.length >= 3)
-        yield* admin.until(() => admin.received.length >= 5)
-        assert.deepStrictEqual(new Set(carol.received.map((r) => r.data.jobId)), new Set([mine.id, mine2.id]))
-        assert.strictEqual(carol.received.length, 3)
-        assert.deepStrictEqual(new Set(admin.received.map((r) => r.data.jobId)), new Set([mine.id, mine2.id, theirs.id]))
-        assert.include(carol.received.map((r) => r.event), "job.canceled")
+        // a last marker: the streams deliver in commit order, so once it is in, nothing of the above is on its way
+        const last = yield* jobs.enqueue({ name: "last", queue, owner: "carol" })
+        for (const stream of [carol, admin]) yield* stream.until(() => stream.received.some((r) => r.data.jobId === last.id))
+        const ofTest = (stream: OpenStream) =>
+          stream.received.filter((r) => !markers.has(r.data.jobId) && r.data.jobId !== last.id)
+        assert.deepStrictEqual(new Set(ofTest(carol).map((r) => r.data.jobId)), new Set([mine.id, mine2.id]))
+        assert.strictEqual(ofTest(carol).length, 3)
+        assert.deepStrictEqual(new Set(ofTest(admin).map((r) => r.data.jobId)), new Set([mine.id, mine2.id, theirs.id]))
+        assert.strictEqual(ofTest(admin).length, 5)
+        assert.include(ofTest(carol).map((r) => r.event), "job.canceled")
       }))
 
     it.scoped("20 transactions committing out of order: the live stream and every resume see each event exactly once", () =>
@@ -205,8 +234,21 @@ describe("Server-Sent Events", () => {
         // "now" is the oldest transaction still running anywhere in the cluster (other test files write too): the
         // enqueue's events may come first; these are the version-2 events of the 20 transactions below
         const ofThem = (e: { readonly event: { readonly version: number } }) => e.event.version === 2
-        const collecting = yield* Effect.fork(live.pipe(Stream.filter(ofThem), Stream.take(20), Stream.runCollect))
-        yield* Effect.sleep("200 millis")
+        // live once it delivers a marker job enqueued after it started (enqueued until one arrives: a marker
+        // committed before the stream took its starting position is never delivered)
+        const theirIds = new Set<string>(refs.map((r) => r.id))
+        const sawMarker = yield* Deferred.make<void>()
+        const collecting = yield* Effect.fork(live.pipe(
+          Stream.tap((e) => theirIds.has(e.event.jobId) ? Effect.void : Deferred.succeed(sawMarker, undefined)),
+          Stream.filter(ofThem),
+          Stream.take(20),
+          Stream.runCollect
+        ))
+        for (let i = 0; i < 40 && !(yield* Deferred.isDone(sawMarker)); i++) {
+          yield* jobs.enqueue({ name: "marker", queue, owner: "erin" })
+          yield* Deferred.await(sawMarker).pipe(Effect.timeoutOption("500 millis"))
+        }
+        assert.isTrue(yield* Deferred.isDone(sawMarker), "the stream never went live")
         // 20 transactions take their ids (and would take sequence numbers) in order 0..19 …
         const clients = yield* Effect.acquireRelease(
           Effect.promise(() =>

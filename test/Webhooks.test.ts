@@ -47,6 +47,27 @@ const deliveryWhen = (eventId: string, holds: (row: { status: string; attempts: 
     return yield* Effect.die(new Error(`delivery ${eventId} never got there`))
   })
 
+/**
+ * Waits until every delivery row to `url` is settled (succeeded or failed for good: none pending) and answers how
+ * many there are. The rows are written in the transaction of their event, and an attempt is recorded after its
+ * request was answered: once all are settled, everything that will ever reach `url` from the events so far has.
+ */
+const settledDeliveriesTo = (url: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const { schema } = yield* JobWatchConfig
+    for (let i = 0; i < 1000; i++) {
+      const [row] = yield* sql.unsafe<{ total: number; pending: number }>(
+        `SELECT count(*)::int AS total, (count(*) FILTER (WHERE status = 'pending'))::int AS pending
+         FROM "${schema}".webhook_deliveries WHERE url = $1`,
+        [url]
+      )
+      if (row !== undefined && row.pending === 0) return row.total
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.die(new Error(`deliveries to ${url} still pending after 20 s`))
+  })
+
 describe("webhooks", () => {
   layer(testLayer(config), { excludeTestServices: true, timeout: 60_000 })((it) => {
     it.scoped("every delivery verifies with standardwebhooks, before and after a secret rotation (both secrets sign)", () =>
@@ -112,7 +133,7 @@ describe("webhooks", () => {
         assert.isFalse(current.active)
         assert.match(current.disabledReason!, /410/)
         yield* runJob("gone-user")
-        yield* Effect.sleep("500 millis")
+        assert.strictEqual(yield* settledDeliveriesTo(gone.url), 1, "no delivery for a disabled endpoint")
         assert.lengthOf(gone.received, 1, "a disabled endpoint gets nothing more")
 
         // a redirect is a failure, not followed: the same delivery is retried at the same URL
@@ -155,7 +176,8 @@ describe("webhooks", () => {
           [ref.id]
         )
         const progress = yield* progressOnly.until(marked.length)
-        yield* Effect.sleep("300 millis")
+        assert.strictEqual(yield* settledDeliveriesTo(progressOnly.url), marked.length)
+        assert.strictEqual(yield* settledDeliveriesTo(completedOnly.url), 1)
         // deliveries to one endpoint run concurrently (up to webhookEndpointConcurrency): order by version
         const byVersion = (rs: ReadonlyArray<{ readonly body: string }>) =>
           rs.map((r) => JSON.parse(r.body) as { type: string; data: { version: number; progress: number } })
@@ -166,7 +188,7 @@ describe("webhooks", () => {
         assert.deepStrictEqual(completedOnly.received.map((r) => JSON.parse(r.body).type), ["job.completed"])
         // all: created (pending), claimed and started (running), the milestones, completed
         yield* everything.until(marked.length + 3)
-        yield* Effect.sleep("300 millis")
+        assert.strictEqual(yield* settledDeliveriesTo(everything.url), marked.length + 3)
         assert.lengthOf(everything.received, marked.length + 3)
         const types = byVersion(everything.received).map((b) => b.type)
         assert.deepStrictEqual(types.filter((t) => t !== "job.progress"), ["job.status.changed", "job.status.changed", "job.completed"])
@@ -253,7 +275,7 @@ describe("webhooks", () => {
           yield* workers.complete(done.id, { workerId: "wcb", result: 7 })
           yield* workers.fail(broken.id, { workerId: "wcb", code: "nope", error: "no luck", retryable: false })
           const got = yield* target.until(2)
-          yield* Effect.sleep("300 millis")
+          assert.strictEqual(yield* settledDeliveriesTo(target.url), 2)
           assert.lengthOf(target.received, 2)
           const bodies = got.map((r) => JSON.parse(r.body) as { type: string; data: { jobId: string; result?: unknown; error?: unknown } })
           const byJob = new Map(bodies.map((b) => [b.data.jobId, b]))

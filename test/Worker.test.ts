@@ -1,6 +1,6 @@
 import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Chunk, Clock, Data, DateTime, Deferred, Duration, Effect, Exit, Layer, Ref, Scope, TestClock } from "effect"
+import { Clock, Deferred, Effect, Exit, Layer, Ref, Scope, TestClock } from "effect"
 import { httpWorkerBackend } from "../src/client.js"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import { Forbidden, Unauthorized } from "../src/Domain/Auth.js"
@@ -13,10 +13,8 @@ import { toNextWakeUp } from "./support/clock.js"
 import { closedPort, uniqueQueue } from "./support/fixtures.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import { serverLayer, token } from "./support/http.js"
-import { eventsOf, eventually, testLayer } from "./support/workers.js"
-
-class Flaky extends Data.TaggedError("Flaky")<{ readonly message: string; readonly code: string }> {}
-class Fatal extends Data.TaggedError("Fatal")<{ readonly message: string; readonly retryable: false }> {}
+import { eventually, testLayer } from "./support/workers.js"
+import { suiteConfig, workerBackendSuite } from "./support/workerSuite.js"
 
 /** Waits on the real clock (the test clock does not move by itself). */
 const live = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -62,59 +60,6 @@ describe("Worker.run", () => {
 
   // a burst of wake-ups waits up to `debounce` on the clock; the test clock does not move by itself
   layer(testLayer({ debounce: "0 millis" }))((it) => {
-    it.effect("completes jobs with the handler's value; typed failures and defects fail the attempt", () =>
-      Effect.gen(function*() {
-        yield* awaitConnected(yield* Listener)
-        const jobs = yield* Jobs
-        const queue = uniqueQueue("run")
-        const worker = yield* startWorker({
-          queues: [queue],
-          concurrency: 4,
-          handler: (job: ClaimedJob): Effect.Effect<{ doubled: number }, Flaky | Fatal> => {
-            const n = (job.payload as { n: number }).n
-            if (n === 1) return Effect.fail(new Flaky({ message: "try later", code: "busy" }))
-            if (n === 2) return Effect.fail(new Fatal({ message: "bad input", retryable: false }))
-            if (n === 3) return Effect.die(new Error("kaboom"))
-            return Effect.succeed({ doubled: n * 2 })
-          }
-        })
-        const refs = yield* jobs.enqueueBatch([0, 1, 2, 3, 21].map((n) => ({ name: `n${n}`, queue, payload: { n } })))
-        const outcomes = yield* Effect.forEach(refs, (ref) => waitFor(ref.id))
-        assert.deepStrictEqual(outcomes.map((o) => o.status), ["completed", "failed", "failed", "failed", "completed"])
-        assert.deepStrictEqual(outcomes[0]!.result, { doubled: 0 })
-        assert.deepStrictEqual(outcomes[4]!.result, { doubled: 42 })
-        assert.deepStrictEqual(outcomes[1]!.error, { code: "busy", message: "try later" })
-        assert.deepStrictEqual(outcomes[2]!.error, { code: "Fatal", message: "bad input" })
-        assert.strictEqual(outcomes[3]!.error?.code, "defect")
-        assert.include(outcomes[3]!.error?.message, "kaboom")
-        // claimed and started at once
-        const events = yield* eventsOf(refs[0]!.id)
-        assert.deepStrictEqual(events.map((e) => e.status), ["pending", "running", "completed"])
-        yield* eventually(worker.handle.stats, (s) => s.completed === 2 && s.failed === 3 && s.canceled === 0)
-        yield* Scope.close(worker.scope, Exit.void)
-      }))
-
-    it.effect("a retryable failure is retried by the next claim after its backoff", () =>
-      Effect.gen(function*() {
-        const jobs = yield* Jobs
-        const queue = uniqueQueue("again")
-        const attempts = yield* Ref.make(0)
-        const worker = yield* startWorker({
-          queues: [queue],
-          handler: () =>
-            Ref.updateAndGet(attempts, (n) => n + 1).pipe(
-              Effect.flatMap((n) => n < 3 ? Effect.fail(new Flaky({ message: `attempt ${n}`, code: "busy" })) : Effect.succeed(n))
-            )
-        })
-        const ref = yield* jobs.enqueue({ name: "flaky", queue, maxAttempts: 3, backoff: { delay: 0 } })
-        const outcome = yield* waitFor(ref.id)
-        assert.strictEqual(outcome.status, "completed")
-        assert.strictEqual(outcome.result, 3)
-        const failures = (yield* eventsOf(ref.id)).filter((e) => e.error !== null).map((e) => [e.attempt, e.error?.message])
-        assert.deepStrictEqual(failures, [[1, "attempt 1"], [2, "attempt 2"]])
-        yield* Scope.close(worker.scope, Exit.void)
-      }))
-
     it.effect("a cancel request interrupts the running handler and the job ends canceled", () =>
       Effect.gen(function*() {
         yield* awaitConnected(yield* Listener)
@@ -179,29 +124,6 @@ describe("Worker.run", () => {
         const outcome = yield* waitFor(ref.id)
         assert.strictEqual(outcome.status, "failed")
         assert.strictEqual(outcome.error?.code, "timeout")
-        yield* Scope.close(worker.scope, Exit.void)
-      }))
-
-    it.effect("never runs more than `concurrency` handlers at once", () =>
-      Effect.gen(function*() {
-        const jobs = yield* Jobs
-        const queue = uniqueQueue("conc")
-        const active = yield* Ref.make(0)
-        const peak = yield* Ref.make(0)
-        const worker = yield* startWorker({
-          queues: [queue],
-          concurrency: 3,
-          handler: () =>
-            Effect.acquireUseRelease(
-              Ref.updateAndGet(active, (n) => n + 1).pipe(Effect.tap((n) => Ref.update(peak, (p) => Math.max(p, n)))),
-              // a real pause, so that handlers overlap
-              () => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5))),
-              () => Ref.update(active, (n) => n - 1)
-            )
-        })
-        const refs = yield* jobs.enqueueBatch(Array.from({ length: 30 }, (_, i) => ({ name: `c${i}`, queue })))
-        yield* Effect.forEach(refs, (ref) => waitFor(ref.id), { discard: true })
-        assert.strictEqual(yield* Ref.get(peak), 3)
         yield* Scope.close(worker.scope, Exit.void)
       }))
 
@@ -312,40 +234,6 @@ describe("Worker.run", () => {
       }))
   })
 
-  /** How long the job's lease was granted for at its claim, in ms. */
-  const leaseOf = (id: JobId) =>
-    Effect.flatMap(Jobs, (jobs) => jobs.get(id)).pipe(
-      Effect.map((info) => DateTime.toEpochMillis(info.leaseExpiresAt!) - DateTime.toEpochMillis(info.claimedAt!))
-    )
-
-  layer(testLayer({ debounce: "0 millis", heartbeatInterval: "2 seconds" }))((it) => {
-    it.effect("without heartbeatInterval it heartbeats and leases by the service's JOBWATCH_HEARTBEAT_INTERVAL", () =>
-      Effect.gen(function*() {
-        const jobs = yield* Jobs
-        const queue = uniqueQueue("hbdefault")
-        const started = yield* Deferred.make<void>()
-        const worker = yield* startWorker({
-          queues: [queue],
-          shutdownGrace: "0 millis",
-          handler: () => Deferred.succeed(started, undefined).pipe(Effect.zipRight(Effect.never))
-        })
-        const ref = yield* jobs.enqueue({ name: "long", queue })
-        yield* live(Deferred.await(started))
-        // 1.5 × 2 s, not 1.5 × 10 s
-        assert.strictEqual(yield* leaseOf(ref.id), 3000)
-        const claimedAt = DateTime.toEpochMillis((yield* jobs.get(ref.id)).claimedAt!)
-        // its heartbeat comes 2 s after the claim (once it sleeps for it), and extends the lease to 3 s from then
-        yield* eventually(TestClock.sleeps(), (sleeps) => Chunk.some(sleeps, (at) => at === claimedAt + 2000))
-        yield* TestClock.adjust("2 seconds")
-        const extended = yield* eventually(
-          Effect.map(jobs.get(ref.id), (info) => DateTime.toEpochMillis(info.leaseExpiresAt!) - claimedAt),
-          (ms) => ms > 3000
-        )
-        assert.strictEqual(extended, 5000)
-        yield* Scope.close(worker.scope, Exit.void)
-      }))
-  })
-
   /** The base URL of the test server. */
   const baseUrl = Effect.map(
     HttpServer.HttpServer,
@@ -421,34 +309,18 @@ describe("Worker.run", () => {
         assert.strictEqual(client.count(), 1)
         assert.deepStrictEqual(yield* handle.running, [])
       }))
-
-    it.scoped("over HTTP, without heartbeatInterval it leases by the service's JOBWATCH_HEARTBEAT_INTERVAL", () =>
-      Effect.gen(function*() {
-        const base = yield* baseUrl
-        const jobs = yield* Jobs
-        const queue = uniqueQueue("hbhttp")
-        const started = yield* Deferred.make<void>()
-        yield* Worker.run({
-          workerId: "render:w3",
-          queues: [queue],
-          claimWait: "1 second",
-          shutdownGrace: "0 millis",
-          handler: () => Deferred.succeed(started, undefined).pipe(Effect.zipRight(Effect.never))
-        }).pipe(
-          Effect.provide(httpWorkerBackend({ baseUrl: base, token: yield* token("render", ["worker"]) })),
-          Effect.provide(FetchHttpClient.layer)
-        )
-        const ref = yield* jobs.enqueue({ name: "long", queue })
-        yield* Deferred.await(started).pipe(Effect.timeout("15 seconds"))
-        assert.strictEqual(yield* leaseOf(ref.id), 3000)
-        // and it heartbeats every 2 s: the lease moves on before the first one would have lapsed
-        const claimedAt = DateTime.toEpochMillis((yield* jobs.get(ref.id)).claimedAt!)
-        const extended = yield* eventually(
-          Effect.map(jobs.get(ref.id), (info) => DateTime.toEpochMillis(info.leaseExpiresAt!) - claimedAt),
-          (ms) => ms > 3000,
-          10
-        )
-        assert.isAtLeast(extended, Duration.toMillis("4 seconds"))
-      }))
   })
+})
+
+// the behaviour both backends share, one suite run against each
+describe("Worker.run, every backend", () => {
+  workerBackendSuite("in-process (Worker.local)", Layer.provideMerge(Worker.local, testLayer(suiteConfig)))
+
+  /** `Client.httpWorkerBackend` with a worker token, on the test server of the layer it is given. */
+  const httpBackend = Layer.unwrapEffect(Effect.gen(function*() {
+    const server = yield* HttpServer.HttpServer
+    const baseUrl = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+    return httpWorkerBackend({ baseUrl, token: yield* token("render", ["worker"]) })
+  })).pipe(Layer.provide(FetchHttpClient.layer))
+  workerBackendSuite("over HTTP (Client.httpWorkerBackend)", Layer.provideMerge(httpBackend, serverLayer(suiteConfig)))
 })

@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, TestClock } from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
 import { awaitConnected, Listener } from "../src/EventLog/Listener.js"
@@ -72,9 +72,13 @@ describe("Workers", () => {
         const workers = yield* Workers
         const jobs = yield* Jobs
         const queue = uniqueQueue("wait")
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
         const waiting = yield* Effect.fork(workers.claim("w-wait", { queues: [queue], wait: "30 seconds" }))
-        // the claim found nothing and waits; the job arrives later
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 100)))
+        // the claim found nothing and waits; the job arrives later: once the claim's statement (which registers its
+        // worker) has committed, with nothing to take, and not after a guessed pause
+        const registered = sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".workers WHERE id = 'w-wait'`)
+        yield* eventually(registered, (rows) => rows[0]?.n === 1)
         const ref = yield* jobs.enqueue({ name: "wake", queue })
         const claimed = yield* Fiber.join(waiting).pipe(
           Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("not woken") }),
@@ -88,11 +92,17 @@ describe("Workers", () => {
         const workers = yield* Workers
         const jobs = yield* Jobs
         const queue = uniqueQueue("quiet")
+        const start = yield* Clock.currentTimeMillis
         const waiting = yield* Effect.fork(workers.claim("w-quiet", { queues: [queue], wait: "10 seconds" }))
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
         yield* jobs.enqueue({ name: "elsewhere", queue: uniqueQueue("other") })
-        yield* TestClock.adjust("10 seconds")
+        // the clock moves a second at a time until the claim answers: one 10 s step taken before the claim had
+        // gone to sleep on the clock (a loaded machine) would leave it waiting past the test's end
+        for (let i = 0; i < 60 && Option.isNone(yield* Fiber.poll(waiting)); i++) {
+          yield* TestClock.adjust("1 second")
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+        }
         assert.lengthOf(yield* Fiber.join(waiting), 0)
+        assert.isAtLeast((yield* Clock.currentTimeMillis) - start, 10_000, "not before its wait ended")
       }))
 
     it.effect("bad claim input is InvalidInput naming the field", () =>

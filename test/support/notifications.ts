@@ -1,4 +1,5 @@
 import { Effect } from "effect"
+import { randomUUID } from "node:crypto"
 import pg from "pg"
 import { databaseUrl } from "./TestDb.js"
 
@@ -54,3 +55,37 @@ export const pairsOf = (payloads: ReadonlyArray<string>): Map<string, number> =>
   }
   return pairs
 }
+
+/**
+ * Everything `listening` has received up to now, for exact assertions ("once", "nothing else"): sends a marker on a
+ * channel of its own and waits (at most `timeoutMs`) until it comes back. PostgreSQL delivers notifications in the
+ * order their transactions committed, so once the marker is in, so is every notification of every statement that
+ * committed before it was sent; none can still be on its way.
+ */
+export const settled = (
+  listening: { readonly client: pg.Client; readonly payloads: ReadonlyArray<string> },
+  timeoutMs = 5000
+) =>
+  Effect.promise(async () => {
+    const channel = `jw_settled_${randomUUID().replaceAll("-", "")}`
+    let onNotification: (msg: pg.Notification) => void = () => undefined
+    const arrived = new Promise<boolean>((resolve) => {
+      onNotification = (msg) => {
+        if (msg.channel === channel) resolve(true)
+      }
+      listening.client.on("notification", onNotification)
+      setTimeout(() => resolve(false), timeoutMs).unref()
+    })
+    await listening.client.query(`LISTEN "${channel}"`)
+    await listening.client.query("SELECT pg_notify($1, 'marker')", [channel])
+    const ok = await arrived
+    listening.client.off("notification", onNotification)
+    await listening.client.query(`UNLISTEN "${channel}"`)
+    return ok ? [...listening.payloads] : undefined
+  }).pipe(
+    Effect.flatMap((payloads) =>
+      payloads === undefined
+        ? Effect.die(`the marker did not come back within ${timeoutMs} ms`)
+        : Effect.succeed(payloads)
+    )
+  )

@@ -20,7 +20,7 @@ describe("HTTP API", () => {
         assert.strictEqual(info.priority, 3)
         const status = yield* alice.jobs.status({ path: { id: ref.id }, headers: {}, urlParams: {} })
         assert.deepInclude({ ...status }, { id: ref.id, status: "pending", terminal: false, percent: 0, version: 1 })
-        const page = yield* alice.jobs.list({ urlParams: { queue, status: "queued" } })
+        const page = yield* alice.jobs.list({ urlParams: { queue, status: ["pending"] } })
         assert.deepStrictEqual("pagination" in page ? page.jobs.map((j) => j.id) : [], [ref.id])
       }))
 

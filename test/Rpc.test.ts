@@ -2,7 +2,7 @@ import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@eff
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber, Layer, Ref, Stream } from "effect"
+import { Duration, Effect, Fiber, Layer, Ref, Stream } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import type { StreamedEvent } from "../src/Rpcs.js"
 import { Rpcs } from "../src/Rpcs.js"
@@ -84,7 +84,7 @@ describe("Effect RPC over HTTP", () => {
         assert.strictEqual(deleted.status, "deleted")
         // the remaining job runs through the worker RPCs while the user waits
         const waiting = yield* Effect.fork(alice.JobWait({ id: ref.id }))
-        const polling = yield* Effect.fork(alice.JobGet({ id: ref.id, wait: 30 }))
+        const polling = yield* Effect.fork(alice.JobGet({ id: ref.id, wait: Duration.seconds(30) }))
         const claimed = yield* worker.WorkerClaim({ workerId: "w:rw", queues: [queue], limit: 5 })
         assert.deepStrictEqual(claimed.map((j) => j.id), [ref.id])
         assert.deepStrictEqual((yield* worker.WorkerHeartbeat({ workerId: "w:rw" })).cancelRequested, [])
@@ -124,9 +124,6 @@ describe("Effect RPC over HTTP", () => {
             Stream.runDrain(bob.JobWatch({ id: ref.id }))
           ] as const
         ) assert.strictEqual((yield* Effect.flip(attempt as Effect.Effect<unknown, { readonly _tag: string }>))._tag, "JobNotFound")
-        const invalid = yield* Effect.flip(alice.JobEnqueue({ name: "" }))
-        assert.deepInclude({ ...invalid }, { _tag: "InvalidInput", field: "name" })
-        assert.strictEqual((yield* Effect.flip(alice.JobGet({ id: "nope" })))._tag, "InvalidInput")
         assert.strictEqual((yield* Effect.flip(alice.JobList({ limit: 1000 })))._tag, "InvalidInput")
         const forbidden = yield* Effect.flip(alice.WorkerClaim({ workerId: "x", queues: [queue] }))
         assert.deepInclude({ ...forbidden }, { _tag: "Forbidden", required: "worker" })
@@ -146,7 +143,6 @@ describe("Effect RPC over HTTP", () => {
         const released = yield* worker.WorkerRelease({ workerId: "w:w3", ids: [other.id] })
         assert.deepStrictEqual(released.released.map((r) => [r.id, r.status]), [[other.id, "pending"]])
         assert.deepInclude({ ...(yield* alice.JobGet({ id: other.id })) }, { status: "pending", attempt: 0 })
-        assert.strictEqual((yield* Effect.flip(worker.WorkerRelease({ workerId: "w:w3", ids: ["nope"] })))._tag, "InvalidInput")
       }))
 
     it.scoped("JobWatch streams a job's progress as it happens; EventsWatch streams the caller's events", () =>
@@ -244,6 +240,9 @@ describe("Effect RPC over HTTP", () => {
           ["name 5", alice, request("JobEnqueue", { name: 5, queue }), "name"],
           ["no payload", alice, request("JobEnqueue", undefined), "payload"],
           ["batch jobs[1].name", alice, request("JobEnqueueBatch", { jobs: [{ name: "a", queue }, { name: 5 }] }), "jobs[1].name"],
+          ["empty name", alice, request("JobEnqueue", { name: "", queue }), "name"],
+          ["id nope", alice, request("JobGet", { id: "nope" }), "id"],
+          ["release ids[0] nope", worker, request("WorkerRelease", { workerId: "rpc-payloads-worker", ids: ["nope"] }), "ids[0]"],
           ["name of 201 characters", alice, request("JobEnqueue", { name: "n".repeat(201), queue }), "name"],
           ["priority 1.5", alice, request("JobEnqueue", { name: "a", queue, priority: 1.5 }), "priority"],
           ["limit \"x\"", alice, request("JobList", { limit: "x" }), "limit"],

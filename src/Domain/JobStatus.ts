@@ -53,7 +53,7 @@ export const statusAliases: { readonly [alias: string]: ReadonlyArray<JobStatus>
   waiting: ["pending"],
   picked: ["claimed"],
   active: ["claimed", "running"],
-  in_progress: ["running"],
+  in_progress: ["claimed", "running"],
   successful: ["completed"],
   exception: ["failed"],
   cancelled: ["canceled"]

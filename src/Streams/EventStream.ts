@@ -18,8 +18,8 @@ export interface PositionedEvent {
 export interface UserStreamFilter {
   /** Only the jobs of this owner (none: every job, for admins). */
   readonly owner?: string | undefined
-  /** Statuses or their aliases, comma-separated: only events into these statuses. */
-  readonly status?: string | undefined
+  /** Statuses or their aliases (a list, or comma-separated): only events into these statuses. */
+  readonly status?: string | ReadonlyArray<string> | undefined
   readonly queue?: string | undefined
   readonly name?: string | undefined
 }

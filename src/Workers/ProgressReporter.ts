@@ -6,7 +6,7 @@ import type { JobId } from "../Domain/JobId.js"
 import { ProgressAck } from "../Domain/Worker.js"
 import { describeError } from "../internal/retry.js"
 import * as V from "../internal/validate.js"
-import { isStorableNumber } from "../Domain/Requests.js"
+import { isStorableNumber } from "../Domain/Values.js"
 import type { ProgressWrite } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
 

@@ -43,7 +43,7 @@ describe("JobStatus", () => {
 
   it("resolves canonical names and aliases, case-insensitively; unknown terms are undefined", () => {
     assert.deepStrictEqual(resolveStatus("running"), ["running"])
-    assert.deepStrictEqual(resolveStatus("IN_PROGRESS"), ["running"])
+    assert.deepStrictEqual(resolveStatus("IN_PROGRESS"), ["claimed", "running"])
     assert.deepStrictEqual(resolveStatus(" Queued "), ["pending"])
     assert.deepStrictEqual(resolveStatus("active"), ["claimed", "running"])
     assert.deepStrictEqual(resolveStatus("cancelled"), ["canceled"])

@@ -250,7 +250,7 @@ layer(TestLayer, { excludeTestServices: true })("Jobs", (it) => {
         assert.deepStrictEqual(yield* ids({ status: "queued" }), sorted(pending, owned))
         assert.deepStrictEqual(yield* ids({ status: "waiting" }), sorted(pending, owned))
         assert.deepStrictEqual(yield* ids({ status: "active" }), sorted(running, claimed))
-        assert.deepStrictEqual(yield* ids({ status: "IN_PROGRESS" }), sorted(running))
+        assert.deepStrictEqual(yield* ids({ status: "IN_PROGRESS" }), sorted(running, claimed))
         assert.deepStrictEqual(yield* ids({ status: "delayed" }), sorted(scheduled))
         assert.deepStrictEqual(yield* ids({ status: "cancelled" }), sorted(canceled))
         assert.deepStrictEqual(yield* ids({ status: "canceled,scheduled" }), sorted(canceled, scheduled))

@@ -2,12 +2,17 @@ import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@eff
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Ref, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, ParseResult, Ref, Stream } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import type { StreamedEvent } from "../src/Rpcs.js"
 import { Rpcs } from "../src/Rpcs.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
+
+/** The typed client checks the request schemas itself: a payload out of bounds never leaves the process. */
+const refusedLocally = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.map(Effect.exit(effect), (exit) =>
+    Exit.isFailure(exit) && Cause.isDie(exit.cause) && ParseResult.isParseError(Cause.squash(exit.cause)))
 
 /** NDJSON `body` posted to /rpc as `bearer`: the HTTP status, and the answer (its frames, or the JSON error). */
 const post = (bearer: string, body: string) =>
@@ -271,10 +276,9 @@ describe("Effect RPC over HTTP", () => {
         const both = yield* post(alice, `${request("JobEnqueue", { name: 5 }, "1")}${request("JobList", { queue }, "2")}`)
         assert.deepStrictEqual(both.frames.map((f) => [f.requestId, f.exit?._tag]), [["1", "Failure"], ["2", "Success"]], both.text)
         assert.strictEqual(failureOf(both.frames[0])?.field, "name")
-        // and through the typed client
+        // the typed client holds the same schemas: it refuses the payload before sending it
         const client = yield* clientAs(alice)
-        const surrogate = yield* Effect.flip(client.JobEnqueue({ name: "\ud800", queue }))
-        assert.deepInclude({ ...surrogate }, { _tag: "InvalidInput", field: "name" })
+        assert.isTrue(yield* refusedLocally(client.JobEnqueue({ name: "\ud800", queue })))
         const listed = yield* client.JobList({ queue })
         assert.strictEqual("pagination" in listed ? listed.pagination.total : -1, 0)
       }))
@@ -329,7 +333,7 @@ describe("Effect RPC over HTTP", () => {
         assert.strictEqual((yield* dana.WebhookDeliveries({ id: created.id })).pagination.total, 0)
         assert.strictEqual((yield* Effect.flip(erin.WebhookGet({ id: created.id })))._tag, "WebhookNotFound")
         assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "http://10.0.0.1/x", eventTypes: ["all"] })))._tag, "WebhookTargetRefused")
-        assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "https://93.184.215.14/x", eventTypes: [] })))._tag, "InvalidInput")
+        assert.isTrue(yield* refusedLocally(dana.WebhookCreate({ url: "https://93.184.215.14/x", eventTypes: [] })))
         yield* dana.WebhookDelete({ id: created.id })
         assert.deepStrictEqual((yield* dana.WebhookList()).webhooks, [])
       }))

@@ -128,6 +128,14 @@ export const PageSize = Schema.Int.pipe(Schema.between(1, MAX_PAGE_SIZE_CEILING)
   description: `the page size: at most JOBWATCH_MAX_PAGE_SIZE (default 100, never above ${MAX_PAGE_SIZE_CEILING})`
 })
 
+/** An integer query parameter from `min` to `max` (the text of one), shown as such in /openapi.json. */
+const IntParam = (schema: Schema.Schema<number>, min: number, max: number, description?: string) =>
+  Schema.compose(Schema.NumberFromString, schema).annotations({
+    jsonSchema: { type: "integer", minimum: min, maximum: max, ...(description === undefined ? {} : { description }) }
+  })
+const PageParam = IntParam(PageNumber, 1, 1_000_000)
+const LimitParam = IntParam(PageSize, 1, MAX_PAGE_SIZE_CEILING, `the page size: at most JOBWATCH_MAX_PAGE_SIZE (default 100, never above ${MAX_PAGE_SIZE_CEILING})`)
+
 /** A progress percent: any finite number (clamped to 0–100 by the service), not a subnormal one. */
 export const Percent = Schema.Number.pipe(
   Schema.finite(),
@@ -210,17 +218,14 @@ const enqueueFields = {
 }
 
 /** A job to enqueue. Give `runAt` or `delaySeconds`, not both. */
-export const EnqueueBody = Schema.Struct(enqueueFields).pipe(
-  Schema.filter(oneStart("delaySeconds")),
-  Schema.filter(secretNeedsUrl)
-).annotations({
-  identifier: "EnqueueBody",
+export const EnqueueBody = Schema.Struct(enqueueFields).annotations({
+  // on the struct: a filter's description and examples do not reach the JSON Schema
   description: "A job to enqueue: runAt or delaySeconds, not both",
   examples: [
     { name: "send-email", queue: "emails", payload: { to: "ada@example.com" }, maxAttempts: 3 },
     { name: "report", payload: { month: "2026-11" }, priority: 10, delay: Duration.seconds(60) }
   ]
-})
+}).pipe(Schema.filter(oneStart("delaySeconds")), Schema.filter(secretNeedsUrl)).annotations({ identifier: "EnqueueBody" })
 export type EnqueueBody = typeof EnqueueBody.Type
 
 /** A batch of jobs (at most JOBWATCH_MAX_BATCH_SIZE, default 1,000, checked by the service). */
@@ -279,7 +284,9 @@ export const WaitHeaders = Schema.Struct({
     description: "wait=N: hold the answer up to N seconds until the job is terminal, or changed after afterVersion"
   })
 })
-export const AfterVersion = Schema.Struct({ afterVersion: Schema.optional(Schema.compose(Schema.NumberFromString, Version)) })
+export const AfterVersion = Schema.Struct({
+  afterVersion: Schema.optional(IntParam(Version, 0, INT32, "answer (or stream) only what comes after this version"))
+})
 
 /** Statuses or their aliases, comma-separated, decoded to the canonical statuses they name. */
 export const StatusFilter = Schema.transformOrFail(
@@ -314,8 +321,8 @@ const filterFields = {
 
 export const ListParams = Schema.Struct({
   ...filterFields,
-  page: Schema.optional(Schema.compose(Schema.NumberFromString, PageNumber)),
-  limit: Schema.optional(Schema.compose(Schema.NumberFromString, PageSize)),
+  page: Schema.optional(PageParam),
+  limit: Schema.optional(LimitParam),
   cursor: Schema.optional(Cursor).annotations({ description: "keyset paging: nextCursor of the previous page" })
 })
 
@@ -359,11 +366,10 @@ const updateFields = {
   message: Schema.optional(Text(2000))
 }
 
-export const UpdateBody = Schema.Struct(updateFields).pipe(Schema.filter(errorWhenFailed)).annotations({
-  identifier: "UpdateBody",
+export const UpdateBody = Schema.Struct(updateFields).annotations({
   description: "A worker starts or ends a job it holds; failed needs error",
   examples: [{ workerId: "host-1:w-1", status: "completed" as const, result: { sent: true } }]
-})
+}).pipe(Schema.filter(errorWhenFailed)).annotations({ identifier: "UpdateBody" })
 
 const progressFields = {
   workerId: WorkerIdText,
@@ -420,8 +426,8 @@ export const UserEventsParams = Schema.Struct(filterFields)
 
 /** A page of an endpoint's deliveries. */
 export const DeliveriesParams = Schema.Struct({
-  page: Schema.optional(Schema.compose(Schema.NumberFromString, PageNumber)),
-  limit: Schema.optional(Schema.compose(Schema.NumberFromString, PageSize))
+  page: Schema.optional(PageParam),
+  limit: Schema.optional(LimitParam)
 })
 
 // the RPC group's payloads, from the same fields

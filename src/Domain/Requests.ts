@@ -83,10 +83,12 @@ const DurationInput = Schema.transformOrFail(
   {
     strict: true,
     decode: (input, _, ast) => {
-      const duration = Duration.decodeUnknown(input)
-      return duration._tag === "Some" && Duration.isFinite(duration.value) && Duration.toMillis(duration.value) >= 0
+      // Duration.decode reads a negative number of milliseconds as zero
+      const negative = (typeof input === "number" && !(input >= 0)) || (typeof input === "bigint" && input < BigInt(0))
+      const duration = negative ? undefined : Duration.decodeUnknown(input)
+      return duration !== undefined && duration._tag === "Some" && Duration.isFinite(duration.value)
         ? ParseResult.succeed(duration.value)
-        : ParseResult.fail(new ParseResult.Type(ast, input, "must be a finite duration"))
+        : ParseResult.fail(new ParseResult.Type(ast, input, "must be a finite duration of at least 0"))
     },
     encode: (duration) => ParseResult.succeed(duration)
   }

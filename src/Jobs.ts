@@ -4,12 +4,16 @@ import { InvalidInput, PayloadTooLarge } from "./Domain/Errors.js"
 import { JobCursorPage, JobPage, JobRef, JobStatusInfo, Pagination } from "./Domain/Job.js"
 import { makeJobId } from "./Domain/JobId.js"
 import { defaultBackoff } from "./Domain/Worker.js"
-import type { JobStatus } from "./Domain/JobStatus.js"
-import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
+import { isTerminal } from "./Domain/JobStatus.js"
 import type { EnqueueOptions as RequestEnqueueOptions } from "./Domain/Requests.js"
-import { EnqueueOptions as EnqueueOptionsSchema } from "./Domain/Requests.js"
-import { invalidOf, jsonValue } from "./internal/invalid.js"
-import * as V from "./internal/validate.js"
+import {
+  EnqueueOptions as EnqueueOptionsSchema,
+  JobIdFromString,
+  NameText,
+  PageNumber,
+  StatusFilter
+} from "./Domain/Requests.js"
+import { decodeField, invalidOf, jsonValue } from "./internal/invalid.js"
 import { checkTarget, secretProblem } from "./Webhooks/security.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
@@ -48,31 +52,23 @@ export interface OwnerScope {
  * The filter of a listing or a stream: statuses or their aliases (a list, or comma-separated), queue, name and owner;
  * `InvalidInput` naming the field otherwise.
  */
+const decodeStatuses = decodeField(StatusFilter, "status")
+const decodeName = { queue: decodeField(NameText, "queue"), name: decodeField(NameText, "name"), owner: decodeField(NameText, "owner") }
+const decodePage = decodeField(PageNumber, "page")
+const decodeId = (field = "id") => decodeField(JobIdFromString, field)
+const jobIdOf = decodeId()
+
 export const filterOf = (options: Omit<ListOptions, "page" | "limit">) =>
   Effect.gen(function*() {
-    let statuses: Array<JobStatus> | undefined
-    if (options.status !== undefined) {
-      const terms = (typeof options.status === "string" ? options.status.split(",") : options.status)
-        .map((term) => term.trim())
-        .filter((term) => term !== "")
-      statuses = []
-      for (const term of terms) {
-        const resolved = resolveStatus(term)
-        if (resolved === undefined) {
-          return yield* V.invalid(
-            "status",
-            `unknown status ${JSON.stringify(term)}; expected one of ${allStatuses.join(", ")} or an alias (${Object.keys(statusAliases).join(", ")})`
-          )
-        }
-        statuses.push(...resolved)
-      }
-      if (statuses.length === 0) statuses = undefined
-    }
+    const terms = options.status === undefined ? "" : typeof options.status === "string" ? options.status : options.status.join(",")
+    const statuses = terms.trim() === "" ? [] : yield* decodeStatuses(terms)
+    const text = (field: keyof typeof decodeName) =>
+      options[field] === undefined ? Either.right(undefined) : decodeName[field](options[field])
     return {
-      statuses,
-      queue: options.queue === undefined ? undefined : yield* V.text("queue", options.queue, { max: 200 }),
-      name: options.name === undefined ? undefined : yield* V.text("name", options.name, { max: 200 }),
-      owner: options.owner === undefined ? undefined : yield* V.text("owner", options.owner, { max: 200 })
+      statuses: statuses.length === 0 ? undefined : [...statuses],
+      queue: yield* text("queue"),
+      name: yield* text("name"),
+      owner: yield* text("owner")
     } satisfies ListFilter
   })
 
@@ -121,7 +117,10 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
 
     const enqueueBatch = Effect.fn("Jobs.enqueueBatch")(function*(batch: ReadonlyArray<EnqueueOptions>) {
       if (!Array.isArray(batch) || batch.length === 0 || batch.length > config.maxBatchSize) {
-        return yield* V.invalid("jobs", `must hold 1 to ${config.maxBatchSize} jobs, got ${Array.isArray(batch) ? batch.length : "none"}`)
+        return yield* new InvalidInput({
+          field: "jobs",
+          message: `must hold 1 to ${config.maxBatchSize} jobs, got ${Array.isArray(batch) ? batch.length : "none"}`
+        })
       }
       const valid: Array<NewJob> = []
       for (let i = 0; i < batch.length; i++) {
@@ -162,25 +161,27 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     })
 
     const get = Effect.fn("Jobs.get")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.get(yield* V.jobId(id), scope.owner)
+      return yield* repo.get(yield* jobIdOf(id), scope.owner)
     })
 
     const status = Effect.fn("Jobs.status")(function*(id: string, scope: OwnerScope = {}) {
-      const row = yield* repo.status(yield* V.jobId(id), scope.owner)
+      const row = yield* repo.status(yield* jobIdOf(id), scope.owner)
       return JobStatusInfo.make({ ...row, terminal: isTerminal(row.status) })
     })
 
     const exists = Effect.fn("Jobs.exists")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.exists(yield* V.jobId(id), scope.owner)
+      return yield* repo.exists(yield* jobIdOf(id), scope.owner)
     })
 
+    // the page size's bound is the configuration's (the schemas' is its ceiling)
+    const decodeLimit = decodeField(Schema.Int.pipe(Schema.between(1, config.maxPageSize)), "limit")
     const limitOf = (limit: number | undefined) =>
-      limit === undefined ? Effect.succeed(config.defaultPageSize) : V.integer("limit", limit, 1, config.maxPageSize)
+      limit === undefined ? Either.right(config.defaultPageSize) : decodeLimit(limit)
 
     /** A page of jobs, newest first, with the total count. */
     const list = Effect.fn("Jobs.list")(function*(options: ListOptions = {}) {
       const filter = yield* filterOf(options)
-      const page = options.page === undefined ? 1 : yield* V.integer("page", options.page, 1, 1_000_000)
+      const page = options.page === undefined ? 1 : yield* decodePage(options.page)
       const limit = yield* limitOf(options.limit)
       const { jobs, total } = yield* repo.listPage(filter, page, limit)
       return JobPage.make({
@@ -197,7 +198,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       const limit = yield* limitOf(options.limit)
       const before = options.cursor === undefined || options.cursor === ""
         ? undefined
-        : yield* V.jobId(Buffer.from(String(options.cursor), "base64url").toString("utf8"), "cursor").pipe(
+        : yield* decodeId("cursor")(Buffer.from(String(options.cursor), "base64url").toString("utf8")).pipe(
           Effect.mapError(() => new InvalidInput({ field: "cursor", message: "is not a cursor this API returned" }))
         )
       const { jobs, last } = yield* repo.listAfter(filter, before, limit)
@@ -211,11 +212,11 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     })
 
     const cancel = Effect.fn("Jobs.cancel")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.cancel(yield* V.jobId(id), { owner: scope.owner })
+      return yield* repo.cancel(yield* jobIdOf(id), { owner: scope.owner })
     })
 
     const remove = Effect.fn("Jobs.delete")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.remove(yield* V.jobId(id), { owner: scope.owner })
+      return yield* repo.remove(yield* jobIdOf(id), { owner: scope.owner })
     })
 
     return {

@@ -2,7 +2,7 @@ import { DateTime, Duration, ParseResult, Schema } from "effect"
 import { allStatuses, resolveStatus, statusAliases } from "./JobStatus.js"
 import { JobId } from "./JobId.js"
 import { WebhookEventType } from "./Webhook.js"
-import { isStorableNumber, isStorableText, jsonValueTooDeep, MAX_JSON_DEPTH, textProblem } from "./Values.js"
+import { isStorableNumber, isStorableText, jsonValueTooDeep, MAX_JSON_DEPTH, textProblem, UUID_PATTERN } from "./Values.js"
 
 // The request schemas of the HTTP API, the RPC group and (through `Jobs.enqueue`'s options) the services: every
 // body, path and query parameter and header, with every bound it has (lengths, integers, ranges, patterns, list
@@ -44,8 +44,6 @@ export const JsonValue = (description: string) =>
     })
   ).annotations({ description: `${description}: any JSON value, nested at most ${MAX_JSON_DEPTH} levels deep` })
 
-const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
-
 /** A UUID in any case, decoded lowercased. */
 export const UuidFromString = Schema.transform(
   Schema.String.pipe(Schema.pattern(UUID_PATTERN, { message: () => "must be a UUID" })).annotations({
@@ -63,6 +61,11 @@ export const JobIdFromString = Schema.compose(UuidFromString, JobId)
 export const WorkerIdText = Text(200).annotations({ description: "the worker's id: 1 to 200 characters" })
 /** Queue and job names. */
 export const NameText = Text(200)
+/** A progress report's step name. */
+export const StepText = Text(200)
+/** A note of a worker's on a job's event (a progress report's, or an update's). */
+export const NoteText = Text(2000)
+
 
 /** `min` to `max` seconds (finite), decoded to a `Duration` (to the millisecond). */
 export const SecondsDuration = (min: number, max: number) =>
@@ -76,8 +79,8 @@ export const SecondsDuration = (min: number, max: number) =>
     }
   )
 
-/** Any `Duration.DurationInput` an embedder passes (`"5 seconds"`, a number of milliseconds, a `Duration`). */
-const DurationInput = Schema.transformOrFail(
+/** Any `Duration.DurationInput` an embedder passes (`"5 seconds"`, a number of milliseconds, a `Duration`), finite. */
+export const DurationInput = Schema.transformOrFail(
   Schema.Union(Schema.DurationFromSelf, Schema.Number, Schema.String, Schema.BigIntFromSelf),
   Schema.DurationFromSelf,
   {
@@ -173,7 +176,8 @@ export const WebhookSecret = Text(200).pipe(
     message: () => "must be whsec_ followed by base64 (a Standard Webhooks secret)"
   })
 )
-const Url = Text(2000).annotations({ description: "an http(s) URL" })
+/** A webhook target. */
+export const UrlText = Text(2000).annotations({ description: "an http(s) URL" })
 
 /** Both `runAt` and a delay: refused naming `field`, as the caller spells the delay. */
 const oneStart = (field: string) => (job: { readonly runAt?: unknown; readonly delay?: unknown }) =>
@@ -211,7 +215,7 @@ const enqueueFields = {
   timeout: Schema.optional(seconds("timeout")).pipe(Schema.fromKey("timeoutSeconds")),
   idempotencyKey: Schema.optional(NameText),
   backoff: Schema.optional(Backoff),
-  webhookUrl: Schema.optional(Url.annotations({
+  webhookUrl: Schema.optional(UrlText.annotations({
     description: "the job's own callback: receives its job.completed or job.failed webhook"
   })),
   webhookSecret: Schema.optional(WebhookSecret.annotations({
@@ -248,8 +252,8 @@ const RunAtInput = Schema.transform(
   }
 ).pipe(Schema.compose(Instant))
 
-/** The options `Jobs.enqueue` decodes, with the same bounds as `EnqueueBody`: durations as `DurationInput`s. */
-const during = (cap: keyof typeof DurationCaps) =>
+/** A service's duration option (a `DurationInput`) within the cap the wire's seconds have. */
+export const during = (cap: keyof typeof DurationCaps) =>
   DurationWithin(DurationCaps[cap].min, DurationCaps[cap].max, DurationCaps[cap].label)
 export const EnqueueOptions = Schema.Struct({
   ...enqueueFields,
@@ -266,10 +270,10 @@ export const EnqueueOptions = Schema.Struct({
 export type EnqueueOptions = typeof EnqueueOptions.Encoded
 
 /** Job ids, 1 to 1,000. */
-const Ids = Schema.Array(JobIdFromString).pipe(Schema.minItems(1), Schema.maxItems(MAX_IDS))
+export const JobIds = Schema.Array(JobIdFromString).pipe(Schema.minItems(1), Schema.maxItems(MAX_IDS))
 
 export const WaitBody = Schema.Struct({
-  ids: Ids,
+  ids: JobIds,
   mode: Schema.optionalWith(Schema.Literal("all", "any"), { default: () => "all" as const }),
   timeout: Schema.optional(WaitSeconds).pipe(Schema.fromKey("timeoutSeconds"))
 }).annotations({
@@ -336,12 +340,15 @@ export const ListOptions = Schema.Struct({
   cursor: Schema.optional(Cursor)
 })
 
-const Names = Schema.Array(NameText).pipe(Schema.minItems(1), Schema.maxItems(100))
+/** Queue (or job) names a worker serves: 1 to 100. */
+export const Names = Schema.Array(NameText).pipe(Schema.minItems(1), Schema.maxItems(100))
+/** How many jobs one claim takes. */
+export const ClaimLimit = Schema.Int.pipe(Schema.between(1, 1000))
 
 export const ClaimBody = Schema.Struct({
   queues: Schema.optional(Names).annotations({ description: "the queues served; default [\"default\"]" }),
   names: Schema.optional(Names).annotations({ description: "only jobs of these names" }),
-  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
+  limit: Schema.optional(ClaimLimit),
   wait: Schema.optional(seconds("claimWait")).pipe(Schema.fromKey("waitSeconds")),
   start: Schema.optional(Schema.Boolean).annotations({ description: "start the jobs as they are claimed (running at once)" }),
   heartbeatInterval: Schema.optional(seconds("heartbeat")).pipe(Schema.fromKey("heartbeatSeconds"))
@@ -351,9 +358,13 @@ export const ClaimBody = Schema.Struct({
   examples: [{ queues: ["emails"], limit: 10, wait: Duration.seconds(30) }]
 })
 
+/** A failure's machine-readable code, and what went wrong. */
+export const ErrorCode = Text(200)
+export const ErrorMessage = Text(10_000)
+
 const FailureBody = Schema.Struct({
-  code: Schema.optional(Text(200)),
-  message: Text(10_000),
+  code: Schema.optional(ErrorCode),
+  message: ErrorMessage,
   retryable: Schema.optional(Schema.Boolean)
 })
 
@@ -365,7 +376,7 @@ const updateFields = {
   status: Schema.Literal("running", "completed", "failed", "canceled"),
   result: Schema.optional(JsonValue("the job's result (at most JOBWATCH_MAX_PAYLOAD_BYTES)")),
   error: Schema.optional(FailureBody),
-  message: Schema.optional(Text(2000))
+  message: Schema.optional(NoteText.annotations({ description: "a note for the job's event" }))
 }
 
 export const UpdateBody = Schema.Struct(updateFields).annotations({
@@ -376,8 +387,8 @@ export const UpdateBody = Schema.Struct(updateFields).annotations({
 const progressFields = {
   workerId: WorkerIdText,
   percent: Percent,
-  step: Schema.optional(Text(200)),
-  message: Schema.optional(Text(2000)),
+  step: Schema.optional(StepText),
+  message: Schema.optional(NoteText),
   data: Schema.optional(JsonValue("what the worker reports with it (at most 64 KiB)")),
   force: Schema.optional(Schema.Boolean)
 }
@@ -399,7 +410,7 @@ export const LastEventId = Schema.Struct({
 })
 
 const webhookFields = {
-  url: Url,
+  url: UrlText,
   eventTypes: Schema.Array(WebhookEventType).pipe(Schema.minItems(1), Schema.maxItems(5)).annotations({
     description: "1 to 5 of progress, completed, failed, canceled or all"
   }),
@@ -435,7 +446,7 @@ export const DeliveriesParams = Schema.Struct({
 // the RPC group's payloads, from the same fields
 export const RpcPayloads = {
   id: { id: JobIdFromString },
-  ids: { ids: Ids },
+  ids: { ids: JobIds },
   wait: { id: JobIdFromString, wait: Schema.optional(WaitSeconds), afterVersion: Schema.optional(Version) },
   filter: filterFields,
   cursor: Schema.optional(Cursor),

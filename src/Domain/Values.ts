@@ -73,6 +73,12 @@ export const isStorableText = (value: string): boolean => textProblem(value) ===
 /** Whether jsonb can store the JSON text `json` (made by `JSON.stringify`): no `\u0000`, no unpaired surrogate. */
 export const isStorableJson = (json: string): boolean => !badJsonEscape.test(json)
 
+/** A UUID in any case (job, event and webhook ids). */
+export const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
+
+/** Whether `value` is a UUID (any case). */
+export const isUuid = (value: unknown): value is string => typeof value === "string" && UUID_PATTERN.test(value)
+
 // PostgreSQL's double precision refuses subnormal numbers ("value out of range: underflow")
 const MIN_NORMAL = 2.2250738585072014e-308
 

@@ -1,4 +1,4 @@
-import { Either, ParseResult } from "effect"
+import { Either, ParseResult, Schema } from "effect"
 import { InvalidInput, PayloadTooLarge } from "../Domain/Errors.js"
 import { excerpt, isStorableJson, jsonValueTooDeep, MAX_JSON_DEPTH } from "../Domain/Values.js"
 
@@ -16,13 +16,23 @@ export const fieldOfPath = (path: ReadonlyArray<PropertyKey>): string =>
 export const invalidOf = (error: ParseResult.ParseError, prefix = "", fallback = "payload"): InvalidInput => {
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
   const path = issue === undefined || issue.path.length === 0 ? "" : fieldOfPath(issue.path)
-  const field = `${prefix}${path}` === "" ? fallback : `${prefix}${path}`.replace(/\.$/, "")
+  const base = prefix.endsWith(".") ? prefix.slice(0, -1) : prefix
+  const field = path === "" ? (base === "" ? fallback : base) : base === "" ? path : path.startsWith("[") ? `${base}${path}` : `${base}.${path}`
   const message = excerpt(issue?.message ?? "is invalid")
   // the schemas' own messages ("must …", "is missing", "give runAt or delay, not both"); else "Expected …, actual …"
   const phrased = /^(must|is|give|needs|unknown) /.test(message)
     ? message
     : `is invalid: ${message.charAt(0).toLowerCase()}${message.slice(1)}`
   return new InvalidInput({ field, message: `${field} ${phrased}` })
+}
+
+/**
+ * A decoder of `schema` for a service's argument `field`: what code passes in is checked by the same schema as what
+ * the HTTP API and the RPC group decode, and refused with `InvalidInput` naming the field (`ids[3]`).
+ */
+export const decodeField = <A, I>(schema: Schema.Schema<A, I>, field: string) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  return (value: unknown): Either.Either<A, InvalidInput> => Either.mapLeft(decode(value), (error) => invalidOf(error, field))
 }
 
 /**

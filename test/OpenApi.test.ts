@@ -60,7 +60,8 @@ describe("OpenAPI", () => {
     assert.deepInclude(ids, { minItems: 1, maxItems: 1000 })
     assert.strictEqual(child(ids, "items", "ids.items")["pattern"], uuid.source)
     assert.deepInclude(property(component("ReleaseBody"), "ids"), { maxItems: 1000 })
-    for (const [path, method] of [["/v1/jobs/{id}", "get"], ["/v1/jobs/{id}/progress", "post"], ["/v1/webhooks/{id}", "get"]] as const) {
+    const idPaths = [["/v1/jobs/{id}", "get"], ["/v1/jobs/{id}/progress", "post"], ["/v1/webhooks/{id}", "get"]] as const
+    for (const [path, method] of idPaths) {
       assert.strictEqual(parameter(path, method, "id")["pattern"], uuid.source, `${method} ${path}`)
     }
     assert.deepInclude(parameter("/v1/workers/{workerId}/claim", "post", "workerId"), { minLength: 1, maxLength: 200 })

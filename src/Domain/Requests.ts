@@ -1,187 +1,56 @@
-import { DateTime, Duration, ParseResult, Schema } from "effect"
-import { allStatuses, resolveStatus, statusAliases } from "./JobStatus.js"
+import { Duration, Schema } from "effect"
 import { JobId } from "./JobId.js"
 import { WebhookEventType } from "./Webhook.js"
-import { isStorableNumber, isStorableText, jsonValueTooDeep, MAX_JSON_DEPTH, textProblem, UUID_PATTERN } from "./Values.js"
+import {
+  ClaimLimit,
+  during,
+  ErrorCode,
+  ErrorMessage,
+  IntParam,
+  JobIdFromString,
+  JobIds,
+  JsonValue,
+  LimitParam,
+  MAX_BATCH_SIZE_CEILING,
+  MAX_IDS,
+  MaxAttempts,
+  Multiplier,
+  Names,
+  NameText,
+  NoteText,
+  PageNumber,
+  PageParam,
+  PageSize,
+  Percent,
+  Priority,
+  RunAt,
+  RunAtInput,
+  seconds,
+  StatusFilter,
+  StepText,
+  Text,
+  UrlText,
+  UuidFromString,
+  Version,
+  WaitSeconds,
+  WebhookSecret,
+  WorkerIdText
+} from "./Fields.js"
+
+export * from "./Fields.js"
 
 // The request schemas of the HTTP API, the RPC group and (through `Jobs.enqueue`'s options) the services: every
 // body, path and query parameter and header, with every bound it has (lengths, integers, ranges, patterns, list
 // sizes, JSON depth, durations in seconds with their caps), so that /openapi.json and the derived clients show them
 // and the decoder refuses bad input before any service sees it (HTTP: 400 HttpApiDecodeError with the issue's path;
 // RPC: InvalidInput naming the field). Durations arrive as seconds and leave the decoder as `Duration`s.
-//
-// Three bounds depend on the configuration: the payload size (JOBWATCH_MAX_PAYLOAD_BYTES), the page size
-// (JOBWATCH_MAX_PAGE_SIZE) and the batch size (JOBWATCH_MAX_BATCH_SIZE). The schemas carry their hard ceilings (what
-// the configuration may be raised to) and the services check the configured value, naming the same field.
-
-const DAY = 24 * 3600
-const INT32 = 2 ** 31 - 1
-
-/** The hard ceilings of the configurable bounds (`Config.ts` refuses settings above them). */
-export const MAX_PAGE_SIZE_CEILING = 10_000
-export const MAX_BATCH_SIZE_CEILING = 10_000
-/** How many ids one wait or release lists. */
-export const MAX_IDS = 1000
-
-/** Text of 1 to `max` characters, not blank, storable by PostgreSQL (no NUL, no unpaired surrogate). */
-export const Text = (max: number) =>
-  Schema.String.pipe(
-    Schema.minLength(1, { message: () => "must not be empty" }),
-    Schema.maxLength(max, { message: (issue) => `must have at most ${max} characters, got ${String(issue.actual).length}` }),
-    Schema.filter((s) => s.trim() !== "", { message: () => "must not be blank", jsonSchema: {} }),
-    Schema.filter(isStorableText, {
-      message: (issue) => textProblem(String(issue.actual)) ?? "is not storable text",
-      jsonSchema: {}
-    })
-  )
-
-/** Any JSON value, nested at most 64 levels deep; its size is the configuration's (checked by the service). */
-export const JsonValue = (description: string) =>
-  Schema.Unknown.pipe(
-    Schema.filter((value) => !jsonValueTooDeep(value, MAX_JSON_DEPTH), {
-      message: () => `must not nest deeper than ${MAX_JSON_DEPTH} levels`,
-      jsonSchema: {}
-    })
-  ).annotations({ description: `${description}: any JSON value, nested at most ${MAX_JSON_DEPTH} levels deep` })
-
-/** A UUID in any case, decoded lowercased. */
-export const UuidFromString = Schema.transform(
-  Schema.String.pipe(Schema.pattern(UUID_PATTERN, { message: () => "must be a UUID" })).annotations({
-    description: "a UUID",
-    examples: ["01936b2e-8f4a-7c3d-9e5f-0a1b2c3d4e5f"]
-  }),
-  Schema.String,
-  { strict: true, decode: (s) => s.toLowerCase(), encode: (s) => s }
-)
-
-/** A job id from outside: a UUID in any case, decoded to the lowercase `JobId`. */
-export const JobIdFromString = Schema.compose(UuidFromString, JobId)
-
-/** A worker's id: 1 to 200 characters. */
-export const WorkerIdText = Text(200).annotations({ description: "the worker's id: 1 to 200 characters" })
-/** Queue and job names. */
-export const NameText = Text(200)
-/** A progress report's step name. */
-export const StepText = Text(200)
-/** A note of a worker's on a job's event (a progress report's, or an update's). */
-export const NoteText = Text(2000)
-
-
-/** `min` to `max` seconds (finite), decoded to a `Duration` (to the millisecond). */
-export const SecondsDuration = (min: number, max: number) =>
-  Schema.transform(
-    Schema.Number.pipe(Schema.finite(), Schema.between(min, max)),
-    Schema.DurationFromSelf,
-    {
-      strict: true,
-      decode: (seconds) => Duration.millis(Math.round(seconds * 1000)),
-      encode: (duration) => Duration.toSeconds(duration)
-    }
-  )
-
-/** Any `Duration.DurationInput` an embedder passes (`"5 seconds"`, a number of milliseconds, a `Duration`), finite. */
-export const DurationInput = Schema.transformOrFail(
-  Schema.Union(Schema.DurationFromSelf, Schema.Number, Schema.String, Schema.BigIntFromSelf),
-  Schema.DurationFromSelf,
-  {
-    strict: true,
-    decode: (input, _, ast) => {
-      // Duration.decode reads a negative number of milliseconds as zero
-      const negative = (typeof input === "number" && !(input >= 0)) || (typeof input === "bigint" && input < BigInt(0))
-      const duration = negative ? undefined : Duration.decodeUnknown(input)
-      return duration !== undefined && duration._tag === "Some" && Duration.isFinite(duration.value)
-        ? ParseResult.succeed(duration.value)
-        : ParseResult.fail(new ParseResult.Type(ast, input, "must be a finite duration of at least 0"))
-    },
-    encode: (duration) => ParseResult.succeed(duration)
-  }
-)
-
-/** A `DurationInput` from `min` to `max` seconds (a service's option; the wire's twin is `SecondsDuration`). */
-export const DurationWithin = (min: number, max: number, label: string) =>
-  Schema.compose(
-    DurationInput,
-    Schema.DurationFromSelf.pipe(
-      Schema.filter((d) => Duration.toMillis(d) >= Math.round(min * 1000) && Duration.toMillis(d) <= max * 1000, {
-        message: () => `must be from ${min} seconds to ${label}`
-      })
-    )
-  )
-
-/** The caps of the durations, in seconds: the wire's (`SecondsDuration`) and the services' (`DurationWithin`). */
-export const DurationCaps = {
-  delay: { min: 0, max: 3653 * DAY, label: "10 years" },
-  timeout: { min: 0.001, max: 365 * DAY, label: "365 days" },
-  backoff: { min: 0, max: 7 * DAY, label: "7 days" },
-  wait: { min: 0, max: DAY, label: "1 day" },
-  claimWait: { min: 0, max: 600, label: "10 minutes" },
-  heartbeat: { min: 0.1, max: 3600, label: "1 hour" }
-} as const
-
-const seconds = (cap: keyof typeof DurationCaps) => SecondsDuration(DurationCaps[cap].min, DurationCaps[cap].max)
-
-/** Seconds to wait: decoded to a `Duration`, capped further by `JOBWATCH_MAX_WAIT` (default 60 s). */
-export const WaitSeconds = seconds("wait").annotations({
-  description: "seconds to wait, at most a day; the server caps it at JOBWATCH_MAX_WAIT (default 60)"
-})
-
-/** A version of a job: an integer of at least 0. */
-export const Version = Schema.Int.pipe(Schema.between(0, INT32))
-/** 1-based page numbers, and page sizes (at most `JOBWATCH_MAX_PAGE_SIZE`, checked by the service). */
-export const PageNumber = Schema.Int.pipe(Schema.between(1, 1_000_000))
-export const PageSize = Schema.Int.pipe(Schema.between(1, MAX_PAGE_SIZE_CEILING)).annotations({
-  description: `the page size: at most JOBWATCH_MAX_PAGE_SIZE (default 100, never above ${MAX_PAGE_SIZE_CEILING})`
-})
-
-/** An integer query parameter from `min` to `max` (the text of one), shown as such in /openapi.json. */
-const IntParam = (schema: Schema.Schema<number>, min: number, max: number, description?: string) =>
-  Schema.compose(Schema.NumberFromString, schema).annotations({
-    jsonSchema: { type: "integer", minimum: min, maximum: max, ...(description === undefined ? {} : { description }) }
-  })
-const PageParam = IntParam(PageNumber, 1, 1_000_000)
-const LimitParam = IntParam(PageSize, 1, MAX_PAGE_SIZE_CEILING, `the page size: at most JOBWATCH_MAX_PAGE_SIZE (default 100, never above ${MAX_PAGE_SIZE_CEILING})`)
-
-/** A progress percent: any finite number (clamped to 0–100 by the service), not a subnormal one. */
-export const Percent = Schema.Number.pipe(
-  Schema.finite(),
-  Schema.filter(isStorableNumber, {
-    message: () => "a percent must be 0 or at least 2.2250738585072014e-308 in magnitude",
-    jsonSchema: {}
-  })
-).annotations({ description: "0 to 100 (values outside are clamped); never below the job's current percent" })
-
-export const Priority = Schema.Int.pipe(Schema.between(-INT32, INT32)).annotations({ description: "higher runs first" })
-export const MaxAttempts = Schema.Int.pipe(Schema.between(1, 1000))
-const RunAtText = Text(64).pipe(
-  Schema.pattern(/^\d{4}-\d{2}-\d{2}T/, { message: () => "must be a date-time (ISO 8601)" })
-).annotations({ description: "an ISO-8601 date-time, 1970 to 9999" })
-/** A point in time from 1970 to 9999 (what PostgreSQL stores and every client parses). */
-const Instant = Schema.ValidDateFromSelf.pipe(
-  Schema.filter((date) => date.getTime() >= 0 && date.getUTCFullYear() <= 9999, {
-    message: () => "must be between 1970 and 9999"
-  })
-)
-/** `runAt` on the wire: an ISO-8601 text, decoded to a `Date`. */
-export const RunAt = Schema.compose(
-  Schema.transform(RunAtText, Schema.DateFromSelf, {
-    strict: true,
-    decode: (s) => new Date(s),
-    encode: (d) => d.toISOString()
-  }),
-  Instant
-)
-/** A Standard Webhooks secret: `whsec_` and base64 (of 24 to 64 bytes, checked by the service). */
-export const WebhookSecret = Text(200).pipe(
-  Schema.pattern(/^whsec_[A-Za-z0-9+/]+={0,2}$/, {
-    message: () => "must be whsec_ followed by base64 (a Standard Webhooks secret)"
-  })
-)
-/** A webhook target. */
-export const UrlText = Text(2000).annotations({ description: "an http(s) URL" })
+// Their fields, each with its bounds, are in `Fields.ts` (re-exported here).
 
 /** Both `runAt` and a delay: refused naming `field`, as the caller spells the delay. */
 const oneStart = (field: string) => (job: { readonly runAt?: unknown; readonly delay?: unknown }) =>
-  job.runAt !== undefined && job.delay !== undefined ? { path: [field], message: "give runAt or delay, not both" } : true
+  job.runAt !== undefined && job.delay !== undefined
+    ? { path: [field], message: "give runAt or delay, not both" }
+    : true
 const maxDelayAtLeastDelay = (field: string) =>
 (backoff: { readonly delay?: Duration.Duration | undefined; readonly maxDelay?: Duration.Duration | undefined }) =>
   backoff.delay !== undefined && backoff.maxDelay !== undefined && Duration.lessThan(backoff.maxDelay, backoff.delay)
@@ -192,8 +61,6 @@ const secretNeedsUrl = (job: { readonly webhookUrl?: unknown; readonly webhookSe
     ? { path: ["webhookSecret"], message: "needs webhookUrl: it signs the job's own callback" }
     : true
 
-export const Multiplier = Schema.Number.pipe(Schema.finite(), Schema.between(1, 100))
-
 /** A job's retry backoff on the wire: `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered. */
 export const Backoff = Schema.Struct({
   delay: Schema.optional(seconds("backoff")).pipe(Schema.fromKey("delaySeconds")),
@@ -201,7 +68,8 @@ export const Backoff = Schema.Struct({
   multiplier: Schema.optional(Multiplier)
 }).pipe(Schema.filter(maxDelayAtLeastDelay("maxDelaySeconds"))).annotations({
   identifier: "Backoff",
-  description: "retry backoff: delaySeconds (default 1) times multiplier (default 2) per attempt, at most maxDelaySeconds"
+  description:
+    "retry backoff: delaySeconds (default 1) times multiplier (default 2) per attempt, at most maxDelaySeconds"
 })
 
 const enqueueFields = {
@@ -231,7 +99,10 @@ export const EnqueueBody = Schema.Struct(enqueueFields).annotations({
     { name: "send-email", queue: "emails", payload: { to: "ada@example.com" }, maxAttempts: 3 },
     { name: "report", payload: { month: "2026-11" }, priority: 10, delay: Duration.seconds(60) }
   ]
-}).pipe(Schema.filter(oneStart("delaySeconds")), Schema.filter(secretNeedsUrl)).annotations({ identifier: "EnqueueBody" })
+}).pipe(
+  Schema.filter(oneStart("delaySeconds")),
+  Schema.filter(secretNeedsUrl)
+).annotations({ identifier: "EnqueueBody" })
 export type EnqueueBody = typeof EnqueueBody.Type
 
 /** A batch of jobs (at most JOBWATCH_MAX_BATCH_SIZE, default 1,000, checked by the service). */
@@ -241,20 +112,6 @@ export const EnqueueBatchBody = Schema.Struct({
   })
 }).annotations({ identifier: "EnqueueBatchBody" })
 
-/** `runAt` from code: a `Date`, a `DateTime` or an ISO-8601 text. */
-const RunAtInput = Schema.transform(
-  Schema.Union(Schema.DateFromSelf, Schema.DateTimeUtcFromSelf, Schema.DateTimeZonedFromSelf, RunAtText),
-  Schema.DateFromSelf,
-  {
-    strict: true,
-    decode: (input) => (input instanceof Date ? input : typeof input === "string" ? new Date(input) : DateTime.toDateUtc(input)),
-    encode: (date) => date
-  }
-).pipe(Schema.compose(Instant))
-
-/** A service's duration option (a `DurationInput`) within the cap the wire's seconds have. */
-export const during = (cap: keyof typeof DurationCaps) =>
-  DurationWithin(DurationCaps[cap].min, DurationCaps[cap].max, DurationCaps[cap].label)
 export const EnqueueOptions = Schema.Struct({
   ...enqueueFields,
   runAt: Schema.optional(RunAtInput),
@@ -269,9 +126,6 @@ export const EnqueueOptions = Schema.Struct({
 }).pipe(Schema.filter(oneStart("delay")), Schema.filter(secretNeedsUrl))
 export type EnqueueOptions = typeof EnqueueOptions.Encoded
 
-/** Job ids, 1 to 1,000. */
-export const JobIds = Schema.Array(JobIdFromString).pipe(Schema.minItems(1), Schema.maxItems(MAX_IDS))
-
 export const WaitBody = Schema.Struct({
   ids: JobIds,
   mode: Schema.optionalWith(Schema.Literal("all", "any"), { default: () => "all" as const }),
@@ -279,7 +133,9 @@ export const WaitBody = Schema.Struct({
 }).annotations({
   identifier: "WaitBody",
   description: "Jobs to wait for: all of them, or the first to end",
-  examples: [{ ids: [JobId.make("01936b2e-8f4a-7c3d-9e5f-0a1b2c3d4e5f")], mode: "all" as const, timeout: Duration.seconds(30) }]
+  examples: [
+    { ids: [JobId.make("01936b2e-8f4a-7c3d-9e5f-0a1b2c3d4e5f")], mode: "all" as const, timeout: Duration.seconds(30) }
+  ]
 })
 
 export const IdPath = Schema.Struct({ id: JobIdFromString })
@@ -291,32 +147,10 @@ export const WaitHeaders = Schema.Struct({
   })
 })
 export const AfterVersion = Schema.Struct({
-  afterVersion: Schema.optional(IntParam(Version, 0, INT32, "answer (or stream) only what comes after this version"))
+  afterVersion: Schema.optional(
+    IntParam(Version, 0, 2 ** 31 - 1, "answer (or stream) only what comes after this version")
+  )
 })
-
-/** Statuses or their aliases, comma-separated, decoded to the canonical statuses they name. */
-export const StatusFilter = Schema.transformOrFail(
-  Text(1000).annotations({
-    description: `statuses or aliases, comma-separated: ${allStatuses.join(", ")}; ${Object.keys(statusAliases).join(", ")}`,
-    examples: ["in_progress", "pending,scheduled"]
-  }),
-  Schema.Array(Schema.Literal(...allStatuses)),
-  {
-    strict: true,
-    decode: (text, _, ast) => {
-      const statuses: Array<typeof allStatuses[number]> = []
-      for (const term of text.split(",").map((t) => t.trim()).filter((t) => t !== "")) {
-        const resolved = resolveStatus(term)
-        if (resolved === undefined) {
-          return ParseResult.fail(new ParseResult.Type(ast, text, `unknown status ${JSON.stringify(term.slice(0, 60))}; expected one of ${allStatuses.join(", ")} or an alias (${Object.keys(statusAliases).join(", ")})`))
-        }
-        for (const status of resolved) if (!statuses.includes(status)) statuses.push(status)
-      }
-      return ParseResult.succeed(statuses)
-    },
-    encode: (statuses) => ParseResult.succeed(statuses.join(","))
-  }
-)
 
 const Cursor = Text(200)
 const filterFields = {
@@ -340,27 +174,20 @@ export const ListOptions = Schema.Struct({
   cursor: Schema.optional(Cursor)
 })
 
-/** Queue (or job) names a worker serves: 1 to 100. */
-export const Names = Schema.Array(NameText).pipe(Schema.minItems(1), Schema.maxItems(100))
-/** How many jobs one claim takes. */
-export const ClaimLimit = Schema.Int.pipe(Schema.between(1, 1000))
-
 export const ClaimBody = Schema.Struct({
   queues: Schema.optional(Names).annotations({ description: "the queues served; default [\"default\"]" }),
   names: Schema.optional(Names).annotations({ description: "only jobs of these names" }),
   limit: Schema.optional(ClaimLimit),
   wait: Schema.optional(seconds("claimWait")).pipe(Schema.fromKey("waitSeconds")),
-  start: Schema.optional(Schema.Boolean).annotations({ description: "start the jobs as they are claimed (running at once)" }),
+  start: Schema.optional(Schema.Boolean).annotations({
+    description: "start the jobs as they are claimed (running at once)"
+  }),
   heartbeatInterval: Schema.optional(seconds("heartbeat")).pipe(Schema.fromKey("heartbeatSeconds"))
 }).annotations({
   identifier: "ClaimBody",
   description: "What a worker claims; heartbeatSeconds: how often it heartbeats (its leases last 1.5 × this)",
   examples: [{ queues: ["emails"], limit: 10, wait: Duration.seconds(30) }]
 })
-
-/** A failure's machine-readable code, and what went wrong. */
-export const ErrorCode = Text(200)
-export const ErrorMessage = Text(10_000)
 
 const FailureBody = Schema.Struct({
   code: Schema.optional(ErrorCode),
@@ -369,7 +196,9 @@ const FailureBody = Schema.Struct({
 })
 
 const errorWhenFailed = (body: { readonly status: string; readonly error?: unknown }) =>
-  body.status === "failed" && body.error === undefined ? { path: ["error"], message: "is required when status is failed" } : true
+  body.status === "failed" && body.error === undefined
+    ? { path: ["error"], message: "is required when status is failed" }
+    : true
 
 const updateFields = {
   workerId: WorkerIdText,
@@ -402,7 +231,9 @@ export const ProgressBody = Schema.Struct(progressFields).annotations({
 export const WorkerPath = Schema.Struct({ workerId: WorkerIdText })
 
 /** Which of its jobs a worker lets go (all when `ids` is absent): back to the queue, their attempt not used up. */
-export const ReleaseBody = Schema.Struct({ ids: Schema.optional(Schema.Array(JobIdFromString).pipe(Schema.maxItems(MAX_IDS))) })
+export const ReleaseBody = Schema.Struct({
+  ids: Schema.optional(Schema.Array(JobIdFromString).pipe(Schema.maxItems(MAX_IDS)))
+})
   .annotations({ identifier: "ReleaseBody" })
 
 export const LastEventId = Schema.Struct({

@@ -31,13 +31,16 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
   /** The terminal outcomes of the caller's jobs `ids` (checked first: they exist and are the caller's). */
   const waitForMany = (ids: ReadonlyArray<JobId>, mode: "all" | "any") =>
     asOwner(({ owner }) => watcher.waitMany(ids, { mode, timeout: 0, owner })).pipe(
-      Effect.zipRight(mode === "all" ? watcher.waitForAll(ids) : Effect.map(watcher.waitForFirst(ids), (outcome) => [outcome]))
+      Effect.zipRight(
+        mode === "all" ? watcher.waitForAll(ids) : Effect.map(watcher.waitForFirst(ids), (outcome) => [outcome])
+      )
     )
   return Rpcs.of({
     JobEnqueue: (body) => Effect.flatMap(CurrentUser, (user) => jobs.enqueue({ ...body, owner: user.sub })),
     JobEnqueueBatch: (body) =>
       Effect.flatMap(CurrentUser, (user) => jobs.enqueueBatch(body.jobs.map((job) => ({ ...job, owner: user.sub })))),
-    JobGet: ({ afterVersion, id, wait }) => asOwner((scope) => waits.longPoll(id, jobs.get(id, scope), { wait, afterVersion })),
+    JobGet: ({ afterVersion, id, wait }) =>
+      asOwner((scope) => waits.longPoll(id, jobs.get(id, scope), { wait, afterVersion })),
     JobStatus: ({ afterVersion, id, wait }) =>
       asOwner((scope) => waits.longPoll(id, jobs.status(id, scope), { wait, afterVersion })),
     JobList: (params) => listJobs(jobs, params),
@@ -60,12 +63,17 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
           waits.untilDrained(events).pipe(Stream.map((item) => new StreamedEvent(item, true))))
       )),
     WorkerClaim: ({ workerId, ...body }) =>
-      Effect.zipRight(asWorker(workerId), workers.claim(workerId, { ...body, wait: waits.cap(body.wait), until: waits.draining })),
+      Effect.zipRight(
+        asWorker(workerId),
+        workers.claim(workerId, { ...body, wait: waits.cap(body.wait), until: waits.draining })
+      ),
     WorkerRelease: ({ ids, workerId }) => releaseJobs(workers, workerId, ids),
     WorkerHeartbeat: ({ workerId }) => Effect.zipRight(asWorker(workerId), workers.heartbeat(workerId)),
     JobUpdate: ({ id, ...body }) => updateJob(workers, id, body),
-    JobProgress: ({ id, workerId, ...report }) => Effect.zipRight(asWorker(workerId), workers.progress(id, report, { workerId })),
-    WebhookList: () => asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))),
+    JobProgress: ({ id, workerId, ...report }) =>
+      Effect.zipRight(asWorker(workerId), workers.progress(id, report, { workerId })),
+    WebhookList: () =>
+      asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))),
     WebhookCreate: (body) => Effect.flatMap(CurrentUser, (user) => hooks.create(user.sub, body)),
     WebhookGet: ({ id }) => asOwner(({ owner }) => hooks.get(id, owner)),
     WebhookUpdate: ({ id, ...changes }) => asOwner(({ owner }) => hooks.update(id, owner, changes)),

@@ -9,7 +9,15 @@ import {
   UnsupportedMediaType
 } from "../Domain/Errors.js"
 import { JobCursorPage, JobInfo, JobOutcome, JobPage, JobRef, JobStatusInfo } from "../Domain/Job.js"
-import { AfterVersion, EnqueueBatchBody, EnqueueBody, IdPath, ListParams, WaitBody, WaitHeaders } from "../Domain/Requests.js"
+import {
+  AfterVersion,
+  EnqueueBatchBody,
+  EnqueueBody,
+  IdPath,
+  ListParams,
+  WaitBody,
+  WaitHeaders
+} from "../Domain/Requests.js"
 import { WebhookTargetRefused } from "../Domain/Webhook.js"
 
 /** A new job (201) … */

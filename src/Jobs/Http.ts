@@ -67,7 +67,8 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
           Effect.map((ref) => ref.existing ? { ...ref, existing: true as const } : { ...ref, existing: false as const })
         ))
       .handle("enqueueBatch", ({ payload }) =>
-        Effect.flatMap(CurrentUser, (user) => jobs.enqueueBatch(payload.jobs.map((job) => ({ ...job, owner: user.sub })))).pipe(
+        Effect.flatMap(CurrentUser, (user) =>
+          jobs.enqueueBatch(payload.jobs.map((job) => ({ ...job, owner: user.sub })))).pipe(
           Effect.map((refs) => JobRefs.make({ jobs: refs }))
         ))
       .handle("list", ({ urlParams }) => listJobs(jobs, urlParams))
@@ -76,17 +77,17 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
           slotFor(payload.timeout === undefined ? waits.maxWait : waits.cap(payload.timeout)),
           Effect.map(waits.waitMany(payload.ids, payload.mode, payload.timeout), (result) => WaitResult.make(result))
         ))
-      .handle("get", ({ headers, path, urlParams }) =>
+      .handle("get", ({ headers, path, urlParams: { afterVersion } }) =>
         withPreferredWait(headers.prefer, waits.maxWait, (wait) =>
           Effect.zipRight(
             slotFor(wait),
-            asOwner((scope) => waits.longPoll(path.id, jobs.get(path.id, scope), { wait, afterVersion: urlParams.afterVersion }))
+            asOwner((scope) => waits.longPoll(path.id, jobs.get(path.id, scope), { wait, afterVersion }))
           )))
-      .handle("status", ({ headers, path, urlParams }) =>
+      .handle("status", ({ headers, path, urlParams: { afterVersion } }) =>
         withPreferredWait(headers.prefer, waits.maxWait, (wait) =>
           Effect.zipRight(
             slotFor(wait),
-            asOwner((scope) => waits.longPoll(path.id, jobs.status(path.id, scope), { wait, afterVersion: urlParams.afterVersion }))
+            asOwner((scope) => waits.longPoll(path.id, jobs.status(path.id, scope), { wait, afterVersion }))
           )))
       .handle("cancel", ({ path }) => asOwner((scope) => jobs.cancel(path.id, scope)))
       .handle("delete", ({ path }) =>

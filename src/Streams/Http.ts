@@ -52,13 +52,19 @@ export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
     const waits = yield* Waits
     const config = yield* JobWatchConfig
     const slot = holdSlot(yield* Limits)
-    const respond = Effect.map((events: Stream.Stream<PositionedEvent>) => sseResponse(waits.untilDrained(events), config.sseKeepAlive))
+    const respond = Effect.map((events: Stream.Stream<PositionedEvent>) =>
+      sseResponse(waits.untilDrained(events), config.sseKeepAlive)
+    )
     return handlers
       .handle("jobEvents", ({ headers, path, urlParams }) =>
         Effect.zipRight(
           slot,
           asOwner(({ owner }) =>
-            streams.jobEvents(path.id, { owner, afterVersion: urlParams.afterVersion, cursor: headers["last-event-id"] })
+            streams.jobEvents(path.id, {
+              owner,
+              afterVersion: urlParams.afterVersion,
+              cursor: headers["last-event-id"]
+            })
           ).pipe(respond)
         ))
       .handle("userEvents", ({ headers, urlParams }) =>

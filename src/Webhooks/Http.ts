@@ -11,11 +11,13 @@ export const WebhooksLive = HttpApiBuilder.group(Api, "webhooks", (handlers) =>
   Effect.gen(function*() {
     const hooks = yield* Webhooks
     return handlers
-      .handle("list", () => asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))))
+      .handle("list", () =>
+        asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))))
       .handle("create", ({ payload }) => Effect.flatMap(CurrentUser, (user) => hooks.create(user.sub, payload)))
       .handle("get", ({ path }) => asOwner(({ owner }) => hooks.get(path.id, owner)))
       .handle("update", ({ path, payload }) => asOwner(({ owner }) => hooks.update(path.id, owner, payload)))
       .handle("delete", ({ path }) => asOwner(({ owner }) => hooks.remove(path.id, owner)))
       .handle("rotateSecret", ({ path }) => asOwner(({ owner }) => hooks.rotateSecret(path.id, owner)))
-      .handle("deliveries", ({ path, urlParams }) => asOwner(({ owner }) => hooks.deliveries(path.id, owner, urlParams)))
+      .handle("deliveries", ({ path, urlParams }) =>
+        asOwner(({ owner }) => hooks.deliveries(path.id, owner, urlParams)))
   }))

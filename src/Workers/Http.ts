@@ -27,8 +27,9 @@ export const updateJob = (workers: Workers, id: JobId, body: Update) =>
         return yield* workers.canceled(id, scope)
       case "failed": {
         // the schema refuses a failed without an error; this keeps the types honest
-        if (body.error === undefined) return yield* new InvalidInput({ field: "error", message: "is required when status is failed" })
-        return yield* workers.fail(id, { ...scope, code: body.error.code, error: body.error.message, retryable: body.error.retryable })
+        const error = body.error
+        if (error === undefined) return yield* new InvalidInput({ field: "error", message: "is required when status is failed" })
+        return yield* workers.fail(id, { ...scope, code: error.code, error: error.message, retryable: error.retryable })
       }
     }
   })

@@ -5,7 +5,8 @@ import { excerpt, isStorableJson, jsonValueTooDeep, MAX_JSON_DEPTH } from "../Do
 /** A parse issue's path as the API names fields: `jobs[3].name`. */
 export const fieldOfPath = (path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>(
-    (field, key) => typeof key === "number" ? `${field}[${key}]` : field === "" ? String(key) : `${field}.${String(key)}`,
+    (field, key) =>
+      typeof key === "number" ? `${field}[${key}]` : field === "" ? String(key) : `${field}.${String(key)}`,
     ""
   )
 
@@ -17,7 +18,11 @@ export const invalidOf = (error: ParseResult.ParseError, prefix = "", fallback =
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
   const path = issue === undefined || issue.path.length === 0 ? "" : fieldOfPath(issue.path)
   const base = prefix.endsWith(".") ? prefix.slice(0, -1) : prefix
-  const field = path === "" ? (base === "" ? fallback : base) : base === "" ? path : path.startsWith("[") ? `${base}${path}` : `${base}.${path}`
+  const field = path === ""
+    ? (base === "" ? fallback : base)
+    : base === "" || path.startsWith("[")
+    ? `${base}${path}`
+    : `${base}.${path}`
   const message = excerpt(issue?.message ?? "is invalid")
   // the schemas' own messages ("must …", "is missing", "give runAt or delay, not both"); else "Expected …, actual …"
   const phrased = /^(must|is|give|needs|unknown) /.test(message)
@@ -32,7 +37,8 @@ export const invalidOf = (error: ParseResult.ParseError, prefix = "", fallback =
  */
 export const decodeField = <A, I>(schema: Schema.Schema<A, I>, field: string) => {
   const decode = Schema.decodeUnknownEither(schema)
-  return (value: unknown): Either.Either<A, InvalidInput> => Either.mapLeft(decode(value), (error) => invalidOf(error, field))
+  return (value: unknown): Either.Either<A, InvalidInput> =>
+    Either.mapLeft(decode(value), (error) => invalidOf(error, field))
 }
 
 /**

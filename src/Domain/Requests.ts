@@ -44,6 +44,7 @@ export * from "./Fields.js"
 // sizes, JSON depth, durations in seconds with their caps), so that /openapi.json and the derived clients show them
 // and the decoder refuses bad input before any service sees it (HTTP: 400 HttpApiDecodeError with the issue's path;
 // RPC: InvalidInput naming the field). Durations arrive as seconds and leave the decoder as `Duration`s.
+//
 // Their fields, each with its bounds, are in `Fields.ts` (re-exported here).
 
 /** Both `runAt` and a delay: refused naming `field`, as the caller spells the delay. */
@@ -66,11 +67,10 @@ export const Backoff = Schema.Struct({
   delay: Schema.optional(seconds("backoff")).pipe(Schema.fromKey("delaySeconds")),
   maxDelay: Schema.optional(seconds("backoff")).pipe(Schema.fromKey("maxDelaySeconds")),
   multiplier: Schema.optional(Multiplier)
-}).pipe(Schema.filter(maxDelayAtLeastDelay("maxDelaySeconds"))).annotations({
-  identifier: "Backoff",
+}).annotations({
   description:
     "retry backoff: delaySeconds (default 1) times multiplier (default 2) per attempt, at most maxDelaySeconds"
-})
+}).pipe(Schema.filter(maxDelayAtLeastDelay("maxDelaySeconds"))).annotations({ identifier: "Backoff" })
 
 const enqueueFields = {
   name: NameText.annotations({ description: "what the job does" }),

@@ -8,7 +8,7 @@ import { Authentication, StreamAuthentication } from "./Api.js"
 import { RpcAuthentication } from "./Rpcs.js"
 import { JobWatchConfig, parseDuration } from "./Config.js"
 import { Role, Unauthorized, User } from "./Domain/Auth.js"
-import { isStorableText } from "./internal/validate.js"
+import { isStorableText } from "./Domain/Values.js"
 
 /**
  * How tokens are verified: an HS256 secret, and optionally a PEM public key or a JWKS URL for asymmetric

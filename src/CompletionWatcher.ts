@@ -1,5 +1,4 @@
-import type { Duration } from "effect"
-import { Deferred, Effect, Option, Queue, Stream } from "effect"
+import { Deferred, Duration, Effect, Option, Queue, Schema, Stream } from "effect"
 import type { InvalidInput } from "./Domain/Errors.js"
 import { JobNotFound } from "./Domain/Errors.js"
 import { JobOutcome } from "./Domain/Job.js"
@@ -7,7 +6,8 @@ import type { JobEvent } from "./Domain/JobEvent.js"
 import { isTerminalEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { isTerminal } from "./Domain/JobStatus.js"
-import * as V from "./internal/validate.js"
+import { DurationInput, JobIdFromString, JobIds, Version } from "./Domain/Requests.js"
+import { decodeField } from "./internal/invalid.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { Notifications } from "./Notifications.js"
 
@@ -21,6 +21,11 @@ const outcomeOf = (event: JobEvent): JobOutcome =>
     version: event.version,
     finishedAt: isTerminal(event.status) ? event.timestamp : null
   }, true)
+
+const jobIdOf = decodeField(JobIdFromString, "id")
+const decodeIds = decodeField(JobIds, "ids")
+const validIds = decodeField(Schema.Array(JobIdFromString).pipe(Schema.minItems(1)), "ids")
+const afterVersionOf = decodeField(Version, "afterVersion")
 
 /**
  * Awaits jobs live: any number of waiters share this process's one LISTEN connection through `Notifications`,
@@ -77,10 +82,6 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
         )
       )
 
-    const validIds = (ids: ReadonlyArray<string>, field = "ids") =>
-      Array.isArray(ids) && ids.length > 0
-        ? Effect.forEach(ids, (id, i) => V.jobId(id, `${field}[${i}]`))
-        : V.invalid(field, "must be a non-empty array of job ids")
 
     /**
      * The terminal outcome of a job (completed, failed, canceled or deleted) with its result and error.
@@ -91,7 +92,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
      * every young-generation collection copied that while their jobs finished.
      */
     const waitFor = (id: string): Effect.Effect<JobOutcome, JobNotFound | InvalidInput> =>
-      Effect.useSpan("CompletionWatcher.waitFor", () => Effect.flatMap(V.jobId(id), awaitOne))
+      Effect.useSpan("CompletionWatcher.waitFor", () => Effect.flatMap(jobIdOf(id), awaitOne))
 
     /** The terminal outcomes of all `ids`, in input order; a repeated id is waited for once. */
     const waitForAll = Effect.fn("CompletionWatcher.waitForAll")(function*(ids: ReadonlyArray<string>) {
@@ -128,10 +129,10 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       id: string,
       timeout: Duration.DurationInput
     ) {
-      const jobId = yield* V.jobId(id)
-      const ms = yield* V.duration("timeout", timeout)
+      const jobId = yield* jobIdOf(id)
+      const wait = yield* decodeField(DurationInput, "timeout")(timeout)
       yield* awaitOne(jobId).pipe(
-        Effect.timeoutOption(ms),
+        Effect.timeoutOption(wait),
         Effect.asVoid
       )
       return yield* repo.get(jobId)
@@ -139,7 +140,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
 
     /** Whether the job is terminal now. */
     const isComplete = Effect.fn("CompletionWatcher.isComplete")(function*(id: string) {
-      const row = yield* repo.status(yield* V.jobId(id))
+      const row = yield* repo.status(yield* jobIdOf(id))
       return isTerminal(row.status)
     })
 
@@ -153,10 +154,8 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     ): Stream.Stream<JobEvent, JobNotFound | InvalidInput> =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
-          const jobId = yield* V.jobId(id)
-          const after = options.afterVersion === undefined
-            ? 0
-            : yield* V.integer("afterVersion", options.afterVersion, 0, 2 ** 31 - 1)
+          const jobId = yield* jobIdOf(id)
+          const after = options.afterVersion === undefined ? 0 : yield* afterVersionOf(options.afterVersion)
           // null: the job was purged meanwhile
           const queue = yield* Queue.unbounded<ReadonlyArray<JobEvent> | null>()
           yield* notifications.subscribe(jobId, { afterVersion: after }, {
@@ -177,8 +176,8 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
      * building block of long-polling. Bound it with a timeout.
      */
     const changes = Effect.fn("CompletionWatcher.changes")(function*(id: string, afterVersion: number) {
-      const jobId = yield* V.jobId(id)
-      const after = yield* V.integer("afterVersion", afterVersion, 0, 2 ** 31 - 1)
+      const jobId = yield* jobIdOf(id)
+      const after = yield* afterVersionOf(afterVersion)
       return yield* Effect.scoped(
         Effect.gen(function*() {
           const next = yield* Deferred.make<ReadonlyArray<JobEvent>, JobNotFound>()
@@ -205,15 +204,14 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
         readonly owner?: string | undefined
       }
     ) {
-      const jobIds = yield* validIds(ids)
-      if (jobIds.length > 1000) return yield* V.invalid("ids", "must list at most 1,000 job ids")
-      const ms = yield* V.duration("timeoutSeconds", options.timeout)
+      const jobIds = yield* decodeIds(ids)
+      const timeout = yield* decodeField(DurationInput, "timeout")(options.timeout)
       const found = yield* repo.visible(jobIds, options.owner)
       const missing = jobIds.find((id) => !found.has(id))
       if (missing !== undefined) return yield* new JobNotFound({ id: missing })
-      const waited = ms === 0 ? Option.none() : yield* (options.mode === "all"
+      const waited = Duration.isZero(timeout) ? Option.none() : yield* (options.mode === "all"
         ? waitForAll(jobIds).pipe(Effect.asVoid)
-        : waitForFirst(jobIds).pipe(Effect.asVoid)).pipe(Effect.timeoutOption(ms))
+        : waitForFirst(jobIds).pipe(Effect.asVoid)).pipe(Effect.timeoutOption(timeout))
       const outcomes = new Map((yield* repo.outcomes(jobIds)).map((outcome) => [outcome.id, outcome]))
       const jobs: Array<JobOutcome> = []
       for (const id of jobIds) {

@@ -1,64 +1,43 @@
-import type { DateTime, Duration } from "effect"
-import { Effect, Either, Option } from "effect"
+import type { DateTime } from "effect"
+import { Duration, Effect, Either, Option, Schema } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import type { InvalidTransition } from "./Domain/Errors.js"
-import { InvalidInput, JobNotFound } from "./Domain/Errors.js"
+import { InvalidInput, JobNotFound, PayloadTooLarge } from "./Domain/Errors.js"
 import type { JobInfo } from "./Domain/Job.js"
 import { JobCursorPage, JobPage, JobRef, JobsPurged, JobStatusInfo, Pagination } from "./Domain/Job.js"
 import type { JobId } from "./Domain/JobId.js"
 import { makeJobId } from "./Domain/JobId.js"
-import type { Backoff } from "./Domain/Worker.js"
 import { defaultBackoff } from "./Domain/Worker.js"
-import type { JobStatus, TerminalStatus } from "./Domain/JobStatus.js"
-import { allStatuses, isTerminal, resolveStatus, statusAliases } from "./Domain/JobStatus.js"
-import * as V from "./internal/validate.js"
+import type { TerminalStatus } from "./Domain/JobStatus.js"
+import { isTerminal } from "./Domain/JobStatus.js"
+import type { EnqueueOptions as RequestEnqueueOptions } from "./Domain/Requests.js"
+import {
+  EnqueueOptions as EnqueueOptionsSchema,
+  JobIdFromString,
+  NameText,
+  PageNumber,
+  PurgeLimit,
+  RunAtInput,
+  StatusFilter
+} from "./Domain/Requests.js"
+import { decodeField, invalidOf, jsonValue } from "./internal/invalid.js"
 import { checkTarget, secretProblem } from "./Webhooks/security.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { PurgeRepo } from "./Jobs/PurgeRepo.js"
 
-/** What a job is enqueued with. */
-export interface EnqueueOptions {
-  /** What the job does (1–200 characters). */
-  readonly name: string
-  /** Default `default`. */
-  readonly queue?: string | undefined
-  /** Any JSON value, at most `maxPayloadBytes` (1 MiB by default) serialised. */
-  readonly payload?: unknown
-  /** Higher runs first; an integer, default 0. */
-  readonly priority?: number | undefined
-  /** When to run it (a future time makes it `scheduled`). Give `runAt` or `delay`, not both. */
-  readonly runAt?: Date | DateTime.DateTime | string | undefined
-  readonly delay?: Duration.DurationInput | undefined
-  /** Attempts before it fails for good; default 1. */
-  readonly maxAttempts?: number | undefined
-  /** How long one attempt may run. */
-  readonly timeout?: Duration.DurationInput | undefined
-  /** Who the job belongs to (the JWT `sub` on the HTTP API). */
-  readonly owner?: string | undefined
-  /** The same owner and key answer the existing job instead of creating another. */
-  readonly idempotencyKey?: string | undefined
-  /**
-   * How failed attempts are retried: after `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered between half
-   * and all of it. Defaults: `delay` 1 s, `maxDelay` 1 h, `multiplier` 2. A `delay` of 0 retries at once.
-   */
-  /**
-   * A URL of the job's own that receives its `job.completed` or `job.failed` webhook (as the seed system's per-job
-   * callback); an http(s) URL that does not point into a private network (422 otherwise) unless allowed.
-   */
-  readonly webhookUrl?: string | undefined
-  /**
-   * Signs that callback as webhook endpoints are signed (Standard Webhooks): a secret of the caller's, `whsec_`
-   * and the base64 of 24 to 64 bytes. It is kept with the job and never answered back; without it the callback
-   * is unsigned. Needs `webhookUrl`.
-   */
-  readonly webhookSecret?: string | undefined
-  readonly backoff?: {
-    readonly delay?: Duration.DurationInput | undefined
-    readonly maxDelay?: Duration.DurationInput | undefined
-    readonly multiplier?: number | undefined
-  } | undefined
-}
+/**
+ * What a job is enqueued with: `EnqueueBody`'s fields (`Domain/Requests.ts`, the same bounds) with durations as
+ * `Duration.DurationInput`s, `runAt` as a `Date`, a `DateTime` or an ISO-8601 text, and the `owner`.
+ * - `name` (1–200 characters), `queue` (default `default`), `payload` (any JSON value, at most `maxPayloadBytes`)
+ * - `priority` (higher runs first; default 0), `runAt` or `delay` (not both), `maxAttempts` (default 1), `timeout`
+ * - `idempotencyKey`: the same owner and key answer the existing job instead of creating another
+ * - `backoff`: failed attempts are retried after `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered between
+ *   half and all of it (defaults: 1 s, 1 h, 2; a `delay` of 0 retries at once)
+ * - `webhookUrl` receives the job's `job.completed` or `job.failed` webhook (not into a private network unless
+ *   allowed, 422 otherwise); `webhookSecret` (`whsec_` and the base64 of 24 to 64 bytes) signs it, never answered back
+ */
+export type EnqueueOptions = RequestEnqueueOptions
 
 export interface ListOptions {
   /** Canonical statuses or their aliases (`queued`, `active`, `IN_PROGRESS`, …), one or several. */
@@ -72,6 +51,35 @@ export interface ListOptions {
   readonly limit?: number | undefined
 }
 
+/** Restricts an operation to one owner's jobs: another owner's job is `JobNotFound`. */
+export interface OwnerScope {
+  readonly owner?: string | undefined
+}
+
+/**
+ * The filter of a listing or a stream: statuses or their aliases (a list, or comma-separated), queue, name and owner;
+ * `InvalidInput` naming the field otherwise.
+ */
+const decodeStatuses = decodeField(StatusFilter, "status")
+const decodeName = { queue: decodeField(NameText, "queue"), name: decodeField(NameText, "name"), owner: decodeField(NameText, "owner") }
+const decodePage = decodeField(PageNumber, "page")
+const decodeId = (field = "id") => decodeField(JobIdFromString, field)
+const jobIdOf = decodeId()
+
+export const filterOf = (options: Omit<ListOptions, "page" | "limit">) =>
+  Effect.gen(function*() {
+    const terms = options.status === undefined ? "" : typeof options.status === "string" ? options.status : options.status.join(",")
+    const statuses = terms.trim() === "" ? [] : yield* decodeStatuses(terms)
+    const text = (field: keyof typeof decodeName) =>
+      options[field] === undefined ? Either.right(undefined) : decodeName[field](options[field])
+    return {
+      statuses: statuses.length === 0 ? undefined : [...statuses],
+      queue: yield* text("queue"),
+      name: yield* text("name"),
+      owner: yield* text("owner")
+    } satisfies ListFilter
+  })
+
 /** Which finished jobs an admin purges; every field narrows. */
 export interface PurgeOptions {
   /** Finished statuses or their aliases (`successful`, `cancelled`, …), one or several; default all four. */
@@ -84,86 +92,13 @@ export interface PurgeOptions {
   readonly limit?: number | undefined
 }
 
-/** Restricts an operation to one owner's jobs: another owner's job is `JobNotFound`. */
-export interface OwnerScope {
-  readonly owner?: string | undefined
-}
-
-const INT32 = 2 ** 31 - 1
-/** Jobs per purge statement, and the most one purge call removes. */
+/** Jobs per purge statement. */
 const PURGE_BATCH = 1000
-const PURGE_MAX = 10_000
-const DAY_MS = 24 * 3600 * 1000
-const WEEK_MS = 7 * DAY_MS
-/** The furthest a job may be delayed, and the longest an attempt may be allowed to run. */
-const MAX_DELAY_MS = 3653 * DAY_MS
-const MAX_TIMEOUT_MS = 365 * DAY_MS
+const decodeFinishedBefore = decodeField(RunAtInput, "finishedBefore")
+const decodePurgeLimit = decodeField(PurgeLimit, "limit")
 
-const atMost = (
-  field: string,
-  ms: Either.Either<number, InvalidInput>,
-  max: number,
-  label: string
-): Either.Either<number, InvalidInput> =>
-  Either.flatMap(ms, (n) => n <= max ? Either.right(n) : V.invalid(field, `must be at most ${label}`))
-
-/** A job's retry backoff from its enqueue option (throws the `InvalidInput`, see `V.orThrow`). */
-const backoffOf = (backoff: NonNullable<EnqueueOptions["backoff"]>, field: string): Backoff => {
-  if (typeof backoff !== "object" || backoff === null) V.orThrow(V.invalid(field, "must be an object"))
-  const ms = (name: string, value: unknown, fallback: number) => {
-    if (value === undefined) return fallback
-    const n = Math.round(V.orThrow(V.duration(`${field}.${name}`, value)))
-    return n <= WEEK_MS ? n : V.orThrow(V.invalid(`${field}.${name}`, "must be at most 7 days"))
-  }
-  const delayMs = ms("delay", backoff.delay, defaultBackoff.delayMs)
-  const maxDelayMs = ms("maxDelay", backoff.maxDelay, Math.max(defaultBackoff.maxDelayMs, delayMs))
-  if (maxDelayMs < delayMs) V.orThrow(V.invalid(`${field}.maxDelay`, "must not be shorter than delay"))
-  const multiplier = backoff.multiplier === undefined ? defaultBackoff.multiplier : backoff.multiplier
-  if (typeof multiplier !== "number" || !Number.isFinite(multiplier) || multiplier < 1 || multiplier > 100) {
-    V.orThrow(V.invalid(`${field}.multiplier`, `must be a number from 1 to 100, got ${V.preview(multiplier)}`))
-  }
-  return { delayMs, maxDelayMs, multiplier }
-}
-
-/**
- * The filter of a listing or a stream: statuses or their aliases (a list, or comma-separated), queue, name and owner;
- * `InvalidInput` naming the field otherwise.
- */
-export const filterOf = (options: Omit<ListOptions, "page" | "limit">) =>
-  Effect.gen(function*() {
-    let statuses: Array<JobStatus> | undefined
-    if (options.status !== undefined) {
-      const terms = (typeof options.status === "string" ? options.status.split(",") : options.status)
-        .map((term) => term.trim())
-        .filter((term) => term !== "")
-      statuses = []
-      for (const term of terms) {
-        const resolved = resolveStatus(term)
-        if (resolved === undefined) {
-          return yield* V.invalid(
-            "status",
-            `unknown status ${JSON.stringify(term)}; expected one of ${allStatuses.join(", ")} or an alias (${Object.keys(statusAliases).join(", ")})`
-          )
-        }
-        statuses.push(...resolved)
-      }
-      if (statuses.length === 0) statuses = undefined
-    }
-    return {
-      statuses,
-      queue: options.queue === undefined ? undefined : yield* V.text("queue", options.queue, { max: 200 }),
-      name: options.name === undefined ? undefined : yield* V.text("name", options.name, { max: 200 }),
-      owner: options.owner === undefined ? undefined : yield* V.text("owner", options.owner, { max: 200 })
-    } satisfies ListFilter
-  })
-
-/** The secret of a job's own callback: a Standard Webhooks secret, and only beside a `webhookUrl`. */
-const callbackSecret = (field: string, value: unknown, url: unknown): Either.Either<string, InvalidInput> => {
-  if (typeof value !== "string") return V.invalid(field, `must be a string, got ${V.preview(value)}`)
-  if (url === undefined) return V.invalid(field, "needs webhookUrl: it signs the job's own callback")
-  const problem = secretProblem(value)
-  return problem === "" ? Either.right(value) : V.invalid(field, problem)
-}
+const decodeOptions = Schema.decodeUnknownEither(EnqueueOptionsSchema)
+const millis = (d: Duration.Duration | undefined, fallback: number) => (d === undefined ? fallback : Duration.toMillis(d))
 
 /** Enqueue, read, list, cancel and delete jobs. */
 export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
@@ -173,47 +108,45 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     const purgeRepo = yield* PurgeRepo
     const config = yield* JobWatchConfig
 
-    // synchronous and generator-free: a 1,000-job batch is validated in a couple of milliseconds
-    const validate = (options: EnqueueOptions, prefix: string): Either.Either<NewJob, V.Invalid> => {
-      const f = (field: string) => `${prefix}${field}`
-      if (typeof options !== "object" || options === null) return V.invalid(prefix || "job", "must be an object")
-      if (options.runAt !== undefined && options.delay !== undefined) {
-        return V.invalid(f("delay"), "give runAt or delay, not both")
-      }
-      try {
-        return Either.right({
-          id: makeJobId(),
-          name: V.orThrow(V.text(f("name"), options.name, { max: 200 })),
-          queue: options.queue === undefined ? "default" : V.orThrow(V.text(f("queue"), options.queue, { max: 200 })),
-          owner: V.orThrow(V.optionalText(f("owner"), options.owner, 200)),
-          payloadJson: V.orThrow(V.jsonValue(f("payload"), options.payload, config.maxPayloadBytes)),
-          priority: options.priority === undefined
-            ? 0
-            : V.orThrow(V.integer(f("priority"), options.priority, -INT32, INT32)),
-          runAt: options.runAt === undefined ? null : V.orThrow(V.instant(f("runAt"), options.runAt)),
-          delayMs: options.delay === undefined ? null : V.orThrow(atMost(f("delay"), V.duration(f("delay"), options.delay), MAX_DELAY_MS, "10 years")),
-          maxAttempts: options.maxAttempts === undefined
-            ? 1
-            : V.orThrow(V.integer(f("maxAttempts"), options.maxAttempts, 1, 1000)),
-          timeoutMs: options.timeout === undefined
-            ? null
-            : Math.ceil(V.orThrow(atMost(f("timeout"), V.duration(f("timeout"), options.timeout, 1), MAX_TIMEOUT_MS, "365 days"))),
-          idempotencyKey: V.orThrow(V.optionalText(f("idempotencyKey"), options.idempotencyKey, 200)),
-          backoff: options.backoff === undefined ? defaultBackoff : backoffOf(options.backoff, f("backoff")),
-          // checked (and resolved) by enqueue: the synchronous validation only sees it is a string
-          webhookUrl: options.webhookUrl === undefined ? null : V.orThrow(V.text(f("webhookUrl"), options.webhookUrl, { max: 2000 })),
-          webhookSecret: options.webhookSecret === undefined
-            ? null
-            : V.orThrow(callbackSecret(f("webhookSecret"), options.webhookSecret, options.webhookUrl))
-        })
-      } catch (error) {
-        return V.caught(error)
-      }
+    // synchronous: a 1,000-job batch is checked in a few milliseconds. The schema holds the fixed bounds; the
+    // payload's size is the configuration's, and a secret's byte count needs decoding its base64
+    const validate = (options: EnqueueOptions, prefix: string): Either.Either<NewJob, InvalidInput | PayloadTooLarge> => {
+      const decoded = decodeOptions(options)
+      if (Either.isLeft(decoded)) return Either.left(invalidOf(decoded.left, prefix, prefix === "" ? "job" : prefix.slice(0, -1)))
+      const job = decoded.right
+      const payloadJson = jsonValue(`${prefix}payload`, job.payload, config.maxPayloadBytes)
+      if (Either.isLeft(payloadJson)) return Either.left(payloadJson.left)
+      const secret = job.webhookSecret === undefined ? "" : secretProblem(job.webhookSecret)
+      if (secret !== "") return Either.left(new InvalidInput({ field: `${prefix}webhookSecret`, message: secret }))
+      const delayMs = millis(job.backoff?.delay, defaultBackoff.delayMs)
+      return Either.right({
+        id: makeJobId(),
+        name: job.name,
+        queue: job.queue ?? "default",
+        owner: job.owner ?? null,
+        payloadJson: payloadJson.right,
+        priority: job.priority ?? 0,
+        runAt: job.runAt ?? null,
+        delayMs: job.delay === undefined ? null : Duration.toMillis(job.delay),
+        maxAttempts: job.maxAttempts ?? 1,
+        timeoutMs: job.timeout === undefined ? null : Math.ceil(Duration.toMillis(job.timeout)),
+        idempotencyKey: job.idempotencyKey ?? null,
+        backoff: {
+          delayMs,
+          maxDelayMs: millis(job.backoff?.maxDelay, Math.max(defaultBackoff.maxDelayMs, delayMs)),
+          multiplier: job.backoff?.multiplier ?? defaultBackoff.multiplier
+        },
+        webhookUrl: job.webhookUrl ?? null,
+        webhookSecret: job.webhookSecret ?? null
+      })
     }
 
     const enqueueBatch = Effect.fn("Jobs.enqueueBatch")(function*(batch: ReadonlyArray<EnqueueOptions>) {
       if (!Array.isArray(batch) || batch.length === 0 || batch.length > config.maxBatchSize) {
-        return yield* V.invalid("jobs", `must hold 1 to ${config.maxBatchSize} jobs, got ${Array.isArray(batch) ? batch.length : "none"}`)
+        return yield* new InvalidInput({
+          field: "jobs",
+          message: `must hold 1 to ${config.maxBatchSize} jobs, got ${Array.isArray(batch) ? batch.length : "none"}`
+        })
       }
       const valid: Array<NewJob> = []
       for (let i = 0; i < batch.length; i++) {
@@ -254,25 +187,27 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     })
 
     const get = Effect.fn("Jobs.get")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.get(yield* V.jobId(id), scope.owner)
+      return yield* repo.get(yield* jobIdOf(id), scope.owner)
     })
 
     const status = Effect.fn("Jobs.status")(function*(id: string, scope: OwnerScope = {}) {
-      const row = yield* repo.status(yield* V.jobId(id), scope.owner)
+      const row = yield* repo.status(yield* jobIdOf(id), scope.owner)
       return JobStatusInfo.make({ ...row, terminal: isTerminal(row.status) })
     })
 
     const exists = Effect.fn("Jobs.exists")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.exists(yield* V.jobId(id), scope.owner)
+      return yield* repo.exists(yield* jobIdOf(id), scope.owner)
     })
 
+    // the page size's bound is the configuration's (the schemas' is its ceiling)
+    const decodeLimit = decodeField(Schema.Int.pipe(Schema.between(1, config.maxPageSize)), "limit")
     const limitOf = (limit: number | undefined) =>
-      limit === undefined ? Effect.succeed(config.defaultPageSize) : V.integer("limit", limit, 1, config.maxPageSize)
+      limit === undefined ? Either.right(config.defaultPageSize) : decodeLimit(limit)
 
     /** A page of jobs, newest first, with the total count. */
     const list = Effect.fn("Jobs.list")(function*(options: ListOptions = {}) {
       const filter = yield* filterOf(options)
-      const page = options.page === undefined ? 1 : yield* V.integer("page", options.page, 1, 1_000_000)
+      const page = options.page === undefined ? 1 : yield* decodePage(options.page)
       const limit = yield* limitOf(options.limit)
       const { jobs, total } = yield* repo.listPage(filter, page, limit)
       return JobPage.make({
@@ -289,7 +224,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       const limit = yield* limitOf(options.limit)
       const before = options.cursor === undefined || options.cursor === ""
         ? undefined
-        : yield* V.jobId(Buffer.from(String(options.cursor), "base64url").toString("utf8"), "cursor").pipe(
+        : yield* decodeId("cursor")(Buffer.from(String(options.cursor), "base64url").toString("utf8")).pipe(
           Effect.mapError(() => new InvalidInput({ field: "cursor", message: "is not a cursor this API returned" }))
         )
       const { jobs, last } = yield* repo.listAfter(filter, before, limit)
@@ -303,7 +238,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     })
 
     const cancel = Effect.fn("Jobs.cancel")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.cancel(yield* V.jobId(id), { owner: scope.owner })
+      return yield* repo.cancel(yield* jobIdOf(id), { owner: scope.owner })
     })
 
     /** Purges a finished job: answers its last state; `JobNotFound` if it went meanwhile. */
@@ -319,7 +254,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
      * events and webhook deliveries, and answered as it was; one a worker holds is `InvalidTransition`.
      */
     const remove = Effect.fn("Jobs.delete")(function*(id: string, scope: OwnerScope = {}) {
-      const jobId = yield* V.jobId(id)
+      const jobId = yield* jobIdOf(id)
       return yield* repo.remove(jobId, { owner: scope.owner }).pipe(
         Effect.catchTag("InvalidTransition", (refused): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
           isTerminal(refused.from) ? purgeOne(jobId, scope.owner) : Effect.fail(refused))
@@ -332,20 +267,16 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
       const statuses: Array<TerminalStatus> = []
       for (const status of filter.statuses ?? []) {
         if (!isTerminal(status)) {
-          return yield* V.invalid("status", `must name finished statuses (completed, failed, canceled, deleted), not ${status}`)
+          return yield* new InvalidInput({
+            field: "status",
+            message: `must name finished statuses (completed, failed, canceled, deleted), not ${status}`
+          })
         }
         statuses.push(status)
       }
-      const before = options.finishedBefore === undefined
-        ? undefined
-        : yield* V.instant("finishedBefore", options.finishedBefore)
-      const limit = options.limit === undefined ? PURGE_BATCH : yield* V.integer("limit", options.limit, 1, PURGE_MAX)
-      const where = {
-        before,
-        owner: filter.owner,
-        queue: filter.queue,
-        statuses: statuses.length === 0 ? undefined : statuses
-      }
+      const before = options.finishedBefore === undefined ? undefined : yield* decodeFinishedBefore(options.finishedBefore)
+      const limit = options.limit === undefined ? PURGE_BATCH : yield* decodePurgeLimit(options.limit)
+      const where = { before, owner: filter.owner, queue: filter.queue, statuses: statuses.length === 0 ? undefined : statuses }
       let purged = 0
       while (purged < limit) {
         const batch = Math.min(PURGE_BATCH, limit - purged)

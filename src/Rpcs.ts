@@ -2,19 +2,16 @@ import { Rpc, RpcGroup, RpcMiddleware } from "@effect/rpc"
 import { Schema } from "effect"
 import {
   ClaimBody,
+  EnqueueBatchBody,
   EnqueueBody,
-  IdText,
-  NameText,
+  ListOptions,
   PageNumber,
+  PageSize,
   ProgressBody,
   PurgeBody,
   ReleaseBody,
-  StatusFilter,
-  Text,
-  UpdateBody,
-  Version,
-  WaitBody,
-  WaitSeconds,
+  RpcPayloads,
+  UuidFromString,
   WebhookBody,
   WebhookPatch,
   WorkerIdText
@@ -63,13 +60,10 @@ export class RpcLimits extends RpcMiddleware.Tag<RpcLimits>()("jobwatch/RpcLimit
 }) {}
 
 
-// the bounds of the HTTP API's schemas (see Requests.ts): a payload out of them is InvalidInput naming the field
-const Id = { id: IdText }
-const Ids = { ids: WaitBody.fields.ids }
-const Filter = { status: Schema.optional(StatusFilter), queue: Schema.optional(NameText), name: Schema.optional(NameText) }
-const Cursor = Schema.optional(Text(200))
-/** Seconds to hold the answer until the job is terminal (or changed after `afterVersion`). */
-const Wait = { ...Id, wait: Schema.optional(WaitSeconds), afterVersion: Schema.optional(Version) }
+// the payloads are the HTTP API's schemas (`Domain/Requests.ts`): one that does not decode is InvalidInput naming the
+// field (see `Http/rpcFrames.ts`)
+const { cursor: Cursor, filter: Filter, id: Id, ids: Ids, wait: Wait } = RpcPayloads
+const WebhookId = { id: UuidFromString }
 
 /** An event of the caller's stream, with the cursor to resume after it. */
 export class StreamedEvent extends Schema.Class<StreamedEvent>("StreamedEvent")({
@@ -100,14 +94,14 @@ export class Rpcs extends RpcGroup.make(
     error: Schema.Union(InvalidInput, PayloadTooLarge, WebhookTargetRefused, Unauthorized)
   }),
   Rpc.make("JobEnqueueBatch", {
-    payload: { jobs: Schema.Array(EnqueueBody) },
+    payload: EnqueueBatchBody,
     success: Schema.Array(JobRef),
     error: Schema.Union(InvalidInput, PayloadTooLarge, WebhookTargetRefused, Unauthorized)
   }),
   Rpc.make("JobGet", { payload: Wait, success: JobInfo, error: UserErrors }),
   Rpc.make("JobStatus", { payload: Wait, success: JobStatusInfo, error: UserErrors }),
   Rpc.make("JobList", {
-    payload: { ...Filter, page: Schema.optional(PageNumber), limit: Schema.optional(PageNumber), cursor: Cursor },
+    payload: ListOptions,
     success: Schema.Union(JobPage, JobCursorPage),
     error: Schema.Union(InvalidInput, Unauthorized)
   }),
@@ -122,7 +116,7 @@ export class Rpcs extends RpcGroup.make(
   Rpc.make("JobWaitAll", { payload: Ids, success: Schema.Array(JobOutcome), error: UserErrors }),
   Rpc.make("JobWaitFirst", { payload: Ids, success: JobOutcome, error: UserErrors }),
   Rpc.make("JobWatch", {
-    payload: { ...Id, afterVersion: Schema.optional(Version) },
+    payload: { ...Id, afterVersion: Wait.afterVersion },
     success: JobEvent,
     error: UserErrors,
     stream: true
@@ -144,16 +138,20 @@ export class Rpcs extends RpcGroup.make(
     error: WorkerErrors
   }),
   Rpc.make("WorkerHeartbeat", { payload: { workerId: WorkerIdText }, success: HeartbeatResult, error: WorkerErrors }),
-  Rpc.make("JobUpdate", { payload: { ...Id, ...UpdateBody.fields }, success: JobInfo, error: WorkerErrors }),
+  Rpc.make("JobUpdate", {
+    payload: Schema.Struct({ ...Id, ...RpcPayloads.update }).pipe(Schema.filter(RpcPayloads.errorWhenFailed)),
+    success: JobInfo,
+    error: WorkerErrors
+  }),
   Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors }),
   Rpc.make("WebhookList", { success: WebhookList, error: Schema.Union(InvalidInput, Unauthorized) }),
   Rpc.make("WebhookCreate", { payload: WebhookBody, success: WebhookWithSecret, error: WebhookErrors }),
-  Rpc.make("WebhookGet", { payload: Id, success: WebhookEndpoint, error: WebhookErrors }),
-  Rpc.make("WebhookUpdate", { payload: { ...Id, ...WebhookPatch.fields }, success: WebhookEndpoint, error: WebhookErrors }),
-  Rpc.make("WebhookDelete", { payload: Id, success: WebhookEndpoint, error: WebhookErrors }),
-  Rpc.make("WebhookRotateSecret", { payload: Id, success: WebhookWithSecret, error: WebhookErrors }),
+  Rpc.make("WebhookGet", { payload: WebhookId, success: WebhookEndpoint, error: WebhookErrors }),
+  Rpc.make("WebhookUpdate", { payload: { ...WebhookId, ...WebhookPatch.fields }, success: WebhookEndpoint, error: WebhookErrors }),
+  Rpc.make("WebhookDelete", { payload: WebhookId, success: WebhookEndpoint, error: WebhookErrors }),
+  Rpc.make("WebhookRotateSecret", { payload: WebhookId, success: WebhookWithSecret, error: WebhookErrors }),
   Rpc.make("WebhookDeliveries", {
-    payload: { ...Id, page: Schema.optional(PageNumber), limit: Schema.optional(PageNumber) },
+    payload: { ...WebhookId, page: Schema.optional(PageNumber), limit: Schema.optional(PageSize) },
     success: DeliveryPage,
     error: WebhookErrors
   })

@@ -10,11 +10,12 @@ import {
   DeliveryPage,
   WebhookDelivery,
   WebhookEndpoint,
-  WebhookEventType as EventTypeSchema,
   WebhookNotFound,
   WebhookWithSecret
 } from "./Domain/Webhook.js"
-import * as V from "./internal/validate.js"
+import { PageNumber, WebhookBody, WebhookPatch } from "./Domain/Requests.js"
+import { isUuid } from "./Domain/Values.js"
+import { decodeField } from "./internal/invalid.js"
 import { checkTarget, makeSecret } from "./Webhooks/security.js"
 
 export interface WebhookInput {
@@ -63,7 +64,10 @@ const toEndpoint = (row: EndpointRow) =>
 
 const withSecret = (row: EndpointRow) => new WebhookWithSecret({ ...toEndpoint(row), secret: row.secret }, true)
 
-const isEventType = Schema.is(EventTypeSchema)
+// what code passes in is checked by the schemas the HTTP API and the RPC group decode with
+const decodeBody = decodeField(WebhookBody, "")
+const decodePatch = decodeField(WebhookPatch, "")
+const decodePage = decodeField(PageNumber, "page")
 
 /**
  * Users' webhook endpoints: create (answering the signing secret once), read, update, delete, rotate the secret
@@ -83,24 +87,9 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     /** A webhook target: a valid http(s) URL that (unless allowed) reaches public addresses only. */
     const targetUrl = (field: string, value: unknown) => checkTarget(field, value, config.webhookAllowPrivate)
 
-    const eventTypesOf = (value: unknown) =>
-      Effect.gen(function*() {
-        if (!Array.isArray(value) || value.length === 0 || value.length > 5) {
-          return yield* V.invalid("eventTypes", "must list 1 to 5 of progress, completed, failed, canceled, all")
-        }
-        for (let i = 0; i < value.length; i++) {
-          if (!isEventType(value[i])) {
-            return yield* V.invalid(`eventTypes[${i}]`, `must be progress, completed, failed, canceled or all, got ${V.preview(value[i])}`)
-          }
-        }
-        return [...new Set(value as ReadonlyArray<WebhookEventType>)]
-      })
-
-    const description = (value: unknown) => V.optionalText("description", value, 500)
-    const active = (value: unknown) =>
-      value === undefined || typeof value === "boolean" ? Effect.succeed(value as boolean | undefined) : V.invalid("active", "must be true or false")
     const notFound = (id: string) => new WebhookNotFound({ id, message: `Webhook ${id} not found` })
-    const idOf = (id: string) => (V.isUuid(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(notFound(id)))
+    const idOf = (id: string) => (isUuid(id) ? Effect.succeed(id.toLowerCase()) : Effect.fail(notFound(id)))
+    const decodeLimit = decodeField(Schema.Int.pipe(Schema.between(1, config.maxPageSize)), "limit")
     const ownerIs = (owner: string | undefined) => (owner === undefined ? sql`` : sql`AND owner = ${owner}`)
 
     const find = (id: string, owner: string | undefined) =>
@@ -114,10 +103,11 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
     return {
       create: (owner: string, input: WebhookInput) =>
         Effect.gen(function*() {
-          const url = yield* targetUrl("url", input.url)
-          const types = yield* eventTypesOf(input.eventTypes)
-          const desc = yield* description(input.description)
-          const on = (yield* active(input.active)) ?? true
+          const body = yield* decodeBody(input)
+          const url = yield* targetUrl("url", body.url)
+          const types = [...new Set(body.eventTypes)]
+          const desc = body.description ?? null
+          const on = body.active ?? true
           const [row] = yield* sql<EndpointRow>`
             INSERT INTO ${endpoints} (owner, url, event_types, description, active, secret)
             VALUES (${owner}, ${url}, ${types}::text[], ${desc}, ${on}, ${makeSecret()})
@@ -131,10 +121,11 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
       update: (id: string, owner: string | undefined, input: WebhookChanges) =>
         Effect.gen(function*() {
           const current = yield* find(id, owner)
-          const url = input.url === undefined ? current.url : yield* targetUrl("url", input.url)
-          const types = input.eventTypes === undefined ? current.eventTypes : yield* eventTypesOf(input.eventTypes)
-          const desc = input.description === undefined ? current.description : yield* description(input.description)
-          const on = (yield* active(input.active)) ?? current.active
+          const changes = yield* decodePatch(input)
+          const url = changes.url === undefined ? current.url : yield* targetUrl("url", changes.url)
+          const types = changes.eventTypes === undefined ? current.eventTypes : [...new Set(changes.eventTypes)]
+          const desc = changes.description === undefined ? current.description : changes.description
+          const on = changes.active ?? current.active
           const [row] = yield* sql<EndpointRow>`
             UPDATE ${endpoints} SET url = ${url}, event_types = ${types}::text[], description = ${desc}, active = ${on},
               disabled_reason = CASE WHEN ${on} THEN NULL ELSE disabled_reason END,
@@ -170,8 +161,8 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
       deliveries: (id: string, owner: string | undefined, options: { readonly page?: number | undefined; readonly limit?: number | undefined }) =>
         Effect.gen(function*() {
           const current = yield* find(id, owner)
-          const page = options.page === undefined ? 1 : yield* V.integer("page", options.page, 1, 1_000_000)
-          const limit = options.limit === undefined ? config.defaultPageSize : yield* V.integer("limit", options.limit, 1, config.maxPageSize)
+          const page = options.page === undefined ? 1 : yield* decodePage(options.page)
+          const limit = options.limit === undefined ? config.defaultPageSize : yield* decodeLimit(options.limit)
           const rows = yield* sql<{
             id: string
             eventId: string

@@ -1,10 +1,13 @@
-import { Clock, DateTime, Deferred, Duration, Effect, Metric, Option, Random, Stream } from "effect"
+import { Clock, DateTime, Deferred, Duration, Effect, Either, Metric, Option, Random, Schema, Stream } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { WorkerNotFound } from "./Domain/Errors.js"
 import type { JobInfo } from "./Domain/Job.js"
 import type { JobId } from "./Domain/JobId.js"
 import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
-import * as V from "./internal/validate.js"
+import { InvalidInput } from "./Domain/Errors.js"
+import { ClaimLimit, during, ErrorCode, ErrorMessage, JobIdFromString, Names, NoteText, WorkerIdText } from "./Domain/Requests.js"
+import { jsonValueTooDeep, MAX_JSON_DEPTH } from "./Domain/Values.js"
+import { decodeField, jsonValue } from "./internal/invalid.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { Listener } from "./EventLog/Listener.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
@@ -54,20 +57,24 @@ export interface FailOptions extends WorkerScope {
 }
 
 const claimsTotal = Metric.counter("jobwatch_jobs_claimed_total", { incremental: true })
-const MAX_WAIT_MS = 10 * 60 * 1000
-const MAX_HEARTBEAT_MS = 3600 * 1000
-
-const workerIdOf = (workerId: unknown) => V.text("workerId", workerId, { max: 200 })
-
-const texts = (field: string, value: unknown, max: number) =>
-  Effect.gen(function*() {
-    if (!Array.isArray(value) || value.length === 0 || value.length > max) {
-      return yield* V.invalid(field, `must be a list of 1 to ${max} names`)
-    }
-    const out: Array<string> = []
-    for (let i = 0; i < value.length; i++) out.push(yield* V.text(`${field}[${i}]`, value[i], { max: 200 }))
-    return out
-  })
+// the options from code are checked by the schemas the HTTP API and the RPC group decode with (Domain/Requests.ts)
+const workerIdOf = decodeField(WorkerIdText, "workerId")
+const queuesOf = decodeField(Names, "queues")
+const namesOf = decodeField(Names, "names")
+const limitOf = decodeField(ClaimLimit, "limit")
+const waitOf = decodeField(during("claimWait"), "wait")
+// a lease is an interval of PostgreSQL's: 1e13 s is out of its range
+const heartbeatOf = decodeField(during("heartbeat"), "heartbeatInterval")
+const jobIdOf = (field = "id") => decodeField(JobIdFromString, field)
+const noteOf = (field: string) => {
+  const decode = decodeField(NoteText, field)
+  return (value: unknown) => (value === undefined || value === null ? Either.right(null) : decode(value))
+}
+const messageOf = noteOf("message")
+const codeOf = decodeField(Schema.NullishOr(ErrorCode), "code")
+const errorOf = decodeField(ErrorMessage, "error")
+const retryableOf = decodeField(Schema.Boolean, "retryable")
+const MAX_COMPLETE_MANY = 1000
 
 /**
  * The worker protocol: claim (optionally waiting for work), heartbeat, and end the jobs a worker holds. Only the
@@ -119,14 +126,14 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
      * ever receive it), and the others are answered.
      */
     const deliverable = (workerId: string, jobs: ReadonlyArray<JobInfo>) => {
-      const poisoned = jobs.filter((job) => V.jsonValueTooDeep(job.payload, V.MAX_JSON_DEPTH))
+      const poisoned = jobs.filter((job) => jsonValueTooDeep(job.payload, MAX_JSON_DEPTH))
       if (poisoned.length === 0) return Effect.succeed(jobs)
       return Effect.flatMap(now, (at) =>
         Effect.forEach(poisoned, (job) =>
           workersRepo.failAttempt(job.id, {
             workerId,
             code: "undeliverable",
-            error: `its payload nests deeper than ${V.MAX_JSON_DEPTH} levels: no worker can be sent it`,
+            error: `its payload nests deeper than ${MAX_JSON_DEPTH} levels: no worker can be sent it`,
             retryable: false,
             now: at,
             jitter: 0
@@ -149,16 +156,13 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
      */
     const claim = Effect.fn("Workers.claim")(function*(workerId: string, options: ClaimOptions = {}) {
       const worker = yield* workerIdOf(workerId)
-      const queues = options.queues === undefined ? ["default"] : yield* texts("queues", options.queues, 100)
-      const names = options.names === undefined ? undefined : yield* texts("names", options.names, 100)
-      const limit = options.limit === undefined ? 1 : yield* V.integer("limit", options.limit, 1, 1000)
-      const waitMs = options.wait === undefined ? 0 : yield* V.duration("wait", options.wait)
-      if (waitMs > MAX_WAIT_MS) return yield* V.invalid("wait", `must be at most ${MAX_WAIT_MS / 1000} seconds`)
-      const heartbeatMs = options.heartbeatInterval === undefined
-        ? Duration.toMillis(config.heartbeatInterval)
-        : yield* V.duration("heartbeatInterval", options.heartbeatInterval, 100)
-      // a lease is an interval of PostgreSQL's: 1e13 s is out of its range
-      if (heartbeatMs > MAX_HEARTBEAT_MS) return yield* V.invalid("heartbeatInterval", "must be at most 1 hour")
+      const queues = options.queues === undefined ? ["default"] : yield* queuesOf(options.queues)
+      const names = options.names === undefined ? undefined : yield* namesOf(options.names)
+      const limit = options.limit === undefined ? 1 : yield* limitOf(options.limit)
+      const waitMs = options.wait === undefined ? 0 : Duration.toMillis(yield* waitOf(options.wait))
+      const heartbeatMs = Duration.toMillis(
+        options.heartbeatInterval === undefined ? config.heartbeatInterval : yield* heartbeatOf(options.heartbeatInterval)
+      )
       const claimOnce = Effect.flatMap(now, (at) =>
         repo.claim({
           workerId: worker,
@@ -228,13 +232,13 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       Effect.gen(function*() {
         return {
           workerId: scope.workerId === undefined ? undefined : yield* workerIdOf(scope.workerId),
-          message: yield* V.optionalText("message", scope.message, 2000)
+          message: yield* messageOf(scope.message)
         }
       })
 
     /** claimed → running. */
     const start = Effect.fn("Workers.start")(function*(id: string, scope: WorkerScope = {}) {
-      return yield* repo.start(yield* V.jobId(id), yield* scopeOf(scope))
+      return yield* repo.start(yield* jobIdOf()(id), yield* scopeOf(scope))
     })
 
     /** Reports progress (throttled; see `ProgressReporter`, which traces the writes: a span per report would cost more than the report). */
@@ -244,7 +248,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       scope: { readonly workerId?: string | undefined } = {}
     ) {
       const workerId = scope.workerId === undefined ? undefined : yield* workerIdOf(scope.workerId)
-      return yield* reporter.progress(yield* V.jobId(id), report, { workerId })
+      return yield* reporter.progress(yield* jobIdOf()(id), report, { workerId })
     })
 
     /** claimed|running → completed with `result`; pending progress is written first. */
@@ -252,9 +256,9 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       id: string,
       options: WorkerScope & { readonly result?: unknown } = {}
     ) {
-      const jobId = yield* V.jobId(id)
+      const jobId = yield* jobIdOf()(id)
       const scope = yield* scopeOf(options)
-      const resultJson = yield* V.jsonValue("result", options.result, config.maxPayloadBytes)
+      const resultJson = yield* jsonValue("result", options.result, config.maxPayloadBytes)
       yield* reporter.flush(jobId)
       return yield* repo.complete(jobId, { ...scope, resultJson })
     })
@@ -269,20 +273,20 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       items: ReadonlyArray<CompleteItem>
     ) {
       const worker = yield* workerIdOf(workerId)
-      if (!Array.isArray(items) || items.length === 0 || items.length > 1000) {
-        return yield* V.invalid("items", "must be a list of 1 to 1,000 jobs")
+      if (!Array.isArray(items) || items.length === 0 || items.length > MAX_COMPLETE_MANY) {
+        return yield* new InvalidInput({ field: "items", message: "must be a list of 1 to 1,000 jobs" })
       }
       const seen = new Set<JobId>()
       const validated: Array<{ id: JobId; resultJson: string; message: string | null }> = []
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!
-        const id = yield* V.jobId(item?.id, `items[${i}].id`)
-        if (seen.has(id)) return yield* V.invalid(`items[${i}].id`, `job ${id} is listed twice`)
+        const id = yield* jobIdOf(`items[${i}].id`)(item?.id)
+        if (seen.has(id)) return yield* new InvalidInput({ field: `items[${i}].id`, message: `job ${id} is listed twice` })
         seen.add(id)
         validated.push({
           id,
-          resultJson: yield* V.jsonValue(`items[${i}].result`, item.result, config.maxPayloadBytes),
-          message: yield* V.optionalText(`items[${i}].message`, item.message, 2000)
+          resultJson: yield* jsonValue(`items[${i}].result`, item.result, config.maxPayloadBytes),
+          message: yield* noteOf(`items[${i}].message`)(item.message)
         })
       }
       yield* Effect.forEach(validated, (item) => reporter.flush(item.id), { discard: true })
@@ -294,12 +298,11 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
      * remain, else the job ends `failed`. Pending progress is written first.
      */
     const fail = Effect.fn("Workers.fail")(function*(id: string, options: FailOptions) {
-      const jobId = yield* V.jobId(id)
+      const jobId = yield* jobIdOf()(id)
       const scope = yield* scopeOf(options)
-      const code = yield* V.optionalText("code", options.code, 200)
-      const error = yield* V.text("error", options.error, { max: 10_000 })
-      const retryable = options.retryable ?? true
-      if (typeof retryable !== "boolean") return yield* V.invalid("retryable", "must be true or false")
+      const code = (yield* codeOf(options.code)) ?? null
+      const error = yield* errorOf(options.error)
+      const retryable = yield* retryableOf(options.retryable ?? true)
       if (options.progress !== undefined) {
         yield* reporter.progress(jobId, { percent: options.progress, force: true }, { workerId: scope.workerId }).pipe(
           Effect.catchTag("ProgressRegression", () => Effect.void)
@@ -318,7 +321,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
 
     /** claimed|running → canceled: the worker stopped the job (after a cancel request, or of its own accord). */
     const canceled = Effect.fn("Workers.canceled")(function*(id: string, scope: WorkerScope = {}) {
-      const jobId = yield* V.jobId(id)
+      const jobId = yield* jobIdOf()(id)
       yield* reporter.flush(jobId)
       return yield* repo.markCanceled(jobId, yield* scopeOf(scope))
     })

@@ -11,6 +11,10 @@ import { Api } from "./Api.js"
 import type { WorkerBackendShape } from "./Workers/WorkerBackend.js"
 import { WorkerBackend } from "./Workers/WorkerBackend.js"
 import { Rpcs } from "./Rpcs.js"
+import { JobId } from "./Domain/JobId.js"
+
+/** A job id the backend was given by a claim, as the API's path wants it (the server checks it again). */
+const jobIdOf = (id: string): JobId => JobId.make(id.toLowerCase(), { disableValidation: true })
 
 /** `Worker.run` and its `WorkerBackend` port, without the server: give it `httpWorkerBackend`. */
 export * as Worker from "./Workers/WorkerLoop.js"
@@ -82,11 +86,9 @@ export const httpWorkerBackend = (
               queues: claim.queues,
               names: claim.names,
               limit: claim.limit,
-              waitSeconds: claim.wait === undefined ? undefined : Duration.toSeconds(Duration.decode(claim.wait)),
+              wait: claim.wait === undefined ? undefined : Duration.decode(claim.wait),
               start: claim.start,
-              heartbeatSeconds: claim.heartbeatInterval === undefined
-                ? undefined
-                : Duration.toSeconds(Duration.decode(claim.heartbeatInterval))
+              heartbeatInterval: claim.heartbeatInterval === undefined ? undefined : Duration.decode(claim.heartbeatInterval)
             }
           })),
           (result) => result.jobs
@@ -94,17 +96,17 @@ export const httpWorkerBackend = (
       heartbeat: (workerId) => client.workers.heartbeat({ path: { workerId } }),
       progress: (id, report, scope) =>
         client.workers.progress({
-          path: { id },
+          path: { id: jobIdOf(id) },
           payload: { workerId: scope.workerId, percent: report.percent, step: report.step, message: report.message, data: report.data, force: report.force }
         }),
       complete: (id, scope) =>
         client.workers.update({
-          path: { id },
+          path: { id: jobIdOf(id) },
           payload: { workerId: scope.workerId ?? "", status: "completed", result: scope.result, message: scope.message }
         }),
       fail: (id, failure) =>
         client.workers.update({
-          path: { id },
+          path: { id: jobIdOf(id) },
           payload: {
             workerId: failure.workerId ?? "",
             status: "failed",
@@ -113,7 +115,7 @@ export const httpWorkerBackend = (
           }
         }),
       canceled: (id, scope) =>
-        client.workers.update({ path: { id }, payload: { workerId: scope.workerId ?? "", status: "canceled", message: scope.message } }),
+        client.workers.update({ path: { id: jobIdOf(id) }, payload: { workerId: scope.workerId ?? "", status: "canceled", message: scope.message } }),
       release: (workerId, ids) => client.workers.release({ path: { workerId }, payload: { ids } })
     }))
   )

@@ -1,2 +1,2 @@
-/** The package's version (`package.json`'s, which a test keeps equal to it). */
+/** The package's version (`package.json`), browser-safe; a test keeps them equal. */
 export const version = "0.1.0"

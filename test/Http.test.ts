@@ -20,8 +20,37 @@ describe("HTTP API", () => {
         assert.strictEqual(info.priority, 3)
         const status = yield* alice.jobs.status({ path: { id: ref.id }, headers: {}, urlParams: {} })
         assert.deepInclude({ ...status }, { id: ref.id, status: "pending", terminal: false, percent: 0, version: 1 })
-        const page = yield* alice.jobs.list({ urlParams: { queue, status: "queued" } })
+        const page = yield* alice.jobs.list({ urlParams: { queue, status: ["pending"] } })
         assert.deepStrictEqual("pagination" in page ? page.jobs.map((j) => j.id) : [], [ref.id])
+      }))
+
+    it.effect("status=in_progress lists claimed and running jobs, over HTTP and RPC-shaped list options alike", () =>
+      Effect.gen(function*() {
+        const user = yield* token("in-progress")
+        const worker = yield* token("in-progress-worker", ["worker"])
+        const queue = uniqueQueue("in-progress")
+        const enqueue = (name: string) => raw("POST", "/v1/jobs", { token: user, json: { name, queue } })
+        const claimed = (yield* enqueue("claimed")).body.id
+        const claim = yield* raw("POST", "/v1/workers/in-progress-worker/claim", { token: worker, json: { queues: [queue] } })
+        assert.deepStrictEqual(claim.body.jobs.map((j: { id: string }) => j.id), [claimed])
+        const running = (yield* enqueue("running")).body.id
+        const started = yield* raw("POST", "/v1/workers/in-progress-worker/claim", {
+          token: worker,
+          json: { queues: [queue], start: true }
+        })
+        assert.deepStrictEqual(started.body.jobs.map((j: { id: string }) => j.id), [running])
+        yield* enqueue("pending")
+        const ids = (query: string) =>
+          Effect.map(raw("GET", `/v1/jobs?queue=${queue}&${query}`, { token: user }), (answer) => {
+            assert.strictEqual(answer.status, 200, JSON.stringify(answer.body))
+            return answer.body.jobs.map((j: { id: string }) => j.id).sort()
+          })
+        assert.deepStrictEqual(yield* ids("status=in_progress"), [claimed, running].sort())
+        assert.deepStrictEqual(yield* ids("status=IN_PROGRESS"), [claimed, running].sort())
+        assert.deepStrictEqual(yield* ids("status=running"), [running])
+        const alice = yield* clientAs(user)
+        const page = yield* alice.jobs.list({ urlParams: { queue, status: ["claimed", "running"] } })
+        assert.deepStrictEqual("pagination" in page ? page.jobs.map((j) => j.id).sort() : [], [claimed, running].sort())
       }))
 
     it.effect("enqueue answers 201, and 200 with the same job for a repeated idempotency key", () =>

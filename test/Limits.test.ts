@@ -1,6 +1,6 @@
 import { FetchHttpClient, HttpServer } from "@effect/platform"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Deferred, Effect, Either, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
+import { Deferred, Duration, Effect, Either, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import * as Client from "../src/client.js"
 import { User } from "../src/Domain/Auth.js"
 import * as Limits from "../src/Http/Limits.js"
@@ -136,12 +136,12 @@ describe("Limits", () => {
         yield* Deferred.await(started)
         const sse = yield* openSse(`${yield* baseUrl}/v1/events`, { authorization: `Bearer ${gina}` })
         assert.strictEqual(yield* Deferred.await(sse.opened), 200)
-        const over = yield* Effect.flip(rpc.JobGet({ id: ref.id, wait: 5 }))
+        const over = yield* Effect.flip(rpc.JobGet({ id: ref.id, wait: Duration.seconds(5) }))
         assert.strictEqual(over._tag, "TooManyRequests")
         const overWatch = yield* Effect.flip(Stream.runDrain(rpc.EventsWatch({})))
         assert.strictEqual(overWatch._tag, "TooManyRequests")
         yield* Fiber.interrupt(watching)
-        const info = yield* Effect.retry(rpc.JobGet({ id: ref.id, wait: 0.01 }), { times: 200 })
+        const info = yield* Effect.retry(rpc.JobGet({ id: ref.id, wait: Duration.millis(10) }), { times: 200 })
         assert.strictEqual(info.id, ref.id)
       }))
   })

@@ -2,12 +2,17 @@ import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@eff
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber, Layer, Ref, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, ParseResult, Ref, Stream } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import type { StreamedEvent } from "../src/Rpcs.js"
 import { Rpcs } from "../src/Rpcs.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
+
+/** The typed client checks the request schemas itself: a payload out of bounds never leaves the process. */
+const refusedLocally = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.map(Effect.exit(effect), (exit) =>
+    Exit.isFailure(exit) && Cause.isDie(exit.cause) && ParseResult.isParseError(Cause.squash(exit.cause)))
 
 /** NDJSON `body` posted to /rpc as `bearer`: the HTTP status, and the answer (its frames, or the JSON error). */
 const post = (bearer: string, body: string) =>
@@ -84,7 +89,7 @@ describe("Effect RPC over HTTP", () => {
         assert.strictEqual(deleted.status, "deleted")
         // the remaining job runs through the worker RPCs while the user waits
         const waiting = yield* Effect.fork(alice.JobWait({ id: ref.id }))
-        const polling = yield* Effect.fork(alice.JobGet({ id: ref.id, wait: 30 }))
+        const polling = yield* Effect.fork(alice.JobGet({ id: ref.id, wait: Duration.seconds(30) }))
         const claimed = yield* worker.WorkerClaim({ workerId: "w:rw", queues: [queue], limit: 5 })
         assert.deepStrictEqual(claimed.map((j) => j.id), [ref.id])
         assert.deepStrictEqual((yield* worker.WorkerHeartbeat({ workerId: "w:rw" })).cancelRequested, [])
@@ -124,9 +129,6 @@ describe("Effect RPC over HTTP", () => {
             Stream.runDrain(bob.JobWatch({ id: ref.id }))
           ] as const
         ) assert.strictEqual((yield* Effect.flip(attempt as Effect.Effect<unknown, { readonly _tag: string }>))._tag, "JobNotFound")
-        const invalid = yield* Effect.flip(alice.JobEnqueue({ name: "" }))
-        assert.deepInclude({ ...invalid }, { _tag: "InvalidInput", field: "name" })
-        assert.strictEqual((yield* Effect.flip(alice.JobGet({ id: "nope" })))._tag, "InvalidInput")
         assert.strictEqual((yield* Effect.flip(alice.JobList({ limit: 1000 })))._tag, "InvalidInput")
         const forbidden = yield* Effect.flip(alice.WorkerClaim({ workerId: "x", queues: [queue] }))
         assert.deepInclude({ ...forbidden }, { _tag: "Forbidden", required: "worker" })
@@ -146,7 +148,6 @@ describe("Effect RPC over HTTP", () => {
         const released = yield* worker.WorkerRelease({ workerId: "w:w3", ids: [other.id] })
         assert.deepStrictEqual(released.released.map((r) => [r.id, r.status]), [[other.id, "pending"]])
         assert.deepInclude({ ...(yield* alice.JobGet({ id: other.id })) }, { status: "pending", attempt: 0 })
-        assert.strictEqual((yield* Effect.flip(worker.WorkerRelease({ workerId: "w:w3", ids: ["nope"] })))._tag, "InvalidInput")
       }))
 
     it.scoped("JobWatch streams a job's progress as it happens; EventsWatch streams the caller's events", () =>
@@ -244,6 +245,9 @@ describe("Effect RPC over HTTP", () => {
           ["name 5", alice, request("JobEnqueue", { name: 5, queue }), "name"],
           ["no payload", alice, request("JobEnqueue", undefined), "payload"],
           ["batch jobs[1].name", alice, request("JobEnqueueBatch", { jobs: [{ name: "a", queue }, { name: 5 }] }), "jobs[1].name"],
+          ["empty name", alice, request("JobEnqueue", { name: "", queue }), "name"],
+          ["id nope", alice, request("JobGet", { id: "nope" }), "id"],
+          ["release ids[0] nope", worker, request("WorkerRelease", { workerId: "rpc-payloads-worker", ids: ["nope"] }), "ids[0]"],
           ["name of 201 characters", alice, request("JobEnqueue", { name: "n".repeat(201), queue }), "name"],
           ["priority 1.5", alice, request("JobEnqueue", { name: "a", queue, priority: 1.5 }), "priority"],
           ["limit \"x\"", alice, request("JobList", { limit: "x" }), "limit"],
@@ -272,10 +276,9 @@ describe("Effect RPC over HTTP", () => {
         const both = yield* post(alice, `${request("JobEnqueue", { name: 5 }, "1")}${request("JobList", { queue }, "2")}`)
         assert.deepStrictEqual(both.frames.map((f) => [f.requestId, f.exit?._tag]), [["1", "Failure"], ["2", "Success"]], both.text)
         assert.strictEqual(failureOf(both.frames[0])?.field, "name")
-        // and through the typed client
+        // the typed client holds the same schemas: it refuses the payload before sending it
         const client = yield* clientAs(alice)
-        const surrogate = yield* Effect.flip(client.JobEnqueue({ name: "\ud800", queue }))
-        assert.deepInclude({ ...surrogate }, { _tag: "InvalidInput", field: "name" })
+        assert.isTrue(yield* refusedLocally(client.JobEnqueue({ name: "\ud800", queue })))
         const listed = yield* client.JobList({ queue })
         assert.strictEqual("pagination" in listed ? listed.pagination.total : -1, 0)
       }))
@@ -330,7 +333,7 @@ describe("Effect RPC over HTTP", () => {
         assert.strictEqual((yield* dana.WebhookDeliveries({ id: created.id })).pagination.total, 0)
         assert.strictEqual((yield* Effect.flip(erin.WebhookGet({ id: created.id })))._tag, "WebhookNotFound")
         assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "http://10.0.0.1/x", eventTypes: ["all"] })))._tag, "WebhookTargetRefused")
-        assert.strictEqual((yield* Effect.flip(dana.WebhookCreate({ url: "https://93.184.215.14/x", eventTypes: [] })))._tag, "InvalidInput")
+        assert.isTrue(yield* refusedLocally(dana.WebhookCreate({ url: "https://93.184.215.14/x", eventTypes: [] })))
         yield* dana.WebhookDelete({ id: created.id })
         assert.deepStrictEqual((yield* dana.WebhookList()).webhooks, [])
       }))

@@ -2,6 +2,7 @@ import { FetchHttpClient, HttpLayerRouter, HttpServer, HttpServerRequest, HttpSe
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Layer, Logger, LogLevel, Redacted, Schedule } from "effect"
+import { JobId } from "../src/Domain/JobId.js"
 import * as Net from "node:net"
 import * as Auth from "../src/Auth.js"
 import * as Client from "../src/client.js"
@@ -130,7 +131,7 @@ describe("a database that does not answer", () => {
         message: "the database is unavailable; retry later"
       })
       const rpc = yield* Client.rpcClient({ baseUrl: base, token: alice }).pipe(Effect.provide(FetchHttpClient.layer))
-      const rpcDown = yield* Effect.flip(rpc.JobGet({ id }))
+      const rpcDown = yield* Effect.flip(rpc.JobGet({ id: JobId.make(id) }))
       assert.strictEqual(rpcDown._tag, "DatabaseUnavailable")
       // /ready: which dependency, not the database's own words (they name the host) unless asked by an admin
       const ready = yield* Effect.repeat(request(`${base}/ready`, { headers: { authorization: `Bearer ${alice}` } }), {

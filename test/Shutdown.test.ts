@@ -1,6 +1,7 @@
 import { FetchHttpClient } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
+import { JobId } from "../src/Domain/JobId.js"
 import pg from "pg"
 import * as Client from "../src/client.js"
 import * as Worker from "../src/Workers/Worker.js"
@@ -127,11 +128,11 @@ describe.concurrent("shutdown of the real process (node --import tsx src/main.ts
       const daveRpc = yield* Client.rpcClient({ baseUrl: base, token: dave }).pipe(Effect.provide(rpcLayer))
       const firstEvent = yield* Deferred.make<void>()
       const watch = yield* Effect.fork(
-        daveRpc.JobWatch({ id: davesJob }).pipe(Stream.tap(() => Deferred.succeed(firstEvent, undefined)), Stream.runCollect)
+        daveRpc.JobWatch({ id: JobId.make(davesJob) }).pipe(Stream.tap(() => Deferred.succeed(firstEvent, undefined)), Stream.runCollect)
       )
       yield* Deferred.await(firstEvent)
       const erinRpc = yield* Client.rpcClient({ baseUrl: base, token: erin }).pipe(Effect.provide(rpcLayer))
-      yield* Effect.fork(erinRpc.JobWait({ id: erinsJob }))
+      yield* Effect.fork(erinRpc.JobWait({ id: JobId.make(erinsJob) }))
       // Worker.run over HTTP, waiting in a claim on the server
       const workerQueue = uniqueQueue("shutdown-worker")
       yield* Worker.run({ workerId: "worker:shutdown-1", queues: [workerQueue], handler: () => Effect.never }).pipe(
@@ -248,8 +249,8 @@ describe.concurrent("shutdown of the real process (node --import tsx src/main.ts
       const id = yield* enqueue(base, frank, uniqueQueue("twice"))
       const rpc = yield* Client.rpcClient({ baseUrl: base, token: frank }).pipe(Effect.provide(FetchHttpClient.layer))
       yield* holdSlot(
-        rpc.JobWait({ id }),
-        Effect.map(Effect.either(rpc.JobGet({ id, wait: 0.001 })), (probe) =>
+        rpc.JobWait({ id: JobId.make(id) }),
+        Effect.map(Effect.either(rpc.JobGet({ id: JobId.make(id), wait: Duration.millis(1) })), (probe) =>
           probe._tag === "Left" && probe.left._tag === "TooManyRequests")
       )
       process.kill(service.pid, "SIGTERM")

@@ -3,6 +3,16 @@ import { Effect } from "effect"
 import { raw, serverLayer, token } from "./support/http.js"
 import { formerlyAccepted } from "./support/ssrf.js"
 
+/**
+ * Whether an error body names `field` (`jobs[1].webhookSecret`): an `InvalidInput` of the service, or an
+ * `HttpApiDecodeError` of the request's schema with an issue at that path.
+ */
+const namesField = (body: { _tag?: unknown; field?: unknown; issues?: unknown }, field: string): boolean =>
+  body._tag === "InvalidInput" || body._tag === "WebhookTargetRefused"
+    ? body.field === field
+    : body._tag === "HttpApiDecodeError" && Array.isArray(body.issues) &&
+      body.issues.some((issue: { path?: ReadonlyArray<unknown> }) => (issue.path ?? []).join(".") === field.replace(/\[(\d+)\]/g, ".$1"))
+
 /** A public address as an IP literal: no DNS needed, and not a private network. */
 const publicUrl = "https://93.184.215.14/hooks/jobwatch"
 
@@ -63,14 +73,14 @@ describe("webhook endpoints API", () => {
           [{ url: "ftp://93.184.215.14/x", eventTypes: ["completed"] }, 422, "WebhookTargetRefused", "url"],
           [{ url: "file:///etc/passwd", eventTypes: ["completed"] }, 422, "WebhookTargetRefused", "url"],
           [{ url: "https://user:pw@93.184.215.14/x", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
-          [{ url: "", eventTypes: ["completed"] }, 400, "InvalidInput", "url"],
-          [{ url: publicUrl, eventTypes: [] }, 400, "InvalidInput", "eventTypes"],
-          [{ url: publicUrl, eventTypes: ["completed", "bogus"] }, 400, "InvalidInput", "eventTypes[1]"],
+          [{ url: "", eventTypes: ["completed"] }, 400, "HttpApiDecodeError", "url"],
+          [{ url: publicUrl, eventTypes: [] }, 400, "HttpApiDecodeError", "eventTypes"],
+          [{ url: publicUrl, eventTypes: ["completed", "bogus"] }, 400, "HttpApiDecodeError", "eventTypes[1]"],
           [{ url: publicUrl, eventTypes: "completed" }, 400, "HttpApiDecodeError"],
           [{ url: publicUrl }, 400, "HttpApiDecodeError"],
           [{ eventTypes: ["all"] }, 400, "HttpApiDecodeError"],
           [{ url: publicUrl, eventTypes: ["all"], active: "yes" }, 400, "HttpApiDecodeError"],
-          [{ url: publicUrl, eventTypes: ["all"], description: "x".repeat(501) }, 400, "InvalidInput", "description"],
+          [{ url: publicUrl, eventTypes: ["all"], description: "x".repeat(501) }, 400, "HttpApiDecodeError", "description"],
           [{ url: "http://127.0.0.1:8080/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
           [{ url: "http://localhost/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
           [{ url: "http://10.1.2.3/x", eventTypes: ["all"] }, 422, "WebhookTargetRefused", "url"],
@@ -85,7 +95,7 @@ describe("webhook endpoints API", () => {
           const answer = yield* raw("POST", "/v1/webhooks", { token: user, json })
           assert.strictEqual(answer.status, status, JSON.stringify(json))
           assert.strictEqual(answer.body._tag, tag, JSON.stringify(json))
-          if (field !== undefined) assert.strictEqual(answer.body.field, field, JSON.stringify(json))
+          if (field !== undefined) assert.isTrue(namesField(answer.body, field), JSON.stringify(answer.body))
         }
         const malformed = yield* raw("POST", "/v1/webhooks", { token: user, body: "{nope" })
         assert.strictEqual(malformed.status, 400)
@@ -95,7 +105,7 @@ describe("webhook endpoints API", () => {
         const refused = yield* raw("PUT", `/v1/webhooks/${ok.body.id}`, { token: user, json: { url: "http://127.0.0.1/x" } })
         assert.strictEqual(refused.status, 422)
         const unknownType = yield* raw("PUT", `/v1/webhooks/${ok.body.id}`, { token: user, json: { eventTypes: ["x"] } })
-        assert.deepInclude(unknownType.body, { _tag: "InvalidInput", field: "eventTypes[0]" })
+        assert.isTrue(namesField(unknownType.body, "eventTypes[0]"), JSON.stringify(unknownType.body))
         assert.strictEqual((yield* raw("GET", `/v1/webhooks/${ok.body.id}`, { token: user })).body.url, publicUrl)
         const job = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: "http://10.0.0.1/cb" } })
         assert.deepInclude(job.body, { _tag: "WebhookTargetRefused", field: "webhookUrl" })
@@ -114,7 +124,7 @@ describe("webhook endpoints API", () => {
         for (const [path, json, field] of secretCases) {
           const answer = yield* raw("POST", path, { token: user, json })
           assert.strictEqual(answer.status, 400, JSON.stringify(json))
-          assert.deepInclude(answer.body, { _tag: "InvalidInput", field }, JSON.stringify(json))
+          assert.isTrue(namesField(answer.body, field), JSON.stringify(answer.body))
         }
         const notText = yield* raw("POST", "/v1/jobs", { token: user, json: { name: "x", webhookUrl: publicUrl, webhookSecret: 5 } })
         assert.strictEqual(notText.status, 400)
@@ -125,9 +135,9 @@ describe("webhook endpoints API", () => {
         for (const read of [signed, yield* raw("GET", `/v1/jobs/${signed.body.id}`, { token: user })]) {
           assert.notInclude(JSON.stringify(read.body), secret.slice(6))
         }
-        for (const id of ["not-an-id", "00000000-0000-0000-0000-000000000000"]) {
-          assert.strictEqual((yield* raw("GET", `/v1/webhooks/${id}`, { token: user })).status, 404)
-        }
+        // an id that is not a UUID is refused by the path's schema, as a job's is; an unknown one is not found
+        assert.strictEqual((yield* raw("GET", "/v1/webhooks/not-an-id", { token: user })).status, 400)
+        assert.strictEqual((yield* raw("GET", "/v1/webhooks/00000000-0000-0000-0000-000000000000", { token: user })).status, 404)
         const badPage = yield* raw("GET", `/v1/webhooks/${ok.body.id}/deliveries?limit=1000`, { token: user })
         assert.deepInclude(badPage.body, { _tag: "InvalidInput", field: "limit" })
       }))

@@ -2,6 +2,7 @@ import { FetchHttpClient, HttpClient, HttpClientRequest, HttpServer } from "@eff
 import { RpcClient, RpcSerialization } from "@effect/rpc"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Deferred, Effect, Layer, Option } from "effect"
+import { JobId } from "../src/Domain/JobId.js"
 import * as Client from "../src/client.js"
 import { User } from "../src/Domain/Auth.js"
 import { Rpcs } from "../src/Rpcs.js"
@@ -96,10 +97,10 @@ describe("worker identity", () => {
         const { id, queue } = yield* heldByW1
         const w2 = yield* rpcAs(yield* token("w2", ["worker"]))
         const attempts = [
-          w2.JobUpdate({ id, workerId: "w1", status: "completed", result: { stolen: 1 } }),
-          w2.JobProgress({ id, workerId: "w1", percent: 90, force: true }),
+          w2.JobUpdate({ id: JobId.make(id), workerId: "w1", status: "completed", result: { stolen: 1 } }),
+          w2.JobProgress({ id: JobId.make(id), workerId: "w1", percent: 90, force: true }),
           w2.WorkerHeartbeat({ workerId: "w1" }),
-          w2.WorkerRelease({ workerId: "w1", ids: [id] }),
+          w2.WorkerRelease({ workerId: "w1", ids: [JobId.make(id)] }),
           w2.WorkerClaim({ workerId: "w1", queues: [queue] })
         ] as const
         for (const attempt of attempts) {

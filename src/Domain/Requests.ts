@@ -1,178 +1,278 @@
-import { Schema } from "effect"
+import { Duration, Schema } from "effect"
+import { JobId } from "./JobId.js"
+import { WebhookEventType } from "./Webhook.js"
+import {
+  ClaimLimit,
+  during,
+  ErrorCode,
+  ErrorMessage,
+  IntParam,
+  JobIdFromString,
+  JobIds,
+  JsonValue,
+  LimitParam,
+  MAX_BATCH_SIZE_CEILING,
+  MAX_IDS,
+  MaxAttempts,
+  Multiplier,
+  Names,
+  NameText,
+  NoteText,
+  PageNumber,
+  PageParam,
+  PageSize,
+  Percent,
+  Priority,
+  PurgeLimit,
+  RunAt,
+  RunAtInput,
+  seconds,
+  StatusFilter,
+  StepText,
+  Text,
+  UrlText,
+  UuidFromString,
+  Version,
+  WaitSeconds,
+  WebhookSecret,
+  WorkerIdText
+} from "./Fields.js"
 
-// The request schemas of the HTTP API (`Api.ts`) and the RPC group (`Rpcs.ts`): bodies, paths, headers, parameters.
-// The schemas hold every bound that is fixed (lengths, integers, ranges, list sizes), so that /openapi.json shows
-// them and the decoder refuses the absurd before any service sees it (400 HttpApiDecodeError with the issue's path;
-// over RPC, InvalidInput naming the field). The services check what depends on the configuration or on other fields
-// (page sizes, payload bytes, runAt against delaySeconds, UUIDs, blank and non-Unicode text), naming the field too.
+export * from "./Fields.js"
 
-/** A string of at most `max` characters (the services refuse blank ones, NUL and unpaired surrogates). */
-export const Text = (max: number) => Schema.String.pipe(Schema.maxLength(max))
-/** Seconds from `min` to `max` (finite). */
-export const Seconds = (min: number, max: number) => Schema.Number.pipe(Schema.finite(), Schema.between(min, max))
-/** Seconds of at least 0 that the service caps (waits: by `JOBWATCH_MAX_WAIT`). */
-export const WaitSeconds = Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
-const DAY = 24 * 3600
-const INT32 = 2 ** 31 - 1
-/** Any JSON value; its size is limited by the configuration and its depth to 64 levels of arrays and objects. */
-export const JsonValue = (description: string) =>
-  Schema.Unknown.annotations({ description: `${description}: any JSON value, nested at most 64 levels deep` })
-/** A version of a job: an integer of at least 0. */
-export const Version = Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
-/** 1-based page numbers, and page sizes (at most `JOBWATCH_MAX_PAGE_SIZE`, checked by the service). */
-export const PageNumber = Schema.Int.pipe(Schema.between(1, 1_000_000))
-export const PageSize = Schema.Int.pipe(Schema.between(1, 1_000_000))
-/** A job, event or endpoint id: a UUID (checked by the service, which names the field). */
-export const IdText = Text(100)
-/** A worker's id: 1 to 200 characters. */
-export const WorkerIdText = Text(200)
-/** Queue and job names. */
-export const NameText = Text(200)
+// The request schemas of the HTTP API, the RPC group and (through `Jobs.enqueue`'s options) the services: every
+// body, path and query parameter and header, with every bound it has (lengths, integers, ranges, patterns, list
+// sizes, JSON depth, durations in seconds with their caps), so that /openapi.json and the derived clients show them
+// and the decoder refuses bad input before any service sees it (HTTP: 400 HttpApiDecodeError with the issue's path;
+// RPC: InvalidInput naming the field). Durations arrive as seconds and leave the decoder as `Duration`s.
+//
+// Their fields, each with its bounds, are in `Fields.ts` (re-exported here).
 
-// PostgreSQL's double precision refuses subnormal numbers ("value out of range: underflow")
-const MIN_NORMAL = 2.2250738585072014e-308
+/** Both `runAt` and a delay: refused naming `field`, as the caller spells the delay. */
+const oneStart = (field: string) => (job: { readonly runAt?: unknown; readonly delay?: unknown }) =>
+  job.runAt !== undefined && job.delay !== undefined
+    ? { path: [field], message: "give runAt or delay, not both" }
+    : true
+const maxDelayAtLeastDelay = (field: string) =>
+(backoff: { readonly delay?: Duration.Duration | undefined; readonly maxDelay?: Duration.Duration | undefined }) =>
+  backoff.delay !== undefined && backoff.maxDelay !== undefined && Duration.lessThan(backoff.maxDelay, backoff.delay)
+    ? { path: [field], message: "must not be shorter than the delay" }
+    : true
+const secretNeedsUrl = (job: { readonly webhookUrl?: unknown; readonly webhookSecret?: unknown }) =>
+  job.webhookSecret !== undefined && job.webhookUrl === undefined
+    ? { path: ["webhookSecret"], message: "needs webhookUrl: it signs the job's own callback" }
+    : true
 
-/** Whether `n` is a number PostgreSQL's double precision can store: 0, or a normal (not subnormal) finite number. */
-export const isStorableNumber = (n: number): boolean => n === 0 || (Number.isFinite(n) && Math.abs(n) >= MIN_NORMAL)
-
-/** A progress percent: any finite number (clamped to 0–100 by the service), not a subnormal one. */
-export const Percent = Schema.Number.pipe(
-  Schema.finite(),
-  Schema.filter(isStorableNumber, {
-    message: () => "a percent must be 0 or at least 2.2250738585072014e-308 in magnitude",
-    jsonSchema: {}
-  })
-).annotations({ description: "0 to 100 (values outside are clamped); never below the job's current percent" })
-
+/** A job's retry backoff on the wire: `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered. */
 export const Backoff = Schema.Struct({
-  delaySeconds: Schema.optional(Seconds(0, 7 * DAY)),
-  maxDelaySeconds: Schema.optional(Seconds(0, 7 * DAY)),
-  multiplier: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.between(1, 100)))
-})
+  delay: Schema.optional(seconds("backoff")).pipe(Schema.fromKey("delaySeconds")),
+  maxDelay: Schema.optional(seconds("backoff")).pipe(Schema.fromKey("maxDelaySeconds")),
+  multiplier: Schema.optional(Multiplier)
+}).annotations({
+  description:
+    "retry backoff: delaySeconds (default 1) times multiplier (default 2) per attempt, at most maxDelaySeconds"
+}).pipe(Schema.filter(maxDelayAtLeastDelay("maxDelaySeconds"))).annotations({ identifier: "Backoff" })
 
-/** A job to enqueue. Give `runAt` or `delaySeconds`, not both. */
-export const EnqueueBody = Schema.Struct({
-  name: NameText,
-  queue: Schema.optional(NameText),
-  payload: Schema.optional(JsonValue("the job's input")),
-  priority: Schema.optional(Schema.Int.pipe(Schema.between(-INT32, INT32))),
-  runAt: Schema.optional(Text(64)).annotations({ description: "ISO-8601 time" }),
-  delaySeconds: Schema.optional(Seconds(0, 3653 * DAY)),
-  maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
-  timeoutSeconds: Schema.optional(Seconds(0.001, 365 * DAY)),
+const enqueueFields = {
+  name: NameText.annotations({ description: "what the job does" }),
+  queue: Schema.optional(NameText.annotations({ description: "default: default" })),
+  payload: Schema.optional(JsonValue("the job's input (at most JOBWATCH_MAX_PAYLOAD_BYTES, default 1 MiB)")),
+  priority: Schema.optional(Priority),
+  runAt: Schema.optional(RunAt),
+  delay: Schema.optional(seconds("delay")).pipe(Schema.fromKey("delaySeconds")),
+  maxAttempts: Schema.optional(MaxAttempts),
+  timeout: Schema.optional(seconds("timeout")).pipe(Schema.fromKey("timeoutSeconds")),
   idempotencyKey: Schema.optional(NameText),
   backoff: Schema.optional(Backoff),
-  webhookUrl: Schema.optional(Text(2000)).annotations({
+  webhookUrl: Schema.optional(UrlText.annotations({
     description: "the job's own callback: receives its job.completed or job.failed webhook"
-  }),
-  webhookSecret: Schema.optional(Text(200)).annotations({
+  })),
+  webhookSecret: Schema.optional(WebhookSecret.annotations({
     description: "signs that callback (Standard Webhooks): whsec_ and the base64 of 24 to 64 bytes; never answered back"
-  })
-}).annotations({ identifier: "EnqueueBody" })
+  }))
+}
+
+/** A job to enqueue. Give `runAt` or `delaySeconds`, not both. */
+export const EnqueueBody = Schema.Struct(enqueueFields).annotations({
+  // on the struct: a filter's description and examples do not reach the JSON Schema
+  description: "A job to enqueue: runAt or delaySeconds, not both",
+  examples: [
+    { name: "send-email", queue: "emails", payload: { to: "ada@example.com" }, maxAttempts: 3 },
+    { name: "report", payload: { month: "2026-11" }, priority: 10, delay: Duration.seconds(60) }
+  ]
+}).pipe(
+  Schema.filter(oneStart("delaySeconds")),
+  Schema.filter(secretNeedsUrl)
+).annotations({ identifier: "EnqueueBody" })
 export type EnqueueBody = typeof EnqueueBody.Type
 
-export const WaitBody = Schema.Struct({
-  ids: Schema.Array(IdText).pipe(Schema.maxItems(1000)),
-  mode: Schema.optionalWith(Schema.Literal("all", "any"), { default: () => "all" as const }),
-  timeoutSeconds: Schema.optional(WaitSeconds)
-}).annotations({ identifier: "WaitBody" })
+/** A batch of jobs (at most JOBWATCH_MAX_BATCH_SIZE, default 1,000, checked by the service). */
+export const EnqueueBatchBody = Schema.Struct({
+  jobs: Schema.Array(EnqueueBody).pipe(Schema.minItems(1), Schema.maxItems(MAX_BATCH_SIZE_CEILING)).annotations({
+    description: `1 to JOBWATCH_MAX_BATCH_SIZE jobs (default 1,000, never above ${MAX_BATCH_SIZE_CEILING})`
+  })
+}).annotations({ identifier: "EnqueueBatchBody" })
 
-export const IdPath = Schema.Struct({ id: IdText })
+export const EnqueueOptions = Schema.Struct({
+  ...enqueueFields,
+  runAt: Schema.optional(RunAtInput),
+  delay: Schema.optional(during("delay")),
+  timeout: Schema.optional(during("timeout")),
+  owner: Schema.optional(NameText),
+  backoff: Schema.optional(Schema.Struct({
+    delay: Schema.optional(during("backoff")),
+    maxDelay: Schema.optional(during("backoff")),
+    multiplier: Schema.optional(Multiplier)
+  }).pipe(Schema.filter(maxDelayAtLeastDelay("maxDelay"))))
+}).pipe(Schema.filter(oneStart("delay")), Schema.filter(secretNeedsUrl))
+export type EnqueueOptions = typeof EnqueueOptions.Encoded
+
+export const WaitBody = Schema.Struct({
+  ids: JobIds,
+  mode: Schema.optionalWith(Schema.Literal("all", "any"), { default: () => "all" as const }),
+  timeout: Schema.optional(WaitSeconds).pipe(Schema.fromKey("timeoutSeconds"))
+}).annotations({
+  identifier: "WaitBody",
+  description: "Jobs to wait for: all of them, or the first to end",
+  examples: [
+    { ids: [JobId.make("01936b2e-8f4a-7c3d-9e5f-0a1b2c3d4e5f")], mode: "all" as const, timeout: Duration.seconds(30) }
+  ]
+})
+
+export const IdPath = Schema.Struct({ id: JobIdFromString })
 
 /** `Prefer: wait=N` (RFC 7240): answer when the job is terminal (or changed after `afterVersion`), or N s passed. */
 export const WaitHeaders = Schema.Struct({
-  prefer: Schema.optional(Schema.String).annotations({
+  prefer: Schema.optional(Schema.String.pipe(Schema.maxLength(1000))).annotations({
     description: "wait=N: hold the answer up to N seconds until the job is terminal, or changed after afterVersion"
   })
 })
-export const AfterVersion = Schema.Struct({ afterVersion: Schema.optional(Schema.compose(Schema.NumberFromString, Version)) })
+export const AfterVersion = Schema.Struct({
+  afterVersion: Schema.optional(
+    IntParam(Version, 0, 2 ** 31 - 1, "answer (or stream) only what comes after this version")
+  )
+})
 
-/** The statuses (or aliases) of a filter, comma-separated. */
-export const StatusFilter = Text(1000).annotations({ description: "statuses or aliases, comma-separated" })
-
-export const ListParams = Schema.Struct({
+const Cursor = Text(200)
+const filterFields = {
   status: Schema.optional(StatusFilter),
   queue: Schema.optional(NameText),
-  name: Schema.optional(NameText),
-  page: Schema.optional(Schema.compose(Schema.NumberFromString, PageNumber)),
-  limit: Schema.optional(Schema.compose(Schema.NumberFromString, PageSize)),
-  cursor: Schema.optional(Text(200)).annotations({ description: "keyset paging: nextCursor of the previous page" })
+  name: Schema.optional(NameText)
+}
+
+export const ListParams = Schema.Struct({
+  ...filterFields,
+  page: Schema.optional(PageParam),
+  limit: Schema.optional(LimitParam),
+  cursor: Schema.optional(Cursor).annotations({ description: "keyset paging: nextCursor of the previous page" })
+})
+
+/** `JobList`'s payload over RPC: `ListParams` with numbers for numbers. */
+export const ListOptions = Schema.Struct({
+  ...filterFields,
+  page: Schema.optional(PageNumber),
+  limit: Schema.optional(PageSize),
+  cursor: Schema.optional(Cursor)
 })
 
 export const ClaimBody = Schema.Struct({
-  queues: Schema.optional(Schema.Array(NameText).pipe(Schema.maxItems(100))),
-  names: Schema.optional(Schema.Array(NameText).pipe(Schema.maxItems(100))),
-  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000))),
-  waitSeconds: Schema.optional(WaitSeconds),
-  start: Schema.optional(Schema.Boolean).annotations({ description: "start the jobs as they are claimed (running at once)" }),
-  heartbeatSeconds: Schema.optional(Seconds(0.1, 3600)).annotations({
-    description: "how often this worker heartbeats (its leases last 1.5 × this); default the service's"
-  })
-}).annotations({ identifier: "ClaimBody" })
+  queues: Schema.optional(Names).annotations({ description: "the queues served; default [\"default\"]" }),
+  names: Schema.optional(Names).annotations({ description: "only jobs of these names" }),
+  limit: Schema.optional(ClaimLimit),
+  wait: Schema.optional(seconds("claimWait")).pipe(Schema.fromKey("waitSeconds")),
+  start: Schema.optional(Schema.Boolean).annotations({
+    description: "start the jobs as they are claimed (running at once)"
+  }),
+  heartbeatInterval: Schema.optional(seconds("heartbeat")).pipe(Schema.fromKey("heartbeatSeconds"))
+}).annotations({
+  identifier: "ClaimBody",
+  description: "What a worker claims; heartbeatSeconds: how often it heartbeats (its leases last 1.5 × this)",
+  examples: [{ queues: ["emails"], limit: 10, wait: Duration.seconds(30) }]
+})
 
-export const UpdateBody = Schema.Struct({
+const FailureBody = Schema.Struct({
+  code: Schema.optional(ErrorCode),
+  message: ErrorMessage,
+  retryable: Schema.optional(Schema.Boolean)
+})
+
+const errorWhenFailed = (body: { readonly status: string; readonly error?: unknown }) =>
+  body.status === "failed" && body.error === undefined
+    ? { path: ["error"], message: "is required when status is failed" }
+    : true
+
+const updateFields = {
   workerId: WorkerIdText,
   status: Schema.Literal("running", "completed", "failed", "canceled"),
-  result: Schema.optional(JsonValue("the job's result")),
-  error: Schema.optional(Schema.Struct({
-    code: Schema.optional(Text(200)),
-    message: Text(10_000),
-    retryable: Schema.optional(Schema.Boolean)
-  })),
-  message: Schema.optional(Text(2000))
-}).annotations({ identifier: "UpdateBody" })
+  result: Schema.optional(JsonValue("the job's result (at most JOBWATCH_MAX_PAYLOAD_BYTES)")),
+  error: Schema.optional(FailureBody),
+  message: Schema.optional(NoteText.annotations({ description: "a note for the job's event" }))
+}
 
-export const ProgressBody = Schema.Struct({
+export const UpdateBody = Schema.Struct(updateFields).annotations({
+  description: "A worker starts or ends a job it holds; failed needs error",
+  examples: [{ workerId: "host-1:w-1", status: "completed" as const, result: { sent: true } }]
+}).pipe(Schema.filter(errorWhenFailed)).annotations({ identifier: "UpdateBody" })
+
+const progressFields = {
   workerId: WorkerIdText,
   percent: Percent,
-  step: Schema.optional(Text(200)),
-  message: Schema.optional(Text(2000)),
+  step: Schema.optional(StepText),
+  message: Schema.optional(NoteText),
   data: Schema.optional(JsonValue("what the worker reports with it (at most 64 KiB)")),
   force: Schema.optional(Schema.Boolean)
-}).annotations({ identifier: "ProgressBody" })
+}
+
+export const ProgressBody = Schema.Struct(progressFields).annotations({
+  identifier: "ProgressBody",
+  description: "A worker's progress report (throttled unless force)",
+  examples: [{ workerId: "host-1:w-1", percent: 50, step: "render" }]
+})
 
 export const WorkerPath = Schema.Struct({ workerId: WorkerIdText })
 
 /** Which of its jobs a worker lets go (all when `ids` is absent): back to the queue, their attempt not used up. */
-export const ReleaseBody = Schema.Struct({ ids: Schema.optional(Schema.Array(IdText).pipe(Schema.maxItems(1000))) }).annotations({
-  identifier: "ReleaseBody"
+export const ReleaseBody = Schema.Struct({
+  ids: Schema.optional(Schema.Array(JobIdFromString).pipe(Schema.maxItems(MAX_IDS)))
 })
+  .annotations({ identifier: "ReleaseBody" })
 
 export const LastEventId = Schema.Struct({
   "last-event-id": Schema.optional(Text(200)).annotations({ description: "resume after this event's id" })
 })
 
-export const WebhookBody = Schema.Struct({
-  url: Text(2000),
-  eventTypes: Schema.Array(Text(20)).pipe(Schema.maxItems(5)).annotations({
+const webhookFields = {
+  url: UrlText,
+  eventTypes: Schema.Array(WebhookEventType).pipe(Schema.minItems(1), Schema.maxItems(5)).annotations({
     description: "1 to 5 of progress, completed, failed, canceled or all"
   }),
-  // the service names the field when it is over 500 characters; the schema refuses the absurd
-  description: Schema.optional(Schema.NullOr(Text(10_000))),
+  description: Schema.optional(Schema.NullOr(Text(500))),
   active: Schema.optional(Schema.Boolean)
-}).annotations({ identifier: "WebhookBody" })
+}
+
+export const WebhookBody = Schema.Struct(webhookFields).annotations({
+  identifier: "WebhookBody",
+  description: "A webhook endpoint: where to POST which events of your jobs",
+  examples: [{ url: "https://example.com/hooks/jobs", eventTypes: ["completed", "failed"] as const }]
+})
 
 /** The fields of an endpoint to change: any of `WebhookBody`'s. */
 export const WebhookPatch = Schema.Struct({
-  url: Schema.optional(WebhookBody.fields.url),
-  eventTypes: Schema.optional(WebhookBody.fields.eventTypes),
-  description: WebhookBody.fields.description,
-  active: WebhookBody.fields.active
-}).annotations({ identifier: "WebhookPatch" })
+  url: Schema.optional(webhookFields.url),
+  eventTypes: Schema.optional(webhookFields.eventTypes),
+  description: webhookFields.description,
+  active: webhookFields.active
+}).annotations({ identifier: "WebhookPatch", examples: [{ active: false }] })
 
-export const WebhookPath = Schema.Struct({ id: IdText })
+export const WebhookPath = Schema.Struct({ id: UuidFromString })
 
 /** The filter of a user's event stream. */
-export const UserEventsParams = Schema.Struct({
-  status: Schema.optional(StatusFilter),
-  queue: Schema.optional(NameText),
-  name: Schema.optional(NameText)
-})
+export const UserEventsParams = Schema.Struct(filterFields)
 
 /** A page of an endpoint's deliveries. */
 export const DeliveriesParams = Schema.Struct({
-  page: Schema.optional(Schema.compose(Schema.NumberFromString, PageNumber)),
-  limit: Schema.optional(Schema.compose(Schema.NumberFromString, PageSize))
+  page: Schema.optional(PageParam),
+  limit: Schema.optional(LimitParam)
 })
 
 /** An admin's purge of finished jobs by filter (`POST /v1/admin/jobs/purge`); every field narrows. */
@@ -181,10 +281,20 @@ export const PurgeBody = Schema.Struct({
     description: "finished statuses or their aliases, comma-separated (default: completed, failed, canceled, deleted)"
   }),
   queue: Schema.optional(NameText),
-  owner: Schema.optional(Text(200)),
-  finishedBefore: Schema.optional(Text(64)).annotations({ description: "ISO-8601 time: only jobs finished before it" }),
-  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000))).annotations({
-    description: "the most jobs this call purges (default 1,000)"
-  })
+  owner: Schema.optional(NameText),
+  finishedBefore: Schema.optional(RunAt).annotations({ description: "ISO-8601 time: only jobs finished before it" }),
+  limit: Schema.optional(PurgeLimit).annotations({ description: "the most jobs this call purges (default 1,000)" })
 }).annotations({ identifier: "PurgeBody" })
 export type PurgeBody = typeof PurgeBody.Type
+
+// the RPC group's payloads, from the same fields
+export const RpcPayloads = {
+  id: { id: JobIdFromString },
+  ids: { ids: JobIds },
+  wait: { id: JobIdFromString, wait: Schema.optional(WaitSeconds), afterVersion: Schema.optional(Version) },
+  filter: filterFields,
+  cursor: Schema.optional(Cursor),
+  update: updateFields,
+  progress: progressFields,
+  errorWhenFailed
+} as const

@@ -1,5 +1,5 @@
 import { HttpApp, HttpServerResponse } from "@effect/platform"
-import { Clock, Effect, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import { RateLimit } from "../Api.js"
 import { JobWatchConfig } from "../Config.js"
@@ -114,7 +114,7 @@ const waiting = new Set(["JobWatch", "EventsWatch", "JobWait", "JobWaitAll", "Jo
 const waitsFor = (tag: string, payload: unknown) =>
   waiting.has(tag) ||
   ((tag === "JobGet" || tag === "JobStatus") && typeof payload === "object" && payload !== null && "wait" in payload &&
-    typeof payload.wait === "number" && payload.wait > 0)
+    Duration.isDuration(payload.wait) && !Duration.isZero(payload.wait))
 
 /**
  * The RPC group's limits, around each call (inside authentication): the rate, a slot for the streams and waits,

@@ -3,7 +3,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Cause, Data, Effect, Stream } from "effect"
 import { JobWatchConfig } from "../Config.js"
 import { InvalidInput, PayloadTooLarge, UnsupportedMediaType } from "../Domain/Errors.js"
-import * as V from "../internal/validate.js"
+import * as V from "../Domain/Values.js"
 
 /** Reads a body without a length (chunked) up to `limit` bytes; `undefined` when it is longer (the rest unread). */
 const readBounded = (request: HttpServerRequest.HttpServerRequest, limit: number) =>

@@ -4,44 +4,85 @@ import { RpcSerialization, RpcServer } from "@effect/rpc"
 import type { Scope } from "effect"
 import { Effect, Either, Layer, Stream } from "effect"
 import { InvalidInput } from "../Domain/Errors.js"
+import type { JobId } from "../Domain/JobId.js"
 import { makeFrameChecker } from "./rpcFrames.js"
 import { Limits, RpcLimitsLive } from "./Limits.js"
-import { Operations } from "../Operations.js"
 import { Rpcs, StreamedEvent } from "../Rpcs.js"
+import { CompletionWatcher } from "../CompletionWatcher.js"
+import { CurrentUser } from "../Domain/Auth.js"
+import { JobNotFound } from "../Domain/Errors.js"
+import { WebhookList } from "../Domain/Webhook.js"
+import { Jobs } from "../Jobs.js"
+import { EventStream } from "../Streams/EventStream.js"
+import { Webhooks } from "../Webhooks.js"
+import { Workers } from "../Workers.js"
+import { listJobs, purgeJobs } from "../Jobs/Http.js"
+import { releaseJobs, updateJob } from "../Workers/Http.js"
+import { asOwner, asWorker, Waits } from "./Waits.js"
 
-/** The RPC group's handlers: the same `Operations` as the HTTP API, for the `CurrentUser` the middleware provides. */
+/** The RPC group's handlers: the services the HTTP API calls, for the `CurrentUser` the middleware provides. */
 export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
-  const ops = yield* Operations
+  const jobs = yield* Jobs
+  const workers = yield* Workers
+  const watcher = yield* CompletionWatcher
+  const streams = yield* EventStream
+  const hooks = yield* Webhooks
+  const waits = yield* Waits
+  /** The terminal outcomes of the caller's jobs `ids` (checked first: they exist and are the caller's). */
+  const waitForMany = (ids: ReadonlyArray<JobId>, mode: "all" | "any") =>
+    asOwner(({ owner }) => watcher.waitMany(ids, { mode, timeout: 0, owner })).pipe(
+      Effect.zipRight(
+        mode === "all" ? watcher.waitForAll(ids) : Effect.map(watcher.waitForFirst(ids), (outcome) => [outcome])
+      )
+    )
   return Rpcs.of({
-    JobEnqueue: (body) => ops.enqueue(body),
-    JobEnqueueBatch: ({ jobs }) => ops.enqueueBatch(jobs),
-    JobGet: ({ afterVersion, id, wait }) => ops.get(id, { wait, afterVersion }),
-    JobStatus: ({ afterVersion, id, wait }) => ops.status(id, { wait, afterVersion }),
-    JobList: (params) => ops.list(params),
-    JobCancel: ({ id }) => ops.cancel(id),
-    JobDelete: ({ id }) => ops.remove(id),
-    JobsPurge: (body) => ops.purge(body),
-    JobWait: ({ id }) => ops.waitFor(id),
-    JobWaitAll: ({ ids }) => ops.waitForMany(ids, "all"),
-    JobWaitFirst: ({ ids }) => Effect.map(ops.waitForMany(ids, "any"), (outcomes) => outcomes[0]!),
+    JobEnqueue: (body) => Effect.flatMap(CurrentUser, (user) => jobs.enqueue({ ...body, owner: user.sub })),
+    JobEnqueueBatch: (body) =>
+      Effect.flatMap(CurrentUser, (user) => jobs.enqueueBatch(body.jobs.map((job) => ({ ...job, owner: user.sub })))),
+    JobGet: ({ afterVersion, id, wait }) =>
+      asOwner((scope) => waits.longPoll(id, jobs.get(id, scope), { wait, afterVersion })),
+    JobStatus: ({ afterVersion, id, wait }) =>
+      asOwner((scope) => waits.longPoll(id, jobs.status(id, scope), { wait, afterVersion })),
+    JobList: (params) => listJobs(jobs, params),
+    JobCancel: ({ id }) => asOwner((scope) => jobs.cancel(id, scope)),
+    JobDelete: ({ id }) => asOwner((scope) => jobs.delete(id, scope)).pipe(Effect.catchTag("NotJobHolder", Effect.die)),
+    JobsPurge: (body) => purgeJobs(jobs, body),
+    JobWait: ({ id }) =>
+      asOwner(({ owner }) =>
+        Effect.flatMap(jobs.exists(id, { owner }), (found) => (found ? watcher.waitFor(id) : new JobNotFound({ id })))
+      ),
+    JobWaitAll: ({ ids }) => waitForMany(ids, "all"),
+    JobWaitFirst: ({ ids }) => Effect.map(waitForMany(ids, "any"), (outcomes) => outcomes[0]!),
     JobWatch: ({ afterVersion, id }) =>
-      Stream.unwrap(Effect.map(ops.jobEvents(id, { afterVersion }), Stream.map((item) => item.event))),
+      Stream.unwrap(asOwner(({ owner }) =>
+        Effect.map(streams.jobEvents(id, { owner, afterVersion }), (events) =>
+          waits.untilDrained(events).pipe(Stream.map((item) => item.event)))
+      )),
     EventsWatch: ({ cursor, ...filter }) =>
-      Stream.unwrap(Effect.map(ops.userEvents(filter, cursor), Stream.map((item) => new StreamedEvent(item, true)))),
-    WorkerClaim: ({ workerId, ...body }) => ops.claim(workerId, body),
-    WorkerRelease: ({ ids, workerId }) => ops.release(workerId, ids),
-    WorkerHeartbeat: ({ workerId }) => ops.heartbeat(workerId),
-    JobUpdate: ({ id, ...body }) => ops.update(id, body),
-    JobProgress: ({ id, ...body }) => ops.progress(id, body),
-    WebhookList: () => ops.webhooks.list,
-    WebhookCreate: (body) => ops.webhooks.create(body),
-    WebhookGet: ({ id }) => ops.webhooks.get(id),
-    WebhookUpdate: ({ id, ...changes }) => ops.webhooks.update(id, changes),
-    WebhookDelete: ({ id }) => ops.webhooks.remove(id),
-    WebhookRotateSecret: ({ id }) => ops.webhooks.rotateSecret(id),
-    WebhookDeliveries: ({ id, limit, page }) => ops.webhooks.deliveries(id, page, limit)
+      Stream.unwrap(asOwner(({ owner }) =>
+        Effect.map(streams.userEvents({ ...filter, owner }, cursor), (events) =>
+          waits.untilDrained(events).pipe(Stream.map((item) => new StreamedEvent(item, true))))
+      )),
+    WorkerClaim: ({ workerId, ...body }) =>
+      Effect.zipRight(
+        asWorker(workerId),
+        workers.claim(workerId, { ...body, wait: waits.cap(body.wait), until: waits.draining })
+      ),
+    WorkerRelease: ({ ids, workerId }) => releaseJobs(workers, workerId, ids),
+    WorkerHeartbeat: ({ workerId }) => Effect.zipRight(asWorker(workerId), workers.heartbeat(workerId)),
+    JobUpdate: ({ id, ...body }) => updateJob(workers, id, body),
+    JobProgress: ({ id, workerId, ...report }) =>
+      Effect.zipRight(asWorker(workerId), workers.progress(id, report, { workerId })),
+    WebhookList: () =>
+      asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))),
+    WebhookCreate: (body) => Effect.flatMap(CurrentUser, (user) => hooks.create(user.sub, body)),
+    WebhookGet: ({ id }) => asOwner(({ owner }) => hooks.get(id, owner)),
+    WebhookUpdate: ({ id, ...changes }) => asOwner(({ owner }) => hooks.update(id, owner, changes)),
+    WebhookDelete: ({ id }) => asOwner(({ owner }) => hooks.remove(id, owner)),
+    WebhookRotateSecret: ({ id }) => asOwner(({ owner }) => hooks.rotateSecret(id, owner)),
+    WebhookDeliveries: ({ id, limit, page }) => asOwner(({ owner }) => hooks.deliveries(id, owner, { page, limit }))
   })
-})).pipe(Layer.provide(Operations.Default))
+})).pipe(Layer.provide(Waits.Default))
 
 const refused = (error: InvalidInput) => HttpServerResponse.unsafeJson(error, { status: 400 })
 

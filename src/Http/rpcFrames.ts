@@ -2,7 +2,8 @@ import { Rpc } from "@effect/rpc"
 import { Either, Exit, ParseResult, Predicate, Schema } from "effect"
 import { InvalidInput } from "../Domain/Errors.js"
 import { Rpcs } from "../Rpcs.js"
-import * as V from "../internal/validate.js"
+import { invalidOf } from "../internal/invalid.js"
+import * as V from "../Domain/Values.js"
 
 // The RPC server of @effect/rpc 0.76 trusts its frames: a request whose `headers` is not a list of pairs throws
 // inside it (500), a payload that does not decode answers a defect holding the schema's text, and a frame that is
@@ -21,22 +22,8 @@ export interface Frames {
 const MAX_HEADERS = 100
 const idPattern = /^[0-9]{1,20}$/
 
-/** A parse issue's path as the services name fields: `jobs[3].name`. */
-export const fieldOfPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (field, key) => typeof key === "number" ? `${field}[${key}]` : field === "" ? String(key) : `${field}.${String(key)}`,
-    ""
-  )
-
 /** The `InvalidInput` of a payload that did not decode: its first issue's field, and a bounded message. */
-export const invalidPayload = (error: ParseResult.ParseError): InvalidInput => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  const field = issue === undefined || issue.path.length === 0 ? "payload" : fieldOfPath(issue.path)
-  const message = V.excerpt(issue?.message ?? "is invalid")
-  // "is missing", "is unexpected"; else the schema's "Expected …, actual …"
-  const phrased = message.startsWith("is ") ? message : `is invalid: ${message.charAt(0).toLowerCase()}${message.slice(1)}`
-  return new InvalidInput({ field, message: `${field} ${phrased}` })
-}
+export const invalidPayload = (error: ParseResult.ParseError): InvalidInput => invalidOf(error)
 
 const isPair = (value: unknown): value is readonly [string, string] =>
   Array.isArray(value) && value.length === 2 && typeof value[0] === "string" && typeof value[1] === "string"

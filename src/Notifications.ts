@@ -1,7 +1,6 @@
 import {
   Cause,
   Clock,
-  DateTime,
   Duration,
   Effect,
   Metric,
@@ -12,14 +11,11 @@ import {
   Stream
 } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { JobError, JobOutcome } from "./Domain/Job.js"
+import type { JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
-import { JobId } from "./Domain/JobId.js"
-import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
+import type { JobId } from "./Domain/JobId.js"
+import { decodeOutcomePayload, EventsRepo, Listener, LocalEvents } from "./EventLog.js"
 import { makeStreak } from "./internal/retry.js"
-import { JobsRepo } from "./Jobs/JobsRepo.js"
-import { Listener } from "./EventLog/Listener.js"
-import { LocalEvents } from "./EventLog/LocalEvents.js"
 
 /**
  * One subscriber of one job. `cursor` is the last version it has seen; `null` asks for the job's current
@@ -54,42 +50,6 @@ export interface NotificationStats {
   readonly jobsRead: number
 }
 
-/** One item of an outcome notification (sql/0004_outcome_notifications.sql): our own JSON, typed, not decoded. */
-interface OutcomeItem {
-  readonly id: JobId
-  readonly version: number
-  readonly status: JobStatus
-  readonly result: unknown
-  readonly errorCode: string | null
-  readonly errorMessage: string | null
-  readonly at: string
-}
-
-/** The items of an outcome notification; `undefined` when it is not what the trigger sends (never expected). */
-const decodeOutcomes = (payload: string): ReadonlyArray<OutcomeItem> | undefined => {
-  try {
-    const items: unknown = JSON.parse(payload)
-    return Array.isArray(items) && items.every((i) => typeof i?.id === "string" && typeof i.version === "number")
-      ? items as ReadonlyArray<OutcomeItem>
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
-const toOutcome = (item: OutcomeItem): JobOutcome =>
-  new JobOutcome({
-    id: item.id,
-    status: item.status,
-    terminal: isTerminal(item.status),
-    result: item.result ?? null,
-    error: item.errorCode === null && item.errorMessage === null
-      ? null
-      : new JobError({ code: item.errorCode, message: item.errorMessage ?? "" }, true),
-    version: item.version,
-    finishedAt: DateTime.unsafeMake(item.at)
-  }, true)
-
 const chunkSize = 1000
 /**
  * A batch that read at least this many jobs, or that found more than one doorbell waiting (they arrived while
@@ -116,9 +76,9 @@ const notifyToResolve = Metric.histogram(
  * that changed and are watched here, and hands them, in version order, to those jobs' subscribers.
  */
 export class Notifications extends Effect.Service<Notifications>()("jobwatch/Notifications", {
-  dependencies: [JobsRepo.Default, Listener.Default, LocalEvents.Default],
+  dependencies: [EventsRepo.Default, Listener.Default, LocalEvents.Default],
   scoped: Effect.gen(function*() {
-    const repo = yield* JobsRepo
+    const repo = yield* EventsRepo
     const listener = yield* Listener
     const local = yield* LocalEvents
     const config = yield* JobWatchConfig
@@ -349,8 +309,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
      * their cursor moves to that version, so the doorbell that follows costs no read for them either.
      */
     const deliverOutcomes = (payload: string) => {
-      const items = decodeOutcomes(payload)
-      if (items === undefined) {
+      const outcomes = decodeOutcomePayload(payload)
+      if (outcomes === undefined) {
         // never expected: the doorbell that follows makes the waiters read instead
         // its length only: a payload carries results, which are not for the logs
         Effect.runFork(
@@ -358,13 +318,12 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         )
         return
       }
-      for (const item of items) {
-        const registrations = index.get(item.id)
+      for (const outcome of outcomes) {
+        const registrations = index.get(outcome.id)
         if (registrations === undefined) continue
-        const outcome = toOutcome(item)
         for (const r of registrations) {
           if (r.subscriber.onOutcome === undefined) continue
-          r.cursor = Math.max(r.cursor ?? 0, item.version)
+          r.cursor = Math.max(r.cursor ?? 0, outcome.version)
           r.subscriber.onOutcome(outcome)
         }
       }

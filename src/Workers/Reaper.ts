@@ -4,8 +4,8 @@ import pg from "pg"
 import { JobWatchConfig } from "../Config.js"
 import { makeStreak } from "../internal/retry.js"
 import { clientConfig } from "../EventLog/Listener.js"
-import type { Reaped } from "./WorkersRepo.js"
-import { WorkersRepo } from "./WorkersRepo.js"
+import type { Reaped } from "./ClaimsRepo.js"
+import { ReaperRepo } from "./ReaperRepo.js"
 
 /** What the reaper has done in this process (tests, diagnostics, `/ready`-style reporting). */
 export interface ReaperState {
@@ -55,7 +55,7 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
 export const make = (connection: pg.ClientConfig, options: { readonly campaign?: boolean } = {}) =>
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
-    const repo = yield* WorkersRepo
+    const repo = yield* ReaperRepo
     const state = yield* Ref.make<ReaperState>({
       leader: false,
       passes: 0,
@@ -204,6 +204,6 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
 
 /** The reaper of this process (see `make`), on a dedicated connection to the `PgClient`'s database. */
 export class Reaper extends Effect.Service<Reaper>()("jobwatch/Reaper", {
-  dependencies: [WorkersRepo.Default],
+  dependencies: [ReaperRepo.Default],
   scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config, "jobwatch-reaper")))
 }) {}

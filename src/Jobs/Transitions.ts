@@ -124,8 +124,8 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
     })
 
     /**
-     * The transition primitive: in one call of `job_transition`, lock the job, compare-and-set its status
-     * with `version = version + 1`, and insert the event of that version (whose trigger rings the doorbell).
+     * The transition primitive: in one call of `job_transition`, lock the job, compare-and-set its status, move it
+     * to its next version and insert the event of that version (whose trigger rings the doorbell).
      */
     const transition = (t: Transition): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
       const from = t.from ?? (t.to === undefined ? [] : allowedFrom(t.to))

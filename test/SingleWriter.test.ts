@@ -63,7 +63,7 @@ describe("one writer of the event log", () => {
   })
 
   layer(testLayer())((it) => {
-    it.effect("every path that changes a job writes the event of each version: versions 1..n, gap-free, as the job's", () =>
+    it.effect("every path that changes a job writes the event of each of its versions, 1..n, gap-free", () =>
       Effect.gen(function*() {
         const jobs = yield* Jobs
         const workers = yield* Workers

@@ -32,7 +32,8 @@ BEGIN
     SELECT id, status, floor(extract(epoch FROM scheduled_at) * 1000)::float8,
       floor(extract(epoch FROM created_at) * 1000)::float8
     FROM ins$q$,
-    CASE WHEN p_keyed THEN 'ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING' ELSE '' END)
+    CASE WHEN p_keyed THEN 'ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING'
+      ELSE '' END)
   USING p_jobs;
 END
 $$;

@@ -6,7 +6,7 @@ import type { JobEvent } from "../Domain/JobEvent.js"
 import type { JobId } from "../Domain/JobId.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import { decodeEventRows, EventRow, eventColumns, toJobEvent } from "../internal/rows.js"
-import { OutcomeFromJson } from "./Outcome.js"
+import { fromOutcomeJson, OutcomeJson } from "./Outcome.js"
 
 /**
  * A position in the stream of all events: the writing transaction's id (a decimal xid8), then the job and version.
@@ -25,8 +25,10 @@ export interface StreamFilter {
   readonly name?: string | undefined
 }
 
-const decodeStreamRows = Schema.decodeUnknown(Schema.Array(Schema.extend(EventRow, Schema.Struct({ tx: Schema.String }))))
-const decodeOutcomeRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({ outcome: OutcomeFromJson })))
+const StreamRow = Schema.extend(EventRow, Schema.Struct({ tx: Schema.String }))
+const decodeStreamRows = Schema.decodeUnknown(Schema.Array(StreamRow))
+const decodeOutcomeRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({ outcome: OutcomeJson })))
+const noJob = "00000000-0000-0000-0000-000000000000"
 const decodeXmin = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ xmin: Schema.String })))
 
 /** The reads of the event log (it is written by the SQL functions only). `SqlError`s and bad rows are defects. */
@@ -97,7 +99,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
     /** The position before every event not yet ended now: where a stream that starts "from now" begins. */
     const streamNow = sql`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.pipe(
       Effect.flatMap(decodeXmin),
-      Effect.map(([row]): StreamPosition => ({ tx: row.xmin, jobId: "00000000-0000-0000-0000-000000000000", version: 0 })),
+      Effect.map(([row]): StreamPosition => ({ tx: row.xmin, jobId: noJob, version: 0 })),
       Effect.orDie
     )
 
@@ -109,7 +111,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
                 j.finished_at) AS outcome
               FROM ${jobs} j WHERE j.id = ANY(${ids}::uuid[])`.pipe(
           Effect.flatMap(decodeOutcomeRows),
-          Effect.map((rows) => rows.map((row) => row.outcome)),
+          Effect.map((rows) => rows.map((row) => fromOutcomeJson(row.outcome))),
           Effect.orDie
         )
 

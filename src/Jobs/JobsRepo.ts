@@ -8,7 +8,7 @@ import { JobId, makeEventId } from "../Domain/JobId.js"
 import type { Backoff } from "../Domain/Worker.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import { JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
-import { decodeJobRows, jobColumns, toJobInfo } from "../internal/rows.js"
+import { DbJobId, decodeJobRows, jobColumns, toJobInfo } from "../internal/rows.js"
 
 /** A validated job, ready to insert (see `Jobs.enqueue`). */
 export interface NewJob {
@@ -40,7 +40,7 @@ export interface ListFilter {
 
 /** What `job_enqueue` answers per job inserted; timestamps as epoch milliseconds. */
 const InsertedRow = Schema.Struct({
-  id: JobId,
+  id: DbJobId,
   status: JobStatusSchema,
   scheduledAt: Schema.Number,
   createdAt: Schema.Number
@@ -50,7 +50,7 @@ const decodeInserted = Schema.decodeUnknown(Schema.Array(InsertedRow))
 const ExistingRow = Schema.Struct({
   owner: Schema.NullOr(Schema.String),
   idempotencyKey: Schema.String,
-  id: JobId,
+  id: DbJobId,
   name: Schema.String,
   queue: Schema.String,
   status: JobStatusSchema,
@@ -58,9 +58,9 @@ const ExistingRow = Schema.Struct({
   createdAt: Schema.DateFromSelf
 })
 
-const StatusRow = Schema.Struct({ id: JobId, status: JobStatusSchema, percent: Schema.Number, version: Schema.Number })
+const StatusRow = Schema.Struct({ id: DbJobId, status: JobStatusSchema, percent: Schema.Number, version: Schema.Number })
 
-const decodeIds = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: JobId })))
+const decodeIds = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: DbJobId })))
 const decodeTotal = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ total: Schema.Number })))
 const json = (value: unknown) => JSON.stringify(value)
 

@@ -7,8 +7,8 @@ import { JobId } from "../Domain/JobId.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import { allowedFrom, JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
 import { LocalEvents } from "../EventLog.js"
-import type { EventRecord, JobRecord } from "../internal/rows.js"
-import { decodeFound, EventRecord as EventRecordSchema, eventRowOf, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
+import type { JobRecord } from "../internal/rows.js"
+import { DbJobId, decodeFound, EventRecord, eventRowOf, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
 import { JobsRepo } from "./JobsRepo.js"
 
 /**
@@ -69,13 +69,15 @@ export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("
 
 /** What `job_complete_many` answers per job found: its event if completed. */
 const Completed = Schema.Struct({
-  id: JobId,
+  id: DbJobId,
   foundStatus: JobStatusSchema,
   foundWorker: Schema.NullOr(Schema.String),
-  event: Schema.NullOr(EventRecordSchema),
+  event: Schema.NullOr(EventRecord),
   result: Schema.Unknown
 })
-const decodeCompleted = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ answers: Schema.NullOr(Schema.Array(Completed)) })))
+const decodeCompleted = Schema.decodeUnknown(
+  Schema.Tuple(Schema.Struct({ answers: Schema.NullOr(Schema.Array(Completed)) }))
+)
 
 /** The holder's fail: see `Transitions.failAttempt`. */
 export interface AttemptFailure {

@@ -4,16 +4,16 @@ import { JobWatchConfig } from "../Config.js"
 import type { JobInfo } from "../Domain/Job.js"
 import { JobId } from "../Domain/JobId.js"
 import { JobStatus } from "../Domain/JobStatus.js"
-import { decodeJobRows, jobColumns, toJobInfo } from "../internal/rows.js"
+import { DbJobId, decodeJobRows, jobColumns, toJobInfo } from "../internal/rows.js"
 
 /** What a set-based change (`job_bulk`) changed. */
-export const Reaped = Schema.Struct({ id: JobId, status: JobStatus, previousStatus: JobStatus })
+export const Reaped = Schema.Struct({ id: DbJobId, status: JobStatus, previousStatus: JobStatus })
 export type Reaped = typeof Reaped.Type
 
 /** The answer of a `job_bulk` call. */
 export const decodeReaped = Schema.decodeUnknown(Schema.Array(Reaped))
 
-const HeartbeatRow = Schema.Struct({ known: Schema.Boolean, cancelRequested: Schema.Array(JobId) })
+const HeartbeatRow = Schema.Struct({ known: Schema.Boolean, cancelRequested: Schema.Array(DbJobId) })
 const decodeHeartbeat = Schema.decodeUnknown(Schema.Tuple(HeartbeatRow))
 
 export interface ClaimOptions {

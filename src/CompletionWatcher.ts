@@ -1,26 +1,16 @@
 import { Deferred, Duration, Effect, Option, Queue, Schema, Stream } from "effect"
 import type { InvalidInput } from "./Domain/Errors.js"
 import { JobNotFound } from "./Domain/Errors.js"
-import { JobOutcome } from "./Domain/Job.js"
+import type { JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
 import { isTerminalEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import { DurationInput, JobIdFromString, JobIds, Version } from "./Domain/Requests.js"
 import { decodeField } from "./internal/invalid.js"
-import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { EventsRepo, outcomeOfEvent } from "./EventLog.js"
+import { JobsRepo } from "./Jobs.js"
 import { Notifications } from "./Notifications.js"
-
-const outcomeOf = (event: JobEvent): JobOutcome =>
-  new JobOutcome({
-    id: event.jobId,
-    status: event.status,
-    terminal: isTerminal(event.status),
-    result: event.result ?? null,
-    error: event.error,
-    version: event.version,
-    finishedAt: isTerminal(event.status) ? event.timestamp : null
-  }, true)
 
 const jobIdOf = decodeField(JobIdFromString, "id")
 const decodeIds = decodeField(JobIds, "ids")
@@ -32,10 +22,11 @@ const afterVersionOf = decodeField(Version, "afterVersion")
  * and a job nobody waits for any more costs nothing.
  */
 export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobwatch/CompletionWatcher", {
-  dependencies: [Notifications.Default, JobsRepo.Default],
+  dependencies: [Notifications.Default, JobsRepo.Default, EventsRepo.Default],
   effect: Effect.gen(function*() {
     const notifications = yield* Notifications
     const repo = yield* JobsRepo
+    const eventsRepo = yield* EventsRepo
 
     /**
      * One subscription entry per distinct id; `onOutcome` gets each job's index in `unique` and its terminal
@@ -63,7 +54,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
             },
             onEvents: (events: ReadonlyArray<JobEvent>) => {
               const last = events[events.length - 1]!
-              if (isTerminalEvent(last)) resolve(outcomeOf(last))
+              if (isTerminalEvent(last)) resolve(outcomeOfEvent(last))
             },
             onOutcome: resolve,
             // purged while it was waited for: as unknown as any other id
@@ -212,7 +203,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       const waited = Duration.isZero(timeout) ? Option.none() : yield* (options.mode === "all"
         ? waitForAll(jobIds).pipe(Effect.asVoid)
         : waitForFirst(jobIds).pipe(Effect.asVoid)).pipe(Effect.timeoutOption(timeout))
-      const outcomes = new Map((yield* repo.outcomes(jobIds)).map((outcome) => [outcome.id, outcome]))
+      const outcomes = new Map((yield* eventsRepo.outcomes(jobIds)).map((outcome) => [outcome.id, outcome]))
       const jobs: Array<JobOutcome> = []
       for (const id of jobIds) {
         const outcome = outcomes.get(id)

@@ -1,7 +1,11 @@
 /**
- * The event log's public face: the LISTEN connection that hears its notifications (`Listener`) and this process's
- * own events (`LocalEvents`).
+ * The event log's public face: its reads (`EventsRepo`; it is written by the SQL functions only), the LISTEN
+ * connection that hears its notifications (`Listener`), this process's own events (`LocalEvents`) and a job's
+ * outcome (`Outcome`).
  */
 export { Listener } from "./EventLog/Listener.js"
 export type { ListenerState } from "./EventLog/Listener.js"
 export { LocalEvents } from "./EventLog/LocalEvents.js"
+export { EventsRepo } from "./EventLog/EventsRepo.js"
+export type { StreamFilter, StreamPosition } from "./EventLog/EventsRepo.js"
+export { decodeOutcomePayload, fromOutcomeJson, makeOutcome, OutcomeJson, outcomeOfEvent } from "./EventLog/Outcome.js"

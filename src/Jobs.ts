@@ -25,6 +25,12 @@ import { checkTarget, secretProblem } from "./Webhooks/security.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { PurgeRepo } from "./Jobs/PurgeRepo.js"
+import { Transitions } from "./Jobs/Transitions.js"
+
+export { JobsRepo } from "./Jobs/JobsRepo.js"
+export type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
+export { Transitions, TransitionRefused } from "./Jobs/Transitions.js"
+export type { AttemptFailure, Change, Transition } from "./Jobs/Transitions.js"
 
 /**
  * What a job is enqueued with: `EnqueueBody`'s fields (`Domain/Requests.ts`, the same bounds) with durations as
@@ -102,9 +108,10 @@ const millis = (d: Duration.Duration | undefined, fallback: number) => (d === un
 
 /** Enqueue, read, list, cancel and delete jobs. */
 export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
-  dependencies: [JobsRepo.Default, PurgeRepo.Default],
+  dependencies: [JobsRepo.Default, Transitions.Default, PurgeRepo.Default],
   effect: Effect.gen(function*() {
     const repo = yield* JobsRepo
+    const transitions = yield* Transitions
     const purgeRepo = yield* PurgeRepo
     const config = yield* JobWatchConfig
 
@@ -238,7 +245,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     })
 
     const cancel = Effect.fn("Jobs.cancel")(function*(id: string, scope: OwnerScope = {}) {
-      return yield* repo.cancel(yield* jobIdOf(id), { owner: scope.owner })
+      return yield* transitions.cancel(yield* jobIdOf(id), { owner: scope.owner })
     })
 
     /** Purges a finished job: answers its last state; `JobNotFound` if it went meanwhile. */
@@ -255,7 +262,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
      */
     const remove = Effect.fn("Jobs.delete")(function*(id: string, scope: OwnerScope = {}) {
       const jobId = yield* jobIdOf(id)
-      return yield* repo.remove(jobId, { owner: scope.owner }).pipe(
+      return yield* transitions.remove(jobId, { owner: scope.owner }).pipe(
         Effect.catchTag("InvalidTransition", (refused): Effect.Effect<JobInfo, JobNotFound | InvalidTransition> =>
           isTerminal(refused.from) ? purgeOne(jobId, scope.owner) : Effect.fail(refused))
       )

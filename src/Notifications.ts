@@ -1,117 +1,34 @@
 import {
   Cause,
   Clock,
-  DateTime,
   Duration,
   Effect,
   Metric,
-  MetricBoundaries,
   Option,
   Queue,
   Schedule,
   Stream
 } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { JobError, JobOutcome } from "./Domain/Job.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
-import { JobId } from "./Domain/JobId.js"
-import { isTerminal, JobStatus } from "./Domain/JobStatus.js"
+import type { JobId } from "./Domain/JobId.js"
+import { decodeOutcomePayload, EventsRepo, Listener, LocalEvents } from "./EventLog.js"
+import type { NotificationStats, Registration, SubscribeFrom, Subscriber } from "./EventLog/Subscriptions.js"
+import {
+  burstDoorbells,
+  burstJobs,
+  chunkSize,
+  notifyToResolve,
+  readsTotal,
+  reconcilesTotal,
+  subscribersGauge,
+  wakeupsTotal,
+  watchedJobs
+} from "./EventLog/Subscriptions.js"
 import { makeStreak } from "./internal/retry.js"
-import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { PurgeRepo } from "./Jobs/PurgeRepo.js"
-import { Listener } from "./EventLog/Listener.js"
-import { LocalEvents } from "./EventLog/LocalEvents.js"
 
-/**
- * One subscriber of one job. `cursor` is the last version it has seen; `null` asks for the job's current
- * outcome first (`onSnapshot`), after which it follows the events.
- */
-export interface Subscriber {
-  readonly onEvents: (events: ReadonlyArray<JobEvent>) => void
-  /** The job's outcome when the subscription started; `undefined` when there is no such job. */
-  readonly onSnapshot?: (outcome: JobOutcome | undefined) => void
-  /**
-   * A terminal outcome carried by the notification itself (no read). A subscriber that takes it needs no events
-   * up to that version: waiters, not streams.
-   */
-  readonly onOutcome?: (outcome: JobOutcome) => void
-  /** The job no longer exists (it was purged): no event will come. */
-  readonly onGone?: () => void
-}
-
-export type SubscribeFrom =
-  | { readonly afterVersion: number }
-  | { readonly snapshot: true }
-
-interface Registration {
-  cursor: number | null
-  readonly subscriber: Subscriber
-}
-
-/** Reads of the job tables made by the notification path (tests and benchmarks count them). */
-export interface NotificationStats {
-  readonly wakeups: number
-  readonly reads: number
-  readonly reconciles: number
-  /** Jobs read and served: counted once what was read has been handed to the subscribers. */
-  readonly jobsRead: number
-}
-
-/** One item of an outcome notification (sql/0004_outcome_notifications.sql): our own JSON, typed, not decoded. */
-interface OutcomeItem {
-  readonly id: JobId
-  readonly version: number
-  readonly status: JobStatus
-  readonly result: unknown
-  readonly errorCode: string | null
-  readonly errorMessage: string | null
-  readonly at: string
-}
-
-/** The items of an outcome notification; `undefined` when it is not what the trigger sends (never expected). */
-const decodeOutcomes = (payload: string): ReadonlyArray<OutcomeItem> | undefined => {
-  try {
-    const items: unknown = JSON.parse(payload)
-    return Array.isArray(items) && items.every((i) => typeof i?.id === "string" && typeof i.version === "number")
-      ? items as ReadonlyArray<OutcomeItem>
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
-const toOutcome = (item: OutcomeItem): JobOutcome =>
-  new JobOutcome({
-    id: item.id,
-    status: item.status,
-    terminal: isTerminal(item.status),
-    result: item.result ?? null,
-    error: item.errorCode === null && item.errorMessage === null
-      ? null
-      : new JobError({ code: item.errorCode, message: item.errorMessage ?? "" }, true),
-    version: item.version,
-    finishedAt: DateTime.unsafeMake(item.at)
-  }, true)
-
-const chunkSize = 1000
-/**
- * A batch that read at least this many jobs, or that found more than one doorbell waiting (they arrived while
- * the previous batch was being handled: traffic is concurrent), marks a burst: the next batch may then wait out
- * the rest of the `debounce` window. Doorbells one at a time are handled at once.
- */
-const burstJobs = 100
-const burstDoorbells = 2
-
-const watchedJobs = Metric.gauge("jobwatch_watched_jobs", { description: "jobs with at least one subscriber here" })
-const subscribersGauge = Metric.gauge("jobwatch_subscribers", { description: "waiters, long-polls and streams" })
-const wakeupsTotal = Metric.counter("jobwatch_wakeups_total", { incremental: true })
-const readsTotal = Metric.counter("jobwatch_notification_reads_total", { incremental: true })
-const reconcilesTotal = Metric.counter("jobwatch_reconciles_total", { incremental: true })
-const notifyToResolve = Metric.histogram(
-  "jobwatch_notify_to_resolve_ms",
-  MetricBoundaries.exponential({ start: 0.25, factor: 2, count: 14 }),
-  "from a doorbell's arrival to its events being handed to subscribers"
-)
+export type { NotificationStats, SubscribeFrom, Subscriber } from "./EventLog/Subscriptions.js"
 
 /**
  * The notification path (ARCHITECTURE §3): doorbells, reconcile signals and the refresh schedule, coalesced
@@ -119,9 +36,9 @@ const notifyToResolve = Metric.histogram(
  * that changed and are watched here, and hands them, in version order, to those jobs' subscribers.
  */
 export class Notifications extends Effect.Service<Notifications>()("jobwatch/Notifications", {
-  dependencies: [JobsRepo.Default, PurgeRepo.Default, Listener.Default, LocalEvents.Default],
+  dependencies: [EventsRepo.Default, PurgeRepo.Default, Listener.Default, LocalEvents.Default],
   scoped: Effect.gen(function*() {
-    const repo = yield* JobsRepo
+    const repo = yield* EventsRepo
     const purges = yield* PurgeRepo
     const listener = yield* Listener
     const local = yield* LocalEvents
@@ -369,8 +286,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
      * their cursor moves to that version, so the doorbell that follows costs no read for them either.
      */
     const deliverOutcomes = (payload: string) => {
-      const items = decodeOutcomes(payload)
-      if (items === undefined) {
+      const outcomes = decodeOutcomePayload(payload)
+      if (outcomes === undefined) {
         // never expected: the doorbell that follows makes the waiters read instead
         // its length only: a payload carries results, which are not for the logs
         Effect.runFork(
@@ -378,13 +295,12 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         )
         return
       }
-      for (const item of items) {
-        const registrations = index.get(item.id)
+      for (const outcome of outcomes) {
+        const registrations = index.get(outcome.id)
         if (registrations === undefined) continue
-        const outcome = toOutcome(item)
         for (const r of registrations) {
           if (r.subscriber.onOutcome === undefined) continue
-          r.cursor = Math.max(r.cursor ?? 0, item.version)
+          r.cursor = Math.max(r.cursor ?? 0, outcome.version)
           r.subscriber.onOutcome(outcome)
         }
       }

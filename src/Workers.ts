@@ -8,11 +8,11 @@ import { InvalidInput } from "./Domain/Errors.js"
 import { ClaimLimit, during, ErrorCode, ErrorMessage, JobIdFromString, Names, NoteText, WorkerIdText } from "./Domain/Requests.js"
 import { jsonValueTooDeep, MAX_JSON_DEPTH } from "./Domain/Values.js"
 import { decodeField, jsonValue } from "./internal/invalid.js"
-import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { Transitions } from "./Jobs.js"
 import { Listener } from "./EventLog/Listener.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
 import { ProgressReporter } from "./Workers/ProgressReporter.js"
-import { WorkersRepo } from "./Workers/WorkersRepo.js"
+import { ClaimsRepo } from "./Workers/ClaimsRepo.js"
 
 export interface ClaimOptions {
   /** The queues served; default `["default"]`. */
@@ -81,10 +81,10 @@ const MAX_COMPLETE_MANY = 1000
  * holder may start, complete, fail or acknowledge the cancellation of a job (`NotJobHolder` otherwise).
  */
 export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
-  dependencies: [JobsRepo.Default, WorkersRepo.Default, ProgressReporter.Default, Listener.Default],
+  dependencies: [Transitions.Default, ClaimsRepo.Default, ProgressReporter.Default, Listener.Default],
   scoped: Effect.gen(function*() {
-    const repo = yield* JobsRepo
-    const workersRepo = yield* WorkersRepo
+    const transitions = yield* Transitions
+    const claims = yield* ClaimsRepo
     const reporter = yield* ProgressReporter
     const listener = yield* Listener
     const config = yield* JobWatchConfig
@@ -130,7 +130,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       if (poisoned.length === 0) return Effect.succeed(jobs)
       return Effect.flatMap(now, (at) =>
         Effect.forEach(poisoned, (job) =>
-          workersRepo.failAttempt(job.id, {
+          transitions.failAttempt(job.id, {
             workerId,
             code: "undeliverable",
             error: `its payload nests deeper than ${MAX_JSON_DEPTH} levels: no worker can be sent it`,
@@ -145,7 +145,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
 
     /** Releases the jobs of a claim whose caller went away before it was answered. */
     const giveBack = (workerId: string, jobs: ReadonlyArray<ClaimedJob>) =>
-      workersRepo.release(workerId, jobs.map((job) => job.id)).pipe(
+      claims.release(workerId, jobs.map((job) => job.id)).pipe(
         Effect.tap((released) => Effect.logInfo(`a claim of worker ${workerId} was interrupted: released ${released.length} jobs`)),
         Effect.catchAllCause((cause) => Effect.logWarning("could not release the jobs of an interrupted claim", cause))
       )
@@ -164,7 +164,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         options.heartbeatInterval === undefined ? config.heartbeatInterval : yield* heartbeatOf(options.heartbeatInterval)
       )
       const claimOnce = Effect.flatMap(now, (at) =>
-        repo.claim({
+        claims.claim({
           workerId: worker,
           queues,
           names,
@@ -223,7 +223,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     /** Marks the worker alive, extends the leases of its jobs, and answers its jobs whose cancellation was requested. */
     const heartbeat = Effect.fn("Workers.heartbeat")(function*(workerId: string) {
       const worker = yield* workerIdOf(workerId)
-      const result = yield* workersRepo.heartbeat(worker, yield* now)
+      const result = yield* claims.heartbeat(worker, yield* now)
       if (!result.known) return yield* new WorkerNotFound({ workerId: worker })
       return HeartbeatResult.make({ cancelRequested: result.cancelRequested })
     })
@@ -238,7 +238,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
 
     /** claimed → running. */
     const start = Effect.fn("Workers.start")(function*(id: string, scope: WorkerScope = {}) {
-      return yield* repo.start(yield* jobIdOf()(id), yield* scopeOf(scope))
+      return yield* transitions.start(yield* jobIdOf()(id), yield* scopeOf(scope))
     })
 
     /** Reports progress (throttled; see `ProgressReporter`, which traces the writes: a span per report would cost more than the report). */
@@ -260,7 +260,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       const scope = yield* scopeOf(options)
       const resultJson = yield* jsonValue("result", options.result, config.maxPayloadBytes)
       yield* reporter.flush(jobId)
-      return yield* repo.complete(jobId, { ...scope, resultJson })
+      return yield* transitions.complete(jobId, { ...scope, resultJson })
     })
 
     /**
@@ -290,7 +290,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         })
       }
       yield* Effect.forEach(validated, (item) => reporter.flush(item.id), { discard: true })
-      return yield* repo.completeMany(worker, validated)
+      return yield* transitions.completeMany(worker, validated)
     })
 
     /**
@@ -309,7 +309,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         )
       }
       yield* reporter.flush(jobId)
-      return yield* workersRepo.failAttempt(jobId, {
+      return yield* transitions.failAttempt(jobId, {
         ...scope,
         code,
         error,
@@ -323,14 +323,14 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     const canceled = Effect.fn("Workers.canceled")(function*(id: string, scope: WorkerScope = {}) {
       const jobId = yield* jobIdOf()(id)
       yield* reporter.flush(jobId)
-      return yield* repo.markCanceled(jobId, yield* scopeOf(scope))
+      return yield* transitions.markCanceled(jobId, yield* scopeOf(scope))
     })
 
     /** Lets go of the worker's held jobs (`ids`, or all) without using up their attempts: back to `pending`. */
     const release = Effect.fn("Workers.release")(function*(workerId: string, ids?: ReadonlyArray<JobId>) {
       const worker = yield* workerIdOf(workerId)
       if (ids !== undefined) yield* Effect.forEach(ids, reporter.flush, { discard: true })
-      return yield* workersRepo.release(worker, ids)
+      return yield* claims.release(worker, ids)
     })
 
     /**

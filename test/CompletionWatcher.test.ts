@@ -7,7 +7,7 @@ import { JobWatchConfig } from "../src/Config.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { Repos } from "./support/repos.js"
 import { awaitConnected, Listener } from "../src/EventLog/Listener.js"
 import { Notifications } from "../src/Notifications.js"
 import { jobIn, uniqueQueue } from "./support/fixtures.js"
@@ -17,17 +17,17 @@ import * as TestDb from "./support/TestDb.js"
 const testLayer = (config: JobWatchConfigInput = {}) =>
   Layer.mergeAll(
     JobWatch.layer,
-    Layer.mergeAll(JobsRepo.Default, Notifications.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
+    Layer.mergeAll(Repos.Default, Notifications.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
   ).pipe(Layer.provideMerge(TestDb.layer(config, { maxConnections: 30 })))
 
 /**
  * Runs `effect` with a `JobsRepo` of its own pool (as another process would): its transitions reach this
  * process's waiters by the doorbell and a read, not by the in-process fast path.
  */
-const remotely = <A, E>(effect: Effect.Effect<A, E, JobsRepo>) =>
+const remotely = <A, E>(effect: Effect.Effect<A, E, Repos>) =>
   Effect.flatMap(JobWatchConfig, ({ schema }) =>
     effect.pipe(
-      Effect.provide(JobsRepo.Default.pipe(Layer.provide(Layer.merge(TestDb.pgLayer(4), JobWatchConfig.layer({ schema })))))
+      Effect.provide(Repos.Default.pipe(Layer.provide(Layer.merge(TestDb.pgLayer(4), JobWatchConfig.layer({ schema })))))
     ))
 
 /** Enqueues `n` jobs in a queue of their own. */
@@ -46,7 +46,7 @@ const enqueueMany = (n: number) =>
 /** A worker in this process: claims the queue's jobs 50 at a time and completes them, 10 at once. */
 const completeAll = (queue: string) =>
   Effect.gen(function*() {
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     let done = 0
     for (let round = 0; round < 10_000; round++) {
       const claimed = yield* repo.claim({ workerId: "w", queues: [queue], limit: 50, leaseMs: 60_000 })
@@ -63,7 +63,7 @@ const completeAll = (queue: string) =>
 
 const runToCompletion = (id: JobId, result: unknown = { ok: true }) =>
   Effect.gen(function*() {
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     yield* repo.start(id)
     yield* repo.complete(id, { resultJson: JSON.stringify(result) })
   })
@@ -187,7 +187,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
           const watcher = yield* CompletionWatcher
           const { queue, ids } = yield* enqueueMany(1000)
           const work = completeAll(queue)
-          const run: Effect.Effect<number, unknown, JobsRepo | JobWatchConfig> = where === "another pool"
+          const run: Effect.Effect<number, unknown, Repos | JobWatchConfig> = where === "another pool"
             ? remotely(work)
             : work
           const worker = yield* Effect.fork(run)
@@ -295,7 +295,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         assert.strictEqual(timedOut.status, "running")
         assert.isFalse(yield* watcher.isComplete(job.id))
         const waiting = yield* Effect.fork(watcher.awaitCompletion(job.id, "10 seconds"))
-        yield* (yield* JobsRepo).complete(job.id, { resultJson: "42" })
+        yield* (yield* Repos).complete(job.id, { resultJson: "42" })
         const info = yield* Fiber.join(waiting)
         assert.strictEqual(info.status, "completed")
         assert.strictEqual(info.result, 42)
@@ -310,7 +310,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         assert.deepStrictEqual(past.map((e) => e.version), [1, 2])
         // registered and caught up (nothing after version 2 yet): the start below is "the next one"
         const next = yield* registeredAndRead(Effect.fork(watcher.changes(job.id, 2)))
-        yield* (yield* JobsRepo).start(job.id)
+        yield* (yield* Repos).start(job.id)
         const events = yield* Fiber.join(next).pipe(within(5))
         assert.deepStrictEqual(events.map((e) => [e.version, e.status]), [[3, "running"]])
         const unknown = yield* Effect.either(watcher.changes("0190f2b4-5f5e-7000-8000-000000000000", 0))
@@ -332,7 +332,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         )
         const attempt = (last: boolean) =>
           Effect.gen(function*() {
-            const repo = yield* JobsRepo
+            const repo = yield* Repos
             yield* repo.claim({ workerId: "w", queues: [queue], limit: 1, leaseMs: 60_000 })
             yield* repo.start(ref.id)
             if (last) yield* repo.complete(ref.id, { resultJson: "true" })
@@ -393,7 +393,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
 /** claimed → running → completed (for jobs made by `jobIn("running")` this starts at running). */
 const runToCompletion2 = (id: JobId) =>
   Effect.gen(function*() {
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     yield* repo.complete(id, { resultJson: "null" })
   })
 
@@ -415,7 +415,7 @@ layer(testLayer({ refreshInterval: "5 seconds" }))("lost notifications, on the t
       yield* remotely(completeAll(queue))
       // a doorbell rung by hand for the marker alone, after the completions committed: once the marker's waiter
       // has resolved, this process has handled everything the database could have told it about them
-      yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(marker.id, { resultJson: "1" })))
+      yield* remotely(Effect.flatMap(Repos, (repo) => repo.complete(marker.id, { resultJson: "1" })))
       const { version } = yield* (yield* Jobs).get(marker.id)
       yield* sql`SELECT pg_notify(${`${schema}.doorbell`}, ${`${marker.id}:${version}`})`
       yield* Fiber.join(markerWait).pipe(Effect.timeout("10 seconds"), Effect.provide(Layer.setClock(Clock.make())))
@@ -436,9 +436,9 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       const { schema } = yield* JobWatchConfig
       // another pool, with its SQL client, to hold the completing transaction open
       const other = yield* Layer.build(
-        JobsRepo.Default.pipe(Layer.provideMerge(Layer.merge(TestDb.pgLayer(4), JobWatchConfig.layer({ schema }))))
+        Repos.Default.pipe(Layer.provideMerge(Layer.merge(TestDb.pgLayer(4), JobWatchConfig.layer({ schema }))))
       )
-      const repo = Context.get(other, JobsRepo)
+      const repo = Context.get(other, Repos)
       const sql = Context.get(other, SqlClient.SqlClient)
       // over 3,900 bytes: no outcome notification; nothing polls here: only the doorbell can tell the waiters
       const pad = "x".repeat(5000)
@@ -478,7 +478,7 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       assert.strictEqual(after.reads, before.reads)
       assert.strictEqual(after.reconciles, before.reconciles)
       // a small outcome travels in the notification: no read at all
-      yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
+      yield* remotely(Effect.flatMap(Repos, (repo) => repo.complete(job.id, { resultJson: "1" })))
       assert.strictEqual((yield* Fiber.join(wait).pipe(within(10))).result, 1)
       // a large one only rings the doorbell: one read (after the registration's). Its doorbell comes after the small
       // one's, so a read the small one caused would have happened by the time the large one resolves: the reads
@@ -487,7 +487,7 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
       const bigWait = yield* registeredAndRead(Effect.fork(watcher.waitFor(big.id)))
       const beforeBig = yield* notifications.stats
       const result = { blob: "x".repeat(5000) }
-      yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(big.id, { resultJson: JSON.stringify(result) })))
+      yield* remotely(Effect.flatMap(Repos, (repo) => repo.complete(big.id, { resultJson: JSON.stringify(result) })))
       assert.deepStrictEqual((yield* Fiber.join(bigWait).pipe(within(10))).result, result)
       assert.strictEqual((yield* notifications.stats).reads, beforeBig.reads + 1)
       assert.strictEqual(beforeBig.reads, after.reads + 1, "the small outcome cost no read")
@@ -497,7 +497,7 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
     Effect.gen(function*() {
       const watcher = yield* CompletionWatcher
       const notifications = yield* Notifications
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const { debounce } = yield* JobWatchConfig
       const { queue, ids } = yield* enqueueMany(10_000)
       const base = (yield* notifications.stats).jobsRead
@@ -542,7 +542,7 @@ layer(testLayer({ refreshInterval: null, debounce: "20 seconds" }), { excludeTes
         const wait = yield* registeredAndRead(
           Effect.fork(watcher.waitFor(job.id).pipe(Effect.tap(() => Deferred.succeed(done, undefined))))
         )
-        yield* remotely(Effect.flatMap(JobsRepo, (repo) => repo.complete(job.id, { resultJson: "1" })))
+        yield* remotely(Effect.flatMap(Repos, (repo) => repo.complete(job.id, { resultJson: "1" })))
         // far below the 20 s window
         yield* Deferred.await(done).pipe(within(5))
         assert.strictEqual((yield* Fiber.join(wait)).status, "completed")
@@ -565,7 +565,7 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("the 
       const job = yield* jobIn("running")
       const wait = yield* registeredAndRead(Effect.fork(watcher.waitFor(job.id)))
       const before = (yield* notifications.stats).reads
-      yield* (yield* JobsRepo).complete(job.id, { resultJson: "7" })
+      yield* (yield* Repos).complete(job.id, { resultJson: "7" })
       const outcome = yield* Fiber.join(wait).pipe(within(5))
       assert.strictEqual(outcome.result, 7)
       assert.strictEqual((yield* notifications.stats).reads, before)

@@ -4,12 +4,12 @@ import { Effect, Layer } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { Repos } from "./support/repos.js"
 import { jobIn } from "./support/fixtures.js"
 import { listenOn, pairsOf, settled } from "./support/notifications.js"
 import * as TestDb from "./support/TestDb.js"
 
-const TestLayer = Layer.mergeAll(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
+const TestLayer = Layer.mergeAll(JobWatch.layer, Repos.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
   Layer.provideMerge(TestDb.layer())
 )
 
@@ -35,7 +35,7 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
 
   it.scoped("each transition rings with the new version", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const job = yield* jobIn("claimed")
       const listening = yield* listenOn(yield* doorbell)
       yield* repo.start(job.id)
@@ -45,7 +45,7 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
 
   it.scoped("a refused transition does not ring", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const job = yield* jobIn("completed")
       const other = yield* jobIn("pending")
       const listening = yield* listenOn(yield* doorbell)
@@ -86,7 +86,7 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
 
   it.scoped("a terminal transition sends its outcome on the outcome channel; a large one does not", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const { schema } = yield* JobWatchConfig
       const small = yield* jobIn("running")
       const failing = yield* jobIn("running")
@@ -110,7 +110,7 @@ layer(TestLayer, { excludeTestServices: true })("the NOTIFY doorbell", (it) => {
 
   it.scoped("a single transition (its own path in the trigger) notifies exactly as a statement of many does", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const { schema } = yield* JobWatchConfig
       const [alone, first, second] = yield* Effect.all([jobIn("running"), jobIn("running"), jobIn("running")])
       const outcomes = yield* listenOn(`${schema}.outcome`)

@@ -5,11 +5,11 @@ import { JobWatchConfig } from "../src/Config.js"
 import * as JobWatch from "../src/JobWatch.js"
 import type { EnqueueOptions, ListOptions } from "../src/Jobs.js"
 import { Jobs } from "../src/Jobs.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { Repos } from "./support/repos.js"
 import { jobIn, uniqueQueue } from "./support/fixtures.js"
 import * as TestDb from "./support/TestDb.js"
 
-const TestLayer = Layer.mergeAll(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
+const TestLayer = Layer.mergeAll(JobWatch.layer, Repos.Default.pipe(Layer.provide(JobWatch.MigrationsLive))).pipe(
   Layer.provideMerge(TestDb.layer({ maxPayloadBytes: 1024 * 1024 }))
 )
 

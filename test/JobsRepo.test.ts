@@ -5,15 +5,15 @@ import type { JobEvent } from "../src/Domain/JobEvent.js"
 import { JobWatchConfig } from "../src/Config.js"
 import { allStatuses, canTransition } from "../src/Domain/JobStatus.js"
 import * as JobWatch from "../src/JobWatch.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { Repos } from "./support/repos.js"
 import { LocalEvents } from "../src/EventLog/LocalEvents.js"
 import { jobIn, uniqueQueue } from "./support/fixtures.js"
 import * as TestDb from "./support/TestDb.js"
 
-// LocalEvents is the very instance JobsRepo publishes to (layers are shared by reference within one build)
+// LocalEvents is the very instance Repos publishes to (layers are shared by reference within one build)
 const TestLayer = Layer.mergeAll(
   JobWatch.layer,
-  Layer.merge(JobsRepo.Default, LocalEvents.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
+  Layer.merge(Repos.Default, LocalEvents.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
 ).pipe(Layer.provideMerge(TestDb.layer()))
 
 const eventsOf = (id: string) =>
@@ -32,7 +32,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
         const allowed = canTransition(from, to)
         it.effect(`${from} → ${to} is ${allowed ? "allowed" : "refused"}`, () =>
           Effect.gen(function*() {
-            const repo = yield* JobsRepo
+            const repo = yield* Repos
             const before = yield* jobIn(from)
             const result = yield* Effect.either(repo.transitionOrInvalid({ id: before.id, to }))
             const events = yield* eventsOf(before.id)
@@ -63,14 +63,14 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("an unknown id is JobNotFound", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const error = yield* Effect.flip(repo.transitionOrInvalid({ id: "0190f2b4-0000-7000-8000-000000000000" as never, to: "running" }))
       assert.strictEqual(error._tag, "JobNotFound")
     }))
 
   it.effect("20 fibers racing on one job leave versions 1..n, contiguous, each once", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const job = yield* jobIn("pending")
       // each fiber flips the job between pending and claimed; only moves the table allows succeed
       const outcomes = yield* Effect.forEach(
@@ -95,7 +95,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("a lost race answers InvalidTransition with the status actually found", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const job = yield* jobIn("running")
       const results = yield* Effect.all(
         [
@@ -116,7 +116,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("claim takes priority first, then FIFO, and sets a lease and the attempt", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const queue = uniqueQueue()
       const low1 = yield* jobIn("pending", { queue })
       const high = yield* jobIn("pending", { queue })
@@ -136,7 +136,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("concurrent claimers never take the same job (SKIP LOCKED)", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const queue = uniqueQueue()
       yield* Effect.forEach(Array.from({ length: 200 }, () => 0), () => jobIn("pending", { queue }), { concurrency: 8 })
       const claimAll = (worker: string) =>
@@ -156,7 +156,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("cancel: pending is canceled at once, running gets cancelRequested, terminal is refused", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const pending = yield* jobIn("pending")
       assert.strictEqual((yield* repo.cancel(pending.id)).status, "canceled")
       const running = yield* jobIn("running")
@@ -175,7 +175,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("delete: only before a worker holds the job", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       assert.strictEqual((yield* repo.remove((yield* jobIn("scheduled")).id)).status, "deleted")
       const held = yield* jobIn("claimed")
       const error = yield* Effect.flip(repo.remove(held.id))
@@ -185,7 +185,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("retry sends the job back to scheduled with the attempt's error, and a claim counts attempts", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const queue = uniqueQueue()
       const job = yield* jobIn("claimed", { queue })
       const retried = yield* repo.retry(job.id, { delayMs: 0, code: "flaky", error: "try again" })
@@ -200,7 +200,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.effect("events carry the job's history in order", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const job = yield* jobIn("completed")
       const events = yield* repo.eventsOf(job.id, 0)
       assert.deepStrictEqual(events.map((e) => e.status), ["pending", "claimed", "running", "completed"])
@@ -210,7 +210,7 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
 
   it.scoped("each change answers the job and hands over the event exactly as a read of them gives them", () =>
     Effect.gen(function*() {
-      const repo = yield* JobsRepo
+      const repo = yield* Repos
       const published: Array<JobEvent> = []
       yield* (yield* LocalEvents).subscribe((event) => published.push(event))
       const { id } = yield* jobIn("claimed")

@@ -13,14 +13,12 @@ import { EventStream } from "../src/Streams/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { RpcAuthentication } from "../src/Rpcs.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
-import { PurgeRepo } from "../src/Jobs/PurgeRepo.js"
+import { allRepos } from "./support/repos.js"
 import * as Listener from "../src/EventLog/Listener.js"
 import { LocalEvents } from "../src/EventLog/LocalEvents.js"
 import { Notifications } from "../src/Notifications.js"
 import { ProgressReporter } from "../src/Workers/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
-import { WorkersRepo } from "../src/Workers/WorkersRepo.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
@@ -125,16 +123,16 @@ describe("Listener", () => {
   /** The services the routes need, on the given listener (nobody is authenticated: only /ready is asked). */
   const servicesOn = <E, R>(listener: Layer.Layer<Listener.Listener, E, R>) => {
     const notifications = Notifications.DefaultWithoutDependencies.pipe(
-      Layer.provide([JobsRepo.Default, PurgeRepo.Default, LocalEvents.Default, listener])
+      Layer.provide([allRepos, LocalEvents.Default, listener])
     )
     return Layer.mergeAll(
       Jobs.Default,
-      CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, JobsRepo.Default])),
+      CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, allRepos])),
       Workers.DefaultWithoutDependencies.pipe(
-        Layer.provide([JobsRepo.Default, WorkersRepo.Default, ProgressReporter.Default, listener])
+        Layer.provide([allRepos, ProgressReporter.Default, listener])
       ),
       EventStream.DefaultWithoutDependencies.pipe(
-        Layer.provide([JobsRepo.Default, listener, CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, JobsRepo.Default]))])
+        Layer.provide([allRepos, listener, CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, allRepos]))])
       ),
       Webhooks.Default,
       Layer.succeed(Authentication, { bearer: () => Effect.fail(new Unauthorized({ message: "no one" })) }),

@@ -4,7 +4,7 @@ import { Chunk, Clock, Context, Effect, Exit, Fiber, Layer, Redacted, Scope, Tes
 import { JobWatchConfig } from "../src/Config.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { Jobs } from "../src/Jobs.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { Repos } from "./support/repos.js"
 import { ProgressReporter } from "../src/Workers/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
@@ -213,7 +213,7 @@ describe("ProgressReporter", () => {
         }
         assert.strictEqual(yield* other.reporter.pendingCount, 2)
         yield* Scope.close(other.scope, Exit.void)
-        for (const id of ids) assert.strictEqual((yield* (yield* JobsRepo).get(id)).progress.percent, 55)
+        for (const id of ids) assert.strictEqual((yield* (yield* Repos).get(id)).progress.percent, 55)
       }))
 
     it.scoped("a coalesced report whose write fails with the database gone does not stop later reports", () =>
@@ -241,7 +241,7 @@ describe("ProgressReporter", () => {
         yield* TestClock.adjust("2 seconds")
         // back: a report lands again (at once, or by the timer if it has not yet ended its window)
         yield* reporter.progress(id, { percent: 30 })
-        yield* eventually(Effect.flatMap(JobsRepo, (repo) => repo.get(id)), (info) => info.progress.percent === 30, 10)
+        yield* eventually(Effect.flatMap(Repos, (repo) => repo.get(id)), (info) => info.progress.percent === 30, 10)
       }))
   })
 })

@@ -9,8 +9,7 @@ import * as JobWatch from "../src/JobWatch.js"
 import { clientConfig } from "../src/EventLog/Listener.js"
 import * as Reaper from "../src/Workers/Reaper.js"
 import { Workers } from "../src/Workers.js"
-import { WorkersRepo } from "../src/Workers/WorkersRepo.js"
-import { PurgeRepo } from "../src/Jobs/PurgeRepo.js"
+import { allRepos } from "./support/repos.js"
 import { toNextWakeUp } from "./support/clock.js"
 import { closedPort, uniqueQueue } from "./support/fixtures.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
@@ -255,7 +254,7 @@ describe("the reaper", () => {
 
   /** The reaper's repository alone on a fresh schema (no other fiber sleeps on the test clock), through `url`. */
   const repoOn = (url: string, schema: string) =>
-    Layer.mergeAll(WorkersRepo.Default, PurgeRepo.Default).pipe(
+    allRepos.pipe(
       Layer.provide(JobWatch.MigrationsLive),
       Layer.provide(PgClient.layer({ url: Redacted.make(url), maxConnections: 4 })),
       Layer.provideMerge(JobWatchConfig.layer({ schema, reaper: false, retryMaxBackoff: "10 seconds" }))

@@ -8,7 +8,7 @@ import { JobEventType } from "../src/Domain/JobEvent.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { EventStream } from "../src/Streams/EventStream.js"
 import { Jobs } from "../src/Jobs.js"
-import { JobsRepo } from "../src/Jobs/JobsRepo.js"
+import { Repos } from "./support/repos.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
@@ -226,7 +226,7 @@ describe("Server-Sent Events", () => {
       Effect.gen(function*() {
         const jobs = yield* Jobs
         const streams = yield* EventStream
-        const repo = yield* JobsRepo
+        const repo = yield* Repos
         const { schema } = yield* JobWatchConfig
         const queue = uniqueQueue("interleave")
         const refs = yield* jobs.enqueueBatch(Array.from({ length: 20 }, (_, i) => ({ name: `j${i}`, queue, owner: "erin" })))

@@ -357,7 +357,7 @@ describe("Workers: a claim and its caller", () => {
         yield* eventually(
           sql.unsafe<{ n: number }>(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`,
-            [`"${schema}"."workers"`]
+            [`"${schema}"."job_claim"`]
           ),
           (rows) => rows[0]!.n > 0
         )

@@ -2,8 +2,8 @@
 -- truth), in this order:
 --   "<schema>.cancel"   ids of jobs that just got a cancel request (comma-separated; '*' when too many)
 --   "<schema>.ready"    the distinct queues of jobs that just became pending (comma-separated; '*' when too many)
---   "<schema>.outcome"  terminal outcomes of at most 3900 bytes, as a JSON array, so that waiters resolve without a
---                       read (larger ones only ring the doorbell)
+--   "<schema>.outcome"  terminal outcomes (job_outcome_json) of at most 3900 bytes, as a JSON array, so that waiters
+--                       resolve without a read (larger ones only ring the doorbell)
 --   "<schema>.doorbell" "job_id:version" pairs (the highest version per job), comma-separated, in chunks under 8000
 --                       bytes; '*' ("reconcile everything") when a statement changed more than 3000 jobs
 -- A single event (the common case) costs one read of the event and its job; a statement of many takes the
@@ -27,11 +27,9 @@ BEGIN
     IF one.queue IS NOT NULL AND one.type = 'job.status.changed' THEN
       IF one.status = 'pending' THEN
         PERFORM pg_notify(TG_TABLE_SCHEMA || '.ready', one.queue);
-      ELSIF one.status IN ('completed', 'failed', 'canceled', 'deleted') THEN
-        outcome := json_build_object(
-          'id', one.job_id, 'version', one.version, 'status', one.status,
-          'result', CASE WHEN one.status = 'completed' THEN one.result END,
-          'errorCode', one.error_code, 'errorMessage', one.error_message, 'at', one.created_at)::text;
+      ELSIF job_is_terminal(one.status) THEN
+        outcome := job_outcome_json(one.job_id, one.version, one.status, one.result, one.error_code,
+          one.error_message, one.created_at)::text;
         IF octet_length(outcome) <= 3900 THEN
           PERFORM pg_notify(outcomes, '[' || outcome || ']');
         END IF;
@@ -60,12 +58,10 @@ BEGIN
     SELECT job_id, item,
       (sum(octet_length(item) + 1) OVER (ORDER BY job_id ROWS UNBOUNDED PRECEDING) - 1) / 3900 AS chunk
     FROM (
-      SELECT n.job_id, json_build_object(
-          'id', n.job_id, 'version', n.version, 'status', n.status,
-          'result', CASE WHEN n.status = 'completed' THEN j.result END,
-          'errorCode', n.error_code, 'errorMessage', n.error_message, 'at', n.created_at)::text AS item
+      SELECT n.job_id, job_outcome_json(n.job_id, n.version, n.status, j.result, n.error_code, n.error_message,
+          n.created_at)::text AS item
       FROM new_rows n JOIN jobs j ON j.id = n.job_id
-      WHERE n.type = 'job.status.changed' AND n.status IN ('completed', 'failed', 'canceled', 'deleted')
+      WHERE n.type = 'job.status.changed' AND job_is_terminal(n.status)
     ) AS terminal
     WHERE octet_length(item) <= 3900
   ) AS numbered

@@ -7,7 +7,7 @@
 -- that calls it is a plain function call, the cheapest to parse and plan.
 --   status          the status only
 --   start           and started_at
---   complete        and the result (`p_result`), progress at 100; the job is let go
+--   complete        and the result (`p_result`), progress at 100; the job is let go (job_complete_many's rule)
 --   fail            and the error (`p_code`, `p_error`); the job is let go
 --   retry           back to the queue after `p_delay_ms`, with the error of the attempt
 --   finish          finished now (canceled, deleted); the job is let go
@@ -26,6 +26,8 @@ DECLARE
   written job_events;
   retried boolean;
   delay double precision;
+  next_status text;
+  completed json;
 BEGIN
   -- what the checks and the event need, not the whole row (the payload and result may be large)
   SELECT status, worker_id, progress_percent, cancel_requested, attempt, max_attempts, backoff_base_ms,
@@ -46,9 +48,11 @@ BEGIN
       UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(), started_at = now()
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'complete' THEN
-      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(), result = p_result,
-        finished_at = now(), lease_expires_at = NULL, progress_percent = 100, cancel_requested = false
-      WHERE id = p_id RETURNING * INTO changed;
+      -- the complete rule is job_complete_many's, for one job (locked here already, and checked)
+      completed := job_complete_many(p_worker, ARRAY[p_id], ARRAY[p_result::text], ARRAY[p_message], p_from) -> 0;
+      SELECT * INTO changed FROM jobs WHERE id = p_id;
+      RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'job', row_to_json(changed),
+        'event', completed -> 'event');
     WHEN 'fail' THEN
       UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(), error_code = p_code,
         error_message = p_error, finished_at = now(), lease_expires_at = NULL, cancel_requested = false
@@ -66,11 +70,12 @@ BEGIN
       UPDATE jobs SET version = version + 1, updated_at = now(), cancel_requested = true
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'attempt_failed' THEN
-      retried := p_retryable AND NOT cur.cancel_requested AND cur.attempt < cur.max_attempts;
       delay := job_retry_delay_ms(cur.backoff_base_ms, cur.backoff_max_ms, cur.backoff_multiplier, cur.attempt,
         p_jitter);
+      next_status := job_attempt_end(p_retryable AND NOT cur.cancel_requested, cur.attempt, cur.max_attempts, delay);
+      retried := next_status <> 'failed';
       UPDATE jobs SET
-        status = CASE WHEN NOT retried THEN 'failed' WHEN delay > 0 THEN 'scheduled' ELSE 'pending' END,
+        status = next_status,
         version = version + 1, updated_at = now(), lease_expires_at = NULL, cancel_requested = false,
         worker_id = CASE WHEN retried THEN NULL ELSE worker_id END,
         scheduled_at = CASE WHEN retried THEN p_now + delay * interval '1 millisecond' ELSE scheduled_at END,

@@ -1,4 +1,5 @@
-import { Effect } from "effect"
+import { SqlClient } from "@effect/sql"
+import { Effect, Option } from "effect"
 import type { JobEvent } from "../Domain/JobEvent.js"
 
 /**
@@ -9,12 +10,22 @@ import type { JobEvent } from "../Domain/JobEvent.js"
 export class LocalEvents extends Effect.Service<LocalEvents>()("jobwatch/LocalEvents", {
   sync: () => {
     const listeners = new Set<(event: JobEvent) => void>()
+    /** Called after the event's transaction committed. */
+    const publish = (event: JobEvent) =>
+      Effect.sync(() => {
+        for (const listener of listeners) listener(event)
+      })
     return {
-      /** Called after the event's transaction committed. */
-      publish: (event: JobEvent) =>
-        Effect.sync(() => {
-          for (const listener of listeners) listener(event)
-        }),
+      publish,
+      /**
+       * Publishes the event a writer function just wrote, committed already unless the caller holds a transaction
+       * (then the doorbell tells, after its commit). `event` is built only when it is published.
+       */
+      publishCommitted: (event: () => JobEvent) =>
+        Effect.flatMap(
+          Effect.serviceOption(SqlClient.TransactionConnection),
+          (tx) => Option.isNone(tx) && listeners.size > 0 ? publish(event()) : Effect.void
+        ),
       /** Registers `listener` until the scope closes. */
       subscribe: (listener: (event: JobEvent) => void) =>
         Effect.acquireRelease(

@@ -7,9 +7,9 @@ import { JobIdFromString, Version } from "../Domain/Requests.js"
 import { isUuid } from "../Domain/Values.js"
 import { decodeField } from "../internal/invalid.js"
 import { filterOf } from "../Jobs.js"
-import type { StreamPosition } from "../Jobs/JobsRepo.js"
-import { JobsRepo } from "../Jobs/JobsRepo.js"
-import { Listener } from "../EventLog/Listener.js"
+import type { StreamPosition } from "../EventLog.js"
+import { EventsRepo, Listener } from "../EventLog.js"
+import { JobsRepo } from "../Jobs.js"
 
 /** An event with the cursor to resume after it (`Last-Event-ID`). */
 export interface PositionedEvent {
@@ -53,9 +53,10 @@ const afterVersionOf = decodeField(Version, "afterVersion")
  * of a user's events as they happen, each resumable from the cursor of the last event received.
  */
 export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventStream", {
-  dependencies: [JobsRepo.Default, Listener.Default, CompletionWatcher.Default],
+  dependencies: [JobsRepo.Default, EventsRepo.Default, Listener.Default, CompletionWatcher.Default],
   scoped: Effect.gen(function*() {
     const repo = yield* JobsRepo
+    const events = yield* EventsRepo
     const listener = yield* Listener
     const watcher = yield* CompletionWatcher
     const config = yield* JobWatchConfig
@@ -111,7 +112,7 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
         const where = yield* filterOf(filter)
         let position: StreamPosition
         if (cursor === undefined || cursor.trim() === "") {
-          position = yield* repo.streamNow
+          position = yield* events.streamNow
         } else {
           const parsed = parseStreamCursor(cursor)
           if (Option.isNone(parsed)) {
@@ -126,7 +127,7 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
           yield* Effect.acquireRelease(Effect.sync(() => wakers.add(waker)), () => Effect.sync(() => wakers.delete(waker)))
           let pollsLeft = 0
           return Stream.repeatEffectChunk(Effect.gen(function*() {
-          const batch = yield* repo.streamAfter(position, where, batchSize)
+          const batch = yield* events.streamAfter(position, where, batchSize)
           if (batch.length > 0) {
             position = batch[batch.length - 1]!.position
             return Chunk.fromIterable(batch.map((item) => ({ cursor: streamCursor(item.position), event: item.event })))

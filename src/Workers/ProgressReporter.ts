@@ -8,8 +8,9 @@ import { describeError } from "../internal/retry.js"
 import { NoteText, StepText } from "../Domain/Requests.js"
 import { isStorableNumber, preview } from "../Domain/Values.js"
 import { decodeField, jsonValue } from "../internal/invalid.js"
-import type { ProgressWrite } from "./WorkersRepo.js"
-import { WorkersRepo } from "./WorkersRepo.js"
+import { LocalEvents } from "../EventLog.js"
+import type { ProgressWrite } from "./ProgressRepo.js"
+import { ProgressRepo } from "./ProgressRepo.js"
 
 /** A progress report. `percent` is clamped to 0–100; `force` writes at once, past the throttle. */
 export interface ProgressReport {
@@ -88,9 +89,10 @@ export const validateReport = (
  * backwards. Closing the layer's scope writes everything pending.
  */
 export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwatch/ProgressReporter", {
-  dependencies: [WorkersRepo.Default],
+  dependencies: [ProgressRepo.Default, LocalEvents.Default],
   scoped: Effect.gen(function*() {
-    const repo = yield* WorkersRepo
+    const repo = yield* ProgressRepo
+    const local = yield* LocalEvents
     const config = yield* JobWatchConfig
     const windowMs = Duration.toMillis(config.progressThrottle)
     // a persistent map: an update costs O(log n) however many jobs report at once
@@ -108,15 +110,16 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
     /** Writes one report (under the job's lock); a refusal by the database corrects what the slot believes. */
     const write = (id: JobId, write: ProgressWrite, workerId: string | undefined) =>
       Effect.gen(function*() {
-        const info = yield* repo.writeProgress(id, write, { workerId, now: yield* now }).pipe(
+        const { event, job } = yield* repo.writeProgress(id, write, { workerId, now: yield* now }).pipe(
           Effect.tapError((error) =>
             error._tag === "ProgressRegression"
               ? update(id, (slot) => slot && { ...slot, lastPercent: Math.max(slot.lastPercent, error.current) })
               : Effect.void
           )
         )
+        yield* local.publishCommitted(() => event)
         yield* Metric.increment(writesTotal)
-        return info
+        return job
       })
 
     /**

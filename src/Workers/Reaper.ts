@@ -5,8 +5,8 @@ import { JobWatchConfig } from "../Config.js"
 import { makeStreak } from "../internal/retry.js"
 import { clientConfig } from "../EventLog/Listener.js"
 import { PurgeRepo } from "../Jobs/PurgeRepo.js"
-import type { Reaped } from "./WorkersRepo.js"
-import { WorkersRepo } from "./WorkersRepo.js"
+import type { Reaped } from "./ClaimsRepo.js"
+import { ReaperRepo } from "./ReaperRepo.js"
 
 /** What the reaper has done in this process (tests, diagnostics, `/ready`-style reporting). */
 export interface ReaperState {
@@ -83,7 +83,7 @@ export const purgeFinished = (
 export const make = (connection: pg.ClientConfig, options: { readonly campaign?: boolean } = {}) =>
   Effect.gen(function*() {
     const config = yield* JobWatchConfig
-    const repo = yield* WorkersRepo
+    const repo = yield* ReaperRepo
     const purgeRepo = yield* PurgeRepo
     const state = yield* Ref.make<ReaperState>({
       leader: false,
@@ -243,6 +243,6 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
 
 /** The reaper of this process (see `make`), on a dedicated connection to the `PgClient`'s database. */
 export class Reaper extends Effect.Service<Reaper>()("jobwatch/Reaper", {
-  dependencies: [WorkersRepo.Default, PurgeRepo.Default],
+  dependencies: [ReaperRepo.Default, PurgeRepo.Default],
   scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config, "jobwatch-reaper")))
 }) {}

@@ -17,7 +17,7 @@ import type { JobId } from "../../src/Domain/JobId.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import { RoutesLive, routerConfig } from "../../src/Http.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "../support/repos.js"
 import { Notifications } from "../../src/Notifications.js"
 import { median, ms, summarize } from "./stats.js"
 
@@ -121,7 +121,7 @@ const line = (label: string, s: Summary) =>
 export const http = (_url: string) =>
   Effect.gen(function*() {
     const jobs = yield* Jobs
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     const watcher = yield* CompletionWatcher
     const notifications = yield* Notifications
 

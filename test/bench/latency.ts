@@ -14,7 +14,7 @@ import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "../support/repos.js"
 import { Notifications } from "../../src/Notifications.js"
 import { completeFloor, connectClients, floorOf } from "./latencyFloor.js"
 import type { Reply, Request } from "./latencyWorker.js"
@@ -47,7 +47,7 @@ interface Completer {
 /** The worker in this process: jobwatch's `JobsRepo` (its in-process path) and bare pg clients for the floor. */
 const here = (url: string, schema: string) =>
   Effect.gen(function*() {
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     const clients = yield* Effect.acquireRelease(
       Effect.promise(() => connectClients(url, workers)),
       (clients) => Effect.promise(() => Promise.all(clients.map((c) => c.end())))
@@ -217,7 +217,7 @@ const latencies = (
 /** jobwatch's waiting side: jobs made running, awaited with `CompletionWatcher.waitFor`. */
 const jobwatch = Effect.gen(function*() {
   const jobs = yield* Jobs
-  const repo = yield* JobsRepo
+  const repo = yield* Repos
   const watcher = yield* CompletionWatcher
   const notifications = yield* Notifications
 

@@ -1,11 +1,11 @@
 // The worker process of `npm run bench -- latency`: completes jobs when its parent asks, through jobwatch's
-// JobsRepo on a pool of its own (as a worker process does) or through the raw-SQL floor's bare pg client, and
+// Repos on a pool of its own (as a worker process does) or through the raw-SQL floor's bare pg client, and
 // records when each completion call returned on the machine's monotonic clock (comparable across processes).
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "../support/repos.js"
 import { completeFloor, connectClients } from "./latencyFloor.js"
 import { monotonicMs } from "./stats.js"
 
@@ -27,11 +27,11 @@ const [url, schema, workersArg] = process.argv.slice(2)
 const workers = Number(workersArg)
 const send = (reply: Reply) => process.send!(reply)
 
-const runtime = ManagedRuntime.make(JobsRepo.Default.pipe(Layer.provide(Layer.merge(
+const runtime = ManagedRuntime.make(Repos.Default.pipe(Layer.provide(Layer.merge(
   PgClient.layer({ url: Redacted.make(url!), maxConnections: workers, applicationName: "jobwatch-bench-worker" }),
   JobWatchConfig.layer({ schema: schema! })
 ))))
-const repo = await runtime.runPromise(JobsRepo)
+const repo = await runtime.runPromise(Repos)
 const clients = await connectClients(url!, workers)
 const times: Record<string, number> = {}
 

@@ -12,7 +12,7 @@ import type { JobWatchConfigInput } from "../../src/Config.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import * as EmbeddedPostgres from "../../src/Database/EmbeddedPostgres.js"
 import * as JobWatch from "../../src/JobWatch.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "../support/repos.js"
 import { Notifications } from "../../src/Notifications.js"
 import { enqueue } from "./enqueue.js"
 import { http } from "./http.js"
@@ -24,7 +24,7 @@ import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
 import { webhooks } from "./webhooks.js"
 
-type Services = JobWatch.Services | JobsRepo | Notifications | PgClient.PgClient | SqlClient.SqlClient | JobWatchConfig
+type Services = JobWatch.Services | Repos | Notifications | PgClient.PgClient | SqlClient.SqlClient | JobWatchConfig
 
 const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Services | Scope.Scope>> = {
   enqueue,
@@ -71,7 +71,7 @@ const program = Effect.gen(function*() {
     const schema = `jwbench_${randomBytes(4).toString("hex")}`
     const services = Layer.mergeAll(
       JobWatch.layer,
-      Layer.mergeAll(JobsRepo.Default, Notifications.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
+      Layer.mergeAll(Repos.Default, Notifications.Default).pipe(Layer.provide(JobWatch.MigrationsLive))
     ).pipe(
       Layer.provideMerge(Layer.merge(
         PgClient.layer({ url: Redacted.make(url), maxConnections: 20, applicationName: "jobwatch-bench" }),

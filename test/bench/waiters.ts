@@ -7,7 +7,7 @@ import { CompletionWatcher } from "../../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "../support/repos.js"
 import { Notifications } from "../../src/Notifications.js"
 import { median } from "./stats.js"
 
@@ -28,19 +28,19 @@ export const waiters = (url: string) =>
   Effect.gen(function*() {
     const { schema } = yield* JobWatchConfig
     const jobs = yield* Jobs
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     const watcher = yield* CompletionWatcher
     const notifications = yield* Notifications
     const remote = Context.get(
       yield* Layer.build(
-        JobsRepo.Default.pipe(
+        Repos.Default.pipe(
           Layer.provide(Layer.merge(
             PgClient.layer({ url: Redacted.make(url), maxConnections: workers }),
             JobWatchConfig.layer({ schema })
           ))
         )
       ),
-      JobsRepo
+      Repos
     )
     const gcNote = (globalThis as { gc?: () => void }).gc === undefined ? " (no --expose-gc: heap figures are noisy)" : ""
 

@@ -2,7 +2,7 @@
 // {"by":"child"}, then exits: the "another process" of test/CompletionWatcher.test.ts.
 import { Effect, Layer } from "effect"
 import { childDatabase, runChild } from "./child.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "./repos.js"
 
 const [url, schema, queue] = process.argv.slice(2)
 if (url === undefined || schema === undefined || queue === undefined) {
@@ -10,13 +10,13 @@ if (url === undefined || schema === undefined || queue === undefined) {
 }
 
 const program = Effect.gen(function*() {
-  const repo = yield* JobsRepo
+  const repo = yield* Repos
   const claimed = yield* repo.claim({ workerId: `child-${process.pid}`, queues: [queue], limit: 100, leaseMs: 60_000 })
   for (const job of claimed) {
     yield* repo.start(job.id)
     yield* repo.complete(job.id, { resultJson: JSON.stringify({ by: "child" }) })
   }
   process.stdout.write(`${claimed.length}\n`)
-}).pipe(Effect.provide(JobsRepo.Default.pipe(Layer.provide(childDatabase(url, schema)))))
+}).pipe(Effect.provide(Repos.Default.pipe(Layer.provide(childDatabase(url, schema)))))
 
 runChild(program)

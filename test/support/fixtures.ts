@@ -3,7 +3,7 @@ import * as Net from "node:net"
 import type { JobRef } from "../../src/Domain/Job.js"
 import type { JobStatus } from "../../src/Domain/JobStatus.js"
 import { Jobs } from "../../src/Jobs.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "./repos.js"
 import { Workers } from "../../src/Workers.js"
 
 let counter = 0
@@ -14,7 +14,7 @@ export const uniqueQueue = (prefix = "q") => `${prefix}-${process.pid}-${Date.no
 export const jobIn = (status: JobStatus, options: { readonly queue?: string } = {}) =>
   Effect.gen(function*() {
     const jobs = yield* Jobs
-    const repo = yield* JobsRepo
+    const repo = yield* Repos
     const queue = options.queue ?? uniqueQueue()
     const ref: JobRef = yield* jobs.enqueue({
       name: `job-in-${status}`,

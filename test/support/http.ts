@@ -7,7 +7,7 @@ import type { JobWatchConfigInput } from "../../src/Config.js"
 import type { Role } from "../../src/Domain/Auth.js"
 import { RoutesLive, routerConfig } from "../../src/Http.js"
 import * as JobWatch from "../../src/JobWatch.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import { Repos } from "./repos.js"
 import * as TestDb from "./TestDb.js"
 
 /** The HS256 secret of the test servers. */
@@ -28,7 +28,7 @@ export const serverLayer = (config: JobWatchConfigInput = {}) =>
   HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
     Layer.provide(Auth.layerJwt),
     Layer.provide(testKeys),
-    Layer.provideMerge(Layer.merge(JobWatch.layer, JobsRepo.Default.pipe(Layer.provide(JobWatch.MigrationsLive)))),
+    Layer.provideMerge(Layer.merge(JobWatch.layer, Repos.Default.pipe(Layer.provide(JobWatch.MigrationsLive)))),
     // the per-user limits are off unless a test is about them (many tests fire many requests as one user)
     Layer.provideMerge(TestDb.layer({ reaper: false, rateLimit: null, maxStreamsPerUser: null, ...config }, { maxConnections: 20 })),
     Layer.provideMerge(NodeHttpServer.layerTest)

@@ -9,7 +9,7 @@ import { Jobs } from "../../src/Jobs.js"
 import * as Worker from "../../src/Workers/Worker.js"
 import { uniqueQueue } from "./fixtures.js"
 import { eventsOf, eventually } from "./workers.js"
-import type { JobsRepo } from "../../src/Jobs/JobsRepo.js"
+import type { Repos } from "./repos.js"
 
 class Flaky extends Data.TaggedError("Flaky")<{ readonly message: string; readonly code: string }> {}
 class Fatal extends Data.TaggedError("Fatal")<{ readonly message: string; readonly retryable: false }> {}
@@ -18,7 +18,7 @@ class Fatal extends Data.TaggedError("Fatal")<{ readonly message: string; readon
 export const suiteConfig = { debounce: "0 millis", heartbeatInterval: "2 seconds" } satisfies JobWatchConfigInput
 
 /** What the suite's tests use: the services to enqueue and watch with, and the worker backend under test. */
-export type SuiteServices = Jobs | CompletionWatcher | JobsRepo | Worker.WorkerBackend
+export type SuiteServices = Jobs | CompletionWatcher | Repos | Worker.WorkerBackend
 
 const within = <A, E, R>(effect: Effect.Effect<A, E, R>, seconds = 20) =>
   Effect.timeoutFail(effect, {

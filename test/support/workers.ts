@@ -2,9 +2,7 @@ import { Effect, Layer, TestClock } from "effect"
 import type { JobWatchConfigInput } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import * as JobWatch from "../../src/JobWatch.js"
-import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
-import { PurgeRepo } from "../../src/Jobs/PurgeRepo.js"
-import { WorkersRepo } from "../../src/Workers/WorkersRepo.js"
+import { allRepos, Repos } from "./repos.js"
 import * as TestDb from "./TestDb.js"
 
 /**
@@ -18,12 +16,7 @@ export const clockAtNow = Layer.effectDiscard(
 
 /** jobwatch with its repositories on a fresh schema; the reaper off unless `config` turns it on. */
 export const testLayer = (config: JobWatchConfigInput = {}) =>
-  Layer.mergeAll(
-    JobWatch.layer,
-    Layer.mergeAll(JobsRepo.Default, WorkersRepo.Default, PurgeRepo.Default).pipe(
-      Layer.provide(JobWatch.MigrationsLive)
-    )
-  )
+  Layer.mergeAll(JobWatch.layer, allRepos.pipe(Layer.provide(JobWatch.MigrationsLive)))
     .pipe(
       Layer.provideMerge(TestDb.layer({ reaper: false, ...config }, { maxConnections: 30 })),
       Layer.provide(clockAtNow)
@@ -42,5 +35,5 @@ export const eventually = <A, E, R>(check: Effect.Effect<A, E, R>, holds: (a: A)
   })
 
 /** The events of a job, oldest first. */
-export const eventsOf = (id: JobId) => Effect.flatMap(JobsRepo, (repo) => repo.eventsOf(id, 0))
+export const eventsOf = (id: JobId) => Effect.flatMap(Repos, (repo) => repo.eventsOf(id, 0))
 

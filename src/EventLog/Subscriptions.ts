@@ -1,0 +1,60 @@
+import { Metric, MetricBoundaries } from "effect"
+import type { JobOutcome } from "../Domain/Job.js"
+import type { JobEvent } from "../Domain/JobEvent.js"
+
+// The notification path's subscribers, the figures that shape its batches, and its metrics (see Notifications.ts).
+
+/**
+ * One subscriber of one job. `cursor` is the last version it has seen; `null` asks for the job's current
+ * outcome first (`onSnapshot`), after which it follows the events.
+ */
+export interface Subscriber {
+  readonly onEvents: (events: ReadonlyArray<JobEvent>) => void
+  /** The job's outcome when the subscription started; `undefined` when there is no such job. */
+  readonly onSnapshot?: (outcome: JobOutcome | undefined) => void
+  /**
+   * A terminal outcome carried by the notification itself (no read). A subscriber that takes it needs no events
+   * up to that version: waiters, not streams.
+   */
+  readonly onOutcome?: (outcome: JobOutcome) => void
+  /** The job no longer exists (it was purged): no event will come. */
+  readonly onGone?: () => void
+}
+
+export type SubscribeFrom =
+  | { readonly afterVersion: number }
+  | { readonly snapshot: true }
+
+export interface Registration {
+  cursor: number | null
+  readonly subscriber: Subscriber
+}
+
+/** Reads of the job tables made by the notification path (tests and benchmarks count them). */
+export interface NotificationStats {
+  readonly wakeups: number
+  readonly reads: number
+  readonly reconciles: number
+  /** Jobs read and served: counted once what was read has been handed to the subscribers. */
+  readonly jobsRead: number
+}
+
+export const chunkSize = 1000
+/**
+ * A batch that read at least this many jobs, or that found more than one doorbell waiting (they arrived while
+ * the previous batch was being handled: traffic is concurrent), marks a burst: the next batch may then wait out
+ * the rest of the `debounce` window. Doorbells one at a time are handled at once.
+ */
+export const burstJobs = 100
+export const burstDoorbells = 2
+
+export const watchedJobs = Metric.gauge("jobwatch_watched_jobs", { description: "jobs with at least one subscriber here" })
+export const subscribersGauge = Metric.gauge("jobwatch_subscribers", { description: "waiters, long-polls and streams" })
+export const wakeupsTotal = Metric.counter("jobwatch_wakeups_total", { incremental: true })
+export const readsTotal = Metric.counter("jobwatch_notification_reads_total", { incremental: true })
+export const reconcilesTotal = Metric.counter("jobwatch_reconciles_total", { incremental: true })
+export const notifyToResolve = Metric.histogram(
+  "jobwatch_notify_to_resolve_ms",
+  MetricBoundaries.exponential({ start: 0.25, factor: 2, count: 14 }),
+  "from a doorbell's arrival to its events being handed to subscribers"
+)

@@ -1,0 +1,67 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Option, Schema } from "effect"
+import { JobWatchConfig } from "../Config.js"
+import { decodeReaped } from "./ClaimsRepo.js"
+
+const NextDue = Schema.Struct({ at: Schema.NullOr(Schema.DateFromSelf), heartbeatMs: Schema.NullOr(Schema.Number) })
+const decodeNextDue = Schema.decodeUnknown(Schema.Tuple(NextDue))
+const decodeForgotten = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: Schema.String })))
+
+type BulkKind = "expired_leases" | "timeouts" | "promote_due"
+
+/** The reaper's SQL: its set-based changes are `job_bulk` calls (sql/functions). `SqlError`s are defects. */
+export class ReaperRepo extends Effect.Service<ReaperRepo>()("jobwatch/ReaperRepo", {
+  effect: Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const { schema } = yield* JobWatchConfig
+    const jobs = sql(`${schema}.jobs`)
+    const workers = sql(`${schema}.workers`)
+    const bulkFunction = sql(`${schema}.job_bulk`)
+
+    const bulk = (kind: BulkKind, now: Date, limit: number) =>
+      sql`SELECT id, status, previous_status AS "previousStatus"
+          FROM ${bulkFunction}(${kind}::text, ${now}::timestamptz, ${limit}::int, NULL, NULL)`.pipe(
+        Effect.flatMap(decodeReaped),
+        Effect.orDie
+      )
+
+    /**
+     * Jobs whose lease expired before `now` (their worker died or hung): back to `pending` when an attempt is left,
+     * else `failed` with code `worker_lost`; a job whose cancellation was requested ends `canceled`.
+     */
+    const reapExpiredLeases = (now: Date, limit = 1000) =>
+      bulk("expired_leases", now, limit).pipe(Effect.withSpan("ReaperRepo.reapExpiredLeases"))
+
+    /** Attempts running longer than their job's timeout: retried with backoff, or `failed` with code `timeout`. */
+    const reapTimeouts = (now: Date, limit = 1000) =>
+      bulk("timeouts", now, limit).pipe(Effect.withSpan("ReaperRepo.reapTimeouts"))
+
+    /** Due `scheduled` jobs become `pending`. */
+    const promoteDue = (now: Date, limit = 1000) =>
+      bulk("promote_due", now, limit).pipe(Effect.withSpan("ReaperRepo.promoteDue"))
+
+    /**
+     * What the reaper's next wake-up depends on: when the next `scheduled` job falls due or the next lease expires
+     * (`at`), and the shortest heartbeat interval of the known workers (how soon a new lease could expire).
+     */
+    const nextDue = sql`SELECT least(
+        (SELECT min(scheduled_at) FROM ${jobs} WHERE status = 'scheduled'),
+        (SELECT min(lease_expires_at) FROM ${jobs} WHERE status IN ('claimed', 'running'))
+      ) AS at, (SELECT min(heartbeat_interval_ms) FROM ${workers})::int AS "heartbeatMs"`
+      .pipe(
+        Effect.flatMap(decodeNextDue),
+        Effect.map(([row]) => ({ at: Option.fromNullable(row.at), heartbeatMs: Option.fromNullable(row.heartbeatMs) })),
+        Effect.orDie
+      )
+
+    /** Forgets workers silent since before `cutoff`; answers their ids. */
+    const forgetWorkers = (cutoff: Date) =>
+      sql`DELETE FROM ${workers} WHERE last_seen_at < ${cutoff}::timestamptz RETURNING id`.pipe(
+        Effect.flatMap(decodeForgotten),
+        Effect.map((rows) => rows.map((row) => row.id)),
+        Effect.orDie
+      )
+
+    return { reapExpiredLeases, reapTimeouts, promoteDue, nextDue, forgetWorkers } as const
+  })
+}) {}

@@ -57,7 +57,7 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
               if (isTerminalEvent(last)) resolve(outcomeOfEvent(last))
             },
             onOutcome: resolve,
-            // purged while it was waited for: as unknown as any other id
+            // purged while it was waited for: it is now unknown, like any other id
             onGone: () => onMissing(id)
           }
         }

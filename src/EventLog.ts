@@ -3,7 +3,7 @@
  * connection that hears its notifications (`Listener`), this process's own events (`LocalEvents`) and a job's
  * outcome (`Outcome`).
  */
-export { Listener } from "./EventLog/Listener.js"
+export { clientConfig, Listener } from "./EventLog/Listener.js"
 export type { ListenerState } from "./EventLog/Listener.js"
 export { LocalEvents } from "./EventLog/LocalEvents.js"
 export { EventsRepo } from "./EventLog/EventsRepo.js"

@@ -21,13 +21,14 @@ import {
   StatusFilter
 } from "./Domain/Requests.js"
 import { decodeField, invalidOf, jsonValue } from "./internal/invalid.js"
-import { checkTarget, secretProblem } from "./Webhooks/security.js"
+import { checkTarget, secretProblem } from "./Webhooks.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { PurgeRepo } from "./Jobs/PurgeRepo.js"
 import { Transitions } from "./Jobs/Transitions.js"
 
 export { JobsRepo } from "./Jobs/JobsRepo.js"
+export { PurgeRepo } from "./Jobs/PurgeRepo.js"
 export type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 export { Transitions, TransitionRefused } from "./Jobs/Transitions.js"
 export type { AttemptFailure, Change, Transition } from "./Jobs/Transitions.js"

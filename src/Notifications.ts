@@ -1,14 +1,4 @@
-import {
-  Cause,
-  Clock,
-  Duration,
-  Effect,
-  Metric,
-  Option,
-  Queue,
-  Schedule,
-  Stream
-} from "effect"
+import { Cause, Clock, Duration, Effect, Metric, Option, Queue, Schedule, Stream } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import type { JobEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
@@ -26,7 +16,7 @@ import {
   watchedJobs
 } from "./EventLog/Subscriptions.js"
 import { makeStreak } from "./internal/retry.js"
-import { PurgeRepo } from "./Jobs/PurgeRepo.js"
+import { PurgeRepo } from "./Jobs.js"
 
 export type { NotificationStats, SubscribeFrom, Subscriber } from "./EventLog/Subscriptions.js"
 

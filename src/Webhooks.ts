@@ -25,6 +25,8 @@ export interface WebhookInput {
   readonly active?: boolean | undefined
 }
 
+export { checkTarget, secretProblem } from "./Webhooks/security.js"
+
 /** What an update may change (each field optional). */
 export interface WebhookChanges {
   readonly url?: string | undefined

@@ -9,7 +9,7 @@ import { ClaimLimit, during, ErrorCode, ErrorMessage, JobIdFromString, Names, No
 import { jsonValueTooDeep, MAX_JSON_DEPTH } from "./Domain/Values.js"
 import { decodeField, jsonValue } from "./internal/invalid.js"
 import { Transitions } from "./Jobs.js"
-import { Listener } from "./EventLog/Listener.js"
+import { Listener } from "./EventLog.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
 import { ProgressReporter } from "./Workers/ProgressReporter.js"
 import { ClaimsRepo } from "./Workers/ClaimsRepo.js"

@@ -1,6 +1,14 @@
 // What PostgreSQL can store, and how deep JSON may nest: the predicates behind the request schemas' filters
 // (`Requests.ts`) and the few checks the server makes on raw text (request bodies, RPC frames). Browser-safe.
 
+import { Either, Schema } from "effect"
+
+const decodeJson = Schema.decodeUnknownEither(Schema.parseJson())
+
+/** JSON text as a value, read through Schema (`Schema.parseJson`); `Left` with why it is not JSON. */
+export const parseJsonText = (text: string): Either.Either<unknown, string> =>
+  Either.mapLeft(decodeJson(text), (error) => error.message.split("\n").pop()!.replace(/^[\s└─]+/, ""))
+
 /**
  * How deep JSON may nest: a payload, result or progress data at most `MAX_JSON_DEPTH` levels (`[]`/`{}` count one
  * level each; a scalar none), a request body or RPC frame at most `MAX_BODY_DEPTH`, that and the levels of the

@@ -4,7 +4,7 @@ import { Duration, Effect, Option, Redacted } from "effect"
 import { Api } from "../Api.js"
 import { Authentication } from "../Auth/Api.js"
 import * as Auth from "../Auth.js"
-import { Listener } from "../EventLog/Listener.js"
+import { Listener } from "../EventLog.js"
 import { Health, NotReady, Readiness } from "./Api.js"
 
 /**

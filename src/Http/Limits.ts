@@ -135,3 +135,9 @@ export const RpcLimitsLive = Layer.effect(
       )
     ))
 )
+
+/**
+ * One of the caller's open stream or waiting request slots, held until the response has been sent (the request's
+ * scope); 429 `TooManyRequests` when they are all taken.
+ */
+export const holdSlot = (limits: Limits) => Effect.flatMap(CurrentUser, (user) => limits.hold(user))

@@ -1,6 +1,6 @@
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Cause, Data, Effect, Stream } from "effect"
+import { Cause, Data, Effect, Either, Stream } from "effect"
 import { JobWatchConfig } from "../Config.js"
 import { InvalidInput, PayloadTooLarge, UnsupportedMediaType } from "../Domain/Errors.js"
 import * as V from "../Domain/Values.js"
@@ -32,7 +32,7 @@ const readBounded = (request: HttpServerRequest.HttpServerRequest, limit: number
 const withBody = (request: HttpServerRequest.HttpServerRequest, text: string): HttpServerRequest.HttpServerRequest =>
   Object.create(request, {
     text: { value: Effect.succeed(text) },
-    json: { get: () => Effect.try({ try: () => (text === "" ? null : JSON.parse(text)), catch: (error) => error }) },
+    json: { get: () => (text === "" ? Effect.succeed(null) : V.parseJsonText(text)) },
     arrayBuffer: { value: Effect.succeed(new TextEncoder().encode(text).buffer) }
   })
 
@@ -92,13 +92,11 @@ const bounded = (response: HttpServerResponse.HttpServerResponse) => {
   if (response.status < 400 || response.status >= 500 || body._tag !== "Uint8Array" || body.body.length <= MAX_ERROR_BODY) {
     return response
   }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(new TextDecoder().decode(body.body))
-  } catch {
+  const parsed = V.parseJsonText(new TextDecoder().decode(body.body))
+  if (Either.isLeft(parsed)) {
     return HttpServerResponse.unsafeJson({ _tag: "BadRequest", message: "the request was refused" }, { status: response.status })
   }
-  return HttpServerResponse.unsafeJson(excerpted(parsed), { status: response.status, headers: response.headers })
+  return HttpServerResponse.unsafeJson(excerpted(parsed.right), { status: response.status, headers: response.headers })
 }
 
 /**
@@ -152,14 +150,11 @@ export const RequestBodies = HttpLayerRouter.middleware(
             if (e instanceof BodyRefused) return Effect.succeed(e.response)
             const tagged = e as { readonly _tag?: unknown; readonly reason?: unknown } | undefined
             if (tagged?._tag !== "RequestError" || tagged.reason !== "Decode") return Effect.failCause(cause)
-            return Effect.map(read.text.pipe(Effect.orElseSucceed(() => "")), (text) => {
-              try {
-                JSON.parse(text)
-              } catch (parseError) {
-                return malformed(parseError)
-              }
-              return malformed("the body could not be read")
-            })
+            return Effect.map(read.text.pipe(Effect.orElseSucceed(() => "")), (text) =>
+              Either.match(V.parseJsonText(text), {
+                onLeft: malformed,
+                onRight: () => malformed("the body could not be read")
+              }))
           })
         )
         return bounded(response) as Effect.Effect.Success<typeof app>

@@ -56,12 +56,9 @@ export const makeFrameChecker = () => {
       if (line.trim() === "") continue
       const field = `frames[${i}]`
       if (V.jsonTextTooDeep(line, V.MAX_BODY_DEPTH)) return refuse(field, `must not nest deeper than ${V.MAX_BODY_DEPTH} levels`)
-      let frame: unknown
-      try {
-        frame = JSON.parse(line)
-      } catch {
-        return refuse(field, "is not JSON (one JSON object per line)")
-      }
+      const parsed = V.parseJsonText(line)
+      if (Either.isLeft(parsed)) return refuse(field, "is not JSON (one JSON object per line)")
+      const frame = parsed.right
       if (!Predicate.isRecord(frame)) return refuse(field, "must be a JSON object")
       switch (frame._tag) {
         case "Request": {

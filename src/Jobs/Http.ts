@@ -2,7 +2,7 @@ import { HttpApiBuilder, HttpApp, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect } from "effect"
 import { Api } from "../Api.js"
 import { CurrentUser } from "../Domain/Auth.js"
-import { Limits } from "../Http/Limits.js"
+import { holdSlot, Limits } from "../Http/Limits.js"
 import { asOwner, Waits } from "../Http/Waits.js"
 import { Forbidden } from "../Domain/Auth.js"
 import type { InvalidInput } from "../Domain/Errors.js"
@@ -40,11 +40,6 @@ const withPreferredWait = <A, E, R>(
   )
 }
 
-/**
- * One of the caller's open stream or waiting request slots, held until the response has been sent (the request's
- * scope); 429 `TooManyRequests` when they are all taken.
- */
-export const holdSlot = (limits: Limits) => Effect.flatMap(CurrentUser, (user) => limits.hold(user))
 
 /** A page of the caller's jobs: by cursor when one is given, else by page number. */
 export const listJobs = (

@@ -6,7 +6,7 @@ import type { Claimed } from "./claims.js"
 import type { Attempt } from "./post.js"
 import { post, userAgent } from "./post.js"
 import { signatures, urlProblem } from "./security.js"
-import { Listener } from "../EventLog/Listener.js"
+import { Listener } from "../EventLog.js"
 
 export { parseRetryAfter } from "./post.js"
 

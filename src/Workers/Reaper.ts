@@ -3,8 +3,8 @@ import { Cause, Clock, Data, Duration, Effect, Exit, Metric, Option, Random, Ref
 import pg from "pg"
 import { JobWatchConfig } from "../Config.js"
 import { makeStreak } from "../internal/retry.js"
-import { clientConfig } from "../EventLog/Listener.js"
-import { PurgeRepo } from "../Jobs/PurgeRepo.js"
+import { clientConfig } from "../EventLog.js"
+import { PurgeRepo } from "../Jobs.js"
 import type { Reaped } from "./ClaimsRepo.js"
 import { ReaperRepo } from "./ReaperRepo.js"
 

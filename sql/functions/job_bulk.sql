@@ -9,9 +9,12 @@
 --   release         a worker (`p_worker`) shutting down lets go of its held jobs (`p_ids`, or all): back to pending
 --                   without using up the attempt (canceled when that was requested)
 -- At most `p_limit` jobs (not for release), skipping those other statements hold locked. Answers what changed.
+-- Planned for its arguments on every call (plan_cache_mode), as the ad-hoc statement it replaced was: a cached
+-- generic plan cannot see the LIMIT or how many rows qualify, and a plan that suits a small table stays on as the
+-- table grows.
 CREATE OR REPLACE FUNCTION job_bulk(p_kind text, p_now timestamptz, p_limit integer, p_worker text, p_ids uuid[])
 RETURNS TABLE (id uuid, status text, previous_status text)
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
 #variable_conflict use_column
 DECLARE
   picked uuid[];

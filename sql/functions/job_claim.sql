@@ -3,9 +3,12 @@
 -- clock; the database's when null), started at once with `p_start`, and writes their events. The same statement
 -- registers the worker (or refreshes its registration): what it serves, its heartbeat interval, and that it was
 -- seen now. Answers the claimed jobs.
+-- Planned for its arguments on every call (plan_cache_mode), as the ad-hoc statement it replaced was: a cached
+-- generic plan cannot see the LIMIT or how many rows qualify, and a plan that suits a small table stays on as the
+-- table grows.
 CREATE OR REPLACE FUNCTION job_claim(p_worker text, p_queues text[], p_names text[], p_limit integer,
   p_lease_ms integer, p_heartbeat_ms integer, p_now timestamptz, p_start boolean)
-RETURNS SETOF jobs LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS SETOF jobs LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
 BEGIN

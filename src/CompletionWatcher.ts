@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Option, Queue, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, Either, Option, Queue, Schema, Stream } from "effect"
 import type { InvalidInput } from "./Domain/Errors.js"
 import { JobNotFound } from "./Domain/Errors.js"
 import type { JobOutcome } from "./Domain/Job.js"
@@ -114,6 +114,25 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     })
 
     /**
+     * Each of `ids`' terminal outcomes as it lands, in completion order (a repeated id once); the stream ends after
+     * the last one. An unknown (or purged) job fails it with `JobNotFound`. The jobs are watched only while the
+     * stream is consumed, through the same shared subscriptions as `waitForAll`.
+     */
+    const watchMany = (ids: ReadonlyArray<string>): Stream.Stream<JobOutcome, JobNotFound | InvalidInput> =>
+      Stream.unwrapScoped(
+        Effect.gen(function*() {
+          const unique = [...new Set(yield* validIds(ids))]
+          const landed = yield* Queue.unbounded<Either.Either<JobOutcome, JobNotFound>>()
+          yield* notifications.subscribeMany(entriesFor(
+            unique,
+            (_, outcome) => Queue.unsafeOffer(landed, Either.right(outcome)),
+            (id) => Queue.unsafeOffer(landed, Either.left(new JobNotFound({ id })))
+          ))
+          return Stream.fromQueue(landed).pipe(Stream.mapEffect((outcome) => outcome), Stream.take(unique.length))
+        })
+      )
+
+    /**
      * Waits up to `timeout` for the job to finish, then answers its latest `JobInfo`, terminal or not.
      */
     const awaitCompletion = Effect.fn("CompletionWatcher.awaitCompletion")(function*(
@@ -214,6 +233,6 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       return { jobs, timedOut: Option.isNone(waited) }
     })
 
-    return { waitFor, waitForAll, waitForFirst, waitMany, awaitCompletion, isComplete, watch, changes } as const
+    return { waitFor, waitForAll, waitForFirst, waitMany, watchMany, awaitCompletion, isComplete, watch, changes } as const
   })
 }) {}

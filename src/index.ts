@@ -25,7 +25,7 @@ export * as Rpcs from "./Rpcs.js"
 /** Enqueue, read, list, cancel and delete jobs. */
 export { Jobs } from "./Jobs.js"
 export type { EnqueueOptions, ListOptions, OwnerScope, PurgeOptions } from "./Jobs.js"
-/** Await jobs live: `waitFor`, `waitForAll`, `waitForFirst`, `awaitCompletion`, `watch`, `changes`. */
+/** Await jobs live: `waitFor`, `waitForAll`, `waitForFirst`, `watchMany` (each outcome as it lands), `awaitCompletion`, `watch`, `changes`. */
 export { CompletionWatcher } from "./CompletionWatcher.js"
 /** The worker protocol: claim, heartbeat, start, complete, fail, cancel, release. */
 export { Workers } from "./Workers.js"

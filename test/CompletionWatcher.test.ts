@@ -1,9 +1,10 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Chunk, Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Ref, Stream, TestClock, Tracer } from "effect"
+import { Chunk, Clock, Context, Deferred, Duration, Effect, Either, Fiber, Layer, Option, Queue, Ref, Stream, TestClock, Tracer } from "effect"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { JobWatchConfig } from "../src/Config.js"
+import type { JobOutcome } from "../src/Domain/Job.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
@@ -215,6 +216,32 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         yield* runToCompletion2(b.id)
         const outcomes = yield* Fiber.join(all).pipe(within(10))
         assert.deepStrictEqual(outcomes.map((o) => o.id), [b.id, a.id, b.id])
+      }))
+
+    it.effect("watchMany streams each outcome as it lands, in completion order, and ends after the last", () =>
+      Effect.gen(function*() {
+        const watcher = yield* CompletionWatcher
+        const a = yield* jobIn("running")
+        const b = yield* jobIn("running")
+        const c = yield* jobIn("running")
+        const landed = yield* Queue.unbounded<JobOutcome>()
+        const stream = yield* Effect.fork(
+          Stream.runForEach(watcher.watchMany([a.id, b.id, c.id, a.id]), (outcome) => Queue.offer(landed, outcome))
+        )
+        yield* subscribers(3)
+        // one at a time, each seen before the next finishes: the order is the completion order, not the input's
+        for (const job of [b, c, a]) {
+          yield* runToCompletion2(job.id)
+          assert.strictEqual((yield* Queue.take(landed).pipe(within(10))).id, job.id)
+        }
+        yield* Fiber.join(stream).pipe(within(10))
+        assert.strictEqual(yield* Queue.size(landed), 0)
+        assert.strictEqual(yield* (yield* Notifications).subscriberCount, 0)
+        const unknown = yield* Stream.runDrain(watcher.watchMany([a.id, "0190f2b4-5f5e-7000-8000-000000000000"])).pipe(
+          Effect.flip,
+          within(10)
+        )
+        assert.strictEqual(unknown._tag, "JobNotFound")
       }))
 
     it.effect("waitFor and waitForAll each end a span of their own, a child of the caller's, with their exit", () =>

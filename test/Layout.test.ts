@@ -1,25 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
+import { sourceFiles } from "./support/sources.js"
 
 // House rules a reader relies on, checked over the sources (the browser-safe entry points are BrowserSafe.test.ts's,
 // the single writer of the event log SingleWriter.test.ts's): module sizes, no casts that erase types, no
 // JSON.parse outside a Schema, and repositories that import no service (they read and write; services publish).
 
-const src = fileURLToPath(new URL("../src/", import.meta.url))
-const walk = (dir: string): Array<string> =>
-  Fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory()
-      ? walk(Path.join(dir, entry.name))
-      : entry.name.endsWith(".ts")
-      ? [Path.join(dir, entry.name)]
-      : []
-  )
-const files = walk(src).map((file) => ({
-  name: Path.relative(src, file).split(Path.sep).join("/"),
-  text: Fs.readFileSync(file, "utf8")
-}))
+const files = sourceFiles("src", ".ts")
 
 /** Relative imports of a module, as paths from `src/` without extension. */
 const importsOf = (file: { readonly name: string; readonly text: string }) =>

@@ -1,25 +1,19 @@
 import { assert, describe, it, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect } from "effect"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { JobWatchConfig } from "../src/Config.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { Jobs } from "../src/Jobs.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { Repos } from "./support/repos.js"
+import { sourceFiles } from "./support/sources.js"
 import { testLayer } from "./support/workers.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-
-const filesUnder = (dir: string, ext: string): ReadonlyArray<string> =>
-  Fs.readdirSync(Path.join(root, dir), { recursive: true, encoding: "utf8" })
-    .filter((file) => file.endsWith(ext))
-    .map((file) => Path.join(dir, file))
-
-const read = (file: string) => Fs.readFileSync(Path.join(root, file), "utf8")
+/** Files under `dir` as paths from the root, with their text. */
+const filesUnder = (dir: string, ext: string) =>
+  sourceFiles(dir, ext).map((file) => ({ file: Path.join(dir, file.name), text: file.text }))
 
 /** The functions of sql/functions that write events: each changes a job compare-and-set and writes its event. */
 const writers = ["job_bulk", "job_claim", "job_complete_many", "job_enqueue", "job_progress", "job_transition"]
@@ -30,8 +24,7 @@ const writesTo = (text: string, table: string) =>
 describe("one writer of the event log", () => {
   it("no TypeScript statement writes job_events or moves a job's version: only the SQL functions do", () => {
     const offenders: Array<string> = []
-    for (const file of filesUnder("src", ".ts")) {
-      const text = read(file)
+    for (const { file, text } of filesUnder("src", ".ts")) {
       // the tables a module names through an identifier (`sql(\`${schema}.job_events\`)`)
       const aliases = [...text.matchAll(/const (\w+) = sql\(`\$\{schema\}\.job_events`\)/g)].map((m) => m[1]!)
       const targets = ["job_events", ...aliases.map((alias) => `\\$\\{${alias}\\}`)]
@@ -42,22 +35,21 @@ describe("one writer of the event log", () => {
   })
 
   it("in SQL, events are inserted by the writer functions only, each in the file of its one definition", () => {
-    const inserting = filesUnder("sql", ".sql").filter((file) => /INSERT\s+INTO\s+job_events\b/i.test(read(file)))
-    const live = inserting.filter((file) => file.startsWith(Path.join("sql", "functions")))
+    const inserting = filesUnder("sql", ".sql").filter(({ text }) => /INSERT\s+INTO\s+job_events\b/i.test(text))
+    const live = inserting.filter(({ file }) => file.startsWith(Path.join("sql", "functions")))
     assert.deepStrictEqual(
-      live.map((file) => Path.basename(file, ".sql")).sort(),
+      live.map(({ file }) => Path.basename(file, ".sql")).sort(),
       writers,
       "the writer functions of sql/functions"
     )
-    for (const file of live) {
-      const text = read(file)
+    for (const { file, text } of live) {
       const name = Path.basename(file, ".sql")
       assert.match(text, new RegExp(`CREATE OR REPLACE FUNCTION ${name}\\(`), `${file} defines ${name}`)
       // a new job starts at version 1; every other writer moves the version of the row it locked
       if (name !== "job_enqueue") assert.match(text, /version = (j\.)?version \+ 1/, `${file} moves the version`)
     }
     // the versioned files that insert events are those of before the functions had files of their own
-    const versioned = inserting.filter((file) => !file.startsWith(Path.join("sql", "functions")))
+    const versioned = inserting.flatMap(({ file }) => file.startsWith(Path.join("sql", "functions")) ? [] : [file])
     assert.isTrue(versioned.every((file) => Number(Path.basename(file).slice(0, 4)) <= 12), versioned.join(", "))
   })
 

@@ -10,6 +10,7 @@ import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import { Unauthorized } from "../src/Domain/Auth.js"
 import { RoutesLive, routerConfig } from "../src/Http.js"
 import { EventStream } from "../src/Streams/EventStream.js"
+import { StreamTail } from "../src/Streams/Tail.js"
 import { Jobs } from "../src/Jobs.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { RpcAuthentication } from "../src/Rpcs.js"
@@ -132,7 +133,11 @@ describe("Listener", () => {
         Layer.provide([allRepos, ProgressReporter.Default, listener])
       ),
       EventStream.DefaultWithoutDependencies.pipe(
-        Layer.provide([allRepos, listener, CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, allRepos]))])
+        Layer.provide([
+          allRepos,
+          StreamTail.DefaultWithoutDependencies.pipe(Layer.provide([allRepos, listener])),
+          CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, allRepos]))
+        ])
       ),
       Webhooks.Default,
       Layer.succeed(Authentication, { bearer: () => Effect.fail(new Unauthorized({ message: "no one" })) }),

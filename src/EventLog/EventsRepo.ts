@@ -27,6 +27,20 @@ export interface StreamFilter {
 
 const StreamRow = Schema.extend(EventRow, Schema.Struct({ tx: Schema.String }))
 const decodeStreamRows = Schema.decodeUnknown(Schema.Array(StreamRow))
+const TailRow = Schema.extend(
+  StreamRow,
+  Schema.Struct({ owner: Schema.NullOr(Schema.String), queue: Schema.String, name: Schema.String })
+)
+const decodeTailRows = Schema.decodeUnknown(Schema.Array(TailRow))
+
+/** An event of the stream of all events, with its position and what a per-user stream filters its job by. */
+export interface TailItem {
+  readonly position: StreamPosition
+  readonly event: JobEvent
+  readonly owner: string | null
+  readonly queue: string
+  readonly name: string
+}
 const decodeOutcomeRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({ outcome: OutcomeJson })))
 const noJob = "00000000-0000-0000-0000-000000000000"
 const decodeXmin = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ xmin: Schema.String })))
@@ -41,6 +55,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
     const outcomeJson = sql(`${schema}.job_outcome_json`)
     const columns = sql.literal(eventColumns)
 
+    const position = (p: StreamPosition) => sql`(${p.tx}::xid8, ${p.jobId}::uuid, ${p.version}::int)`
     const toEvents = (rows: ReadonlyArray<EventRow>): ReadonlyArray<JobEvent> => rows.map(toJobEvent)
 
     /** The events of a job after `afterVersion`, in version order. */
@@ -74,12 +89,14 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
      * The stream of all events (of `filter.owner`'s jobs, when given) after `cursor`, in stream order, at most
      * `limit`: only events of transactions below this read's snapshot xmin, which have all ended (sql/0006), so no
      * later read can find an event before the last one answered. `position` is the events' stream position.
+     * With `until`, only events at or before that position (a stream catching up to the process's tail).
      */
-    const streamAfter = (cursor: StreamPosition, filter: StreamFilter, limit: number) =>
+    const streamAfter = (cursor: StreamPosition, filter: StreamFilter, limit: number, until?: StreamPosition) =>
       sql`SELECT ${columns}, e.tx::text AS tx
           FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
           WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
             AND (e.tx, e.job_id, e.version) > (${cursor.tx}::xid8, ${cursor.jobId}::uuid, ${cursor.version}::int)
+            ${until === undefined ? sql`` : sql`AND (e.tx, e.job_id, e.version) <= ${position(until)}`}
             ${filter.owner === undefined ? sql`` : sql`AND j.owner = ${filter.owner}`}
             ${filter.statuses === undefined ? sql`` : sql`AND e.status = ANY(${filter.statuses})`}
             ${filter.queue === undefined ? sql`` : sql`AND j.queue = ${filter.queue}`}
@@ -91,6 +108,30 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
           rows.map((row) => ({
             position: { tx: row.tx, jobId: row.jobId, version: row.version } satisfies StreamPosition,
             event: toJobEvent(row)
+          }))
+        ),
+        Effect.orDie
+      )
+
+    /**
+     * The stream of all events after `cursor`, as `streamAfter` reads it, with the columns of each event's job that
+     * per-user streams filter by: the read of the process's one stream tail.
+     */
+    const tailAfter = (cursor: StreamPosition, limit: number) =>
+      sql`SELECT ${columns}, e.tx::text AS tx, j.owner, j.queue, j.name
+          FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
+          WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+            AND (e.tx, e.job_id, e.version) > (${cursor.tx}::xid8, ${cursor.jobId}::uuid, ${cursor.version}::int)
+          ORDER BY e.tx, e.job_id, e.version
+          LIMIT ${limit}`.pipe(
+        Effect.flatMap(decodeTailRows),
+        Effect.map((rows) =>
+          rows.map((row): TailItem => ({
+            position: { tx: row.tx, jobId: row.jobId, version: row.version },
+            event: toJobEvent(row),
+            owner: row.owner,
+            queue: row.queue,
+            name: row.name
           }))
         ),
         Effect.orDie
@@ -115,6 +156,6 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
           Effect.orDie
         )
 
-    return { eventsOf, eventsAfter, streamAfter, streamNow, outcomes } as const
+    return { eventsOf, eventsAfter, streamAfter, tailAfter, streamNow, outcomes } as const
   })
 }) {}

@@ -1,6 +1,5 @@
-import { Chunk, Duration, Effect, Option, Queue, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import { CompletionWatcher } from "../CompletionWatcher.js"
-import { JobWatchConfig } from "../Config.js"
 import { InvalidInput, JobNotFound } from "../Domain/Errors.js"
 import type { JobEvent } from "../Domain/JobEvent.js"
 import { JobIdFromString, Version } from "../Domain/Requests.js"
@@ -8,8 +7,8 @@ import { isUuid } from "../Domain/Values.js"
 import { decodeField } from "../internal/invalid.js"
 import { filterOf } from "../Jobs.js"
 import type { StreamPosition } from "../EventLog.js"
-import { EventsRepo, Listener } from "../EventLog.js"
 import { JobsRepo } from "../Jobs.js"
+import { StreamTail } from "./Tail.js"
 
 /** An event with the cursor to resume after it (`Last-Event-ID`). */
 export interface PositionedEvent {
@@ -40,11 +39,6 @@ const parseStreamCursor = (cursor: string): Option.Option<StreamPosition> => {
 /** The cursor of a job's event in its own stream: `<job id>.<version>`. */
 export const jobCursor = (event: JobEvent) => `${event.jobId}.${event.version}`
 
-const batchSize = 500
-/** How often a stream re-reads while events are held back behind an unfinished older transaction. */
-const heldBackPoll = Duration.millis(200)
-const heldBackPolls = 50
-
 const jobIdOf = decodeField(JobIdFromString, "id")
 const afterVersionOf = decodeField(Version, "afterVersion")
 
@@ -53,25 +47,11 @@ const afterVersionOf = decodeField(Version, "afterVersion")
  * of a user's events as they happen, each resumable from the cursor of the last event received.
  */
 export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventStream", {
-  dependencies: [JobsRepo.Default, EventsRepo.Default, Listener.Default, CompletionWatcher.Default],
+  dependencies: [JobsRepo.Default, StreamTail.Default, CompletionWatcher.Default],
   scoped: Effect.gen(function*() {
     const repo = yield* JobsRepo
-    const events = yield* EventsRepo
-    const listener = yield* Listener
     const watcher = yield* CompletionWatcher
-    const config = yield* JobWatchConfig
-    // the safety net of an idle stream is the refresh interval; with the refresh off, only doorbells wake it
-    const idlePoll = config.refreshInterval
-
-    // every doorbell and every (re)connect wakes the user streams of this process
-    const wakers = new Set<() => void>()
-    const wakeAll = () => wakers.forEach((wake) => wake())
-    yield* listener.on("doorbell", wakeAll)
-    yield* listener.state.changes.pipe(
-      Stream.filter((state) => state.connected),
-      Stream.runForEach(() => Effect.sync(wakeAll)),
-      Effect.forkScoped
-    )
+    const tail = yield* StreamTail
 
     /**
      * The events of job `id` (of `owner`, when given) after `afterVersion` (or after the version a `cursor` of this
@@ -102,7 +82,8 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
     /**
      * Every event of the jobs matching `filter`, live, after `cursor` (a cursor this stream answered) or, without
      * one, from now on; it never ends by itself. An event committed late by a slow transaction is neither skipped
-     * nor repeated (sql/0006): it waits until every older transaction has ended.
+     * nor repeated (sql/0006): it waits until every older transaction has ended. The stream follows the process's one
+     * tail (`StreamTail`), after reading the log itself up to it when it resumes from further back.
      */
     const userEvents = (
       filter: UserStreamFilter,
@@ -112,7 +93,7 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
         const where = yield* filterOf(filter)
         let position: StreamPosition
         if (cursor === undefined || cursor.trim() === "") {
-          position = yield* events.streamNow
+          position = yield* tail.now
         } else {
           const parsed = parseStreamCursor(cursor)
           if (Option.isNone(parsed)) {
@@ -120,28 +101,9 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
           }
           position = parsed.value
         }
-        return Stream.unwrapScoped(Effect.gen(function*() {
-          const wake = yield* Queue.sliding<void>(1)
-          const waker = () => Queue.unsafeOffer(wake, undefined)
-          // registered before the first read, which finds whatever committed since `position` was taken
-          yield* Effect.acquireRelease(Effect.sync(() => wakers.add(waker)), () => Effect.sync(() => wakers.delete(waker)))
-          let pollsLeft = 0
-          return Stream.repeatEffectChunk(Effect.gen(function*() {
-          const batch = yield* events.streamAfter(position, where, batchSize)
-          if (batch.length > 0) {
-            position = batch[batch.length - 1]!.position
-            return Chunk.fromIterable(batch.map((item) => ({ cursor: streamCursor(item.position), event: item.event })))
-          }
-          // after a doorbell, what rang may be held back behind an older transaction still running (one that writes
-          // no event rings no doorbell when it ends): look again every 200 ms for a while
-          const poll = pollsLeft > 0 ? Option.some(heldBackPoll) : idlePoll
-          const rang = Option.isNone(poll)
-            ? yield* Queue.take(wake).pipe(Effect.as(true))
-            : Option.isSome(yield* Queue.take(wake).pipe(Effect.timeoutOption(poll.value)))
-          pollsLeft = rang ? heldBackPolls : Math.max(0, pollsLeft - 1)
-          return Chunk.empty<PositionedEvent>()
-          }))
-        }))
+        return tail.follow(position, where).pipe(
+          Stream.map((item): PositionedEvent => ({ cursor: streamCursor(item.position), event: item.event }))
+        )
       })
 
     return { jobEvents, userEvents } as const

@@ -29,6 +29,8 @@ export const matches = (filter: StreamFilter) => (item: TailItem): boolean =>
 export interface TailStats {
   readonly tailReads: number
   readonly catchUpReads: number
+  /** Times a subscriber's buffer overflowed (it then read the log). */
+  readonly overflows: number
   readonly subscribers: number
 }
 
@@ -74,6 +76,7 @@ export const make = (options: TailOptions = {}) =>
     let epoch = 0
     let tailReads = 0
     let catchUpReads = 0
+    let overflows = 0
 
     const wake = yield* Queue.sliding<void>(1)
     const kick = () => Queue.unsafeOffer(wake, undefined)
@@ -113,6 +116,7 @@ export const make = (options: TailOptions = {}) =>
             // it reads the log from its last position instead: never unbounded, never a lost event
             sub.overflowed = true
             sub.buffer = []
+            overflows++
           } else sub.buffer.push(item)
           woken.add(sub)
         }
@@ -243,6 +247,7 @@ export const make = (options: TailOptions = {}) =>
     const stats: Effect.Effect<TailStats> = Effect.sync(() => ({
       tailReads,
       catchUpReads,
+      overflows,
       subscribers: subscribers.size
     }))
 

@@ -8,6 +8,7 @@ import { decodeField } from "../internal/invalid.js"
 import { filterOf } from "../Jobs.js"
 import type { StreamPosition } from "../EventLog.js"
 import { JobsRepo } from "../Jobs.js"
+import type { Sink } from "./Tail.js"
 import { StreamTail } from "./Tail.js"
 
 /** An event with the cursor to resume after it (`Last-Event-ID`). */
@@ -85,27 +86,37 @@ export class EventStream extends Effect.Service<EventStream>()("jobwatch/EventSt
      * nor repeated (sql/0006): it waits until every older transaction has ended. The stream follows the process's one
      * tail (`StreamTail`), after reading the log itself up to it when it resumes from further back.
      */
+    /** The filter and starting position of a user stream, checked. */
+    const userStart = (filter: UserStreamFilter, cursor: string | undefined) =>
+      Effect.gen(function*() {
+        const where = yield* filterOf(filter)
+        if (cursor === undefined || cursor.trim() === "") return { where, position: yield* tail.now }
+        const parsed = parseStreamCursor(cursor)
+        if (Option.isNone(parsed)) {
+          return yield* new InvalidInput({ field: "Last-Event-ID", message: "is not a cursor this stream answered" })
+        }
+        return { where, position: parsed.value }
+      })
+
     const userEvents = (
       filter: UserStreamFilter,
       cursor?: string | undefined
     ): Effect.Effect<Stream.Stream<PositionedEvent>, InvalidInput> =>
-      Effect.gen(function*() {
-        const where = yield* filterOf(filter)
-        let position: StreamPosition
-        if (cursor === undefined || cursor.trim() === "") {
-          position = yield* tail.now
-        } else {
-          const parsed = parseStreamCursor(cursor)
-          if (Option.isNone(parsed)) {
-            return yield* new InvalidInput({ field: "Last-Event-ID", message: "is not a cursor this stream answered" })
-          }
-          position = parsed.value
-        }
-        return tail.follow(position, where).pipe(
+      Effect.map(userStart(filter, cursor), ({ position, where }) =>
+        tail.follow(position, where).pipe(
           Stream.map((item): PositionedEvent => ({ cursor: streamCursor(item.position), event: item.event }))
-        )
-      })
+        ))
 
-    return { jobEvents, userEvents } as const
+    /**
+     * `userEvents` written straight to `sink` by the process's tail as it reads them (`StreamTail.attach`): no
+     * fiber or queue per event, for the SSE responses. The answer runs until interrupted.
+     */
+    const attachUserEvents = (
+      filter: UserStreamFilter,
+      cursor: string | undefined
+    ): Effect.Effect<(sink: Sink) => Effect.Effect<never>, InvalidInput> =>
+      Effect.map(userStart(filter, cursor), ({ position, where }) => (sink: Sink) => tail.attach(position, where, sink))
+
+    return { jobEvents, userEvents, attachUserEvents } as const
   })
 }) {}

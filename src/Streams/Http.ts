@@ -1,13 +1,14 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import type { Duration } from "effect"
-import { Effect, Schema, Stream } from "effect"
+import { Duration, Effect, Schema, Stream } from "effect"
 import { Api } from "../Api.js"
 import { JobWatchConfig } from "../Config.js"
 import { JobEvent, sseEventName } from "../Domain/JobEvent.js"
 import { holdSlot, Limits } from "../Http/Limits.js"
 import { asOwner, Waits } from "../Http/Waits.js"
+import { Readable } from "node:stream"
 import type { PositionedEvent } from "./EventStream.js"
-import { EventStream } from "./EventStream.js"
+import { EventStream, streamCursor } from "./EventStream.js"
+import type { PositionedItem, Sink } from "./Tail.js"
 
 const encodeEvent = Schema.encodeSync(JobEvent)
 
@@ -35,6 +36,65 @@ export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: D
   )
 }
 
+/** Each event's SSE message, built once however many streams write it. */
+const messages = new WeakMap<object, string>()
+const messageOf = (item: PositionedItem) => {
+  let text = messages.get(item.event)
+  if (text === undefined) {
+    text = `id: ${streamCursor(item.position)}\nevent: ${sseEventName(item.event)}\ndata: ${
+      JSON.stringify(encodeEvent(item.event))
+    }\n\n`
+    messages.set(item.event, text)
+  }
+  return text
+}
+
+/** What a user stream may have written and not yet sent before it counts as behind (then it reads the log). */
+const highWaterMark = 64 * 1024
+
+/**
+ * A user stream's SSE response, written by the process's stream tail: a Node `Readable` the server pipes to the
+ * socket, fed synchronously (no Effect stream, fiber or queue per event: 2,000 streams cost one encode per event),
+ * with a keep-alive comment every `keepAlive`. It ends when `ended` does (the server drains); the client going away
+ * ends `run` (the request's scope closes).
+ */
+const sseSink = (
+  attach: (sink: Sink) => Effect.Effect<never>,
+  keepAlive: Duration.Duration,
+  ended: Effect.Effect<void>
+) =>
+  Effect.gen(function*() {
+    let room: (() => void) | undefined
+    const body = new Readable({
+      highWaterMark,
+      read: () => {
+        const wake = room
+        room = undefined
+        wake?.()
+      }
+    })
+    const sink: Sink = {
+      write: (items) => body.push(items.map(messageOf).join("")),
+      writable: Effect.async<void>((resume) => {
+        if (body.readableLength < highWaterMark || body.destroyed) return resume(Effect.void)
+        room = () => resume(Effect.void)
+      })
+    }
+    body.push("retry: 1000\n\n")
+    const timer = setInterval(() => body.push(": keep-alive\n\n"), Duration.toMillis(keepAlive))
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
+    yield* Effect.forkScoped(
+      Effect.raceFirst(attach(sink), ended).pipe(Effect.ensuring(Effect.sync(() => {
+        clearInterval(timer)
+        if (!body.destroyed) body.push(null)
+      })))
+    )
+    return HttpServerResponse.raw(body, {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+    })
+  })
+
 /** The SSE endpoints: a job's events until it ends, or all of the caller's, each holding one of its stream slots. */
 export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
   Effect.gen(function*() {
@@ -60,6 +120,11 @@ export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
       .handle("userEvents", ({ headers, urlParams }) =>
         Effect.zipRight(
           slot,
-          asOwner(({ owner }) => streams.userEvents({ ...urlParams, owner }, headers["last-event-id"])).pipe(respond)
+          asOwner(({ owner }) =>
+            Effect.flatMap(
+              streams.attachUserEvents({ ...urlParams, owner }, headers["last-event-id"]),
+              (attach) => sseSink(attach, config.sseKeepAlive, waits.draining)
+            )
+          )
         ))
   }))

@@ -43,11 +43,24 @@ const awaitedLimit = 10_000
 /** Events a subscriber may have waiting; past this it drops them and reads the log from its last position. */
 export const defaultBufferLimit = 1000
 
+/**
+ * Where `attach` writes a stream's events, synchronously as the tail reads them (no fiber or queue per event).
+ * `write` answers false when the consumer's buffer is full; `writable` then waits until it has room again.
+ */
+export interface Sink {
+  readonly write: (items: ReadonlyArray<PositionedItem>) => boolean
+  readonly writable: Effect.Effect<void>
+}
+
 interface Subscriber {
   readonly matches: (item: TailItem) => boolean
   buffer: Array<TailItem>
   overflowed: boolean
   readonly wake: () => void
+  /** With a sink: written to at once while `live`; `last` is the last position written. */
+  readonly sink?: Sink | undefined
+  live: boolean
+  last: StreamPosition
 }
 
 export interface TailOptions {
@@ -112,6 +125,18 @@ export const make = (options: TailOptions = {}) =>
         if (rung !== undefined && rung <= item.position.version) awaited.delete(item.position.jobId)
         for (const sub of subscribers) {
           if (sub.overflowed || !sub.matches(item)) continue
+          if (sub.live && sub.sink !== undefined) {
+            if (comparePositions(item.position, sub.last) <= 0) continue
+            sub.last = item.position
+            if (!sub.sink.write([item])) {
+              // written, but its consumer is behind: the rest it reads from the log once it has room
+              sub.live = false
+              sub.overflowed = true
+              overflows++
+              woken.add(sub)
+            }
+            continue
+          }
           if (sub.buffer.length >= bufferLimit) {
             // it reads the log from its last position instead: never unbounded, never a lost event
             sub.overflowed = true
@@ -211,7 +236,9 @@ export const make = (options: TailOptions = {}) =>
           matches: matches(filter),
           buffer: [],
           overflowed: false,
-          wake: () => Queue.unsafeOffer(signal, undefined)
+          wake: () => Queue.unsafeOffer(signal, undefined),
+          live: false,
+          last: from
         }
         // registered first, then caught up: what the tail reads meanwhile waits in the buffer
         const joinedAt = yield* Effect.acquireRelease(join(sub), () => leave(sub))
@@ -244,6 +271,57 @@ export const make = (options: TailOptions = {}) =>
         }))
       }))
 
+    /**
+     * `follow` for a consumer that takes events synchronously (an SSE response): the events matching `filter`
+     * after `from` are written to `sink`, from the log until it reaches the tail, then by the tail itself as it
+     * reads them; a sink that reports itself full is caught up from the log once it has room. Runs until interrupted.
+     */
+    const attach = (from: StreamPosition, filter: StreamFilter, sink: Sink): Effect.Effect<never> =>
+      Effect.scoped(Effect.gen(function*() {
+        const signal = yield* Queue.sliding<void>(1)
+        const sub: Subscriber = {
+          matches: matches(filter),
+          buffer: [],
+          overflowed: false,
+          wake: () => Queue.unsafeOffer(signal, undefined),
+          sink,
+          live: false,
+          last: from
+        }
+        const joinedAt = yield* Effect.acquireRelease(join(sub), () => leave(sub))
+        let target: StreamPosition | undefined = comparePositions(from, joinedAt) < 0 ? joinedAt : undefined
+        const write = (items: ReadonlyArray<PositionedItem>) =>
+          items.length === 0 || sink.write(items) ? Effect.void : sink.writable
+        while (true) {
+          if (sub.overflowed) {
+            sub.overflowed = false
+            sub.buffer = []
+            target = position
+            yield* sink.writable
+          }
+          if (target !== undefined && comparePositions(sub.last, target) < 0) {
+            catchUpReads++
+            const batch = yield* events.streamAfter(sub.last, filter, batchSize, target)
+            if (batch.length < batchSize) target = undefined
+            if (batch.length > 0) sub.last = batch[batch.length - 1]!.position
+            yield* write(batch)
+            continue
+          }
+          target = undefined
+          if (sub.buffer.length > 0) {
+            const last = sub.last
+            const fresh = sub.buffer.filter((item) => comparePositions(item.position, last) > 0)
+            sub.buffer = []
+            if (fresh.length > 0) sub.last = fresh[fresh.length - 1]!.position
+            yield* write(fresh)
+            continue
+          }
+          // caught up, in the same step as the buffer was found empty: the tail writes from here on
+          sub.live = true
+          yield* Queue.take(signal)
+        }
+      }))
+
     const stats: Effect.Effect<TailStats> = Effect.sync(() => ({
       tailReads,
       catchUpReads,
@@ -251,7 +329,7 @@ export const make = (options: TailOptions = {}) =>
       subscribers: subscribers.size
     }))
 
-    return { now, follow, stats } as const
+    return { now, follow, attach, stats } as const
   })
 
 /** The process's stream tail (see `make`), with its default buffers. */

@@ -20,6 +20,7 @@ import { latency } from "./latency.js"
 import { lifecycle } from "./lifecycle.js"
 import { limits } from "./limits.js"
 import { progress } from "./progress.js"
+import { streamsBench } from "./streams.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
 import { webhooks } from "./webhooks.js"
@@ -34,7 +35,8 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   progress,
   http,
   limits,
-  webhooks
+  webhooks,
+  streams: streamsBench
 }
 
 /** Settings a benchmark needs beside the defaults. */

@@ -36,7 +36,13 @@ const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity })
 let open = []
 const seen = new Map()
 let target = 0
-const opened = (n, path, port, authorization, extra, onBody) => Promise.all(Array.from({ length: n }, () =>
+// opened in waves of 250, within the server's listen backlog
+const opened = async (n, path, port, authorization, extra, onBody) => {
+  const statuses = []
+  for (let i = 0; i < n; i += 250) statuses.push(...await openWave(Math.min(250, n - i), path, port, authorization, extra, onBody))
+  return statuses
+}
+const openWave = (n, path, port, authorization, extra, onBody) => Promise.all(Array.from({ length: n }, () =>
   new Promise((resolve) => {
     const request = http.request({ agent, host: "127.0.0.1", port, path, headers: { authorization, ...extra } }, (response) => {
       resolve(response.statusCode)
@@ -68,7 +74,8 @@ process.on("message", async (m) => {
       })
       response.on("error", () => {})
     })
-    process.send({ cmd: "opened", ok: statuses.filter((s) => s === 200).length })
+    target = statuses.filter((s) => s === 200).length
+    process.send({ cmd: "opened", ok: target })
   } else if (m.cmd === "polls") {
     let answered = 0
     let last = 0

@@ -37,18 +37,22 @@ let open = []
 const seen = new Map()
 let target = 0
 // opened in waves of 250, within the server's listen backlog
-const opened = async (n, path, port, authorization, extra, onBody) => {
+// (a wave is done once its heads arrived, or, with sentOnly, once its requests were sent: a long-poll answers late)
+const opened = async (n, path, port, authorization, extra, onBody, sentOnly = false) => {
   const statuses = []
-  for (let i = 0; i < n; i += 250) statuses.push(...await openWave(Math.min(250, n - i), path, port, authorization, extra, onBody))
+  for (let i = 0; i < n; i += 250) {
+    statuses.push(...await openWave(Math.min(250, n - i), path, port, authorization, extra, onBody, sentOnly))
+  }
   return statuses
 }
-const openWave = (n, path, port, authorization, extra, onBody) => Promise.all(Array.from({ length: n }, () =>
+const openWave = (n, path, port, authorization, extra, onBody, sentOnly) => Promise.all(Array.from({ length: n }, () =>
   new Promise((resolve) => {
     const request = http.request({ agent, host: "127.0.0.1", port, path, headers: { authorization, ...extra } }, (response) => {
       resolve(response.statusCode)
       onBody(response)
     })
     request.on("error", () => resolve(0))
+    if (sentOnly) request.on("finish", () => resolve(200))
     request.end()
     open.push(request)
   })))
@@ -80,7 +84,7 @@ process.on("message", async (m) => {
     let answered = 0
     let last = 0
     const statuses = []
-    opened(m.n, "/v1/jobs/" + m.id, m.port, m.authorization, { prefer: "wait=60" }, (response) => {
+    await opened(m.n, "/v1/jobs/" + m.id, m.port, m.authorization, { prefer: "wait=60" }, (response) => {
       response.resume()
       response.on("end", () => {
         statuses.push(response.statusCode)
@@ -88,7 +92,7 @@ process.on("message", async (m) => {
         if (++answered === m.n) process.send({ cmd: "answered", at: last, ok: statuses.filter((s) => s === 200).length })
       })
       response.on("error", () => {})
-    })
+    }, true)
     process.send({ cmd: "sent" })
   } else if (m.cmd === "close") {
     for (const request of open) request.destroy()

@@ -9,6 +9,8 @@
 -- found: `{id, foundStatus, foundWorker, event, result}`, `event` and `result` null for a job that was not completed;
 -- null when no job was found), `claimed` the claimed rows as `row_to_json` writes them, in claim order (null when
 -- none). With `p_limit` 0 it is job_complete_many.
+-- Each event's stream position (`tx`) is the greater of this transaction's id and the job's previous event's
+-- (sql/0017: per job, the stream order is version order).
 -- The jobs completed are held (claimed or running) and the jobs claimed pending, so the two updates never meet a
 -- row twice; completions lock their rows in id order (concurrent batches cannot deadlock), the claim skips locks.
 CREATE OR REPLACE FUNCTION job_complete_claim(p_worker text, p_ids uuid[], p_results text[], p_messages text[],
@@ -27,7 +29,7 @@ BEGIN
     -- what job_transition's complete sets
     UPDATE jobs j SET status = 'completed', version = j.version + 1, updated_at = now(),
       result = i.result::jsonb, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
-      cancel_requested = false
+      cancel_requested = false, event_tx = greatest(j.event_tx, pg_current_xact_id())
     FROM cur JOIN input i ON i.id = cur.id
     WHERE j.id = cur.id AND cur.status = ANY (p_from) AND (p_worker IS NULL OR cur.worker_id = p_worker)
     RETURNING j.*, cur.status AS previous_status, cur.progress_percent AS previous_progress,
@@ -46,19 +48,19 @@ BEGIN
     -- what job_claim sets with p_start
     UPDATE jobs j SET status = 'running', version = j.version + 1, updated_at = now(), attempt = j.attempt + 1,
       worker_id = p_worker, lease_expires_at = v_now + p_lease_ms * interval '1 millisecond', claimed_at = v_now,
-      started_at = v_now, cancel_requested = false
+      started_at = v_now, cancel_requested = false, event_tx = greatest(j.event_tx, pg_current_xact_id())
     FROM cand WHERE j.id = cand.id
     RETURNING j.*
   ), ev AS (
     -- one INSERT for both, so that the event triggers fire once for the statement
     INSERT INTO job_events (job_id, version, type, status, previous_status, progress, previous_progress, step,
-      message, attempt)
+      message, attempt, tx)
     SELECT id, version, 'job.status.changed', status, previous_status, progress_percent, previous_progress,
-      progress_step, event_message, attempt
+      progress_step, event_message, attempt, event_tx
     FROM upd
     UNION ALL
     SELECT c.id, c.version, 'job.status.changed', c.status, 'pending', c.progress_percent, c.progress_percent,
-      c.progress_step, NULL, c.attempt
+      c.progress_step, NULL, c.attempt, c.event_tx
     FROM claimed c
     RETURNING *
   )

@@ -37,13 +37,17 @@ BEGIN
   ), w AS (
     SELECT w.id FROM workers w WHERE p_limit > 0 AND w.id = p_worker
   ), cand AS (
-    -- job_claim's candidates (jobs_claim_order)
-    SELECT c.id FROM jobs c
-    WHERE p_limit > 0 AND c.status = 'pending' AND c.queue = ANY (p_queues)
-      AND (p_names IS NULL OR c.name = ANY (p_names)) AND EXISTS (SELECT 1 FROM w)
-    ORDER BY c.priority DESC, c.id
+    -- job_claim's candidates: the first of each queue in jobs_claim_order, then the first of those
+    SELECT x.id FROM (SELECT DISTINCT unnest(p_queues) AS queue WHERE p_limit > 0 AND EXISTS (SELECT 1 FROM w)) q
+    CROSS JOIN LATERAL (
+      SELECT c.id, c.priority FROM jobs c
+      WHERE c.status = 'pending' AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
+      ORDER BY c.priority DESC, c.id
+      LIMIT greatest(p_limit, 0)
+      FOR UPDATE SKIP LOCKED
+    ) x
+    ORDER BY x.priority DESC, x.id
     LIMIT greatest(p_limit, 0)
-    FOR UPDATE SKIP LOCKED
   ), claimed AS (
     -- what job_claim sets with p_start
     UPDATE jobs j SET status = 'running', version = j.version + 1, updated_at = now(), attempt = j.attempt + 1,

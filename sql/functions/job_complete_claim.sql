@@ -9,13 +9,15 @@
 -- found: `{id, foundStatus, foundWorker, event, result}`, `event` and `result` null for a job that was not completed;
 -- null when no job was found), `claimed` the claimed rows as `row_to_json` writes them, in claim order (null when
 -- none). With `p_limit` 0 it is job_complete_many.
+-- Planned for its arguments on every call, as job_claim is: a generic plan cached while the table was small (after a
+-- purge, or a VACUUM of an empty table) would stay on as it grows, and its claim cannot see the LIMIT.
 -- Each event's stream position (`tx`) is the greater of this transaction's id and the job's previous event's
 -- (sql/0017: per job, the stream order is version order).
 -- The jobs completed are held (claimed or running) and the jobs claimed pending, so the two updates never meet a
 -- row twice; completions lock their rows in id order (concurrent batches cannot deadlock), the claim skips locks.
 CREATE OR REPLACE FUNCTION job_complete_claim(p_worker text, p_ids uuid[], p_results text[], p_messages text[],
   p_from text[], p_queues text[], p_names text[], p_limit integer, p_lease_ms integer, p_now timestamptz)
-RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
   answer json;

@@ -263,16 +263,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       return yield* transitions.complete(jobId, { ...scope, resultJson })
     })
 
-    /**
-     * `complete` for up to 1,000 jobs of one worker in one statement (one commit): a worker's group commit. Answers
-     * per item, in input order, the job's id or why it was not completed (`NotJobHolder`, `InvalidTransition`,
-     * `JobNotFound`); invalid input fails the whole call and changes nothing.
-     */
-    const completeMany = Effect.fn("Workers.completeMany")(function*(
-      workerId: string,
-      items: ReadonlyArray<CompleteItem>
-    ) {
-      const worker = yield* workerIdOf(workerId)
+    /** The items of a `completeMany`, checked (invalid input fails the whole call), their pending progress written. */
+    const completionsOf = Effect.fnUntraced(function*(items: ReadonlyArray<CompleteItem>) {
       if (!Array.isArray(items) || items.length === 0 || items.length > MAX_COMPLETE_MANY) {
         return yield* new InvalidInput({ field: "items", message: "must be a list of 1 to 1,000 jobs" })
       }
@@ -290,7 +282,50 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         })
       }
       yield* Effect.forEach(validated, (item) => reporter.flush(item.id), { discard: true })
-      return yield* transitions.completeMany(worker, validated)
+      return validated
+    })
+
+    /**
+     * `complete` for up to 1,000 jobs of one worker in one statement (one commit): a worker's group commit. Answers
+     * per item, in input order, the job's id or why it was not completed (`NotJobHolder`, `InvalidTransition`,
+     * `JobNotFound`); invalid input fails the whole call and changes nothing.
+     */
+    const completeMany = Effect.fn("Workers.completeMany")(function*(
+      workerId: string,
+      items: ReadonlyArray<CompleteItem>
+    ) {
+      const worker = yield* workerIdOf(workerId)
+      return yield* transitions.completeMany(worker, yield* completionsOf(items))
+    })
+
+    /**
+     * `completeMany` and, in the same statement (one round trip, one commit), a claim of up to `claim.limit` jobs
+     * (started at once, as `claim` with `start`) for the slots the completions free: `Worker.run`'s group commit.
+     * It does not wait for work, nor register the worker: a worker the service does not know claims nothing here.
+     */
+    const completeAndClaim = Effect.fn("Workers.completeAndClaim")(function*(
+      workerId: string,
+      items: ReadonlyArray<CompleteItem>,
+      claim: Omit<ClaimOptions, "wait" | "start" | "until">
+    ) {
+      const worker = yield* workerIdOf(workerId)
+      const completions = yield* completionsOf(items)
+      const queues = claim.queues === undefined ? ["default"] : yield* queuesOf(claim.queues)
+      const names = claim.names === undefined ? undefined : yield* namesOf(claim.names)
+      const limit = claim.limit === undefined ? 1 : claim.limit === 0 ? 0 : yield* limitOf(claim.limit)
+      const heartbeatMs = Duration.toMillis(
+        claim.heartbeatInterval === undefined ? config.heartbeatInterval : yield* heartbeatOf(claim.heartbeatInterval)
+      )
+      const done = yield* transitions.completeAndClaim(worker, completions, {
+        queues,
+        names,
+        limit,
+        leaseMs: Math.round(heartbeatMs * 1.5),
+        now: yield* now
+      })
+      const claimed = (yield* deliverable(worker, done.claimed)).map((job) => toClaimed(job, heartbeatMs))
+      yield* Metric.incrementBy(claimsTotal, claimed.length)
+      return { answers: done.answers, claimed }
     })
 
     /**
@@ -340,6 +375,9 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     const onCancelRequested = (handler: (ids: ReadonlyArray<JobId> | "*") => void) =>
       listener.on("cancel", (payload) => handler(payload === "*" ? "*" : (payload.split(",") as Array<JobId>)))
 
-    return { claim, heartbeat, start, progress, complete, completeMany, fail, canceled, release, onCancelRequested } as const
+    return {
+      claim, heartbeat, start, progress, complete, completeMany, completeAndClaim, fail, canceled, release,
+      onCancelRequested
+    } as const
   })
 }) {}

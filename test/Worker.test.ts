@@ -138,6 +138,10 @@ describe("Worker.run", () => {
           completeMany: (workerId, items) => {
             batches.push(items.length)
             return local.completeMany!(workerId, items)
+          },
+          completeAndClaim: (workerId, items, claim) => {
+            batches.push(items.length)
+            return local.completeAndClaim!(workerId, items, claim)
           }
         })
         const queue = uniqueQueue("group")

@@ -21,11 +21,19 @@ BEGIN
       last_seen_at = EXCLUDED.last_seen_at
     RETURNING w.id
   ), cand AS (
-    SELECT c.id FROM jobs c
-    WHERE c.status = 'pending' AND c.queue = ANY (p_queues) AND (p_names IS NULL OR c.name = ANY (p_names))
-    ORDER BY c.priority DESC, c.id
+    -- per queue, its first jobs in the order of jobs_claim_order (an index scan that stops at the limit; with
+    -- `queue = ANY (p_queues)` the scan cannot give that order, and every claim sorted all the pending jobs of its
+    -- queues), then the first of those; with several queues, rows locked beyond the limit are let go at commit
+    SELECT x.id FROM (SELECT DISTINCT unnest(p_queues) AS queue) q
+    CROSS JOIN LATERAL (
+      SELECT c.id, c.priority FROM jobs c
+      WHERE c.status = 'pending' AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
+      ORDER BY c.priority DESC, c.id
+      LIMIT p_limit
+      FOR UPDATE SKIP LOCKED
+    ) x
+    ORDER BY x.priority DESC, x.id
     LIMIT p_limit
-    FOR UPDATE SKIP LOCKED
   ), upd AS (
     UPDATE jobs j SET
       status = CASE WHEN p_start THEN 'running' ELSE 'claimed' END, version = j.version + 1, updated_at = now(),

@@ -7,8 +7,7 @@ import { JobId } from "../Domain/JobId.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import { allowedFrom, JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
 import { LocalEvents } from "../EventLog.js"
-import type { JobRecord } from "../internal/rows.js"
-import { DbJobId, decodeFound, EventRecord, eventRowOf, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
+import { DbJobId, decodeFound, EventRecord, eventRowOf, JobRecord, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
 import { JobsRepo } from "./JobsRepo.js"
 
 /**
@@ -75,9 +74,28 @@ const Completed = Schema.Struct({
   event: Schema.NullOr(EventRecord),
   result: Schema.Unknown
 })
-const decodeCompleted = Schema.decodeUnknown(
-  Schema.Tuple(Schema.Struct({ answers: Schema.NullOr(Schema.Array(Completed)) }))
-)
+/** What `job_complete_claim` answers: the completions, and the jobs claimed for the slots they freed. */
+const decodeCompletedClaimed = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({
+  answer: Schema.Struct({ answers: Schema.NullOr(Schema.Array(Completed)), claimed: Schema.NullOr(Schema.Array(JobRecord)) })
+})))
+
+/** The claim `completeMany` makes in the same statement, for the slots its completions free (`job_claim`'s, started). */
+export interface NextClaim {
+  readonly queues: ReadonlyArray<string>
+  readonly names?: ReadonlyArray<string> | undefined
+  /** At most this many jobs; 0 claims none. */
+  readonly limit: number
+  readonly leaseMs: number
+  /** The caller's clock: the leases count from it. */
+  readonly now: Date
+}
+
+/** One completion of `completeMany`. */
+export interface CompletionItem {
+  readonly id: JobId
+  readonly resultJson: string
+  readonly message: string | null
+}
 
 /** The holder's fail: see `Transitions.failAttempt`. */
 export interface AttemptFailure {
@@ -106,7 +124,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
     const local = yield* LocalEvents
     const { schema } = yield* JobWatchConfig
     const transitionFunction = sql(`${schema}.job_transition`)
-    const completeManyFunction = sql(`${schema}.job_complete_many`)
+    const completeClaimFunction = sql(`${schema}.job_complete_claim`)
 
     /** The changed job; its event goes to this process's subscribers (see `LocalEvents.publishCommitted`). */
     const announce = (job: JobRecord, event: EventRecord) => {
@@ -187,20 +205,28 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
 
     /**
      * `complete` for many jobs of one worker in one statement (one commit, one doorbell): the worker loop's group
-     * commit. Answers, per input item and in its order, whether the job completed or why not. Rows are locked in
-     * id order, so concurrent batches cannot deadlock on each other.
+     * commit. Answers, per input item and in its order, whether the job completed or why not, and the jobs `next`
+     * claimed (for `workerId`, started) in the same statement: a worker's completions and its next claim are one
+     * round trip. Rows are locked in id order, so concurrent batches cannot deadlock on each other.
      */
-    const completeMany = (
+    const completeAndClaim = (
       workerId: string | undefined,
-      items: ReadonlyArray<{ readonly id: JobId; readonly resultJson: string; readonly message: string | null }>
-    ): Effect.Effect<ReadonlyArray<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>>> =>
+      items: ReadonlyArray<CompletionItem>,
+      next?: NextClaim
+    ): Effect.Effect<{
+      readonly answers: ReadonlyArray<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>>
+      readonly claimed: ReadonlyArray<JobInfo>
+    }> =>
       Effect.gen(function*() {
-        if (items.length === 0) return []
-        const [{ answers: found }] = yield* sql`
-          SELECT ${completeManyFunction}(${workerId ?? null}::text, ${items.map((i) => i.id)}::uuid[],
+        if (items.length === 0 && (next === undefined || next.limit <= 0)) return { answers: [], claimed: [] }
+        const claim = next !== undefined && next.limit > 0 && workerId !== undefined ? next : undefined
+        const [{ answer }] = yield* sql`
+          SELECT ${completeClaimFunction}(${workerId ?? null}::text, ${items.map((i) => i.id)}::uuid[],
             ${items.map((i) => i.resultJson)}::text[], ${items.map((i) => i.message)}::text[],
-            ${allowedFrom("completed")}::text[]) AS answers`.pipe(Effect.flatMap(decodeCompleted), Effect.orDie)
-        const byId = new Map((found ?? []).map((row) => [row.id, row]))
+            ${allowedFrom("completed")}::text[], ${claim?.queues ?? null}::text[], ${claim?.names ?? null}::text[],
+            ${claim?.limit ?? 0}::int, ${claim?.leaseMs ?? null}::int, ${claim?.now ?? null}::timestamptz) AS answer`
+          .pipe(Effect.flatMap(decodeCompletedClaimed), Effect.orDie)
+        const byId = new Map((answer.answers ?? []).map((row) => [row.id, row]))
         const answers: Array<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>> = []
         for (const item of items) {
           const row = byId.get(item.id)
@@ -219,8 +245,12 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
             answers.push(Either.left(new InvalidTransition({ id: item.id, from: row.foundStatus, to: "completed" })))
           }
         }
-        return answers
+        return { answers, claimed: (answer.claimed ?? []).map((record) => toJobInfo(jobRowOf(record))) }
       })
+
+    /** `completeAndClaim` claiming nothing. */
+    const completeMany = (workerId: string | undefined, items: ReadonlyArray<CompletionItem>) =>
+      Effect.map(completeAndClaim(workerId, items), (done) => done.answers)
 
     /** claimed|running → failed, for good. */
     const fail = (id: JobId, options: Holder & { readonly code: string | null; readonly error: string }) =>
@@ -328,6 +358,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
       start,
       complete,
       completeMany,
+      completeAndClaim,
       fail,
       failAttempt,
       retry,

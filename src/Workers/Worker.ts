@@ -18,6 +18,7 @@ export const local: Layer.Layer<WorkerBackend, never, Workers | JobWatchConfig> 
     progress: workers.progress,
     complete: workers.complete,
     completeMany: workers.completeMany,
+    completeAndClaim: workers.completeAndClaim,
     fail: workers.fail,
     canceled: workers.canceled,
     release: workers.release,

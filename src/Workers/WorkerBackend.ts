@@ -45,6 +45,16 @@ export interface WorkerBackendShape {
     workerId: string,
     items: ReadonlyArray<CompleteItem>
   ) => Effect.Effect<ReadonlyArray<Either.Either<unknown, WorkerProtocolError>>, WorkerProtocolError>
+  /**
+   * `completeMany` and, in the same round trip, a claim (started at once) of up to `claim.limit` jobs for the slots
+   * those completions free; the claimed jobs are the worker's as the answer arrives. Optional: without it
+   * `Worker.run` claims separately.
+   */
+  readonly completeAndClaim?: (
+    workerId: string,
+    items: ReadonlyArray<CompleteItem>,
+    claim: NextClaimOptions
+  ) => Effect.Effect<CompletedAndClaimed, WorkerProtocolError>
   readonly fail: (id: string, options: FailOptions) => Effect.Effect<unknown, WorkerProtocolError>
   readonly canceled: (id: string, scope: WorkerScope) => Effect.Effect<unknown, WorkerProtocolError>
   readonly release: (workerId: string, ids: ReadonlyArray<JobId>) => Effect.Effect<unknown, WorkerProtocolError>
@@ -59,6 +69,21 @@ export interface WorkerBackendShape {
   ) => Effect.Effect<void, never, Scope.Scope>
   /** The cap of `Worker.run`'s retry backoff when its options give none (in-process: `retryMaxBackoff`). */
   readonly retryMaxBackoff?: Duration.DurationInput | undefined
+}
+
+/** The claim of `completeAndClaim`: a `claim`'s options without a wait (it claims what is ready). */
+export interface NextClaimOptions {
+  readonly queues?: ReadonlyArray<string> | undefined
+  readonly names?: ReadonlyArray<string> | undefined
+  /** At most this many jobs (0–1,000). */
+  readonly limit: number
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+}
+
+/** The answer of `completeAndClaim`: per item (in order) the job's id or why it was not completed; the jobs claimed. */
+export interface CompletedAndClaimed {
+  readonly answers: ReadonlyArray<Either.Either<unknown, WorkerProtocolError>>
+  readonly claimed: ReadonlyArray<ClaimedJob>
 }
 
 export class WorkerBackend extends Context.Tag("jobwatch/WorkerBackend")<WorkerBackend, WorkerBackendShape>() {}

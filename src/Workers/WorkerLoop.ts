@@ -106,7 +106,11 @@ export const run = <A, E, R>(
     /** Failed once the service refuses the worker's credentials (internal), then once the worker has stopped. */
     const refused = yield* Deferred.make<never, WorkerRefused>()
     const stopped = yield* Deferred.make<void, WorkerRefused>()
-    const refuse = (error: WorkerRefused) => Deferred.fail(refused, error).pipe(Effect.asVoid)
+    const refuse = (error: WorkerRefused) =>
+      Effect.suspend(() => {
+        claimsOpen = false
+        return Deferred.fail(refused, error).pipe(Effect.asVoid)
+      })
 
     // refused credentials fail the run at once (a heartbeat changes nothing for a worker the service does not know)
     const probe = yield* Effect.either(backend.heartbeat(workerId))
@@ -123,7 +127,35 @@ export const run = <A, E, R>(
     const warn = (what: string) => (error: WorkerProtocolError) =>
       Effect.logWarning(`worker ${workerId}: ${what}: ${error.message}`)
 
-    const { complete, writer: completer } = yield* groupCommit(backend, workerId)
+    /** Whether the worker claims more: not once it stops (a shutdown, refused credentials). */
+    let claimsOpen = true
+
+    /** Makes claimed jobs this worker's (so that a shutdown releases them) and starts their handlers. */
+    const register = (jobs: ReadonlyArray<ClaimedJob>) =>
+      Effect.forEach(jobs, (job) =>
+        Effect.map(Deferred.make<void>(), (cancel) => {
+          running.set(job.id, cancel)
+          busy++
+        }), { discard: true })
+    const startHandlers = (jobs: ReadonlyArray<ClaimedJob>): Effect.Effect<void, never, R> =>
+      Effect.forEach(jobs, (job) => FiberMap.run(handlers, job.id, runJob(job, running.get(job.id)!)), {
+        discard: true
+      })
+
+    // the completions of handlers that succeeded claim the next jobs for their slots in the same round trip; jobs
+    // such a claim answers once the worker stopped claiming go back to the queue at once
+    const { claimsNext, complete, writer: completer } = yield* groupCommit(backend, workerId, {
+      options: () =>
+        claimsOpen ? { queues: options.queues, names: options.names, heartbeatInterval: explicitHeartbeat } : undefined,
+      take: (jobs): Effect.Effect<void, never, R> => {
+        if (jobs.length === 0) return Effect.void
+        if (claimsOpen) return Effect.zipRight(register(jobs), startHandlers(jobs))
+        return backend.release(workerId, jobs.map((job) => job.id)).pipe(
+          Effect.catchAll(warn("releasing jobs claimed while stopping")),
+          Effect.asVoid
+        )
+      }
+    })
 
     /** Ends the job as the handler's outcome says. */
     const settle = (job: ClaimedJob, ending: Ending) => {
@@ -141,7 +173,7 @@ export const run = <A, E, R>(
           }).pipe(Effect.zipRight(Ref.update(stats, (s) => ({ ...s, failed: s.failed + 1 }))))
         case "Done": {
           if (Exit.isSuccess(ending.exit)) {
-            return complete(job.id, ending.exit.value ?? null).pipe(
+            return complete(job.id, ending.exit.value ?? null, claimsNext).pipe(
               Effect.zipRight(Ref.update(stats, (s) => ({ ...s, completed: s.completed + 1 })))
             )
           }
@@ -185,8 +217,9 @@ export const run = <A, E, R>(
         )
         // the loser is interrupted: a cancel request interrupts the handler fiber
         const ending = yield* Effect.raceFirst(timed, Deferred.await(cancel).pipe(Effect.as<Ending>({ _tag: "Canceled" })))
-        // the handler's slot is free: the next claim overlaps with the write of this job's outcome
-        yield* freeSlot
+        // the handler's slot is free: the next claim overlaps with the write of this job's outcome, unless that write
+        // claims for the slot itself (a success, when the backend claims with completions)
+        if (!(claimsNext && ending._tag === "Done" && Exit.isSuccess(ending.exit))) yield* freeSlot
         // the outcome is recorded even if shutdown interrupts meanwhile
         yield* Effect.uninterruptible(
           settle(job, ending).pipe(
@@ -224,12 +257,7 @@ export const run = <A, E, R>(
               heartbeatInterval: explicitHeartbeat,
               start: true
             })),
-            (answer) =>
-              Effect.forEach(Either.getOrElse(answer, () => []), (job) =>
-                Effect.map(Deferred.make<void>(), (cancel) => {
-                  running.set(job.id, cancel)
-                  busy++
-                }), { discard: true })
+            (answer) => register(Either.getOrElse(answer, () => []))
           )
         )
         if (Either.isLeft(claimed)) {
@@ -244,7 +272,7 @@ export const run = <A, E, R>(
           heartbeatInterval = granted === undefined ? heartbeatInterval : Duration.seconds(granted)
           yield* Deferred.succeed(heartbeatKnown, undefined)
         }
-        for (const job of jobs) yield* FiberMap.run(handlers, job.id, runJob(job, running.get(job.id)!))
+        yield* startHandlers(jobs)
       }
     })
 
@@ -279,6 +307,7 @@ export const run = <A, E, R>(
     // shutdown: stop claiming, give running handlers the grace period, then interrupt and release the rest
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        claimsOpen = false
         yield* Fiber.interrupt(claiming)
         const fibers = [...running.keys()].flatMap((id) => Option.toArray(FiberMap.unsafeGet(handlers, id)))
         // finalizers run uninterruptibly: the wait must be interruptible for the timeout to end it

@@ -2,7 +2,8 @@ import { Chunk, Deferred, Duration, Effect, Either, Exit, Queue } from "effect"
 import { Forbidden, Unauthorized } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
 import type { CompleteItem } from "../Workers.js"
-import type { WorkerBackendShape, WorkerProtocolError } from "./WorkerBackend.js"
+import type { ClaimedJob } from "../Domain/Worker.js"
+import type { NextClaimOptions, WorkerBackendShape, WorkerProtocolError } from "./WorkerBackend.js"
 import { describeError, makeStreak } from "../internal/retry.js"
 
 /**
@@ -49,15 +50,28 @@ export const describeFailure = (error: unknown): { code: string; message: string
 type Completion = {
   readonly item: CompleteItem
   readonly done: Deferred.Deferred<void, WorkerProtocolError>
+  /** Whether the job's handler slot waits for this completion, to be claimed for with it. */
+  readonly slot: boolean
+}
+
+/** How `groupCommit` claims the next jobs with its completions (`WorkerBackendShape.completeAndClaim`). */
+export interface NextClaims<R = never> {
+  /** The claim's options (its limit is the batch's slots), or undefined while the worker claims no more. */
+  readonly options: () => Omit<NextClaimOptions, "limit"> | undefined
+  /** Takes the jobs claimed with a batch: called before the batch's completions are answered. */
+  readonly take: (jobs: ReadonlyArray<ClaimedJob>) => Effect.Effect<void, never, R>
 }
 
 /**
  * A worker's completions through one writer: the jobs that finish while a write is in flight are written together
- * by the next one (a group commit: one statement, one commit, one doorbell for the lot). `complete` waits until its
- * job's completion is written; `writer` is the loop to fork. A batch the backend refuses as a whole is retried one
- * by one. Without `completeMany` in the backend, jobs are completed one by one.
+ * by the next one (a group commit: one statement, one commit, one doorbell for the lot); a write starts as soon as
+ * one completion is queued (nothing waits for company). With `next` and a backend's `completeAndClaim`, the same
+ * statement claims the next jobs for the slots of the batch's completions that hold one (`complete`'s `slot`), as
+ * the floor of a PostgreSQL queue does: one round trip per batch, not two. `complete` waits until its job's
+ * completion is written; `writer` is the loop to fork. A batch the backend refuses as a whole is retried one by one.
+ * Without `completeMany` in the backend, jobs are completed one by one.
  */
-export const groupCommit = (backend: WorkerBackendShape, workerId: string) =>
+export const groupCommit = <R = never>(backend: WorkerBackendShape, workerId: string, next?: NextClaims<R>) =>
   Effect.gen(function*() {
     const completions = yield* Queue.unbounded<Completion>()
     const completeOne = (c: Completion) =>
@@ -65,11 +79,25 @@ export const groupCommit = (backend: WorkerBackendShape, workerId: string) =>
         Effect.exit,
         Effect.flatMap((exit) => Deferred.done(c.done, Exit.asVoid(exit)))
       )
-    const completeMany = backend.completeMany
-    const writer: Effect.Effect<never> = completeMany === undefined ? Effect.never : Effect.forever(
+    const { completeAndClaim, completeMany } = backend
+    /** The batch's completions, and the next claim for its slots when it has any and the worker still claims. */
+    const write = (batch: ReadonlyArray<Completion>, complete: NonNullable<typeof completeMany>) => {
+      const items = batch.map((c) => c.item)
+      const claim = next === undefined || completeAndClaim === undefined ? undefined : next.options()
+      const slots = claim === undefined ? 0 : batch.filter((c) => c.slot).length
+      if (claim === undefined || slots === 0) return complete(workerId, items)
+      // uninterruptible: the jobs an answer claims are handed over, whatever comes
+      return Effect.uninterruptible(
+        completeAndClaim!(workerId, items, { ...claim, limit: slots }).pipe(
+          Effect.tap((done) => next!.take(done.claimed)),
+          Effect.map((done) => done.answers)
+        )
+      )
+    }
+    const writer: Effect.Effect<never, never, R> = completeMany === undefined ? Effect.never : Effect.forever(
       Effect.gen(function*() {
         const batch = Chunk.toReadonlyArray(yield* Queue.takeBetween(completions, 1, 1000))
-        const answers = yield* completeMany(workerId, batch.map((c) => c.item)).pipe(Effect.exit)
+        const answers = yield* write(batch, completeMany).pipe(Effect.exit)
         if (Exit.isSuccess(answers) && answers.value.length === batch.length) {
           yield* Effect.forEach(batch, (c, i) => {
             const answer = answers.value[i]!
@@ -86,15 +114,17 @@ export const groupCommit = (backend: WorkerBackendShape, workerId: string) =>
         }
       })
     )
-    const complete = (id: string, result: unknown): Effect.Effect<unknown, WorkerProtocolError> =>
+    /** Whether `complete` claims for the slots of its jobs (then a job's slot waits for its completion). */
+    const claimsNext = next !== undefined && completeAndClaim !== undefined && completeMany !== undefined
+    const complete = (id: string, result: unknown, slot = false): Effect.Effect<unknown, WorkerProtocolError> =>
       completeMany === undefined
         ? backend.complete(id, { workerId, result })
         : Effect.gen(function*() {
           const done = yield* Deferred.make<void, WorkerProtocolError>()
-          yield* Queue.offer(completions, { item: { id, result }, done })
+          yield* Queue.offer(completions, { item: { id, result }, done, slot })
           yield* Deferred.await(done)
         })
-    return { writer, complete } as const
+    return { writer, complete, claimsNext } as const
   })
 
 /**

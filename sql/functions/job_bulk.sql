@@ -68,6 +68,7 @@ BEGIN
     SELECT ends.*, ends.to_status IN ('pending', 'scheduled') AS requeued FROM ends
   ), upd AS (
     UPDATE jobs j SET status = n.to_status, version = j.version + 1, updated_at = now(),
+      event_tx = greatest(j.event_tx, pg_current_xact_id()),
       worker_id = CASE WHEN n.requeued OR p_kind = 'release' THEN NULL ELSE j.worker_id END,
       lease_expires_at = NULL, cancel_requested = false,
       attempt = CASE WHEN p_kind = 'release' AND n.requeued THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
@@ -80,7 +81,7 @@ BEGIN
     RETURNING j.*, n.status AS previous_status, n.worker_id AS previous_worker, n.code IS NOT NULL AS ended
   ), ev AS (
     INSERT INTO job_events (job_id, version, type, status, previous_status, progress, previous_progress, step,
-      message, attempt, error_code, error_message)
+      message, attempt, error_code, error_message, tx)
     SELECT u.id, u.version, 'job.status.changed', u.status, u.previous_status, u.progress_percent,
       u.progress_percent, u.progress_step,
       CASE WHEN u.status = 'canceled' THEN 'canceled: its worker stopped after the cancel request'
@@ -88,7 +89,8 @@ BEGIN
         WHEN u.ended THEN u.error_message END,
       u.attempt,
       CASE WHEN u.ended AND u.status <> 'canceled' THEN u.error_code END,
-      CASE WHEN u.ended AND u.status <> 'canceled' THEN u.error_message END
+      CASE WHEN u.ended AND u.status <> 'canceled' THEN u.error_message END,
+      u.event_tx
     FROM upd u
   )
   SELECT u.id, u.status, u.previous_status FROM upd u;

@@ -31,14 +31,15 @@ BEGIN
       status = CASE WHEN p_start THEN 'running' ELSE 'claimed' END, version = j.version + 1, updated_at = now(),
       attempt = j.attempt + 1, worker_id = (SELECT w.id FROM w),
       lease_expires_at = v_now + p_lease_ms * interval '1 millisecond',
-      claimed_at = v_now, started_at = CASE WHEN p_start THEN v_now END, cancel_requested = false
+      claimed_at = v_now, started_at = CASE WHEN p_start THEN v_now END, cancel_requested = false,
+      event_tx = greatest(j.event_tx, pg_current_xact_id())
     FROM cand WHERE j.id = cand.id
     RETURNING j.*
   ), ev AS (
     INSERT INTO job_events (job_id, version, type, status, previous_status, progress, previous_progress, step,
-      attempt)
+      attempt, tx)
     SELECT u.id, u.version, 'job.status.changed', u.status, 'pending', u.progress_percent, u.progress_percent,
-      u.progress_step, u.attempt
+      u.progress_step, u.attempt, u.event_tx
     FROM upd u
   )
   SELECT * FROM upd;

@@ -16,16 +16,16 @@ BEGIN
     -- what job_transition's complete sets
     UPDATE jobs j SET status = 'completed', version = j.version + 1, updated_at = now(),
       result = i.result::jsonb, finished_at = now(), lease_expires_at = NULL, progress_percent = 100,
-      cancel_requested = false
+      cancel_requested = false, event_tx = greatest(j.event_tx, pg_current_xact_id())
     FROM cur JOIN input i ON i.id = cur.id
     WHERE j.id = cur.id AND cur.status = ANY (p_from) AND (p_worker IS NULL OR cur.worker_id = p_worker)
     RETURNING j.*, cur.status AS previous_status, cur.progress_percent AS previous_progress,
       i.message AS event_message
   ), ev AS (
     INSERT INTO job_events (job_id, version, type, status, previous_status, progress, previous_progress, step,
-      message, attempt)
+      message, attempt, tx)
     SELECT id, version, 'job.status.changed', status, previous_status, progress_percent, previous_progress,
-      progress_step, event_message, attempt
+      progress_step, event_message, attempt, event_tx
     FROM upd
     RETURNING *
   )

@@ -18,10 +18,11 @@ BEGIN
     ), ins AS (
       INSERT INTO jobs (id, queue, name, owner, payload, priority, status, max_attempts, timeout_ms,
         idempotency_key, scheduled_at, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url,
-        webhook_secret)
+        webhook_secret, event_tx)
       SELECT id, queue, name, owner, coalesce(payload, 'null'::jsonb), priority,
         CASE WHEN due > now() THEN 'scheduled' ELSE 'pending' END, max_attempts, timeout_ms,
-        idempotency_key, due, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url, webhook_secret
+        idempotency_key, due, backoff_base_ms, backoff_max_ms, backoff_multiplier, webhook_url, webhook_secret,
+        pg_current_xact_id()
       FROM input
       %s
       RETURNING id, status, scheduled_at, created_at

@@ -34,12 +34,12 @@ BEGIN
     progress_data = coalesce(p_data, progress_data),
     progress_updated_at = now(),
     progress_marked = CASE WHEN milestone THEN p_percent ELSE progress_marked END,
-    version = version + 1, updated_at = now()
+    version = version + 1, updated_at = now(), event_tx = greatest(event_tx, pg_current_xact_id())
   WHERE id = p_id RETURNING * INTO changed;
   INSERT INTO job_events (job_id, version, type, status, previous_status, progress, previous_progress, step,
-    message, attempt, milestone, data)
+    message, attempt, milestone, data, tx)
   VALUES (changed.id, changed.version, 'job.progress', changed.status, cur.status, changed.progress_percent,
-    cur.progress_percent, changed.progress_step, p_message, changed.attempt, milestone, p_data)
+    cur.progress_percent, changed.progress_step, p_message, changed.attempt, milestone, p_data, changed.event_tx)
   RETURNING * INTO written;
   RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id,
     'foundPercent', cur.progress_percent, 'job', row_to_json(changed), 'event', row_to_json(written));

@@ -42,10 +42,12 @@ BEGIN
   END IF;
   CASE p_change
     WHEN 'status' THEN
-      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now()
+      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id())
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'start' THEN
-      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(), started_at = now()
+      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id()), started_at = now()
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'complete' THEN
       -- the complete rule is job_complete_many's, for one job (locked here already, and checked)
@@ -54,20 +56,24 @@ BEGIN
       RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'job', row_to_json(changed),
         'event', completed -> 'event');
     WHEN 'fail' THEN
-      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(), error_code = p_code,
+      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id()), error_code = p_code,
         error_message = p_error, finished_at = now(), lease_expires_at = NULL, cancel_requested = false
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'retry' THEN
       UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id()),
         scheduled_at = now() + p_delay_ms * interval '1 millisecond', worker_id = NULL, lease_expires_at = NULL,
         error_code = p_code, error_message = p_error, cancel_requested = false
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'finish' THEN
-      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(), finished_at = now(),
+      UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id()), finished_at = now(),
         lease_expires_at = NULL
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'request_cancel' THEN
-      UPDATE jobs SET version = version + 1, updated_at = now(), cancel_requested = true
+      UPDATE jobs SET version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id()), cancel_requested = true
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'attempt_failed' THEN
       delay := job_retry_delay_ms(cur.backoff_base_ms, cur.backoff_max_ms, cur.backoff_multiplier, cur.attempt,
@@ -76,7 +82,8 @@ BEGIN
       retried := next_status <> 'failed';
       UPDATE jobs SET
         status = next_status,
-        version = version + 1, updated_at = now(), lease_expires_at = NULL, cancel_requested = false,
+        version = version + 1, updated_at = now(),
+        event_tx = greatest(event_tx, pg_current_xact_id()), lease_expires_at = NULL, cancel_requested = false,
         worker_id = CASE WHEN retried THEN NULL ELSE worker_id END,
         scheduled_at = CASE WHEN retried THEN p_now + delay * interval '1 millisecond' ELSE scheduled_at END,
         finished_at = CASE WHEN retried THEN NULL ELSE now() END,
@@ -84,11 +91,11 @@ BEGIN
       WHERE id = p_id RETURNING * INTO changed;
   END CASE;
   INSERT INTO job_events (job_id, version, type, status, previous_status, progress, previous_progress, step,
-    message, attempt, error_code, error_message)
+    message, attempt, error_code, error_message, tx)
   VALUES (changed.id, changed.version,
     CASE WHEN p_change = 'request_cancel' THEN 'job.cancel_requested' ELSE 'job.status.changed' END,
     changed.status, cur.status, changed.progress_percent, cur.progress_percent, changed.progress_step, p_message,
-    changed.attempt, p_code, p_error)
+    changed.attempt, p_code, p_error, changed.event_tx)
   RETURNING * INTO written;
   RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'job', row_to_json(changed),
     'event', row_to_json(written));

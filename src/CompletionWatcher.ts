@@ -10,12 +10,72 @@ import { DurationInput, JobIdFromString, JobIds, Version } from "./Domain/Reques
 import { decodeField } from "./internal/invalid.js"
 import { EventsRepo, outcomeOfEvent } from "./EventLog.js"
 import { JobsRepo } from "./Jobs.js"
+import type { Subscriber } from "./Notifications.js"
 import { Notifications } from "./Notifications.js"
 
 const jobIdOf = decodeField(JobIdFromString, "id")
 const decodeIds = decodeField(JobIds, "ids")
 const validIds = decodeField(Schema.Array(JobIdFromString).pipe(Schema.minItems(1)), "ids")
 const afterVersionOf = decodeField(Version, "afterVersion")
+const snapshot = { snapshot: true } as const
+
+/** Where the waiters of one call report: each job's outcome (by its index), an unknown job, and arming. */
+interface Sink {
+  readonly outcome: (i: number, outcome: JobOutcome) => void
+  readonly missing: (id: JobId) => void
+  readonly armed?: () => void
+}
+
+/**
+ * The subscriber of one awaited job: one object whose callbacks are its methods, not closures (a waiter by the
+ * thousand costs its fields). It reports the terminal outcome once, and `armed` once: at its first callback, which
+ * is its snapshot, or an outcome that came before it.
+ */
+class Awaiting implements Subscriber {
+  private done = false
+  private unarmed = true
+  constructor(readonly id: JobId, readonly i: number, readonly sink: Sink) {}
+  private arm() {
+    if (!this.unarmed) return
+    this.unarmed = false
+    this.sink.armed?.()
+  }
+  private resolve(outcome: JobOutcome) {
+    this.arm()
+    if (this.done) return
+    this.done = true
+    this.sink.outcome(this.i, outcome)
+  }
+  onSnapshot(outcome: JobOutcome | undefined) {
+    if (outcome === undefined) this.onGone()
+    else if (outcome.terminal) this.resolve(outcome)
+    else this.arm()
+  }
+  onEvents(events: ReadonlyArray<JobEvent>) {
+    this.arm()
+    const last = events[events.length - 1]!
+    if (isTerminalEvent(last)) this.resolve(outcomeOfEvent(last))
+  }
+  onOutcome(outcome: JobOutcome) {
+    this.resolve(outcome)
+  }
+  /** Unknown, or purged while it was waited for: it is now unknown, like any other id. */
+  onGone() {
+    this.sink.missing(this.id)
+    this.arm()
+  }
+}
+
+/** The sink of a wait for one outcome: the first outcome (or unknown job) settles it. */
+class Settles implements Sink {
+  constructor(readonly settle: (result: Effect.Effect<JobOutcome, JobNotFound>) => void) {}
+  outcome(_: number, outcome: JobOutcome) {
+    this.settle(Effect.succeed(outcome))
+  }
+  missing(id: JobId) {
+    this.settle(Effect.fail(new JobNotFound({ id })))
+  }
+}
 
 /**
  * Awaits jobs live: any number of waiters share this process's one LISTEN connection through `Notifications`,
@@ -28,62 +88,22 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     const repo = yield* JobsRepo
     const eventsRepo = yield* EventsRepo
 
-    /**
-     * One subscription entry per distinct id; `onOutcome` gets each job's index in `unique` and its terminal
-     * outcome (once), `onMissing` an unknown job.
-     */
-    const entriesFor = (
-      unique: ReadonlyArray<JobId>,
-      onOutcome: (i: number, outcome: JobOutcome) => void,
-      onMissing: (id: JobId) => void
-    ) =>
-      unique.map((id, i) => {
-        let done = false
-        const resolve = (outcome: JobOutcome) => {
-          if (done) return
-          done = true
-          onOutcome(i, outcome)
-        }
-        return {
-          id,
-          from: { snapshot: true } as const,
-          subscriber: {
-            onSnapshot: (outcome: JobOutcome | undefined) => {
-              if (outcome === undefined) onMissing(id)
-              else if (outcome.terminal) resolve(outcome)
-            },
-            onEvents: (events: ReadonlyArray<JobEvent>) => {
-              const last = events[events.length - 1]!
-              if (isTerminalEvent(last)) resolve(outcomeOfEvent(last))
-            },
-            onOutcome: resolve,
-            // purged while it was waited for: it is now unknown, like any other id
-            onGone: () => onMissing(id)
-          }
-        }
-      })
+    /** One subscription entry per distinct id, reporting to `sink`. */
+    const entriesFor = (unique: ReadonlyArray<JobId>, sink: Sink) =>
+      unique.map((id, i) => ({ id, from: snapshot, subscriber: new Awaiting(id, i, sink) }))
 
     /** Awaits the terminal outcome of one job, registered only while it waits. */
     const awaitOne = (id: JobId) =>
-      notifications.awaitWith<JobOutcome, JobNotFound>((settle) =>
-        entriesFor(
-          [id],
-          (_, outcome) => settle(Effect.succeed(outcome)),
-          () => settle(Effect.fail(new JobNotFound({ id })))
-        )
-      )
-
+      notifications.awaitOne<JobOutcome, JobNotFound>(id, (settle) => new Awaiting(id, 0, new Settles(settle)))
 
     /**
      * The terminal outcome of a job (completed, failed, canceled or deleted) with its result and error.
      *
-     * Its span (a child of the caller's) is not made the parent of what runs inside it, as `Effect.fn` would do:
-     * nothing inside makes spans (the reads are the notification loop's), and providing it kept a copy of the
-     * fiber's context per waiter. A waiting fiber held 10.6 KB instead of 7.5 KB; with 1,000 waiters made at once,
-     * every young-generation collection copied that while their jobs finished.
+     * Not a span per call (`waitForAll` has one): a span, even without its stack trace, was 3 KB of the 6 KB a waiter
+     * held beyond its fiber, for as long as it waits; what a wait does is the notification loop's work, not its own.
      */
     const waitFor = (id: string): Effect.Effect<JobOutcome, JobNotFound | InvalidInput> =>
-      Effect.useSpan("CompletionWatcher.waitFor", () => Effect.flatMap(jobIdOf(id), awaitOne))
+      Effect.flatMap(jobIdOf(id), awaitOne)
 
     /** The terminal outcomes of all `ids`, in input order; a repeated id is waited for once. */
     const waitForAll = Effect.fn("CompletionWatcher.waitForAll")(function*(ids: ReadonlyArray<string>) {
@@ -92,10 +112,13 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       const outcomes = new Array<JobOutcome | undefined>(unique.length)
       let left = unique.length
       yield* notifications.awaitWith<void, JobNotFound>((settle) =>
-        entriesFor(unique, (i, outcome) => {
-          outcomes[i] = outcome
-          if (--left === 0) settle(Effect.void)
-        }, (id) => settle(Effect.fail(new JobNotFound({ id }))))
+        entriesFor(unique, {
+          outcome: (i, outcome) => {
+            outcomes[i] = outcome
+            if (--left === 0) settle(Effect.void)
+          },
+          missing: (id) => settle(Effect.fail(new JobNotFound({ id })))
+        })
       )
       const position = new Map(unique.map((id, i) => [id, i]))
       return jobIds.map((id) => outcomes[position.get(id)!]!)
@@ -104,33 +127,46 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
     /** The first of `ids` to finish; the other registrations are released at once. */
     const waitForFirst = Effect.fn("CompletionWatcher.waitForFirst")(function*(ids: ReadonlyArray<string>) {
       const unique = [...new Set(yield* validIds(ids))]
-      return yield* notifications.awaitWith<JobOutcome, JobNotFound>((settle) =>
-        entriesFor(
-          unique,
-          (_, outcome) => settle(Effect.succeed(outcome)),
-          (id) => settle(Effect.fail(new JobNotFound({ id })))
-        )
+      return yield* notifications.awaitWith<JobOutcome, JobNotFound>((settle) => entriesFor(unique, new Settles(settle)))
+    })
+
+    /**
+     * Subscribes to `ids`' outcomes until the scope closes, and returns once the subscription is armed: every job
+     * registered and its current state read, so that whatever happens to them from then on is in the stream. The
+     * stream gives each terminal outcome as it lands, in completion order (a repeated id once; those finished already
+     * first), and ends after the last. An unknown job fails the subscription, one purged since fails the stream, with
+     * `JobNotFound`.
+     */
+    const subscribe = Effect.fn("CompletionWatcher.subscribe")(function*(ids: ReadonlyArray<string>) {
+      const unique = [...new Set(yield* validIds(ids))]
+      const landed = yield* Queue.unbounded<Either.Either<JobOutcome, JobNotFound>>()
+      const armed = yield* Deferred.make<void, JobNotFound>()
+      let left = unique.length
+      yield* notifications.subscribeMany(entriesFor(unique, {
+        outcome: (_, outcome) => Queue.unsafeOffer(landed, Either.right(outcome)),
+        missing: (id) => {
+          Deferred.unsafeDone(armed, Effect.fail(new JobNotFound({ id })))
+          Queue.unsafeOffer(landed, Either.left(new JobNotFound({ id })))
+        },
+        armed: () => {
+          if (--left === 0) Deferred.unsafeDone(armed, Effect.void)
+        }
+      }))
+      yield* Deferred.await(armed)
+      const outcomes: Stream.Stream<JobOutcome, JobNotFound> = Stream.fromQueue(landed).pipe(
+        Stream.mapEffect((outcome) => outcome),
+        Stream.take(unique.length)
       )
+      return outcomes
     })
 
     /**
      * Each of `ids`' terminal outcomes as it lands, in completion order (a repeated id once); the stream ends after
      * the last one. An unknown (or purged) job fails it with `JobNotFound`. The jobs are watched only while the
-     * stream is consumed, through the same shared subscriptions as `waitForAll`.
+     * stream is consumed, through the same shared subscriptions as `waitForAll` (it is `subscribe`'s stream).
      */
     const watchMany = (ids: ReadonlyArray<string>): Stream.Stream<JobOutcome, JobNotFound | InvalidInput> =>
-      Stream.unwrapScoped(
-        Effect.gen(function*() {
-          const unique = [...new Set(yield* validIds(ids))]
-          const landed = yield* Queue.unbounded<Either.Either<JobOutcome, JobNotFound>>()
-          yield* notifications.subscribeMany(entriesFor(
-            unique,
-            (_, outcome) => Queue.unsafeOffer(landed, Either.right(outcome)),
-            (id) => Queue.unsafeOffer(landed, Either.left(new JobNotFound({ id })))
-          ))
-          return Stream.fromQueue(landed).pipe(Stream.mapEffect((outcome) => outcome), Stream.take(unique.length))
-        })
-      )
+      Stream.unwrapScoped(subscribe(ids))
 
     /**
      * Waits up to `timeout` for the job to finish, then answers its latest `JobInfo`, terminal or not.
@@ -233,6 +269,17 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       return { jobs, timedOut: Option.isNone(waited) }
     })
 
-    return { waitFor, waitForAll, waitForFirst, waitMany, watchMany, awaitCompletion, isComplete, watch, changes } as const
+    return {
+      waitFor,
+      waitForAll,
+      waitForFirst,
+      waitMany,
+      subscribe,
+      watchMany,
+      awaitCompletion,
+      isComplete,
+      watch,
+      changes
+    } as const
   })
 }) {}

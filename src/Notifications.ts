@@ -1,19 +1,19 @@
 import { Cause, Clock, Duration, Effect, Metric, Option, Queue, Schedule, Stream } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import type { JobEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { decodeOutcomePayload, EventsRepo, Listener, LocalEvents } from "./EventLog.js"
-import type { NotificationStats, Registration, SubscribeFrom, Subscriber } from "./EventLog/Subscriptions.js"
+import { parseDoorbell } from "./EventLog/Doorbell.js"
+import { makeRegistry } from "./EventLog/Registry.js"
+import type { NotificationStats } from "./EventLog/Subscriptions.js"
 import {
   burstDoorbells,
   burstJobs,
   chunkSize,
+  registrationsIn,
   notifyToResolve,
   readsTotal,
   reconcilesTotal,
-  subscribersGauge,
-  wakeupsTotal,
-  watchedJobs
+  wakeupsTotal
 } from "./EventLog/Subscriptions.js"
 import { makeStreak } from "./internal/retry.js"
 import { PurgeRepo } from "./Jobs.js"
@@ -35,10 +35,6 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     const config = yield* JobWatchConfig
     /** Wakes the consumer loop; what it is to do is in `pending`. */
     const work = yield* Queue.unbounded<void>()
-    const index = new Map<JobId, Set<Registration>>()
-    const needsSnapshot = new Set<JobId>()
-    const needsCatchUp = new Set<JobId>()
-    let subscriberCount = 0
     const stats = { wakeups: 0, reads: 0, reconciles: 0, jobsRead: 0 }
     /** What the next batch is to do, gathered synchronously as doorbells, reconciles and refreshes arrive. */
     const pending = {
@@ -57,40 +53,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       kickPending = true
       Queue.unsafeOffer(work, undefined)
     }
-
-    /** Process-wide figures: set directly, without the calling fiber's metric labels. */
-    const publishGauges = () => {
-      watchedJobs.unsafeUpdate(index.size, [])
-      subscribersGauge.unsafeUpdate(subscriberCount, [])
-    }
-
-    /** The lowest cursor among the job's subscribers that follow events; `undefined` if none does yet. */
-    const lowestCursor = (registrations: Set<Registration>): number | undefined => {
-      let lowest: number | undefined
-      for (const r of registrations) {
-        if (r.cursor !== null && (lowest === undefined || r.cursor < lowest)) lowest = r.cursor
-      }
-      return lowest
-    }
-
-    /** Hands each subscriber the events after its cursor, gap-free; a gap asks for a catch-up read instead. */
-    const deliver = (id: JobId, events: ReadonlyArray<JobEvent>) => {
-      const registrations = index.get(id)
-      if (registrations === undefined) return
-      for (const r of registrations) {
-        if (r.cursor === null) continue
-        const cursor = r.cursor
-        const fresh = events.filter((e) => e.version > cursor)
-        if (fresh.length === 0) continue
-        if (fresh[0]!.version !== cursor + 1) {
-          // it registered (lower) while this read was in flight: read again from its cursor
-          needsCatchUp.add(id)
-          continue
-        }
-        r.cursor = fresh[fresh.length - 1]!.version
-        r.subscriber.onEvents(fresh)
-      }
-    }
+    const registry = makeRegistry(kick)
+    const { index, needsSnapshot, needsCatchUp, lowestCursor, deliver, behind, deliverOutcomes } = registry
 
     /**
      * Reads and delivers the events of `ids`; those of `suspects` (a doorbell named them, or a reconcile) that had
@@ -124,7 +88,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
             served.has(c.id) || (suspects !== "all" && !suspects.has(c.id)) ? [] : [c.id])
           if (quiet.length > 0) {
             for (const id of yield* purges.missing(quiet)) {
-              for (const r of index.get(id) ?? []) r.subscriber.onGone?.()
+              for (const r of registrationsIn(index.get(id))) r.subscriber.onGone?.()
             }
           }
         }
@@ -135,8 +99,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         for (let i = 0; i < ids.length; i += chunkSize) {
           // still waiting for a snapshot (an outcome notification may have answered them meanwhile)
           const chunk = ids.slice(i, i + chunkSize).filter((id) => {
-            const registrations = index.get(id)
-            return registrations !== undefined && [...registrations].some((r) => r.cursor === null)
+            for (const r of registrationsIn(index.get(id))) if (r.cursor === null) return true
+            return false
           })
           if (chunk.length === 0) continue
           stats.reads++
@@ -145,7 +109,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           const byId = new Map(outcomes.map((o) => [o.id, o]))
           for (const id of chunk) {
             const outcome = byId.get(id)
-            for (const r of index.get(id) ?? []) {
+            for (const r of registrationsIn(index.get(id))) {
               if (r.cursor !== null) continue
               r.cursor = outcome?.version ?? 0
               r.subscriber.onSnapshot?.(outcome)
@@ -156,29 +120,23 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       })
 
     /**
-     * Whether a subscriber of the job may not have seen `version` yet: its cursor is behind, or it has none yet (its
-     * first read may be in flight, on a snapshot taken before this change committed).
-     */
-    const behind = (registrations: Set<Registration>, version: number) => {
-      for (const r of registrations) if (r.cursor === null || r.cursor < version) return true
-      return false
-    }
-
-    /**
-     * Notes the jobs a doorbell names that are watched here by a subscriber behind its version; wakes the consumer
-     * if there is any. Runs in the connection's notification callback.
+     * Hands the outcomes a doorbell carries to their waiters, then notes the jobs it names that are watched here by
+     * a subscriber behind its version; wakes the consumer if there is any. Runs in the connection's notification
+     * callback.
      */
     const onDoorbell = (payload: string) => {
-      let relevant = false
-      if (payload === "*" || payload === "") {
-        pending.everything = true
-        relevant = true
-      } else if (index.size > 0) {
-        for (const pair of payload.split(",")) {
-          const colon = pair.lastIndexOf(":")
-          const id = pair.slice(0, colon) as JobId
-          const registrations = index.get(id)
-          if (registrations !== undefined && behind(registrations, Number(pair.slice(colon + 1)))) {
+      const doorbell = parseDoorbell(payload)
+      let relevant = doorbell.everything
+      if (doorbell.everything) pending.everything = true
+      if (doorbell.malformed) warnUndecoded(payload)
+      if (doorbell.outcomes.length > 0) deliverOutcomes(doorbell.outcomes)
+      const { changes, uncarried } = doorbell
+      if (index.size > 0) {
+        for (let i = 0; i < changes.length; i += 2) {
+          const id = changes[i] as JobId
+          const slot = index.get(id)
+          if (slot === undefined) continue
+          if (behind(slot, changes[i + 1] as number, uncarried === "any" || uncarried.has(id))) {
             pending.changed.add(id)
             relevant = true
           }
@@ -250,8 +208,10 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           Effect.catchAllCause((cause) =>
             Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.gen(function*() {
               // re-read everything watched: whatever this batch was to deliver is among it
-              for (const [id, registrations] of index) {
-                if ([...registrations].some((r) => r.cursor === null)) needsSnapshot.add(id)
+              for (const [id, slot] of index) {
+                let snapshot = false
+                for (const r of registrationsIn(slot)) snapshot ||= r.cursor === null
+                if (snapshot) needsSnapshot.add(id)
                 else needsCatchUp.add(id)
               }
               // the next batch waits out the backoff, however many signals arrive meanwhile (they join it)
@@ -271,31 +231,16 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       deliver(event.jobId, [event])
       if (needsCatchUp.size > 0) kick()
     })
-    /**
-     * Hands terminal outcomes carried by a notification to the waiters of those jobs, at once and without a read;
-     * their cursor moves to that version, so the doorbell that follows costs no read for them either.
-     */
-    const deliverOutcomes = (payload: string) => {
+    // its length only: a payload carries results, which are not for the logs
+    const warnUndecoded = (payload: string) =>
+      Effect.runFork(Effect.logWarning(`outcomes of ${payload.length} characters could not be decoded`))
+    // the outcome channel of the doorbell's older shape, sent by a process of an earlier version (a mixed cluster)
+    yield* listener.on("outcome", (payload) => {
       const outcomes = decodeOutcomePayload(payload)
-      if (outcomes === undefined) {
-        // never expected: the doorbell that follows makes the waiters read instead
-        // its length only: a payload carries results, which are not for the logs
-        Effect.runFork(
-          Effect.logWarning(`an outcome notification of ${payload.length} characters could not be decoded`)
-        )
-        return
-      }
-      for (const outcome of outcomes) {
-        const registrations = index.get(outcome.id)
-        if (registrations === undefined) continue
-        for (const r of registrations) {
-          if (r.subscriber.onOutcome === undefined) continue
-          r.cursor = Math.max(r.cursor ?? 0, outcome.version)
-          r.subscriber.onOutcome(outcome)
-        }
-      }
-    }
-    yield* listener.on("outcome", deliverOutcomes)
+      // never expected: the doorbell that follows (of the older shape) makes the waiters read instead
+      if (outcomes === undefined) warnUndecoded(payload)
+      else deliverOutcomes(outcomes)
+    })
 
     yield* listener.on("doorbell", onDoorbell)
     yield* listener.on("reconcile", rereadAll)
@@ -308,86 +253,14 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
     }
     yield* Effect.forkScoped(consume)
 
-    const register = (id: JobId, from: SubscribeFrom, subscriber: Subscriber): Registration => {
-      const registration: Registration = { cursor: "snapshot" in from ? null : from.afterVersion, subscriber }
-      let registrations = index.get(id)
-      if (registrations === undefined) {
-        registrations = new Set()
-        index.set(id, registrations)
-      }
-      registrations.add(registration)
-      subscriberCount++
-      if (registration.cursor === null) needsSnapshot.add(id)
-      else needsCatchUp.add(id)
-      return registration
-    }
-
-    const unregister = (id: JobId, registration: Registration) => {
-      const registrations = index.get(id)
-      if (registrations?.delete(registration)) subscriberCount--
-      if (registrations !== undefined && registrations.size === 0) index.delete(id)
-    }
-
-    type Entries = ReadonlyArray<{ readonly id: JobId; readonly from: SubscribeFrom; readonly subscriber: Subscriber }>
-
-    /** Registers the subscribers at once; answers how to unregister them (idempotent). */
-    const registerNow = (entries: Entries): (() => void) => {
-      const registrations = entries.map((entry) => register(entry.id, entry.from, entry.subscriber))
-      kick()
-      publishGauges()
-      let registered = true
-      return () => {
-        if (!registered) return
-        registered = false
-        registrations.forEach((registration, i) => unregister(entries[i]!.id, registration))
-        publishGauges()
-      }
-    }
-
-    /**
-     * Registers subscribers until the scope closes, all at once: each for its job `id`, from a version (it first
-     * catches up on the events after it) or from a snapshot (it first gets the job's current outcome).
-     * Registration happens before any read, so a change in between is never missed.
-     */
-    const subscribeMany = (entries: Entries) =>
-      Effect.acquireRelease(Effect.sync(() => registerNow(entries)), (unregister) => Effect.sync(unregister)).pipe(
-        Effect.asVoid
-      )
-
-    /**
-     * Awaits what the subscribers of `entries` settle, registered (as `subscribeMany`) only until then: `settle`
-     * unregisters them and resumes the waiting fiber, straight from the subscriber's callback; interruption
-     * unregisters them too. No scope and no extra fiber step: the waiters' hot path.
-     */
-    const awaitWith = <A, E>(
-      entries: (settle: (result: Effect.Effect<A, E>) => void) => Entries
-    ): Effect.Effect<A, E> =>
-      Effect.async<A, E>((resume) => {
-        let unregister: (() => void) | undefined
-        let settled = false
-        const settle = (result: Effect.Effect<A, E>) => {
-          if (settled) return
-          settled = true
-          unregister?.()
-          resume(result)
-        }
-        unregister = registerNow(entries(settle))
-        // settled while registering (not expected: subscribers are called from later batches)
-        if (settled) unregister()
-        return Effect.sync(unregister)
-      })
-
-    /** `subscribeMany` for one subscriber. */
-    const subscribe = (id: JobId, from: SubscribeFrom, subscriber: Subscriber) =>
-      subscribeMany([{ id, from, subscriber }])
-
     return {
-      subscribe,
-      subscribeMany,
-      awaitWith,
+      subscribe: registry.subscribe,
+      subscribeMany: registry.subscribeMany,
+      awaitWith: registry.awaitWith,
+      awaitOne: registry.awaitOne,
       /** Jobs with at least one subscriber in this process. */
       watchedCount: Effect.sync(() => index.size),
-      subscriberCount: Effect.sync(() => subscriberCount),
+      subscriberCount: Effect.sync(registry.subscriberCount),
       stats: Effect.sync((): NotificationStats => ({ ...stats }))
     } as const
   })

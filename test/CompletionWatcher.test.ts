@@ -244,7 +244,7 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         assert.strictEqual(unknown._tag, "JobNotFound")
       }))
 
-    it.effect("waitFor and waitForAll each end a span of their own, a child of the caller's, with their exit", () =>
+    it.effect("waitForAll ends a span of its own, a child of the caller's, with its exit; waitFor makes none", () =>
       Effect.gen(function*() {
         const watcher = yield* CompletionWatcher
         const spans: Array<Tracer.Span> = []
@@ -271,16 +271,13 @@ layer(testLayer(), { excludeTestServices: true })("CompletionWatcher", (it) => {
         yield* Fiber.join(waits).pipe(within(10))
         const caller = spans.find((span) => span.name === "caller")!
         const named = (name: string) => spans.filter((span) => span.name === name)
-        assert.lengthOf(named("CompletionWatcher.waitFor"), 2)
+        // a waiter by the thousand: a span held while it waits was half of what a waiter cost
+        assert.lengthOf(named("CompletionWatcher.waitFor"), 0)
         assert.lengthOf(named("CompletionWatcher.waitForAll"), 1)
-        for (const span of [...named("CompletionWatcher.waitFor"), ...named("CompletionWatcher.waitForAll")]) {
+        for (const span of named("CompletionWatcher.waitForAll")) {
           assert.strictEqual(Option.getOrUndefined(span.parent)?.spanId, caller.spanId)
-          assert.strictEqual(span.status._tag, "Ended")
+          assert.strictEqual(span.status._tag === "Ended" ? span.status.exit._tag : "open", "Success")
         }
-        const exits = named("CompletionWatcher.waitFor").map((span) =>
-          span.status._tag === "Ended" ? span.status.exit._tag : "open"
-        )
-        assert.sameMembers(exits, ["Success", "Failure"])
       }))
 
     it.effect("waitForFirst answers the first to finish and releases the other registrations", () =>
@@ -522,14 +519,17 @@ layer(testLayer({ refreshInterval: null }), { excludeTestServices: true })("no r
 
   it.effect("a burst of 10,000 transitions on watched jobs costs a bounded number of reads", () =>
     Effect.gen(function*() {
-      const watcher = yield* CompletionWatcher
       const notifications = yield* Notifications
       const repo = yield* Repos
       const { debounce } = yield* JobWatchConfig
       const { queue, ids } = yield* enqueueMany(10_000)
       const base = (yield* notifications.stats).jobsRead
-      const waits = yield* Effect.fork(watcher.waitForAll(ids))
-      // every wait registered and its snapshot read
+      // followers of every event (as streams are: waiters would read nothing for these transitions)
+      const waits = yield* Effect.fork(Effect.scoped(Effect.zipRight(
+        notifications.subscribeMany(ids.map((id) => ({ id, from: { afterVersion: 1 }, subscriber: { onEvents: () => {} } }))),
+        Effect.never
+      )))
+      // every follower registered and its catch-up read
       yield* Effect.gen(function*() {
         while ((yield* notifications.subscriberCount) < 10_000 || (yield* notifications.stats).jobsRead - base < 10_000) {
           yield* Effect.sleep(Duration.millis(20))

@@ -2,25 +2,34 @@
 -- truth), in this order:
 --   "<schema>.cancel"   ids of jobs that just got a cancel request (comma-separated; '*' when too many)
 --   "<schema>.ready"    the distinct queues of jobs that just became pending (comma-separated; '*' when too many)
---   "<schema>.outcome"  terminal outcomes (job_outcome_json) of at most 3900 bytes, as a JSON array, so that waiters
---                       resolve without a read (larger ones only ring the doorbell)
---   "<schema>.doorbell" "job_id:version" pairs (the highest version per job), comma-separated, in chunks under 8000
---                       bytes; '*' ("reconcile everything") when a statement changed more than 3000 jobs
+--   "<schema>.doorbell" what changed, in one payload per chunk under 8000 bytes (one for a statement of up to about
+--                       a hundred small outcomes or 200 jobs), items separated by commas:
+--                         '#'               first: this shape (src/EventLog/Doorbell.ts reads it)
+--                         'job_id:version'  every changed job, at its highest version
+--                         '!job_id'         the job's change is terminal and its outcome is not in this payload
+--                                           (over 3900 bytes): waiters read it
+--                         '[...]'           last: the terminal outcomes (job_outcome_json) of this chunk's jobs,
+--                                           as a JSON array, so that waiters resolve without a read
+--                       or '*' ("reconcile everything") when a statement changed more than 3000 jobs.
+-- One NOTIFY per statement where it fits, not an outcome one and a doorbell one: each NOTIFY serializes committers
+-- on one lock. A reader of the shape before it (pairs only, outcomes on "<schema>.outcome") skips the '#', '!' and
+-- JSON items (none looks like a pair of a watched job), so it still reads every change, without the outcomes.
 -- A single event (the common case) costs one read of the event and its job; a statement of many takes the
 -- set-based path. SET search_path FROM CURRENT: it reads "jobs" of its own schema whatever the session's path.
 CREATE OR REPLACE FUNCTION job_events_doorbell() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   channel text := TG_TABLE_SCHEMA || '.doorbell';
-  outcomes text := TG_TABLE_SCHEMA || '.outcome';
   ready text;
   canceling text;
   one record;
   outcome text;
+  payload text;
 BEGIN
   IF (SELECT count(*) FROM (SELECT 1 FROM new_rows LIMIT 2) AS firsts) = 1 THEN
     SELECT n.job_id, n.version, n.type, n.status, n.error_code, n.error_message, n.created_at, j.queue, j.result
     INTO one
     FROM new_rows n LEFT JOIN jobs j ON j.id = n.job_id;
+    payload := '#,' || one.job_id::text || ':' || one.version;
     IF one.type = 'job.cancel_requested' THEN
       PERFORM pg_notify(TG_TABLE_SCHEMA || '.cancel', one.job_id::text);
     END IF;
@@ -30,12 +39,11 @@ BEGIN
       ELSIF job_is_terminal(one.status) THEN
         outcome := job_outcome_json(one.job_id, one.version, one.status, one.result, one.error_code,
           one.error_message, one.created_at)::text;
-        IF octet_length(outcome) <= 3900 THEN
-          PERFORM pg_notify(outcomes, '[' || outcome || ']');
-        END IF;
+        payload := payload || CASE WHEN octet_length(outcome) <= 3900 THEN ',[' || outcome || ']'
+          ELSE ',!' || one.job_id::text END;
       END IF;
     END IF;
-    PERFORM pg_notify(channel, one.job_id::text || ':' || one.version);
+    PERFORM pg_notify(channel, payload);
     RETURN NULL;
   END IF;
   SELECT string_agg(job_id::text, ',') INTO canceling FROM new_rows WHERE type = 'job.cancel_requested';
@@ -52,25 +60,29 @@ BEGIN
     PERFORM pg_notify(channel, '*');
     RETURN NULL;
   END IF;
-  -- items of at most 3900 bytes in chunks numbered every 3900 bytes: a chunk stays under 7800 bytes plus brackets
-  PERFORM pg_notify(outcomes, '[' || string_agg(item, ',' ORDER BY job_id) || ']')
+  -- a job's items (its pair, its flag, its outcome of at most 3900 bytes) weigh under 4000 bytes, and chunks are
+  -- numbered every 3900 bytes: a chunk stays under 7900 bytes plus its '#' and brackets
+  PERFORM pg_notify(channel,
+    '#,' || string_agg(entry, ',' ORDER BY job_id) || coalesce(',[' || string_agg(carried, ',' ORDER BY job_id) || ']', ''))
   FROM (
-    SELECT job_id, item,
-      (sum(octet_length(item) + 1) OVER (ORDER BY job_id ROWS UNBOUNDED PRECEDING) - 1) / 3900 AS chunk
+    SELECT job_id, entry, carried,
+      (sum(octet_length(entry) + 1 + coalesce(octet_length(carried) + 1, 0))
+        OVER (ORDER BY job_id ROWS UNBOUNDED PRECEDING) - 1) / 3900 AS chunk
     FROM (
-      SELECT n.job_id, job_outcome_json(n.job_id, n.version, n.status, j.result, n.error_code, n.error_message,
-          n.created_at)::text AS item
-      FROM new_rows n JOIN jobs j ON j.id = n.job_id
-      WHERE n.type = 'job.status.changed' AND job_is_terminal(n.status)
-    ) AS terminal
-    WHERE octet_length(item) <= 3900
-  ) AS numbered
-  GROUP BY chunk;
-  PERFORM pg_notify(channel, string_agg(pair, ',' ORDER BY job_id))
-  FROM (
-    SELECT job_id, pair,
-      (sum(octet_length(pair) + 1) OVER (ORDER BY job_id ROWS UNBOUNDED PRECEDING) - 1) / 7900 AS chunk
-    FROM (SELECT job_id, job_id::text || ':' || max(version) AS pair FROM new_rows GROUP BY job_id) AS pairs
+      SELECT c.job_id,
+        c.job_id::text || ':' || c.version || CASE WHEN octet_length(t.item) > 3900 THEN ',!' || c.job_id::text ELSE '' END
+          AS entry,
+        CASE WHEN octet_length(t.item) <= 3900 THEN t.item END AS carried
+      FROM (SELECT job_id, max(version) AS version FROM new_rows GROUP BY job_id) AS c
+      LEFT JOIN (
+        SELECT DISTINCT ON (n.job_id) n.job_id,
+          job_outcome_json(n.job_id, n.version, n.status, j.result, n.error_code, n.error_message, n.created_at)::text
+            AS item
+        FROM new_rows n JOIN jobs j ON j.id = n.job_id
+        WHERE n.type = 'job.status.changed' AND job_is_terminal(n.status)
+        ORDER BY n.job_id, n.version DESC
+      ) AS t ON t.job_id = c.job_id
+    ) AS items
   ) AS numbered
   GROUP BY chunk;
   RETURN NULL;

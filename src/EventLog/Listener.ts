@@ -250,10 +250,11 @@ export const make = (connection: pg.ClientConfig) =>
       awaitFailure: Deferred.await(fatal),
       /**
        * Calls `handler` with every payload of channel `name`, synchronously in the connection's notification
-       * callback, until the scope closes: `outcome` (terminal outcomes, a JSON array), `ready` (the queues that just
-       * got a pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`),
-       * `webhooks` (deliveries were added), `doorbell` (the `job_id:version` pairs of every committed change, or `*`),
-       * `reconcile` (an empty payload after every (re)connect).
+       * callback, until the scope closes: `doorbell` (one per statement that wrote events, or per chunk of it:
+       * what changed, with the small terminal outcomes; `parseDoorbell` reads it), `ready` (the queues that just got a
+       * pending job, comma-separated, or `*`), `cancel` (ids of jobs whose cancellation was requested, or `*`),
+       * `webhooks` (deliveries were added), `outcome` (terminal outcomes, a JSON array: only from processes of an
+       * earlier version, whose doorbell named pairs alone), `reconcile` (an empty payload after every (re)connect).
        */
       on: (name: HandledChannel, handler: (payload: string) => void) =>
         Effect.acquireRelease(

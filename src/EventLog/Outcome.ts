@@ -1,9 +1,9 @@
-import { DateTime, Either, Option, Schema } from "effect"
+import { DateTime, Either, Option, Predicate, Schema } from "effect"
 import { JobError, JobOutcome } from "../Domain/Job.js"
 import type { JobEvent } from "../Domain/JobEvent.js"
-import type { JobId } from "../Domain/JobId.js"
+import { JobId } from "../Domain/JobId.js"
 import { DbJobId } from "../internal/rows.js"
-import { isTerminal, JobStatus } from "../Domain/JobStatus.js"
+import { isJobStatus, isTerminal, JobStatus } from "../Domain/JobStatus.js"
 
 /**
  * A job's terminal outcome, built here only, for the outcome notification, the outcomes read (the waiters' snapshot),
@@ -53,11 +53,45 @@ export const fromOutcomeJson = (json: typeof OutcomeJson.Type): JobOutcome =>
 /** The payload of an outcome notification: a JSON array of `job_outcome_json` values. */
 export const OutcomePayload = Schema.parseJson(Schema.Array(OutcomeJson))
 
-const decodePayload = Schema.decodeUnknownEither(OutcomePayload)
+const parseJson = Schema.decodeUnknownEither(Schema.parseJson())
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+/** PostgreSQL's ISO text as a `DateTime.Utc` (a quarter of `DateTime.make`'s cost), `null` when it is not a time. */
+const utcOf = (text: string): DateTime.Utc | null => {
+  const date = new Date(text)
+  return Number.isNaN(date.getTime()) ? null : DateTime.unsafeFromDate(date)
+}
+const isNullOrString = (value: unknown): value is string | null => value === null || typeof value === "string"
 
-/** The outcomes an outcome notification carries; `undefined` when it is not what the trigger sends. */
-export const decodeOutcomePayload = (payload: string): ReadonlyArray<JobOutcome> | undefined =>
-  Either.getOrUndefined(Either.map(decodePayload(payload), (items) => items.map(fromOutcomeJson)))
+/**
+ * The outcomes a JSON array of `job_outcome_json` values carries (what `OutcomePayload` decodes, checked field by
+ * field by hand: the Schema decode cost 6 µs an item, 12 times the parse, on the waiters' hot path); `undefined` when
+ * it is not what the trigger sends: then nothing of it is used, and the waiters read instead.
+ */
+export const decodeOutcomePayload = (payload: string): ReadonlyArray<JobOutcome> | undefined => {
+  const parsed = parseJson(payload)
+  if (Either.isLeft(parsed) || !Array.isArray(parsed.right)) return undefined
+  const items: ReadonlyArray<unknown> = parsed.right
+  const outcomes: Array<JobOutcome> = []
+  for (const item of items) {
+    if (!Predicate.isRecord(item)) return undefined
+    const { at, errorCode, errorMessage, id, result, status, version } = item
+    if (
+      typeof id !== "string" || !uuid.test(id) || typeof version !== "number" || !Number.isSafeInteger(version) ||
+      version < 1 || !isJobStatus(status) || !isNullOrString(errorCode) || !isNullOrString(errorMessage) ||
+      !isNullOrString(at)
+    ) return undefined
+    outcomes.push(makeOutcome({
+      id: JobId.make(id, { disableValidation: true }),
+      version,
+      status,
+      result: result ?? null,
+      errorCode,
+      errorMessage,
+      at: at === null ? null : utcOf(at)
+    }))
+  }
+  return outcomes
+}
 
 /** The outcome a job's event tells (terminal when the event is the job's terminal status change). */
 export const outcomeOfEvent = (event: JobEvent): JobOutcome =>

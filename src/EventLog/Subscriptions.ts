@@ -30,6 +30,32 @@ export interface Registration {
   readonly subscriber: Subscriber
 }
 
+/**
+ * The registrations of one job in the index: the one registration itself (the common case: a waiter, without a
+ * `Set` of its own), or a `Set` of them.
+ */
+export type Slot = Registration | Set<Registration>
+
+export const registrationsIn = (slot: Slot | undefined): Iterable<Registration> =>
+  slot === undefined ? [] : slot instanceof Set ? slot : [slot]
+
+/** Adds `registration` to the job's slot; answers the slot to store. */
+export const addTo = (slot: Slot | undefined, registration: Registration): Slot => {
+  if (slot === undefined) return registration
+  if (slot instanceof Set) return slot.add(registration)
+  return new Set([slot, registration])
+}
+
+/** Removes `registration` from the job's slot; answers the slot left (`undefined`: none) and whether it was there. */
+export const removeFrom = (slot: Slot | undefined, registration: Registration): [Slot | undefined, boolean] => {
+  if (slot === undefined) return [undefined, false]
+  if (!(slot instanceof Set)) return slot === registration ? [undefined, true] : [slot, false]
+  const removed = slot.delete(registration)
+  if (slot.size === 0) return [undefined, removed]
+  if (slot.size === 1) return [slot.values().next().value!, removed]
+  return [slot, removed]
+}
+
 /** Reads of the job tables made by the notification path (tests and benchmarks count them). */
 export interface NotificationStats {
   readonly wakeups: number

@@ -23,6 +23,7 @@ import { progress } from "./progress.js"
 import { streamsBench } from "./streams.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
+import { waiterMemory } from "./waiterMemory.js"
 import { webhooks } from "./webhooks.js"
 
 type Services = JobWatch.Services | Repos | Notifications | PgClient.PgClient | SqlClient.SqlClient | JobWatchConfig
@@ -31,6 +32,7 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   enqueue,
   latency,
   waiters,
+  waiterMemory,
   lifecycle,
   progress,
   http,

@@ -43,12 +43,25 @@ export const awaitPayloads = (
     )
   )
 
+/** A doorbell payload's items before its outcomes (`#`, pairs and `!` flags; sql/functions/job_events_doorbell.sql). */
+export const itemsOf = (payload: string): Array<string> => {
+  const bracket = payload.indexOf(",[")
+  return (bracket === -1 ? payload : payload.slice(0, bracket)).split(",")
+}
+
+/** The outcomes a doorbell payload carries (its JSON array, last), as plain objects. */
+export const outcomesOf = (payload: string): Array<Record<string, unknown>> => {
+  const bracket = payload.indexOf(",[")
+  return bracket === -1 ? [] : JSON.parse(payload.slice(bracket + 1)) as Array<Record<string, unknown>>
+}
+
 /** The `job_id -> version` pairs carried by doorbell payloads (the reconcile marker `*` excluded). */
 export const pairsOf = (payloads: ReadonlyArray<string>): Map<string, number> => {
   const pairs = new Map<string, number>()
   for (const payload of payloads) {
     if (payload === "*") continue
-    for (const pair of payload.split(",")) {
+    for (const pair of itemsOf(payload)) {
+      if (pair === "#" || pair.startsWith("!")) continue
       const [id, version] = pair.split(":")
       pairs.set(id!, Math.max(Number(version), pairs.get(id!) ?? 0))
     }

@@ -97,6 +97,25 @@ layer(TestLayer, { excludeTestServices: true })("enqueue in one statement", (it)
       assert.strictEqual((yield* jobs.list({ queue })).pagination.total, 4)
     }))
 
+  it.effect("texts and payloads that need quoting in an array literal are stored as given", () =>
+    Effect.gen(function*() {
+      const jobs = yield* Jobs
+      const queue = uniqueQueue("quoting")
+      const names = ["NULL", "null", "a,b", "{x}", "say \"hi\"", "back\\slash", " lead", "é ✓ 𝄞", "tab\tnew\nline"]
+      const refs = yield* jobs.enqueueBatch(names.map((name, i) => ({
+        name,
+        queue,
+        idempotencyKey: `${name}-${i}`,
+        payload: { name, nested: ["\"", "\\", "{", "}", ","] }
+      })))
+      for (const [i, ref] of refs.entries()) {
+        const info = yield* jobs.get(ref.id)
+        assert.strictEqual(info.name, names[i])
+        assert.strictEqual(info.idempotencyKey, `${names[i]}-${i}`)
+        assert.deepStrictEqual(info.payload, { name: names[i], nested: ["\"", "\\", "{", "}", ","] })
+      }
+    }))
+
   describe("the plain-job shortcut accepts and refuses what the schema does", () => {
     const cases: ReadonlyArray<readonly [string, EnqueueOptions, string | undefined]> = [
       ["blank name", { name: "   " }, "jobs[0].name"],

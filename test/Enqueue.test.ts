@@ -1,6 +1,7 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { DateTime, Duration, Effect, Either, Layer } from "effect"
+import { DateTime, Duration, Effect, Either, Layer, Schema } from "effect"
+import { EnqueueBatchBody } from "../src/Domain/Requests.js"
 import { JobWatchConfig } from "../src/Config.js"
 import * as JobWatch from "../src/JobWatch.js"
 import type { EnqueueOptions } from "../src/Jobs.js"
@@ -114,6 +115,39 @@ layer(TestLayer, { excludeTestServices: true })("enqueue in one statement", (it)
         assert.strictEqual(info.idempotencyKey, `${names[i]}-${i}`)
         assert.deepStrictEqual(info.payload, { name: names[i], nested: ["\"", "\\", "{", "}", ","] })
       }
+    }))
+
+  it.effect("a batch the HTTP API's schema decoded is enqueued as decoded, still checked against the configuration", () =>
+    Effect.gen(function*() {
+      const jobs = yield* Jobs
+      const sql = yield* SqlClient.SqlClient
+      const t = yield* tables
+      const queue = uniqueQueue("decoded")
+      const body = yield* Schema.decodeUnknown(EnqueueBatchBody)({
+        jobs: [
+          { name: "a", queue, delaySeconds: 30, timeoutSeconds: 2.5, maxAttempts: 4, priority: -3 },
+          { name: "b", queue, runAt: "2999-01-01T00:00:00.000Z", backoff: { delaySeconds: 2, maxDelaySeconds: 9, multiplier: 3 } }
+        ]
+      })
+      const refs = yield* jobs.enqueueBatchDecoded(body.jobs.map((job) => ({ ...job, owner: "ivy" })))
+      assert.deepStrictEqual(refs.map((ref) => ref.status), ["scheduled", "scheduled"])
+      const rows = yield* sql<{ owner: string; timeout: number; attempts: number; priority: number; base: number; max: number; mult: number }>`
+        SELECT owner, timeout_ms::int AS timeout, max_attempts AS attempts, priority, backoff_base_ms::int AS base,
+          backoff_max_ms::int AS max, backoff_multiplier AS mult
+        FROM ${sql(t.jobs)} WHERE queue = ${queue} ORDER BY name`
+      assert.deepStrictEqual(rows.map((row) => ({ ...row })), [
+        { owner: "ivy", timeout: 2500, attempts: 4, priority: -3, base: 1000, max: 3_600_000, mult: 2 },
+        { owner: "ivy", timeout: null as unknown as number, attempts: 1, priority: 0, base: 2000, max: 9000, mult: 3 }
+      ])
+      const b = (yield* jobs.get(refs[1]!.id)).scheduledAt
+      assert.strictEqual(b === null ? null : DateTime.formatIso(b), "2999-01-01T00:00:00.000Z")
+      // the configuration's checks still run: a payload over the limit, a secret that is not one
+      const big = yield* Effect.either(jobs.enqueueBatchDecoded([{ name: "big", queue, payload: "x".repeat(2 * 1024 * 1024) }]))
+      assert.isTrue(Either.isLeft(big) && big.left._tag === "PayloadTooLarge")
+      const secret = yield* Effect.either(
+        jobs.enqueueBatchDecoded([{ name: "s", queue, webhookUrl: "https://example.com/h", webhookSecret: "whsec_x" }])
+      )
+      assert.isTrue(Either.isLeft(secret) && secret.left._tag === "InvalidInput")
     }))
 
   describe("the plain-job shortcut accepts and refuses what the schema does", () => {

@@ -71,7 +71,8 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
         ))
       .handle("enqueueBatch", ({ payload }) =>
         Effect.flatMap(CurrentUser, (user) =>
-          jobs.enqueueBatch(payload.jobs.map((job) => ({ ...job, owner: user.sub })))).pipe(
+          // decoded once, by the API's schema
+          jobs.enqueueBatchDecoded(payload.jobs.map((job) => ({ ...job, owner: user.sub })))).pipe(
           Effect.map((refs) => JobRefs.make({ jobs: refs }))
         ))
       .handle("list", ({ urlParams }) => listJobs(jobs, urlParams))

@@ -30,7 +30,7 @@ const none: ReadonlySet<JobId> = new Set()
  * Reads a doorbell payload. Never fails: an item that is not a pair is skipped, and outcomes that are not what the
  * trigger writes are dropped (the jobs are then read, as for an older payload).
  */
-export const parseDoorbell = (payload: string): Doorbell => {
+export const parseDoorbell = (payload: string, decodeOutcomes = true): Doorbell => {
   if (payload === "*" || payload === "") return everything
   const modern = payload.startsWith("#,")
   // the outcomes, last; neither a job id nor a version holds a '['
@@ -50,7 +50,8 @@ export const parseDoorbell = (payload: string): Doorbell => {
     changes.push(item.slice(0, colon) as JobId, version)
   }
   if (!modern) return { everything: false, changes, uncarried: "any", outcomes: [], malformed: false }
-  const outcomes = bracket === -1 ? [] : decodeOutcomePayload(payload.slice(bracket + 1))
+  // readers of the changes alone (the stream tail) skip the decode
+  const outcomes = bracket === -1 || !decodeOutcomes ? [] : decodeOutcomePayload(payload.slice(bracket + 1))
   if (outcomes === undefined) return { everything: false, changes, uncarried: "any", outcomes: [], malformed: true }
   return { everything: false, changes, uncarried: flagged ?? none, outcomes, malformed: false }
 }

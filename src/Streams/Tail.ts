@@ -2,7 +2,8 @@ import { Cause, Chunk, Duration, Effect, Option, Queue, Stream } from "effect"
 import { JobWatchConfig } from "../Config.js"
 import type { JobEvent } from "../Domain/JobEvent.js"
 import type { StreamFilter, StreamPosition, TailItem } from "../EventLog.js"
-import { EventsRepo, Listener } from "../EventLog.js"
+import { EventsRepo, Listener, parseDoorbell } from "../EventLog.js"
+
 import { makeStreak } from "../internal/retry.js"
 
 /** An event of the stream of all events at its position. */
@@ -100,16 +101,15 @@ export const make = (options: TailOptions = {}) =>
 
     const onDoorbell = (payload: string) => {
       if (subscribers.size === 0) return
-      if (payload === "*" || payload === "") unnamed = true
+      const doorbell = parseDoorbell(payload, false)
+      if (doorbell.everything) unnamed = true
       else {
-        for (const pair of payload.split(",")) {
-          const colon = pair.lastIndexOf(":")
-          const version = Number(pair.slice(colon + 1))
-          if (colon <= 0 || !Number.isInteger(version) || awaited.size >= awaitedLimit) unnamed = true
-          else {
-            const id = pair.slice(0, colon)
-            if ((awaited.get(id) ?? 0) < version) awaited.set(id, version)
-          }
+        const changes = doorbell.changes
+        for (let i = 0; i < changes.length; i += 2) {
+          const id = changes[i] as string
+          const version = changes[i + 1] as number
+          if (awaited.size >= awaitedLimit) unnamed = true
+          else if ((awaited.get(id) ?? 0) < version) awaited.set(id, version)
         }
       }
       pollsLeft = heldBackPolls

@@ -143,6 +143,7 @@ describe("complete and claim in one statement", () => {
         yield* Worker.run({
           queues: [queue],
           concurrency: 4,
+          claimWithCompletions: true,
           handler: () =>
             Ref.updateAndGet(inFlight, (n) => n + 1).pipe(
               Effect.flatMap((n) => Ref.update(most, (m) => Math.max(m, n))),

@@ -125,6 +125,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
     const { schema } = yield* JobWatchConfig
     const transitionFunction = sql(`${schema}.job_transition`)
     const completeClaimFunction = sql(`${schema}.job_complete_claim`)
+    const completeManyFunction = sql(`${schema}.job_complete_many`)
 
     /** The changed job; its event goes to this process's subscribers (see `LocalEvents.publishCommitted`). */
     const announce = (job: JobRecord, event: EventRecord) => {
@@ -220,12 +221,19 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
       Effect.gen(function*() {
         if (items.length === 0 && (next === undefined || next.limit <= 0)) return { answers: [], claimed: [] }
         const claim = next !== undefined && next.limit > 0 && workerId !== undefined ? next : undefined
-        const [{ answer }] = yield* sql`
-          SELECT ${completeClaimFunction}(${workerId ?? null}::text, ${items.map((i) => i.id)}::uuid[],
-            ${items.map((i) => i.resultJson)}::text[], ${items.map((i) => i.message)}::text[],
-            ${allowedFrom("completed")}::text[], ${claim?.queues ?? null}::text[], ${claim?.names ?? null}::text[],
-            ${claim?.limit ?? 0}::int, ${claim?.leaseMs ?? null}::int, ${claim?.now ?? null}::timestamptz) AS answer`
-          .pipe(Effect.flatMap(decodeCompletedClaimed), Effect.orDie)
+        const ids = items.map((i) => i.id)
+        const results = items.map((i) => i.resultJson)
+        const messages = items.map((i) => i.message)
+        // without a claim, job_complete_many: its plan is kept, where job_complete_claim's is made on every call
+        const [{ answer }] = yield* (claim === undefined
+          ? sql`
+          SELECT json_build_object('answers', ${completeManyFunction}(${workerId ?? null}::text, ${ids}::uuid[],
+            ${results}::text[], ${messages}::text[], ${allowedFrom("completed")}::text[]), 'claimed', NULL) AS answer`
+          : sql`
+          SELECT ${completeClaimFunction}(${workerId ?? null}::text, ${ids}::uuid[], ${results}::text[],
+            ${messages}::text[], ${allowedFrom("completed")}::text[], ${claim.queues}::text[],
+            ${claim.names ?? null}::text[], ${claim.limit}::int, ${claim.leaseMs ?? null}::int,
+            ${claim.now ?? null}::timestamptz) AS answer`).pipe(Effect.flatMap(decodeCompletedClaimed), Effect.orDie)
         const byId = new Map((answer.answers ?? []).map((row) => [row.id, row]))
         const answers: Array<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>> = []
         for (const item of items) {

@@ -1,7 +1,6 @@
 import { Clock, DateTime, Deferred, Duration, Effect, Either, Metric, Option, Random, Schema, Stream } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { WorkerNotFound } from "./Domain/Errors.js"
-import type { JobInfo } from "./Domain/Job.js"
 import type { JobId } from "./Domain/JobId.js"
 import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
 import { InvalidInput } from "./Domain/Errors.js"
@@ -13,6 +12,7 @@ import { Listener } from "./EventLog.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
 import { ProgressReporter } from "./Workers/ProgressReporter.js"
 import { ClaimsRepo } from "./Workers/ClaimsRepo.js"
+import type { ClaimedRow } from "./Workers/ClaimsRepo.js"
 
 export interface ClaimOptions {
   /** The queues served; default `["default"]`. */
@@ -104,7 +104,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       Effect.forkScoped
     )
 
-    const toClaimed = (job: JobInfo, heartbeatMs: number) =>
+    const toClaimed = (job: ClaimedRow, heartbeatMs: number) =>
       new ClaimedJob({
         id: job.id,
         name: job.name,
@@ -125,7 +125,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
      * other jobs of the claim down with it: such a job fails at once (`undeliverable`, no retry: no worker could
      * ever receive it), and the others are answered.
      */
-    const deliverable = (workerId: string, jobs: ReadonlyArray<JobInfo>) => {
+    const deliverable = <J extends ClaimedRow>(workerId: string, jobs: ReadonlyArray<J>) => {
       const poisoned = jobs.filter((job) => jsonValueTooDeep(job.payload, MAX_JSON_DEPTH))
       if (poisoned.length === 0) return Effect.succeed(jobs)
       return Effect.flatMap(now, (at) =>

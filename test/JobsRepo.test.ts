@@ -126,10 +126,13 @@ layer(TestLayer, { excludeTestServices: true })("JobsRepo transitions", (it) => 
       const claimed = yield* repo.claim({ workerId: "w9", queues: [queue], limit: 10, leaseMs: 30_000 })
       assert.deepStrictEqual(claimed.map((j) => j.id), [high.id, low1.id, low2.id])
       for (const job of claimed) {
-        assert.strictEqual(job.status, "claimed")
-        assert.strictEqual(job.workerId, "w9")
+        const stored = yield* repo.get(job.id)
+        assert.strictEqual(stored.status, "claimed")
+        assert.strictEqual(stored.workerId, "w9")
         assert.strictEqual(job.attempt, 1)
         assert.isNotNull(job.leaseExpiresAt)
+        assert.deepStrictEqual(job.leaseExpiresAt, stored.leaseExpiresAt)
+        assert.strictEqual(job.version, stored.version)
       }
       assert.lengthOf(yield* repo.claim({ workerId: "w9", queues: [queue], limit: 10, leaseMs: 30_000 }), 0)
     }))

@@ -353,7 +353,8 @@ describe("Workers: a claim and its caller", () => {
           yield* Deferred.await(unlock)
         })))
         yield* Deferred.await(locked)
-        const claiming = yield* Effect.fork(workers.claim("w-gone", { queues: [queue] }))
+        // (with another heartbeat interval: a claim rewrites the registration only when it changed or is old)
+        const claiming = yield* Effect.fork(workers.claim("w-gone", { queues: [queue], heartbeatInterval: "7 seconds" }))
         yield* eventually(
           sql.unsafe<{ n: number }>(
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`,

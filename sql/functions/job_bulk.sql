@@ -12,9 +12,10 @@
 -- Planned for its arguments on every call (plan_cache_mode), as the ad-hoc statement it replaced was: a cached
 -- generic plan cannot see the LIMIT or how many rows qualify, and a plan that suits a small table stays on as the
 -- table grows.
+-- Sequential scans off: see job_complete_many.
 CREATE OR REPLACE FUNCTION job_bulk(p_kind text, p_now timestamptz, p_limit integer, p_worker text, p_ids uuid[])
 RETURNS TABLE (id uuid, status text, previous_status text)
-LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
   picked uuid[];

@@ -15,9 +15,11 @@
 -- (sql/0017: per job, the stream order is version order).
 -- The jobs completed are held (claimed or running) and the jobs claimed pending, so the two updates never meet a
 -- row twice; completions lock their rows in id order (concurrent batches cannot deadlock), the claim skips locks.
+-- Sequential scans off: see job_complete_many.
 CREATE OR REPLACE FUNCTION job_complete_claim(p_worker text, p_ids uuid[], p_results text[], p_messages text[],
   p_from text[], p_queues text[], p_names text[], p_limit integer, p_lease_ms integer, p_now timestamptz)
-RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
+RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan
+  SET enable_seqscan = off AS $$
 DECLARE
   v_now timestamptz := coalesce(p_now, now());
   answer json;

@@ -7,6 +7,9 @@ CREATE OR REPLACE FUNCTION job_events_webhooks() RETURNS trigger LANGUAGE plpgsq
 DECLARE
   added integer;
 BEGIN
+  IF NOT EXISTS (SELECT 1 FROM new_rows) THEN
+    RETURN NULL;
+  END IF;
   -- a constant-cost shortcut for an installation without any active endpoint and no finished job with its own
   -- callback (one probe of the partial index, whatever the number of tenants)
   IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE active)

@@ -3,9 +3,10 @@
 -- (started at `p_now`). The event (job.progress) is a `milestone` when the report is the job's first, crosses 25, 50,
 -- 75 or 100, or moved 10 points or more since the last marked one. Answers as job_transition does: null when the
 -- job does not exist; else `{foundStatus, foundWorker, foundPercent}` and, when it was written, `job` and `event`.
+-- Sequential scans off: see job_complete_many.
 CREATE OR REPLACE FUNCTION job_progress(p_id uuid, p_worker text, p_percent double precision, p_step text,
   p_message text, p_data jsonb, p_now timestamptz)
-RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   cur record;
   changed jobs;

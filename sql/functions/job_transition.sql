@@ -14,12 +14,13 @@
 --   request_cancel  the status stays: cancel_requested is set (once: refused when it is set already)
 --   attempt_failed  the holder's fail: retried after its backoff (jittered by `p_jitter`, from `p_now`) when
 --                   `p_retryable`, not canceled and attempts remain; else failed for good (`p_to` is not used)
+-- Sequential scans off: see job_complete_many.
 CREATE OR REPLACE FUNCTION job_transition(
   p_id uuid, p_change text, p_to text, p_from text[], p_owner text, p_worker text, p_message text,
   p_result jsonb, p_code text, p_error text, p_delay_ms double precision, p_retryable boolean,
   p_now timestamptz, p_jitter double precision
 ) RETURNS json
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
   cur record;
   changed jobs;

@@ -52,7 +52,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
     const { schema } = yield* JobWatchConfig
     const jobs = sql(`${schema}.jobs`)
     const events = sql(`${schema}.job_events`)
-    const outcomeJson = sql(`${schema}.job_outcome_json`)
+    const outcomesFunction = sql(`${schema}.job_outcomes`)
     const columns = sql.literal(eventColumns)
 
     const position = (p: StreamPosition) => sql`(${p.tx}::xid8, ${p.jobId}::uuid, ${p.version}::int)`
@@ -148,9 +148,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
     const outcomes = (ids: ReadonlyArray<JobId>) =>
       ids.length === 0
         ? Effect.succeed<ReadonlyArray<JobOutcome>>([])
-        : sql`SELECT ${outcomeJson}(j.id, j.version, j.status, j.result, j.error_code, j.error_message,
-                j.finished_at) AS outcome
-              FROM ${jobs} j WHERE j.id = ANY(${ids}::uuid[])`.pipe(
+        : sql`SELECT o AS outcome FROM ${outcomesFunction}(${ids}::uuid[]) AS o`.pipe(
           Effect.flatMap(decodeOutcomeRows),
           Effect.map((rows) => rows.map((row) => fromOutcomeJson(row.outcome))),
           Effect.orDie

@@ -7,7 +7,8 @@ import { JobId } from "../Domain/JobId.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import { allowedFrom, JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
 import { LocalEvents } from "../EventLog.js"
-import { DbJobId, decodeFound, EventRecord, eventRowOf, JobRecord, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
+import { decodeFound, EventRecord, eventRowOf, JobRecord, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
+import { decodeCompletedClaimed, decodeEventRecord } from "./CompletionAnswers.js"
 import { JobsRepo } from "./JobsRepo.js"
 
 /**
@@ -65,19 +66,6 @@ export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("
   found: JobStatusSchema,
   workerId: Schema.NullOr(Schema.String)
 }) {}
-
-/** What `job_complete_many` answers per job found: its event if completed. */
-const Completed = Schema.Struct({
-  id: DbJobId,
-  foundStatus: JobStatusSchema,
-  foundWorker: Schema.NullOr(Schema.String),
-  event: Schema.NullOr(EventRecord),
-  result: Schema.Unknown
-})
-/** What `job_complete_claim` answers: the completions, and the jobs claimed for the slots they freed. */
-const decodeCompletedClaimed = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({
-  answer: Schema.Struct({ answers: Schema.NullOr(Schema.Array(Completed)), claimed: Schema.NullOr(Schema.Array(JobRecord)) })
-})))
 
 /** The claim `completeMany` makes in the same statement, for the slots its completions free (`job_claim`'s, started). */
 export interface NextClaim {
@@ -225,7 +213,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
         const results = items.map((i) => i.resultJson)
         const messages = items.map((i) => i.message)
         // without a claim, job_complete_many: its plan is kept, where job_complete_claim's is made on every call
-        const [{ answer }] = yield* (claim === undefined
+        const answer = yield* (claim === undefined
           ? sql`
           SELECT json_build_object('answers', ${completeManyFunction}(${workerId ?? null}::text, ${ids}::uuid[],
             ${results}::text[], ${messages}::text[], ${allowedFrom("completed")}::text[]), 'claimed', NULL) AS answer`
@@ -234,15 +222,16 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
             ${messages}::text[], ${allowedFrom("completed")}::text[], ${claim.queues}::text[],
             ${claim.names ?? null}::text[], ${claim.limit}::int, ${claim.leaseMs ?? null}::int,
             ${claim.now ?? null}::timestamptz) AS answer`).pipe(Effect.flatMap(decodeCompletedClaimed), Effect.orDie)
-        const byId = new Map((answer.answers ?? []).map((row) => [row.id, row]))
+        const byId = new Map(answer.answers.map((row) => [row.id, row]))
         const answers: Array<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>> = []
         for (const item of items) {
           const row = byId.get(item.id)
           if (row === undefined) {
             answers.push(Either.left(new JobNotFound({ id: item.id })))
           } else if (row.event !== null) {
-            const event = row.event
-            yield* local.publishCommitted(() => toJobEvent(eventRowOf(event, row.result)))
+            const event = row.event === "raw" ? undefined : row.event
+            const record = "record" in row ? row.record : undefined
+            yield* local.publishCommitted(() => toJobEvent(eventRowOf(event ?? decodeEventRecord(record), row.result)))
             answers.push(Either.right(item.id))
           } else if (
             workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&
@@ -253,7 +242,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
             answers.push(Either.left(new InvalidTransition({ id: item.id, from: row.foundStatus, to: "completed" })))
           }
         }
-        return { answers, claimed: (answer.claimed ?? []).map((record) => toJobInfo(jobRowOf(record))) }
+        return { answers, claimed: answer.claimed.map((record) => toJobInfo(jobRowOf(record))) }
       })
 
     /** `completeAndClaim` claiming nothing. */

@@ -1,4 +1,4 @@
-import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, FiberMap, Layer, Option, Queue, Ref } from "effect"
+import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, FiberId, FiberMap, Layer, Option, Queue, Ref } from "effect"
 import type { Scope } from "effect"
 import type { ClaimedJob, ProgressAck } from "../Domain/Worker.js"
 import type { JobId } from "../Domain/JobId.js"
@@ -64,6 +64,12 @@ export interface RunOptions<A, E, R> {
   readonly claimWithCompletions?: boolean | undefined
 }
 
+/** A job a worker holds: whether its cancellation was requested, and its handler's fiber while that runs. */
+interface Held {
+  canceled: boolean
+  handler: Fiber.RuntimeFiber<Ending> | undefined
+}
+
 /** A running worker. */
 export interface WorkerHandle {
   readonly workerId: string
@@ -103,8 +109,8 @@ export const run = <A, E, R>(
     const retryCap = options.retryMaxBackoff ?? backend.retryMaxBackoff ?? Duration.seconds(10)
     const grace = Duration.decode(options.shutdownGrace ?? "10 seconds")
     const claimWait = Duration.decode(options.claimWait ?? "30 seconds")
-    /** The jobs this worker holds (running, or their outcome being written), with their cancel signals. */
-    const running = new Map<JobId, Deferred.Deferred<void>>()
+    /** The jobs this worker holds (running, or their outcome being written), with their cancel requests. */
+    const running = new Map<JobId, Held>()
     /** Handlers running: what `concurrency` bounds. */
     let busy = 0
     const stats = yield* Ref.make({ completed: 0, failed: 0, canceled: 0 })
@@ -126,8 +132,11 @@ export const run = <A, E, R>(
     const requestCancel = (ids: ReadonlyArray<JobId> | "*") => {
       if (ids === "*") return // too many to list here: the next heartbeat names them
       for (const id of ids) {
-        const cancel = running.get(id)
-        if (cancel !== undefined) Deferred.unsafeDone(cancel, Effect.void)
+        const held = running.get(id)
+        if (held === undefined || held.canceled) continue
+        held.canceled = true
+        // a handler not started yet sees the request when it starts; one that has returned is not interrupted
+        held.handler?.unsafeInterruptAsFork(FiberId.none)
       }
     }
 
@@ -139,11 +148,12 @@ export const run = <A, E, R>(
 
     /** Makes claimed jobs this worker's (so that a shutdown releases them) and starts their handlers. */
     const register = (jobs: ReadonlyArray<ClaimedJob>) =>
-      Effect.forEach(jobs, (job) =>
-        Effect.map(Deferred.make<void>(), (cancel) => {
-          running.set(job.id, cancel)
+      Effect.sync(() => {
+        for (const job of jobs) {
+          running.set(job.id, { canceled: false, handler: undefined })
           busy++
-        }), { discard: true })
+        }
+      })
     const startHandlers = (jobs: ReadonlyArray<ClaimedJob>): Effect.Effect<void, never, R> =>
       Effect.forEach(jobs, (job) => FiberMap.run(handlers, job.id, runJob(job, running.get(job.id)!)), {
         discard: true
@@ -164,8 +174,18 @@ export const run = <A, E, R>(
       }
     })
 
-    /** Ends the job as the handler's outcome says. */
-    const settle = (job: ClaimedJob, ending: Ending) => {
+    /**
+     * Ends the job as the handler's outcome says. `freeSlot` frees the handler's slot: a success's completion is
+     * queued for the writer first, so that its statement goes out before the claim the free slot wakes.
+     */
+    const settle = (job: ClaimedJob, ending: Ending, freeSlot: Effect.Effect<void>) => {
+      if (!(ending._tag === "Done" && Exit.isSuccess(ending.exit))) return Effect.zipRight(freeSlot, end(job, ending))
+      if (claimsNext) return end(job, ending)
+      return complete(job.id, ending.exit.value ?? null, false, freeSlot).pipe(
+        Effect.zipRight(Ref.update(stats, (s) => ({ ...s, completed: s.completed + 1 })))
+      )
+    }
+    const end = (job: ClaimedJob, ending: Ending) => {
       const scope = { workerId }
       switch (ending._tag) {
         case "Canceled":
@@ -196,8 +216,11 @@ export const run = <A, E, R>(
       }
     }
 
-    /** Runs one job: the handler raced against its cancellation and its timeout. */
-    const runJob = (job: ClaimedJob, cancel: Deferred.Deferred<void>) => {
+    /**
+     * Runs one job: the handler in a fiber of its own, which a cancel request interrupts (one fork a job, where a
+     * race of the handler against a cancel signal took two and a signal).
+     */
+    const runJob = (job: ClaimedJob, held: Held) => {
       let slotHeld = true
       const freeSlot = Effect.suspend(() => {
         if (!slotHeld) return Effect.void
@@ -222,14 +245,21 @@ export const run = <A, E, R>(
             onTimeout: (): Ending => ({ _tag: "TimedOut", seconds: job.timeoutSeconds! })
           })
         )
-        // the loser is interrupted: a cancel request interrupts the handler fiber
-        const ending = yield* Effect.raceFirst(timed, Deferred.await(cancel).pipe(Effect.as<Ending>({ _tag: "Canceled" })))
+        let ending: Ending = { _tag: "Canceled" }
+        if (!held.canceled) {
+          // a child fiber: interrupted with this one (a shutdown past its grace, refused credentials)
+          const handler = yield* Effect.fork(timed)
+          held.handler = handler
+          const exit = yield* Fiber.await(handler)
+          held.handler = undefined
+          if (Exit.isSuccess(exit)) ending = exit.value
+          else if (!(held.canceled && Exit.isInterrupted(exit))) return yield* exit
+        }
         // the handler's slot is free: the next claim overlaps with the write of this job's outcome, unless that write
-        // claims for the slot itself (a success, when the backend claims with completions)
-        if (!(claimsNext && ending._tag === "Done" && Exit.isSuccess(ending.exit))) yield* freeSlot
-        // the outcome is recorded even if shutdown interrupts meanwhile
+        // claims for the slot itself (a success, when the backend claims with completions). The outcome is recorded
+        // even if shutdown interrupts meanwhile
         yield* Effect.uninterruptible(
-          settle(job, ending).pipe(
+          settle(job, ending, freeSlot).pipe(
             Effect.catchAll((error) => isRefusal(error) ? refuse(error) : warn(`ending job ${job.id}`)(error))
           )
         )

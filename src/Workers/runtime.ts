@@ -116,12 +116,19 @@ export const groupCommit = <R = never>(backend: WorkerBackendShape, workerId: st
     )
     /** Whether `complete` claims for the slots of its jobs (then a job's slot waits for its completion). */
     const claimsNext = next !== undefined && completeAndClaim !== undefined && completeMany !== undefined
-    const complete = (id: string, result: unknown, slot = false): Effect.Effect<unknown, WorkerProtocolError> =>
+    /** `queued` runs once the completion is queued for the writer, before the wait for its write. */
+    const complete = (
+      id: string,
+      result: unknown,
+      slot = false,
+      queued: Effect.Effect<void> = Effect.void
+    ): Effect.Effect<unknown, WorkerProtocolError> =>
       completeMany === undefined
-        ? backend.complete(id, { workerId, result })
+        ? Effect.zipRight(queued, backend.complete(id, { workerId, result }))
         : Effect.gen(function*() {
           const done = yield* Deferred.make<void, WorkerProtocolError>()
           yield* Queue.offer(completions, { item: { id, result }, done, slot })
+          yield* queued
           yield* Deferred.await(done)
         })
     return { writer, complete, claimsNext } as const

@@ -38,6 +38,31 @@ describe("Workers", () => {
         assert.lengthOf(yield* workers.claim("w-order", { queues: [queue] }), 0)
       }))
 
+    it.effect("a claim that finds nothing writes nothing while the registration is fresh; a change or a second rewrites it", () =>
+      Effect.gen(function*() {
+        const workers = yield* Workers
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const queue = uniqueQueue("idle")
+        const registration = sql.unsafe<{ xmin: string; seen: Date; heartbeat: string }>(
+          `SELECT xmin::text AS xmin, last_seen_at AS seen, heartbeat_interval_ms AS heartbeat
+           FROM "${schema}".workers WHERE id = 'w-idle'`
+        ).pipe(Effect.map((rows) => rows[0]!))
+        assert.lengthOf(yield* workers.claim("w-idle", { queues: [queue] }), 0)
+        const first = yield* registration
+        yield* TestClock.adjust("500 millis")
+        assert.lengthOf(yield* workers.claim("w-idle", { queues: [queue] }), 0)
+        // the same row version: the claim wrote nothing (no transaction id, nothing to flush at its commit)
+        assert.strictEqual((yield* registration).xmin, first.xmin)
+        yield* workers.claim("w-idle", { queues: [queue], heartbeatInterval: "3 seconds" })
+        const changed = yield* registration
+        assert.notStrictEqual(changed.xmin, first.xmin)
+        assert.strictEqual(Number(changed.heartbeat), 3000)
+        yield* TestClock.adjust("2 seconds")
+        yield* workers.claim("w-idle", { queues: [queue], heartbeatInterval: "3 seconds" })
+        assert.strictEqual((yield* registration).seen.getTime() - changed.seen.getTime(), 2000)
+      }))
+
     it.effect("8 workers claiming 2,000 jobs concurrently claim each exactly once", () =>
       Effect.gen(function*() {
         const jobs = yield* Jobs

@@ -125,6 +125,9 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
      * callback.
      */
     const onDoorbell = (payload: string) => {
+      // nothing watched here (a worker process): nothing to parse. A subscription registered later reads what came
+      // before it (its snapshot or catch-up), so a doorbell heard while none was registered is no one's
+      if (index.size === 0) return
       const doorbell = parseDoorbell(payload)
       let relevant = doorbell.everything
       if (doorbell.everything) pending.everything = true
@@ -230,7 +233,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       if (!index.has(event.jobId)) return
       deliver(event.jobId, [event])
       if (needsCatchUp.size > 0) kick()
-    })
+    }, () => index.size > 0)
     // its length only: a payload carries results, which are not for the logs
     const warnUndecoded = (payload: string) =>
       Effect.runFork(Effect.logWarning(`outcomes of ${payload.length} characters could not be decoded`))

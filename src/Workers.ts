@@ -6,7 +6,7 @@ import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
 import { InvalidInput } from "./Domain/Errors.js"
 import { ClaimLimit, during, ErrorCode, ErrorMessage, JobIdFromString, Names, NoteText, WorkerIdText } from "./Domain/Requests.js"
 import { jsonValueTooDeep, MAX_JSON_DEPTH } from "./Domain/Values.js"
-import { decodeField, jsonValue } from "./internal/invalid.js"
+import { decodeField, decodeFieldAt, jsonValue } from "./internal/invalid.js"
 import { Transitions } from "./Jobs.js"
 import { Listener } from "./EventLog.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
@@ -65,11 +65,14 @@ const limitOf = decodeField(ClaimLimit, "limit")
 const waitOf = decodeField(during("claimWait"), "wait")
 // a lease is an interval of PostgreSQL's: 1e13 s is out of its range
 const heartbeatOf = decodeField(during("heartbeat"), "heartbeatInterval")
-const jobIdOf = (field = "id") => decodeField(JobIdFromString, field)
-const noteOf = (field: string) => {
-  const decode = decodeField(NoteText, field)
-  return (value: unknown) => (value === undefined || value === null ? Either.right(null) : decode(value))
-}
+const jobIdAt = decodeFieldAt(JobIdFromString)
+/** A job id as this service writes them (lowercase), which is what a worker sends back: no schema run needed. */
+const canonicalJobId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const jobIdOf = (field = "id") => (value: unknown): Either.Either<JobId, InvalidInput> =>
+  typeof value === "string" && canonicalJobId.test(value) ? Either.right(value as JobId) : jobIdAt(value, field)
+const noteAt = decodeFieldAt(NoteText)
+const noteOf = (field: string) => (value: unknown) =>
+  value === undefined || value === null ? Either.right(null) : noteAt(value, field)
 const messageOf = noteOf("message")
 const codeOf = decodeField(Schema.NullishOr(ErrorCode), "code")
 const errorOf = decodeField(ErrorMessage, "error")

@@ -9,11 +9,16 @@ import type { JobEvent } from "../Domain/JobEvent.js"
  */
 export class LocalEvents extends Effect.Service<LocalEvents>()("jobwatch/LocalEvents", {
   sync: () => {
-    const listeners = new Set<(event: JobEvent) => void>()
+    const listeners = new Set<{ readonly listener: (event: JobEvent) => void; readonly interested: () => boolean }>()
+    /** Whether a listener would look at an event now (a process that watches no job builds none). */
+    const interested = () => {
+      for (const l of listeners) if (l.interested()) return true
+      return false
+    }
     /** Called after the event's transaction committed. */
     const publish = (event: JobEvent) =>
       Effect.sync(() => {
-        for (const listener of listeners) listener(event)
+        for (const l of listeners) l.listener(event)
       })
     return {
       publish,
@@ -24,14 +29,20 @@ export class LocalEvents extends Effect.Service<LocalEvents>()("jobwatch/LocalEv
       publishCommitted: (event: () => JobEvent) =>
         Effect.flatMap(
           Effect.serviceOption(SqlClient.TransactionConnection),
-          (tx) => Option.isNone(tx) && listeners.size > 0 ? publish(event()) : Effect.void
+          (tx) => Option.isNone(tx) && interested() ? publish(event()) : Effect.void
         ),
-      /** Registers `listener` until the scope closes. */
-      subscribe: (listener: (event: JobEvent) => void) =>
-        Effect.acquireRelease(
-          Effect.sync(() => listeners.add(listener)),
-          () => Effect.sync(() => listeners.delete(listener))
-        ).pipe(Effect.asVoid)
+      /**
+       * Registers `listener` until the scope closes. `interested` says whether it would look at any event now: when
+       * no listener would, events are not built.
+       */
+      subscribe: (listener: (event: JobEvent) => void, interested: () => boolean = () => true) =>
+        Effect.suspend(() => {
+          const entry = { listener, interested }
+          return Effect.acquireRelease(
+            Effect.sync(() => listeners.add(entry)),
+            () => Effect.sync(() => listeners.delete(entry))
+          )
+        }).pipe(Effect.asVoid)
     } as const
   }
 }) {}

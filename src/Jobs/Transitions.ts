@@ -8,7 +8,7 @@ import type { JobStatus } from "../Domain/JobStatus.js"
 import { allowedFrom, JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
 import { LocalEvents } from "../EventLog.js"
 import { decodeFound, EventRecord, eventRowOf, JobRecord, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
-import { decodeCompletedClaimed, decodeEventRecord } from "./CompletionAnswers.js"
+import { decodeCompletedClaimed, eventOf } from "./CompletionAnswers.js"
 import { JobsRepo } from "./JobsRepo.js"
 
 /**
@@ -229,9 +229,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
           if (row === undefined) {
             answers.push(Either.left(new JobNotFound({ id: item.id })))
           } else if (row.event !== null) {
-            const event = row.event === "raw" ? undefined : row.event
-            const record = "record" in row ? row.record : undefined
-            yield* local.publishCommitted(() => toJobEvent(eventRowOf(event ?? decodeEventRecord(record), row.result)))
+            yield* local.publishCommitted(() => toJobEvent(eventRowOf(eventOf(row), row.result)))
             answers.push(Either.right(item.id))
           } else if (
             workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&

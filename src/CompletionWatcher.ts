@@ -7,6 +7,7 @@ import { isTerminalEvent } from "./Domain/JobEvent.js"
 import type { JobId } from "./Domain/JobId.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import { DurationInput, JobIdFromString, JobIds, Version } from "./Domain/Requests.js"
+import type { Trigger } from "./internal/firstOf.js"
 import { decodeField } from "./internal/invalid.js"
 import { EventsRepo, outcomeOfEvent } from "./EventLog.js"
 import { JobsRepo } from "./Jobs.js"
@@ -169,6 +170,18 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       Stream.unwrapScoped(subscribe(ids))
 
     /**
+     * `waitFor` and `changes` as triggers (`firstOf`), for waits that race other signals without a fiber per side
+     * (long-polls): `fire` once the job is terminal (`afterVersion` absent) or has an event after `afterVersion`, or
+     * is unknown or purged. Registered at once; the answer unregisters.
+     */
+    const whenChanged = (id: JobId, afterVersion?: number): Trigger => (fire) =>
+      notifications.listen([
+        afterVersion === undefined
+          ? { id, from: snapshot, subscriber: new Awaiting(id, 0, { outcome: fire, missing: fire }) }
+          : { id, from: { afterVersion }, subscriber: { onEvents: fire, onGone: fire } }
+      ])
+
+    /**
      * Waits up to `timeout` for the job to finish, then answers its latest `JobInfo`, terminal or not.
      */
     const awaitCompletion = Effect.fn("CompletionWatcher.awaitCompletion")(function*(
@@ -279,7 +292,8 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       awaitCompletion,
       isComplete,
       watch,
-      changes
+      changes,
+      whenChanged
     } as const
   })
 }) {}

@@ -258,6 +258,8 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
 
     return {
       subscribe: registry.subscribe,
+      /** `subscribeMany` without a scope: registers at once and answers how to unregister (idempotent). */
+      listen: registry.registerNow,
       subscribeMany: registry.subscribeMany,
       awaitWith: registry.awaitWith,
       awaitOne: registry.awaitOne,

@@ -40,9 +40,11 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
     JobEnqueueBatch: (body) =>
       Effect.flatMap(CurrentUser, (user) => jobs.enqueueBatch(body.jobs.map((job) => ({ ...job, owner: user.sub })))),
     JobGet: ({ afterVersion, id, wait }) =>
-      asOwner((scope) => waits.longPoll(id, jobs.get(id, scope), { wait, afterVersion })),
+      asOwner((scope) => waits.longPoll(id, waits.view("job", scope), jobs.get(id, scope), { wait, afterVersion })),
     JobStatus: ({ afterVersion, id, wait }) =>
-      asOwner((scope) => waits.longPoll(id, jobs.status(id, scope), { wait, afterVersion })),
+      asOwner((scope) =>
+        waits.longPoll(id, waits.view("status", scope), jobs.status(id, scope), { wait, afterVersion })
+      ),
     JobList: (params) => listJobs(jobs, params),
     JobCancel: ({ id }) => asOwner((scope) => jobs.cancel(id, scope)),
     JobDelete: ({ id }) => asOwner((scope) => jobs.delete(id, scope)).pipe(Effect.catchTag("NotJobHolder", Effect.die)),

@@ -1,4 +1,5 @@
 import { Deferred, Effect } from "effect"
+import type { Trigger } from "../internal/firstOf.js"
 
 /**
  * The server's drain signal. When the process starts to stop, the server begins draining (`begin`): long-polls
@@ -9,12 +10,33 @@ import { Deferred, Effect } from "effect"
 export class Shutdown extends Effect.Service<Shutdown>()("jobwatch/Shutdown", {
   effect: Effect.gen(function*() {
     const started = yield* Deferred.make<void>()
+    /** Called when draining begins: the long-polls', which wait on callbacks rather than on a fiber each. */
+    const listeners = new Set<() => void>()
+    let drained = false
+    const onDrain: Trigger = (fire) => {
+      if (drained) {
+        fire()
+        return () => {}
+      }
+      listeners.add(fire)
+      return () => void listeners.delete(fire)
+    }
     return {
       /** Completes when draining begins (at once when it already has). */
       draining: Deferred.await(started),
+      /** `draining` as a trigger for `firstOf`. */
+      onDrain,
       isDraining: Deferred.isDone(started),
       /** Starts draining; idempotent. */
-      begin: Deferred.succeed(started, undefined).pipe(Effect.asVoid)
+      begin: Deferred.succeed(started, undefined).pipe(
+        Effect.tap(() => {
+          drained = true
+          const waiting = [...listeners]
+          listeners.clear()
+          for (const fire of waiting) fire()
+        }),
+        Effect.asVoid
+      )
     } as const
   })
 }) {}

@@ -3,6 +3,8 @@ import { CompletionWatcher } from "../CompletionWatcher.js"
 import { JobWatchConfig } from "../Config.js"
 import { checkWorker, CurrentUser } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
+import { makeCoalescer } from "../internal/coalesce.js"
+import { firstOf, makeAlarms } from "../internal/firstOf.js"
 import { Shutdown } from "./Shutdown.js"
 
 /** The caller's owner scope (its own jobs; an admin's: all), for a service call. */
@@ -20,38 +22,48 @@ export const asWorker = (workerId: string) => Effect.flatMap(CurrentUser, (user)
  * server drains (none when a host serves the routes itself), and streams end then.
  */
 export class Waits extends Effect.Service<Waits>()("jobwatch/Waits", {
-  effect: Effect.gen(function*() {
+  scoped: Effect.gen(function*() {
     const watcher = yield* CompletionWatcher
     const config = yield* JobWatchConfig
-    const draining = Option.match(yield* Effect.serviceOption(Shutdown), {
-      onNone: () => Effect.never,
-      onSome: (shutdown) => shutdown.draining
-    })
+    const shutdown = yield* Effect.serviceOption(Shutdown)
+    const draining = Option.match(shutdown, { onNone: () => Effect.never, onSome: (shutdown) => shutdown.draining })
+    const onDrain = Option.match(shutdown, { onNone: () => [], onSome: (shutdown) => [shutdown.onDrain] })
+    // the long-polls' timeouts, on one fiber
+    const alarms = yield* makeAlarms
     const cap = (wait: Duration.Duration | undefined) =>
       wait === undefined ? Duration.zero : Duration.min(wait, config.maxWait)
+
+    // one coalescer for every shape of read: a key names its shape (`view`)
+    const coalesce = makeCoalescer<unknown, unknown>()
+    /** What a read answers, as a key: its shape and the caller's owner scope. */
+    const view = (shape: "job" | "status", scope: { readonly owner: string | undefined }) =>
+      scope.owner === undefined ? `${shape}:all` : `${shape}:owner:${scope.owner}`
 
     /**
      * Reads a job with `read`; with a wait, answers when it is terminal (or, with `afterVersion`, when its version
      * passed it), or when the wait passed. The wait holds no database connection.
+     *
+     * The reads of polls and long-polls on one job with the same `view` (what `read` answers, from `view`) coalesce:
+     * thousands of long-polls woken by one completion cost one or two reads, not one each. A read is shared only by
+     * callers that asked before it started, so none gets a state older than its wake-up.
      */
     const longPoll = <A extends { readonly version: number; readonly terminal: boolean }, E, R>(
       id: JobId,
+      view: string,
       read: Effect.Effect<A, E, R>,
       options: { readonly wait?: Duration.Duration | undefined; readonly afterVersion?: number | undefined }
     ) =>
       Effect.gen(function*() {
         const wait = cap(options.wait)
         const afterVersion = options.afterVersion
-        const first = yield* read
+        const shared = coalesce(`${id}\u0000${view}`, read) as Effect.Effect<A, E, R>
+        const first = yield* shared
         if (Duration.isZero(wait)) return first
         if (afterVersion === undefined ? first.terminal : first.version > afterVersion || first.terminal) return first
-        const change = afterVersion === undefined
-          ? watcher.waitFor(id).pipe(Effect.asVoid)
-          : watcher.changes(id, afterVersion).pipe(Effect.asVoid)
-        // the job was found: a failure of the wait (deleted meanwhile) shows in the final read; a drain answers the
-        // current state as a timed-out wait does
-        yield* change.pipe(Effect.timeoutOption(wait), Effect.ignore, Effect.raceFirst(draining))
-        return yield* read
+        // the job was found: its end (deleted meanwhile) shows in the final read; a drain answers the current
+        // state as a timed-out wait does. No fiber but the caller's: thousands of long-polls cost their callbacks
+        yield* firstOf([watcher.whenChanged(id, afterVersion), alarms.after(Duration.toMillis(wait)), ...onDrain])
+        return yield* shared
       })
 
     /** `CompletionWatcher.waitMany` for the caller, capped; a drain answers the current state, timed out. */
@@ -67,6 +79,6 @@ export class Waits extends Effect.Service<Waits>()("jobwatch/Waits", {
     /** `stream`, ended when the server drains (the client resumes elsewhere from its last cursor). */
     const untilDrained = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.interruptWhen(stream, draining)
 
-    return { maxWait: config.maxWait, draining, cap, longPoll, waitMany, untilDrained } as const
+    return { maxWait: config.maxWait, draining, cap, view, longPoll, waitMany, untilDrained } as const
   })
 }) {}

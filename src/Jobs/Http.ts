@@ -1,5 +1,5 @@
 import { HttpApiBuilder, HttpApp, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import { Api } from "../Api.js"
 import { CurrentUser } from "../Domain/Auth.js"
 import { holdSlot, Limits } from "../Http/Limits.js"
@@ -7,6 +7,7 @@ import { asOwner, Waits } from "../Http/Waits.js"
 import { Forbidden } from "../Domain/Auth.js"
 import type { InvalidInput } from "../Domain/Errors.js"
 import type { JobCursorPage, JobPage, JobsPurged } from "../Domain/Job.js"
+import { JobInfo, JobStatusInfo } from "../Domain/Job.js"
 import type { ListOptions, PurgeBody } from "../Domain/Requests.js"
 import { Jobs } from "../Jobs.js"
 import { JobRefs, WaitResult } from "./Api.js"
@@ -40,6 +41,25 @@ const withPreferredWait = <A, E, R>(
   )
 }
 
+/**
+ * The JSON answer of `schema` for a value, encoded once per value: the polls and long-polls that share one read
+ * (`Waits.longPoll`) share its bytes, so thousands woken by one completion encode it once, not once each.
+ */
+const encodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>) => {
+  const encode = Schema.encodeSync(schema)
+  const bodies = new WeakMap<A, Uint8Array>()
+  const utf8 = new TextEncoder()
+  return (value: A) => {
+    let body = bodies.get(value)
+    if (body === undefined) {
+      body = utf8.encode(JSON.stringify(encode(value)))
+      bodies.set(value, body)
+    }
+    return HttpServerResponse.uint8Array(body, { contentType: "application/json" })
+  }
+}
+const jobAnswer = encodedOnce(JobInfo)
+const statusAnswer = encodedOnce(JobStatusInfo)
 
 /** A page of the caller's jobs: by cursor when one is given, else by page number. */
 export const listJobs = (
@@ -85,13 +105,17 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
         withPreferredWait(headers.prefer, waits.maxWait, (wait) =>
           Effect.zipRight(
             slotFor(wait),
-            asOwner((scope) => waits.longPoll(path.id, jobs.get(path.id, scope), { wait, afterVersion }))
+            asOwner((scope) =>
+              waits.longPoll(path.id, waits.view("job", scope), jobs.get(path.id, scope), { wait, afterVersion })
+            ).pipe(Effect.map(jobAnswer))
           )))
       .handle("status", ({ headers, path, urlParams: { afterVersion } }) =>
         withPreferredWait(headers.prefer, waits.maxWait, (wait) =>
           Effect.zipRight(
             slotFor(wait),
-            asOwner((scope) => waits.longPoll(path.id, jobs.status(path.id, scope), { wait, afterVersion }))
+            asOwner((scope) =>
+              waits.longPoll(path.id, waits.view("status", scope), jobs.status(path.id, scope), { wait, afterVersion })
+            ).pipe(Effect.map(statusAnswer))
           )))
       .handle("cancel", ({ path }) => asOwner((scope) => jobs.cancel(path.id, scope)))
       .handle("delete", ({ path }) =>

@@ -4,6 +4,7 @@ import { JobWatchConfig } from "../Config.js"
 import { checkWorker, CurrentUser } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
 import { makeCoalescer } from "../internal/coalesce.js"
+import type { Trigger } from "../internal/firstOf.js"
 import { firstOf, makeAlarms } from "../internal/firstOf.js"
 import { Shutdown } from "./Shutdown.js"
 
@@ -27,7 +28,11 @@ export class Waits extends Effect.Service<Waits>()("jobwatch/Waits", {
     const config = yield* JobWatchConfig
     const shutdown = yield* Effect.serviceOption(Shutdown)
     const draining = Option.match(shutdown, { onNone: () => Effect.never, onSome: (shutdown) => shutdown.draining })
-    const onDrain = Option.match(shutdown, { onNone: () => [], onSome: (shutdown) => [shutdown.onDrain] })
+    /** `draining` as a trigger (`firstOf`): never fires when nothing drains. */
+    const whenDrained: Trigger = Option.match(shutdown, {
+      onNone: () => () => () => {},
+      onSome: (shutdown) => shutdown.onDrain
+    })
     // the long-polls' timeouts, on one fiber
     const alarms = yield* makeAlarms
     const cap = (wait: Duration.Duration | undefined) =>
@@ -62,7 +67,7 @@ export class Waits extends Effect.Service<Waits>()("jobwatch/Waits", {
         if (afterVersion === undefined ? first.terminal : first.version > afterVersion || first.terminal) return first
         // the job was found: its end (deleted meanwhile) shows in the final read; a drain answers the current
         // state as a timed-out wait does. No fiber but the caller's: thousands of long-polls cost their callbacks
-        yield* firstOf([watcher.whenChanged(id, afterVersion), alarms.after(Duration.toMillis(wait)), ...onDrain])
+        yield* firstOf([watcher.whenChanged(id, afterVersion), alarms.after(Duration.toMillis(wait)), whenDrained])
         return yield* shared
       })
 
@@ -79,6 +84,6 @@ export class Waits extends Effect.Service<Waits>()("jobwatch/Waits", {
     /** `stream`, ended when the server drains (the client resumes elsewhere from its last cursor). */
     const untilDrained = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.interruptWhen(stream, draining)
 
-    return { maxWait: config.maxWait, draining, cap, view, longPoll, waitMany, untilDrained } as const
+    return { maxWait: config.maxWait, draining, whenDrained, cap, view, longPoll, waitMany, untilDrained } as const
   })
 }) {}

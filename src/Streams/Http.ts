@@ -1,5 +1,5 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect, Schema, Stream } from "effect"
+import { Duration, Effect, FiberId, Schema, Stream } from "effect"
 import { Api } from "../Api.js"
 import { JobWatchConfig } from "../Config.js"
 import { JobEvent, sseEventName } from "../Domain/JobEvent.js"
@@ -8,6 +8,7 @@ import { asOwner, Waits } from "../Http/Waits.js"
 import { Readable } from "node:stream"
 import type { PositionedEvent } from "./EventStream.js"
 import { EventStream, streamCursor } from "./EventStream.js"
+import type { Trigger } from "../internal/firstOf.js"
 import type { PositionedItem, Sink } from "./Tail.js"
 
 const encodeEvent = Schema.encodeSync(JobEvent)
@@ -55,13 +56,13 @@ const highWaterMark = 64 * 1024
 /**
  * A user stream's SSE response, written by the process's stream tail: a Node `Readable` the server pipes to the
  * socket, fed synchronously (no Effect stream, fiber or queue per event: 2,000 streams cost one encode per event),
- * with a keep-alive comment every `keepAlive`. It ends when `ended` does (the server drains); the client going away
+ * with a keep-alive comment every `keepAlive`. It ends when `ended` fires (the server drains); the client going away
  * ends `run` (the request's scope closes).
  */
 const sseSink = (
   attach: (sink: Sink) => Effect.Effect<never>,
   keepAlive: Duration.Duration,
-  ended: Effect.Effect<void>
+  ended: Trigger
 ) =>
   Effect.gen(function*() {
     let room: (() => void) | undefined
@@ -83,12 +84,15 @@ const sseSink = (
     body.push("retry: 1000\n\n")
     const timer = setInterval(() => body.push(": keep-alive\n\n"), Duration.toMillis(keepAlive))
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
-    yield* Effect.forkScoped(
-      Effect.raceFirst(attach(sink), ended).pipe(Effect.ensuring(Effect.sync(() => {
+    const fiber = yield* Effect.forkScoped(
+      attach(sink).pipe(Effect.ensuring(Effect.sync(() => {
         clearInterval(timer)
         if (!body.destroyed) body.push(null)
       })))
     )
+    // not a race with the drain: that forks two more fibers per stream, which 2,000 streams pay in memory
+    const stop = ended(() => fiber.unsafeInterruptAsFork(FiberId.none))
+    yield* Effect.addFinalizer(() => Effect.sync(stop))
     return HttpServerResponse.raw(body, {
       contentType: "text/event-stream",
       headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
@@ -123,7 +127,7 @@ export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
           asOwner(({ owner }) =>
             Effect.flatMap(
               streams.attachUserEvents({ ...urlParams, owner }, headers["last-event-id"]),
-              (attach) => sseSink(attach, config.sseKeepAlive, waits.draining)
+              (attach) => sseSink(attach, config.sseKeepAlive, waits.whenDrained)
             )
           )
         ))

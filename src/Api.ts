@@ -7,7 +7,8 @@ import { WebhooksApi } from "./Webhooks/Api.js"
 import { WorkersApi } from "./Workers/Api.js"
 import { version } from "./version.js"
 
-export { Authentication, RateLimit, StreamAuthentication, WorkerRole } from "./Auth/Api.js"
+export { Authentication, RateLimit, SocketAuthentication, StreamAuthentication, WorkerRole } from "./Auth/Api.js"
+export type { SocketHandshake } from "./Auth/Api.js"
 export {
   ClaimBody,
   EnqueueBatchBody,

@@ -4,7 +4,7 @@ import * as jose from "jose"
 import { createPublicKey, randomBytes } from "node:crypto"
 import * as Fs from "node:fs/promises"
 import * as Path from "node:path"
-import { Authentication, StreamAuthentication } from "./Api.js"
+import { Authentication, SocketAuthentication, StreamAuthentication } from "./Api.js"
 import { RpcAuthentication } from "./Rpcs.js"
 import { JobWatchConfig, parseDuration } from "./Config.js"
 import { Role, Unauthorized, User } from "./Domain/Auth.js"
@@ -145,7 +145,11 @@ export const tokenOfHeader = (authorization: string | undefined): Either.Either<
  * RPC request's `Authorization` header), by JWTs verified with `JwtKeysTag`. The HTTP ports read the request's
  * `Authorization` header themselves: the platform's bearer scheme drops its first 7 characters, whatever they are.
  */
-export const layerJwt: Layer.Layer<Authentication | StreamAuthentication | RpcAuthentication, never, JwtKeysTag> = Layer.unwrapEffect(
+export const layerJwt: Layer.Layer<
+  Authentication | StreamAuthentication | RpcAuthentication | SocketAuthentication,
+  never,
+  JwtKeysTag
+> = Layer.unwrapEffect(
   Effect.map(JwtKeysTag, (keys) => {
     const verify = makeVerifier(keys)
     const fromHeader = (authorization: string | undefined) => Effect.flatMap(tokenOfHeader(authorization), verify)
@@ -157,7 +161,15 @@ export const layerJwt: Layer.Layer<Authentication | StreamAuthentication | RpcAu
         // tried when the header did not authenticate: without the parameter, the header's refusal is the answer
         accessToken: (token) => Redacted.value(token) === "" ? fromRequest : verify(Redacted.value(token))
       }),
-      Layer.succeed(RpcAuthentication, RpcAuthentication.of(({ headers }) => fromHeader(headers["authorization"])))
+      Layer.succeed(RpcAuthentication, RpcAuthentication.of(({ headers }) => fromHeader(headers["authorization"]))),
+      // the handshake's auth.token, else its Authorization header; the socket is dropped at the token's exp
+      Layer.succeed(SocketAuthentication, {
+        authenticate: ({ authorization, token }) => {
+          const bearer = token !== undefined && token !== "" ? Either.right(token) : tokenOfHeader(authorization)
+          return Effect.flatMap(bearer, (jwt) =>
+            Effect.map(verify(jwt), (user) => ({ user, expiresAt: (jose.decodeJwt(jwt).exp ?? 0) * 1000 })))
+        }
+      })
     )
   })
 )

@@ -182,6 +182,17 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       ])
 
     /**
+     * Follows a job's events after `afterVersion`, gap-free and in order, as `onEvents` calls from the notification
+     * path (no fiber, no queue), until the answer is called; `onGone` when the job is purged. For push channels that
+     * write each event to a connection (Socket.IO). The caller has checked that the job exists.
+     */
+    const follow = (
+      id: JobId,
+      afterVersion: number,
+      subscriber: { readonly onEvents: (events: ReadonlyArray<JobEvent>) => void; readonly onGone: () => void }
+    ): (() => void) => notifications.listen([{ id, from: { afterVersion }, subscriber }])
+
+    /**
      * Waits up to `timeout` for the job to finish, then answers its latest `JobInfo`, terminal or not.
      */
     const awaitCompletion = Effect.fn("CompletionWatcher.awaitCompletion")(function*(
@@ -293,7 +304,8 @@ export class CompletionWatcher extends Effect.Service<CompletionWatcher>()("jobw
       isComplete,
       watch,
       changes,
-      whenChanged
+      whenChanged,
+      follow
     } as const
   })
 }) {}

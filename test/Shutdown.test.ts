@@ -18,6 +18,7 @@ import {
   tempDir
 } from "./support/service.js"
 import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
+import { io } from "socket.io-client"
 
 const jwtSecret = new TextDecoder().decode(secret)
 const shutdownSeconds = 3
@@ -164,6 +165,42 @@ describe.concurrent("shutdown of the real process (node --import tsx src/main.ts
       assert.match(output, /GET \/v1\/events 200 \d+ms/)
       for (const bearer of [alice, bob, carol, dave, erin, worker]) assert.notInclude(output, bearer)
       assert.notInclude(output, "access_token")
+    }).pipe(Effect.scoped), { timeout: 120_000 })
+
+  it.live("SIGTERM with Socket.IO clients connected (websocket and polling, one following a job): exit 0 within the timeout", () =>
+    Effect.gen(function*() {
+      const schema = freshSchema()
+      yield* Effect.addFinalizer(() => dropSchema(schema))
+      const service = yield* startService({
+        DATABASE_URL: databaseUrl(),
+        JOBWATCH_SCHEMA: schema,
+        JOBWATCH_DATA_DIR: yield* tempDir,
+        JOBWATCH_JWT_SECRET: jwtSecret,
+        JOBWATCH_SHUTDOWN_TIMEOUT: `${shutdownSeconds}s`,
+        PORT: "0",
+        HOST: "127.0.0.1"
+      })
+      const base = yield* baseOf(service)
+      const user = yield* token("iris")
+      const id = yield* enqueue(base, user, uniqueQueue("sio"))
+      const disconnected: Array<string> = []
+      for (const transport of ["websocket", "polling"] as const) {
+        const socket = yield* Effect.acquireRelease(
+          Effect.async<ReturnType<typeof io>, Error>((resume) => {
+            const socket = io(base, { auth: { token: user }, transports: [transport], reconnection: false, forceNew: true })
+            socket.once("connect", () => resume(Effect.succeed(socket)))
+            socket.once("connect_error", (error) => resume(Effect.fail(error)))
+          }),
+          (socket) => Effect.sync(() => socket.close())
+        )
+        socket.on("disconnect", (reason) => disconnected.push(reason))
+        const ack = yield* Effect.promise(() => socket.timeout(10_000).emitWithAck("subscribe:job", id))
+        assert.deepInclude(ack, { ok: true })
+      }
+      const stopped = yield* stopWith(service, "SIGTERM")
+      assert.strictEqual(stopped.code, 0, service.output())
+      assert.isBelow(stopped.took, (shutdownSeconds + 1) * 1000, service.output())
+      yield* eventually("both sockets saw the server go", () => disconnected.length === 2)
     }).pipe(Effect.scoped), { timeout: 120_000 })
 
   it.live("SIGTERM while the database is down, with a long-poll open: exit 0 within the timeout", () =>

@@ -1,4 +1,6 @@
 import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
+import { Context, type Effect } from "effect"
+import type { User } from "../Domain/Auth.js"
 import { CurrentUser, Forbidden, Unauthorized } from "../Domain/Auth.js"
 import { TooManyRequests } from "../Domain/Errors.js"
 
@@ -36,3 +38,20 @@ export class WorkerRole extends HttpApiMiddleware.Tag<WorkerRole>()("jobwatch/Wo
  * authentication, before the request's body is read. The routes provide it (`Limits.ts`).
  */
 export class RateLimit extends HttpApiMiddleware.Tag<RateLimit>()("jobwatch/RateLimit", { failure: TooManyRequests }) {}
+
+/** What a Socket.IO handshake offers to authenticate with: `auth.token`, or an `Authorization` header. */
+export interface SocketHandshake {
+  readonly token: string | undefined
+  readonly authorization: string | undefined
+}
+
+/**
+ * The Socket.IO authentication port: the handshake in, the user out (and when its credentials expire, in epoch
+ * milliseconds: the socket is dropped then), `Unauthorized` otherwise (the client's `connect_error`). jobwatch's own
+ * implementation verifies JWTs (`Auth.ts`); an embedding application provides its own layer instead.
+ */
+export class SocketAuthentication extends Context.Tag("jobwatch/SocketAuthentication")<SocketAuthentication, {
+  readonly authenticate: (
+    handshake: SocketHandshake
+  ) => Effect.Effect<{ readonly user: User; readonly expiresAt?: number | undefined }, Unauthorized>
+}>() {}

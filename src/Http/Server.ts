@@ -1,45 +1,16 @@
 import { HttpLayerRouter, HttpServer, HttpServerError } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer } from "effect"
-import * as Http from "node:http"
+import { Duration, Effect, Layer } from "effect"
 import * as Net from "node:net"
 import * as Auth from "../Auth.js"
-import type { JobWatchConfigShape } from "../Config.js"
 import { JobWatchConfig } from "../Config.js"
 import { RoutesLive, routerConfig } from "../Http.js"
 import { requestLogger } from "./guards.js"
+import { Limits } from "./Limits.js"
+import type { NodeServerShape } from "./NodeServer.js"
+import { makeNodeServer, NodeServer } from "./NodeServer.js"
+import { SocketIoLive } from "../SocketIo.js"
 import { Shutdown } from "./Shutdown.js"
-
-/** The service's Node HTTP server and its open connections (the drain closes them). */
-export interface NodeServerShape {
-  readonly server: Http.Server
-  readonly sockets: ReadonlySet<Net.Socket>
-}
-
-export class NodeServer extends Context.Tag("jobwatch/NodeServer")<NodeServer, NodeServerShape>() {}
-
-/**
- * An `http.Server` that cuts slow clients and caps its connections: headers must arrive within `headersTimeout`
- * and the whole request (body included) within `bodyTimeout` (408 otherwise; a response, such as an event stream,
- * may last), and at most `maxConnections` are open at once (further ones are closed at once).
- */
-export const makeNodeServer = (config: JobWatchConfigShape): NodeServerShape => {
-  const bodyMs = Math.max(1, Math.round(Duration.toMillis(config.bodyTimeout)))
-  const headersMs = Math.min(bodyMs, Math.max(1, Math.round(Duration.toMillis(config.headersTimeout))))
-  const server = Http.createServer({
-    headersTimeout: headersMs,
-    requestTimeout: bodyMs,
-    // how often Node checks those timeouts (30 s by default, which would double a 30 s bound)
-    connectionsCheckingInterval: Math.min(5000, Math.max(100, Math.floor(headersMs / 10)))
-  })
-  server.maxConnections = config.maxConnections
-  const sockets = new Set<Net.Socket>()
-  server.on("connection", (socket: Net.Socket) => {
-    sockets.add(socket)
-    socket.once("close", () => sockets.delete(socket))
-  })
-  return { server, sockets }
-}
 
 /** The Node HTTP server (`makeNodeServer`) on the configured host and port, with the platform's services. */
 export const NodeServerLive = Layer.unwrapEffect(Effect.gen(function*() {
@@ -93,12 +64,16 @@ const DrainLive = Layer.scopedDiscard(Effect.gen(function*() {
   yield* Effect.addFinalizer(() => drain(node, shutdown, config.shutdownTimeout))
 }))
 
+export { makeNodeServer, NodeServer, type NodeServerShape } from "./NodeServer.js"
+
 /**
- * The service: routes with JWT authentication, served on the configured host and port, one debug line per
+ * The service: routes with JWT authentication, Socket.IO (`SocketIoLive`), served on the configured host and port, one debug line per
  * request (`requestLogger`), drained on shutdown (`drain`, released before the routes and the services).
  */
 export const ServerLive = DrainLive.pipe(
   Layer.provideMerge(HttpLayerRouter.serve(RoutesLive, { routerConfig, disableLogger: true, middleware: requestLogger })),
+  // released before the HTTP server, or its close waits for the websockets
+  Layer.provideMerge(SocketIoLive.pipe(Layer.provide(Limits.Default))),
   Layer.provide(Auth.layerJwt),
   Layer.provideMerge(NodeServerLive),
   Layer.provideMerge(Shutdown.Default)

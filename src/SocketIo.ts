@@ -2,6 +2,7 @@ import { Duration, Effect, Exit, FiberId, Layer, Option, Runtime, Schema, Scope 
 import { Server as Engine } from "engine.io"
 import { readFileSync } from "node:fs"
 import type * as Http from "node:http"
+import type * as Net from "node:net"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import type { Duplex } from "node:stream"
@@ -287,3 +288,11 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
     }))
   )
 }))
+
+/**
+ * Socket.IO for a host app, on its own `http.Server` (the one it serves with `NodeHttpServer.layer(() => server,
+ * ...)`), beside `HttpRoutes` and `RpcRoutes`: give the layer below that server's layer (so that it is released
+ * first), the jobwatch services, and a `SocketAuthentication` layer (the host's own, or `Auth.layerJwt`).
+ */
+export const layer = (server: Http.Server) =>
+  SocketIoLive.pipe(Layer.provide([Layer.succeed(NodeServer, { server, sockets: new Set<Net.Socket>() }), Limits.Default]))

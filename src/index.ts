@@ -74,6 +74,11 @@ export { Shutdown } from "./Http/Shutdown.js"
 export { ServerLive } from "./Http/Server.js"
 /** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
 export { RpcRoutes } from "./Http/RpcHandlers.js"
+/**
+ * Socket.IO on a host's own `http.Server` (`SocketIo.layer(server)`, needs a `SocketAuthentication` layer and the
+ * services; `ServerLive` includes it), and the names of its events (`socketEventKind`).
+ */
+export * as SocketIo from "./SocketIo.js"
 
 // ---- clients ----
 /** `httpClient`, `rpcClient` and `httpWorkerBackend` from a base URL and a token. */

@@ -4,7 +4,11 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { Client, JobWatch, Worker } from "../src/index.js"
 import { uniqueQueue } from "./support/fixtures.js"
-import { HostRoutes } from "./support/hostApp.js"
+import { HostRoutes, HostSockets } from "./support/hostApp.js"
+import * as Http from "node:http"
+import { io } from "socket.io-client"
+import { Jobs } from "../src/Jobs.js"
+import { eventually } from "./support/workers.js"
 import * as TestDb from "./support/TestDb.js"
 
 /** The host app served on a test server, over jobwatch on a fresh schema. */
@@ -97,6 +101,44 @@ describe("embedding jobwatch in a host Effect app", () => {
         const info = yield* http.jobs.get({ path: { id: ref.id }, headers: {}, urlParams: {} })
         assert.strictEqual(info.progress.percent, 100)
         yield* Scope.close(workerScope, Exit.void)
+      }))
+  })
+
+  // the host serves its own http.Server, so that Socket.IO can take its requests and upgrades
+  const server = Http.createServer()
+  const withSockets = Layer.mergeAll(
+    HttpLayerRouter.serve(HostRoutes, { disableLogger: true, disableListenLog: true }),
+    HostSockets(server)
+  ).pipe(
+    Layer.provideMerge(JobWatch.layer),
+    Layer.provideMerge(TestDb.layer({ reaper: false })),
+    Layer.provideMerge(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" }))
+  )
+  layer(withSockets, { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("the host's own server with SocketIo.layer: its API-key auth, its routes beside, a job followed to its end", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        assert.strictEqual((yield* fetchJson(`${base}/hello`)).text, "hello from the host")
+        const jobs = yield* Jobs
+        const ref = yield* jobs.enqueue({ name: "embedded", queue: uniqueQueue("embed"), owner: "alice" })
+        const connect = (key: string) =>
+          Effect.acquireRelease(
+            Effect.async<ReturnType<typeof io>, Error>((resume) => {
+              const socket = io(base, { auth: { token: key }, transports: ["websocket"], reconnection: false, forceNew: true })
+              socket.once("connect", () => resume(Effect.succeed(socket)))
+              socket.once("connect_error", (error) => resume(Effect.fail(error)))
+            }),
+            (socket) => Effect.sync(() => socket.close())
+          )
+        assert.strictEqual((yield* Effect.flip(connect("key-nobody"))).message, "unauthorized")
+        const socket = yield* connect("key-alice")
+        const canceled: Array<Record<string, unknown>> = []
+        socket.on(`job:${ref.id}:canceled`, (data: Record<string, unknown>) => canceled.push(data))
+        const ack = yield* Effect.promise(() => socket.timeout(10_000).emitWithAck("subscribe:job", ref.id))
+        assert.deepStrictEqual(ack, { ok: true, version: 1 })
+        yield* jobs.cancel(ref.id, { owner: "alice" })
+        yield* eventually(Effect.sync(() => canceled.length), (n) => n > 0)
+        assert.deepInclude(canceled[0], { jobId: ref.id, status: "canceled", version: 2 })
       }))
   })
 })

@@ -2,7 +2,8 @@
 // jobwatch's HTTP and RPC routes mounted beside it, and its own authentication (an API key header, not a JWT).
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Layer } from "effect"
-import { Api, HttpRoutes, RequestBodies, Rpcs, RpcRoutes, Unauthorized, User } from "../../src/index.js"
+import { Api, HttpRoutes, RequestBodies, Rpcs, RpcRoutes, SocketIo, Unauthorized, User } from "../../src/index.js"
+import type * as Http from "node:http"
 
 /** The host's users, by API key. */
 export const apiKeys: Readonly<Record<string, User>> = {
@@ -19,8 +20,11 @@ const lookup = (key: string | undefined) => {
 /** The request's `x-api-key` (the bearer token jobwatch's ports would pass is ignored). */
 const fromRequest = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => lookup(request.headers["x-api-key"]))
 
-/** The host's authentication, in jobwatch's three ports. */
+/** The host's authentication, in jobwatch's ports (Socket.IO: the key as the handshake's `auth.token`). */
 export const ApiKeyAuthentication = Layer.mergeAll(
+  Layer.succeed(Api.SocketAuthentication, {
+    authenticate: ({ token }) => Effect.map(lookup(token), (user) => ({ user }))
+  }),
   Layer.succeed(Api.Authentication, { bearer: () => fromRequest }),
   Layer.succeed(Api.StreamAuthentication, { bearer: () => fromRequest, accessToken: () => fromRequest }),
   Layer.succeed(Rpcs.RpcAuthentication, Rpcs.RpcAuthentication.of(({ headers }) => lookup(headers["x-api-key"])))
@@ -34,3 +38,6 @@ const Hello = HttpLayerRouter.add("GET", "/hello", HttpServerResponse.text("hell
  * services (`JobWatch.layer`) and a server.
  */
 export const HostRoutes = Layer.mergeAll(Hello, HttpRoutes, RpcRoutes, RequestBodies).pipe(Layer.provide(ApiKeyAuthentication))
+
+/** Socket.IO on the host's own server, with the host's authentication (it needs the jobwatch services). */
+export const HostSockets = (server: Http.Server) => SocketIo.layer(server).pipe(Layer.provide(ApiKeyAuthentication))

@@ -4,7 +4,7 @@ import { JobWatchConfig } from "./Config.js"
 import type { StoredEventType } from "./Domain/JobEvent.js"
 import { eventTypeOf } from "./Domain/JobEvent.js"
 import type { JobStatus } from "./Domain/JobStatus.js"
-import type { WebhookEventType } from "./Domain/Webhook.js"
+import type { WebhookEventType, WebhookFormat } from "./Domain/Webhook.js"
 import {
   DeliveryAttempt,
   DeliveryPage,
@@ -13,14 +13,17 @@ import {
   WebhookNotFound,
   WebhookWithSecret
 } from "./Domain/Webhook.js"
-import { PageNumber, WebhookBody, WebhookPatch } from "./Domain/Requests.js"
+import { eventTypesOf, PageNumber, WebhookBody, WebhookPatch } from "./Domain/Requests.js"
 import { isUuid } from "./Domain/Values.js"
 import { decodeField } from "./internal/invalid.js"
 import { checkTarget, makeSecret } from "./Webhooks/security.js"
 
 export interface WebhookInput {
   readonly url: string
-  readonly eventTypes: ReadonlyArray<string>
+  /** At least one of `eventTypes` and its alias `eventType`. */
+  readonly eventTypes?: ReadonlyArray<string> | undefined
+  readonly eventType?: string | undefined
+  readonly format?: string | undefined
   readonly description?: string | null | undefined
   readonly active?: boolean | undefined
 }
@@ -31,6 +34,8 @@ export { checkTarget, secretProblem } from "./Webhooks/security.js"
 export interface WebhookChanges {
   readonly url?: string | undefined
   readonly eventTypes?: ReadonlyArray<string> | undefined
+  readonly eventType?: string | undefined
+  readonly format?: string | undefined
   readonly description?: string | null | undefined
   readonly active?: boolean | undefined
 }
@@ -40,6 +45,7 @@ interface EndpointRow {
   readonly owner: string
   readonly url: string
   readonly eventTypes: ReadonlyArray<WebhookEventType>
+  readonly format: WebhookFormat
   readonly description: string | null
   readonly active: boolean
   readonly disabledReason: string | null
@@ -48,7 +54,7 @@ interface EndpointRow {
   readonly updatedAt: Date
 }
 
-const columns = `id, owner, url, event_types AS "eventTypes", description, active, disabled_reason AS "disabledReason",
+const columns = `id, owner, url, event_types AS "eventTypes", format, description, active, disabled_reason AS "disabledReason",
   secret, created_at AS "createdAt", updated_at AS "updatedAt"`
 
 const toEndpoint = (row: EndpointRow) =>
@@ -57,6 +63,7 @@ const toEndpoint = (row: EndpointRow) =>
     owner: row.owner,
     url: row.url,
     eventTypes: row.eventTypes,
+    format: row.format,
     description: row.description,
     active: row.active,
     disabledReason: row.disabledReason,
@@ -107,12 +114,13 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
         Effect.gen(function*() {
           const body = yield* decodeBody(input)
           const url = yield* targetUrl("url", body.url)
-          const types = [...new Set(body.eventTypes)]
+          const types = eventTypesOf(body) ?? []
+          const format = body.format ?? "standard"
           const desc = body.description ?? null
           const on = body.active ?? true
           const [row] = yield* sql<EndpointRow>`
-            INSERT INTO ${endpoints} (owner, url, event_types, description, active, secret)
-            VALUES (${owner}, ${url}, ${types}::text[], ${desc}, ${on}, ${makeSecret()})
+            INSERT INTO ${endpoints} (owner, url, event_types, format, description, active, secret)
+            VALUES (${owner}, ${url}, ${types}::text[], ${format}, ${desc}, ${on}, ${makeSecret()})
             RETURNING ${sql.literal(columns)}`.pipe(Effect.orDie)
           return withSecret(row!)
         }),
@@ -125,11 +133,13 @@ export class Webhooks extends Effect.Service<Webhooks>()("jobwatch/Webhooks", {
           const current = yield* find(id, owner)
           const changes = yield* decodePatch(input)
           const url = changes.url === undefined ? current.url : yield* targetUrl("url", changes.url)
-          const types = changes.eventTypes === undefined ? current.eventTypes : [...new Set(changes.eventTypes)]
+          const types = eventTypesOf(changes) ?? current.eventTypes
+          const format = changes.format ?? current.format
           const desc = changes.description === undefined ? current.description : changes.description
           const on = changes.active ?? current.active
           const [row] = yield* sql<EndpointRow>`
-            UPDATE ${endpoints} SET url = ${url}, event_types = ${types}::text[], description = ${desc}, active = ${on},
+            UPDATE ${endpoints} SET url = ${url}, event_types = ${types}::text[], format = ${format}, description = ${desc},
+              active = ${on},
               disabled_reason = CASE WHEN ${on} THEN NULL ELSE disabled_reason END,
               failing_since = CASE WHEN ${on} AND NOT active THEN NULL ELSE failing_since END,
               -- health is the URL's: a new URL starts unproven (one delivery at a time until it answers), a

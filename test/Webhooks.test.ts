@@ -95,6 +95,53 @@ describe("webhooks", () => {
         assert.throws(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString("base64")}`).verify(second!.body, second!.headers))
       }))
 
+    it.scoped("eventType (one type) and format simple: the flat body of the system jobwatch replaces, signed as Standard Webhooks", () =>
+      Effect.gen(function*() {
+        const hooks = yield* Webhooks
+        const target = yield* receiver()
+        const created = yield* hooks.create("flat-user", { url: target.url, eventType: "completed", format: "simple" })
+        assert.deepStrictEqual([created.eventTypes, created.format], [["completed"], "simple"])
+        const jobId = yield* runJob("flat-user")
+        yield* runJob("flat-user", "failed")
+        const [first] = yield* target.until(1)
+        const body = new Webhook(created.secret).verify(first!.body, first!.headers) as Record<string, unknown>
+        assert.deepInclude(body, {
+          id: jobId,
+          jobname: "hooked",
+          userId: "flat-user",
+          eventType: "completed",
+          status: "completed",
+          result: { ok: true }
+        })
+        assert.notProperty(body, "data")
+        // the failure was not asked for: only the completion came
+        yield* settledDeliveriesTo(target.url)
+        assert.lengthOf(target.received, 1)
+
+        // progress and failures too, back to the standard body with eventTypes
+        const failures = yield* receiver()
+        const both = yield* hooks.create("flat-user", { url: failures.url, eventType: "failed", format: "simple" })
+        yield* runJob("flat-user", "failed")
+        const [failed] = yield* failures.until(1)
+        assert.deepInclude(new Webhook(both.secret).verify(failed!.body, failed!.headers) as object, {
+          eventType: "failed",
+          error: "it broke"
+        })
+        const standard = yield* hooks.update(both.id, "flat-user", { format: "standard", eventType: "completed" })
+        assert.deepStrictEqual([standard.eventTypes, standard.format], [["completed"], "standard"])
+        yield* runJob("flat-user")
+        const [, again] = yield* failures.until(2)
+        assert.strictEqual((new Webhook(both.secret).verify(again!.body, again!.headers) as { type: string }).type, "job.completed")
+
+        // neither eventTypes nor eventType, or an unknown format: refused, nothing created
+        const before = (yield* hooks.list("flat-user")).length
+        for (const input of [{ url: target.url }, { url: target.url, eventType: "completed", format: "xml" }]) {
+          const refused = yield* Effect.flip(hooks.create("flat-user", input))
+          assert.strictEqual(refused._tag, "InvalidInput")
+        }
+        assert.lengthOf(yield* hooks.list("flat-user"), before)
+      }))
+
     it.scoped("500, then no answer past the timeout, then 200: the same webhook-id three times, and the delivery succeeds", () =>
       Effect.gen(function*() {
         const hooks = yield* Webhooks

@@ -1,6 +1,6 @@
 import { Duration, Schema } from "effect"
 import { JobId } from "./JobId.js"
-import { WebhookEventType } from "./Webhook.js"
+import { WebhookEventType, WebhookFormat } from "./Webhook.js"
 import {
   ClaimLimit,
   during,
@@ -246,11 +246,29 @@ const webhookFields = {
   eventTypes: Schema.Array(WebhookEventType).pipe(Schema.minItems(1), Schema.maxItems(5)).annotations({
     description: "1 to 5 of progress, completed, failed, canceled or all"
   }),
+  eventType: Schema.optional(WebhookEventType).annotations({
+    description: "one event type: an alias of eventTypes: [eventType] (with both, both count)"
+  }),
+  format: Schema.optional(WebhookFormat).annotations({
+    description: "standard (the default: Standard Webhooks, data = the event envelope) or simple (a flat body: " +
+      "id, jobname, userId, progress | result | error, eventType); both signed the same way"
+  }),
   description: Schema.optional(Schema.NullOr(Text(500))),
   active: Schema.optional(Schema.Boolean)
 }
 
-export const WebhookBody = Schema.Struct(webhookFields).annotations({
+/** The event types an endpoint body names: its `eventTypes` and its `eventType` alias, each once. */
+export const eventTypesOf = (body: {
+  readonly eventTypes?: ReadonlyArray<WebhookEventType> | undefined
+  readonly eventType?: WebhookEventType | undefined
+}): ReadonlyArray<WebhookEventType> | undefined =>
+  body.eventTypes === undefined && body.eventType === undefined
+    ? undefined
+    : [...new Set([...(body.eventTypes ?? []), ...(body.eventType === undefined ? [] : [body.eventType])])]
+
+export const WebhookBody = Schema.Struct({ ...webhookFields, eventTypes: Schema.optional(webhookFields.eventTypes) }).pipe(
+  Schema.filter((body) => eventTypesOf(body) !== undefined || "give eventTypes (or eventType)")
+).annotations({
   identifier: "WebhookBody",
   description: "A webhook endpoint: where to POST which events of your jobs",
   examples: [{ url: "https://example.com/hooks/jobs", eventTypes: ["completed", "failed"] as const }]
@@ -260,6 +278,8 @@ export const WebhookBody = Schema.Struct(webhookFields).annotations({
 export const WebhookPatch = Schema.Struct({
   url: Schema.optional(webhookFields.url),
   eventTypes: Schema.optional(webhookFields.eventTypes),
+  eventType: webhookFields.eventType,
+  format: webhookFields.format,
   description: webhookFields.description,
   active: webhookFields.active
 }).annotations({ identifier: "WebhookPatch", examples: [{ active: false }] })

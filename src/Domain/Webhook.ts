@@ -5,12 +5,21 @@ import { Schema } from "effect"
 export const WebhookEventType = Schema.Literal("progress", "completed", "failed", "canceled", "all")
 export type WebhookEventType = typeof WebhookEventType.Type
 
+/**
+ * How an endpoint's requests are written: `standard` (Standard Webhooks: `type`, `timestamp`, `data` the event
+ * envelope) or `simple` (a flat `{ id, jobname, userId, progress | result | error, eventType }`, as the notification
+ * system jobwatch replaces sends it). Both are signed with the Standard Webhooks headers.
+ */
+export const WebhookFormat = Schema.Literal("standard", "simple")
+export type WebhookFormat = typeof WebhookFormat.Type
+
 /** A user's webhook endpoint (its secret is shown only at creation and on rotation). */
 export class WebhookEndpoint extends Schema.Class<WebhookEndpoint>("WebhookEndpoint")({
   id: Schema.String,
   owner: Schema.String,
   url: Schema.String,
   eventTypes: Schema.Array(WebhookEventType),
+  format: WebhookFormat,
   description: Schema.NullOr(Schema.String),
   active: Schema.Boolean,
   /** Why the deliverer turned it off (410, or failing for too long); `null` while active. */

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Option, Schema } from "effect"
+import { DateTime, Duration, Effect, Option, Schema } from "effect"
 import { JobWatchConfig } from "../Config.js"
+import type { JobEvent } from "../Domain/JobEvent.js"
 import { webhookPayloadOf, WebhookPayload } from "../Domain/JobEvent.js"
 import { eventColumns, EventRowJson, toJobEvent } from "../internal/rows.js"
 import type { Attempt } from "./post.js"
@@ -46,29 +47,63 @@ export interface ClaimLimits {
 
 interface ClaimedRow extends Omit<Claimed, "body"> {
   readonly lockedUntil: Date
-  /** The event's `eventColumns` as `to_jsonb` writes them; `null` if the event is gone. */
+  /** The event's `eventColumns` (and its job's `jobName`, `jobOwner`) as `to_jsonb` writes them; `null` if gone. */
   readonly event: unknown
+  /** The endpoint's body format; `null` for a job's own callback (standard). */
+  readonly format: string | null
   /** The body stored by the fan-out before bodies were rendered at delivery (sql/0015); `null` for later rows. */
   readonly storedBody: unknown
 }
 
-const decodeEvent = Schema.decodeUnknown(Schema.NullOr(EventRowJson))
+const decodeEvent = Schema.decodeUnknown(Schema.NullOr(Schema.Struct({
+  ...EventRowJson.fields,
+  jobName: Schema.String,
+  jobOwner: Schema.NullOr(Schema.String)
+})))
 const encodePayload = Schema.encode(WebhookPayload)
 
 /**
+ * The `simple` body of an event: flat, as the notification system jobwatch replaces sends it. `eventType` is
+ * `progress`, `completed`, `failed`, `canceled` or `status` (every other transition); `progress` comes with the
+ * percentage, `completed` with the `result`, `failed` with the `error` message; every body has the `status`.
+ */
+export const simpleBodyOf = (event: JobEvent, jobName: string, owner: string | null) => {
+  const eventType = event.type === "job.progress"
+    ? "progress"
+    : event.type === "job.completed" || event.type === "job.failed" || event.type === "job.canceled"
+    ? event.type.slice(4)
+    : "status"
+  return {
+    id: event.jobId,
+    jobname: jobName,
+    userId: owner,
+    eventType,
+    status: event.status,
+    ...(eventType === "progress" ? { progress: event.progress } : {}),
+    ...(eventType === "completed" ? { result: event.result } : {}),
+    ...(eventType === "failed" ? { error: event.error?.message ?? null } : {}),
+    version: event.version,
+    timestamp: DateTime.formatIso(event.timestamp)
+  }
+}
+
+/**
  * The body of a claimed delivery, rendered from its event's envelope (a row from before sql/0015 too: its receiver
- * gets today's vocabulary), or the stored body of a row whose event is gone.
+ * gets today's vocabulary) in the endpoint's format, or the stored body of a row whose event is gone.
  */
 const bodyOf = (row: ClaimedRow) =>
-  Effect.flatMap(decodeEvent(row.event), (event) =>
-    event === null
-      ? Effect.succeed(row.storedBody === null ? null : JSON.stringify(row.storedBody))
-      : Effect.map(encodePayload(webhookPayloadOf(toJobEvent(event))), (payload) => JSON.stringify(payload)))
+  Effect.flatMap(decodeEvent(row.event), (event) => {
+    if (event === null) return Effect.succeed(row.storedBody === null ? null : JSON.stringify(row.storedBody))
+    const envelope = toJobEvent(event)
+    return row.format === "simple"
+      ? Effect.succeed(JSON.stringify(simpleBodyOf(envelope, event.jobName, event.jobOwner)))
+      : Effect.map(encodePayload(webhookPayloadOf(envelope)), (payload) => JSON.stringify(payload))
+  })
 
 /** A claimed row as the deliverer gets it: its body rendered. */
 const claimedOf = (row: ClaimedRow) =>
   Effect.map(bodyOf(row), (body): Claimed => {
-    const { event: _event, lockedUntil: _lockedUntil, storedBody: _storedBody, ...rest } = row
+    const { event: _event, format: _format, lockedUntil: _lockedUntil, storedBody: _storedBody, ...rest } = row
     return { ...rest, body }
   })
 
@@ -219,10 +254,11 @@ export const make = Effect.gen(function*() {
         c.attempts, p.probe, p.suspect, c.locked_until AS "lockedUntil",
         -- the event, read with the claim: its body is rendered from it
         (SELECT to_jsonb(ev) FROM (
-          SELECT ${sql.literal(eventColumns)} FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
+          SELECT ${sql.literal(eventColumns)}, j.name AS "jobName", j.owner AS "jobOwner"
+          FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
           WHERE e.job_id = c.job_id AND e.version = c.version
         ) ev) AS event,
-        coalesce(w.secret, j.webhook_secret) AS secret, w.previous_secret AS "previousSecret",
+        coalesce(w.secret, j.webhook_secret) AS secret, w.format, w.previous_secret AS "previousSecret",
         w.previous_secret_until AS "previousSecretUntil"
       FROM claimed c JOIN picked p ON p.id = c.id
         LEFT JOIN ${endpoints} w ON w.id = c.endpoint_id

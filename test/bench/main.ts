@@ -20,6 +20,7 @@ import { latency } from "./latency.js"
 import { lifecycle } from "./lifecycle.js"
 import { limits } from "./limits.js"
 import { progress } from "./progress.js"
+import { socketsBench } from "./sockets.js"
 import { streamsBench } from "./streams.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
 import { waiters } from "./waiters.js"
@@ -38,7 +39,8 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   http,
   limits,
   webhooks,
-  streams: streamsBench
+  streams: streamsBench,
+  sockets: socketsBench
 }
 
 /** Settings a benchmark needs beside the defaults. */

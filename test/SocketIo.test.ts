@@ -234,6 +234,25 @@ describe("Socket.IO", () => {
         assert.deepStrictEqual(done["result"], { by: "child" })
       }))
 
+    it.scoped("an admin's socket hears every user's jobs with auth.scope all, and only its own without", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const base = yield* baseUrl
+        const admin = yield* token("root", ["admin"])
+        const all = yield* connect(base, { auth: { token: admin, scope: "all" }, transport: "websocket" })
+        const own = yield* connect(base, { auth: { token: admin }, transport: "websocket" })
+        // a user's scope "all" is only its own jobs
+        const user = yield* connect(base, { auth: { token: yield* token("nia"), scope: "all" }, transport: "websocket" })
+        const ref = yield* jobs.enqueue({ name: "theirs", queue: uniqueQueue("sio"), owner: "zed" })
+        yield* jobs.cancel(ref.id, { owner: "zed" })
+        const canceled = (r: Received) => r.name === "job:canceled" && r.data["jobId"] === ref.id
+        yield* eventually(Effect.sync(() => all.received.some(canceled)), (seen) => seen)
+        // the admin's socket follows any job by id too
+        assert.deepInclude(yield* ask(own.socket, "subscribe:job", ref.id), { ok: true, version: 2 })
+        assert.isFalse(own.received.some(canceled))
+        assert.isFalse(user.received.some(canceled))
+      }))
+
     it.scoped("the browser client is served offline, and the HTTP API still answers beside Socket.IO", () =>
       Effect.gen(function*() {
         const base = yield* baseUrl
@@ -246,7 +265,22 @@ describe("Socket.IO", () => {
       }))
   })
 
-  layer(socketServer({ maxStreamsPerUser: 1 }), { excludeTestServices: true, timeout: 90_000 })((it) => {
+  layer(socketServer({ maxStreamsPerUser: 1, corsOrigins: ["https://app.example.com"] }), {
+    excludeTestServices: true,
+    timeout: 90_000
+  })((it) => {
+    it.scoped("CORS for the configured origins (JOBWATCH_CORS_ORIGINS) on the polling handshake, none for others", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const handshake = (origin: string) =>
+          Effect.promise(() => fetch(`${base}/socket.io/?EIO=4&transport=polling`, { headers: { origin } }))
+        const allowed = yield* handshake("https://app.example.com")
+        assert.strictEqual(allowed.status, 200)
+        assert.strictEqual(allowed.headers.get("access-control-allow-origin"), "https://app.example.com")
+        const other = yield* handshake("https://evil.example.com")
+        assert.notStrictEqual(other.headers.get("access-control-allow-origin"), "https://evil.example.com")
+      }))
+
     it.scoped("a socket holds one of its user's stream slots: over the limit, connect_error; a slot comes back", () =>
       Effect.gen(function*() {
         const base = yield* baseUrl

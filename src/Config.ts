@@ -155,18 +155,15 @@ const logLevel: Kind<LogLevel, LogLevel> = {
   text: (input) => input
 }
 
-/** A `postgres://` URL; empty: none (the embedded database). */
-const databaseUrl: Kind<
-  Option.Option<Redacted.Redacted>,
-  string | Redacted.Redacted | Option.Option<Redacted.Redacted>
-> = {
+/** A URL of `scheme` (its password stays redacted); empty: none. */
+const redactedUrl = (
+  scheme: RegExp,
+  expected: string
+): Kind<Option.Option<Redacted.Redacted>, string | Redacted.Redacted | Option.Option<Redacted.Redacted>> => ({
   read: (name) =>
     Config.redacted().pipe(
       Config.map((url) => Redacted.value(url).trim()),
-      Config.validate({
-        message: "expected a postgres:// or postgresql:// URL",
-        validation: (url) => url === "" || /^postgres(ql)?:\/\//.test(url)
-      }),
+      Config.validate({ message: `expected ${expected}`, validation: (url) => url === "" || scheme.test(url) }),
       Config.map((url) => url === "" ? Option.none() : Option.some(Redacted.make(url))),
       Config.nested(name)
     ),
@@ -176,7 +173,16 @@ const databaseUrl: Kind<
       : Redacted.isRedacted(input)
       ? Redacted.value(input)
       : Option.match(input, { onNone: () => "", onSome: Redacted.value })
-}
+})
+
+/** A `postgres://` URL; empty: none (the embedded database). */
+const databaseUrl = redactedUrl(/^postgres(ql)?:\/\//, "a postgres:// or postgresql:// URL")
+/** An `amqp://` or `amqps://` URL; empty: none (the event bus is off). */
+const amqpUrl = redactedUrl(/^amqps?:\/\//, "an amqp:// or amqps:// URL")
+
+/** A RabbitMQ exchange name (letters, digits, `-`, `_`, `.`, `:`; up to 127). */
+const exchangeName = (text: string): Either.Either<string, string> =>
+  /^[A-Za-z0-9_.:-]{1,127}$/.test(text) ? Either.right(text) : Either.left(`expected an exchange name, got ${JSON.stringify(text)}`)
 
 const identifier = (text: string): Either.Either<string, string> =>
   /^[a-z_][a-z0-9_]{0,62}$/.test(text)
@@ -301,6 +307,11 @@ const fields = {
   maxConnections: field("JOBWATCH_MAX_CONNECTIONS", 10_000, integer(1, 1_000_000), "open HTTP connections"),
   headersTimeout: field("JOBWATCH_HEADERS_TIMEOUT", Duration.seconds(30), duration({ positive: true }), "headers"),
   bodyTimeout: field("JOBWATCH_BODY_TIMEOUT", Duration.seconds(30), duration({ positive: true }), "whole request"),
+  amqpUrl: field("JOBWATCH_AMQP_URL", Option.none(), amqpUrl, "RabbitMQ to relay every job event to; unset: off"),
+  amqpExchange: field("JOBWATCH_AMQP_EXCHANGE", "events.jobs", text(exchangeName), "the topic exchange of job events"),
+  amqpErpExchange: field("JOBWATCH_AMQP_ERP_EXCHANGE", "erp.outbound", text(exchangeName), "fanout of job.status.*"),
+  amqpAllProgress: field("JOBWATCH_AMQP_ALL_PROGRESS", false, boolean, "relay every progress report, not milestones only"),
+  amqpRelay: field("JOBWATCH_AMQP_RELAY", true, boolean, "whether this process takes part in the relay election"),
   retention: field(
     "JOBWATCH_RETENTION",
     Option.some(Duration.days(7)),

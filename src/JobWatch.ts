@@ -10,6 +10,7 @@ import { Listener } from "./EventLog/Listener.js"
 import * as Migrations from "./Database/Migrations.js"
 import { ProgressReporter } from "./Workers/ProgressReporter.js"
 import { Reaper } from "./Workers/Reaper.js"
+import { AmqpRelay } from "./Amqp/Relay.js"
 import * as Worker from "./Workers/Worker.js"
 import { Workers } from "./Workers.js"
 
@@ -23,7 +24,8 @@ export const MigrationsLive = Layer.effectDiscard(Migrations.run())
 
 /**
  * Every jobwatch service, with the migrations run first: a producer's, a worker's, the reaper (electing itself
- * when `reaper` is on), the event streams, webhook endpoints and the webhook deliverer (when `webhooks` is on).
+ * when `reaper` is on), the event streams, webhook endpoints and the webhook deliverer (when `webhooks` is on), and
+ * the event bus relay (electing itself when `amqpUrl` is set and `amqpRelay` on).
  */
 export const layer = Worker.local.pipe(
   Layer.provideMerge(Layer.mergeAll(
@@ -35,7 +37,8 @@ export const layer = Worker.local.pipe(
     Reaper.Default,
     EventStream.Default,
     Webhooks.Default,
-    WebhookDeliverer.Default
+    WebhookDeliverer.Default,
+    AmqpRelay.Default
   )),
   Layer.provide(MigrationsLive)
 )

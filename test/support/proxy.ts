@@ -5,7 +5,7 @@ import { databaseUrl } from "./TestDb.js"
 /** A TCP proxy on loopback to the test database that a test can cut, restore and freeze. */
 export interface TestProxy {
   readonly port: number
-  /** The suite's database URL, through the proxy. */
+  /** The target's URL through the proxy (the suite's database URL, for `make`). */
   readonly url: string
   /** Connections made through the proxy so far. */
   readonly connections: () => number
@@ -33,16 +33,15 @@ const forward = (from: Net.Socket, to: Net.Socket, isFrozen: () => boolean) => {
   from.on("end", () => to.end())
 }
 
-/** A proxy to the suite's database, closed when the scope closes. */
-export const make = Effect.acquireRelease(
+/** A proxy on loopback to `host:targetPort` (`url` is `urlFor` its port), closed when the scope closes. */
+export const makeTo = (host: string, targetPort: number, urlFor: (port: number) => string) => Effect.acquireRelease(
   Effect.promise(() => {
-    const target = new URL(databaseUrl())
     const pairs = new Set<{ readonly client: Net.Socket; readonly upstream: Net.Socket; frozen: boolean }>()
     let freezeNew = false
     let made = 0
     const onConnection = (client: Net.Socket) => {
       made++
-      const upstream = Net.connect(Number(target.port || 5432), target.hostname)
+      const upstream = Net.connect(targetPort, host)
       const pair = { client, upstream, frozen: freezeNew }
       pairs.add(pair)
       if (pair.frozen) {
@@ -67,9 +66,6 @@ export const make = Effect.acquireRelease(
         server.listen(port, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port))
       })
     return listen(0).then((port) => {
-      const url = new URL(databaseUrl())
-      url.hostname = "127.0.0.1"
-      url.port = String(port)
       const closeAll = () =>
         new Promise<void>((resolve) => {
           for (const { client, upstream } of pairs) {
@@ -82,7 +78,7 @@ export const make = Effect.acquireRelease(
         })
       const proxy: TestProxy = {
         port,
-        url: url.toString(),
+        url: urlFor(port),
         connections: () => made,
         cut: () => Effect.promise(closeAll),
         restore: () =>
@@ -113,6 +109,17 @@ export const make = Effect.acquireRelease(
   }),
   ({ closeAll }) => Effect.promise(closeAll)
 ).pipe(Effect.map(({ proxy }) => proxy))
+
+/** A proxy to the suite's database, closed when the scope closes. */
+export const make = Effect.suspend(() => {
+  const target = new URL(databaseUrl())
+  return makeTo(target.hostname, Number(target.port || 5432), (port) => {
+    const url = new URL(databaseUrl())
+    url.hostname = "127.0.0.1"
+    url.port = String(port)
+    return url.toString()
+  })
+})
 
 /** Drops `schema` on a connection of its own, straight to the database (a pool through a proxy may be gone). */
 export { dropSchema } from "./TestDb.js"

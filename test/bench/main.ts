@@ -20,6 +20,7 @@ import { latency } from "./latency.js"
 import { lifecycle } from "./lifecycle.js"
 import { limits } from "./limits.js"
 import { progress } from "./progress.js"
+import { amqpBench, benchExchanges, brokerUrl } from "./amqp.js"
 import { socketsBench } from "./sockets.js"
 import { streamsBench } from "./streams.js"
 import { answers, machinePostgres } from "../support/machinePostgres.js"
@@ -40,13 +41,21 @@ const benches: Record<string, (url: string) => Effect.Effect<void, unknown, Serv
   limits,
   webhooks,
   streams: streamsBench,
-  sockets: socketsBench
+  sockets: socketsBench,
+  amqp: amqpBench
 }
 
 /** Settings a benchmark needs beside the defaults. */
 const settings: Partial<Record<string, JobWatchConfigInput>> = {
   // its receivers are on loopback
-  webhooks: { webhookAllowPrivate: true }
+  webhooks: { webhookAllowPrivate: true },
+  // the relay is started by the bench itself, after its backlog
+  amqp: {
+    amqpUrl: brokerUrl,
+    amqpExchange: benchExchanges.exchange,
+    amqpErpExchange: benchExchanges.erpExchange,
+    amqpRelay: false
+  }
 }
 
 const database = Effect.gen(function*() {

@@ -9,7 +9,7 @@
 import { HttpLayerRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
-import { spawn } from "node:child_process"
+import { clientProcess } from "./clients.js"
 import { randomBytes } from "node:crypto"
 import * as NodeHttp from "node:http"
 import * as Auth from "../../src/Auth.js"
@@ -80,41 +80,6 @@ process.on("message", async (m) => {
 })
 `
 
-interface Message {
-  readonly cmd: string
-  readonly jobId?: string
-  readonly at?: number
-  readonly ok?: number
-}
-
-/** The client process; `next(cmd)` waits (bounded) for its next message of that kind. */
-const clientProcess = Effect.acquireRelease(
-  Effect.sync(() => {
-    const child = spawn(process.execPath, ["-e", clientCode], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
-    const inbox: Array<Message> = []
-    const waiting: Array<() => void> = []
-    child.on("message", (m: Message) => {
-      inbox.push(m)
-      waiting.splice(0).forEach((wake) => wake())
-    })
-    const next = (cmd: string, timeoutMs = 60_000) =>
-      Effect.promise(() =>
-        new Promise<Message | undefined>((resolve) => {
-          const deadline = setTimeout(() => resolve(undefined), timeoutMs)
-          const look = () => {
-            const i = inbox.findIndex((m) => m.cmd === cmd)
-            if (i >= 0) {
-              clearTimeout(deadline)
-              resolve(inbox.splice(i, 1)[0])
-            } else waiting.push(look)
-          }
-          look()
-        })
-      )
-    return { send: (m: object) => child.send(m), next, child }
-  }),
-  ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
-)
 
 const memory = () => {
   globalThis.gc?.()
@@ -169,7 +134,7 @@ export const socketsBench = (_url: string) =>
     const url = `http://127.0.0.1:${address.port}`
     const token = yield* Auth.mint(secret, { sub: owner, ttlSeconds: 3600 })
     const ids = yield* runningJobs(jobsFollowed)
-    const client = yield* clientProcess
+    const client = yield* clientProcess(clientCode)
 
     const before = memory()
     const openedAt = monotonicMs()

@@ -10,7 +10,7 @@
 import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Layer, Schema } from "effect"
-import { spawn } from "node:child_process"
+import { clientProcess } from "./clients.js"
 import { randomBytes } from "node:crypto"
 import pg from "pg"
 import * as Auth from "../../src/Auth.js"
@@ -103,41 +103,6 @@ process.on("message", async (m) => {
 })
 `
 
-interface Message {
-  readonly cmd: string
-  readonly jobId?: string
-  readonly at?: number
-  readonly ok?: number
-}
-
-/** The client process; `next(cmd)` waits (bounded) for its next message of that kind. */
-const clientProcess = Effect.acquireRelease(
-  Effect.sync(() => {
-    const child = spawn(process.execPath, ["-e", clientCode], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
-    const inbox: Array<Message> = []
-    const waiting: Array<() => void> = []
-    child.on("message", (m: Message) => {
-      inbox.push(m)
-      waiting.splice(0).forEach((wake) => wake())
-    })
-    const next = (cmd: string, timeoutMs = 60_000) =>
-      Effect.promise(() =>
-        new Promise<Message | undefined>((resolve) => {
-          const deadline = setTimeout(() => resolve(undefined), timeoutMs)
-          const look = () => {
-            const i = inbox.findIndex((m) => m.cmd === cmd)
-            if (i >= 0) {
-              clearTimeout(deadline)
-              resolve(inbox.splice(i, 1)[0])
-            } else waiting.push(look)
-          }
-          look()
-        })
-      )
-    return { send: (m: object) => child.send(m), next, child }
-  }),
-  ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
-)
 
 /** Every query this process sends through the pg driver (the service's pool and its LISTEN connection). */
 let queries = 0
@@ -175,7 +140,7 @@ export const streamsBench = (_url: string) =>
     if (address._tag !== "TcpAddress") return yield* Effect.dieMessage("the bench server is not on TCP")
     const port = address.port
     const authorization = `Bearer ${yield* Auth.mint(secret, { sub: owner, ttlSeconds: 3600 })}`
-    const client = yield* clientProcess
+    const client = yield* clientProcess(clientCode)
     const xactCommits = sql`SELECT xact_commit::text AS commits FROM pg_stat_database WHERE datname = current_database()`
       .pipe(Effect.flatMap(Schema.decodeUnknown(XactRows)), Effect.map((rows) => rows[0]?.commits ?? 0), Effect.orDie)
 

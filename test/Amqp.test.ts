@@ -6,6 +6,9 @@ import { closedPort } from "./support/fixtures.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import { repoPath, runNode } from "./support/processes.js"
+import { raw, serverLayer } from "./support/http.js"
+import { Repos } from "./support/repos.js"
+import { SqlClient } from "@effect/sql"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
@@ -297,4 +300,51 @@ describe("the event bus relay (RabbitMQ)", () => {
       const stats = yield* Effect.forEach(relays, (relay) => relay.stats)
       assert.strictEqual(stats.filter((s) => s.leader).length, 1)
     }), { timeout: 120_000 })
+
+  layer(serverLayer({ amqpUrl: brokerUrl, amqpExchange: topology.exchange, amqpErpExchange: topology.erpExchange }), {
+    excludeTestServices: true,
+    timeout: 60_000
+  })((it) => {
+    it.scoped("/ready's body tells the relay's lag and whether this process is the relay", () =>
+      Effect.gen(function*() {
+        const relay = yield* AmqpRelay
+        yield* eventually(relay.stats, (stats) => stats.armed)
+        yield* runJobs(uniqueQueue("amqp-ready"), 20)
+        const ready = yield* eventually(
+          raw("GET", "/ready"),
+          (answer) => (answer.body as { eventBus?: { lagSeconds: number } }).eventBus?.lagSeconds === 0
+        )
+        assert.strictEqual(ready.status, 200)
+        assert.deepStrictEqual((ready.body as { eventBus: unknown }).eventBus, { lagSeconds: 0, relay: true })
+      }))
+  })
+
+  // a broker that is not there (the discard port, closed on loopback): the relay never starts
+  layer(serverLayer({ amqpUrl: "amqp://guest:guest@127.0.0.1:9", amqpExchange: topology.exchange }), {
+    excludeTestServices: true,
+    timeout: 60_000
+  })((it) => {
+    it.scoped("/ready with the broker down: still 200, no lag before any relay ran, then the age of what waits", () =>
+      Effect.gen(function*() {
+        const first = yield* raw("GET", "/ready")
+        assert.strictEqual(first.status, 200)
+        assert.deepStrictEqual((first.body as { eventBus: unknown }).eventBus, { lagSeconds: null, relay: false })
+        // a cursor a relay left, and events after it that wait
+        const repo = yield* Repos
+        const position = yield* repo.streamNow
+        const { schema } = yield* JobWatchConfig
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(
+          `INSERT INTO "${schema}".amqp_relay (id, tx, job_id, version) VALUES (true, $1::xid8, $2::uuid, $3)`,
+          [position.tx, position.jobId, position.version]
+        )
+        yield* runJobs(uniqueQueue("amqp-down-ready"), 5)
+        const later = yield* raw("GET", "/ready")
+        assert.strictEqual(later.status, 200)
+        const bus = (later.body as { eventBus: { lagSeconds: number; relay: boolean } }).eventBus
+        // the oldest waiting event was committed before this read began
+        assert.isAbove(bus.lagSeconds, 0)
+        assert.isFalse(bus.relay)
+      }))
+  })
 })

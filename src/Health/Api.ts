@@ -13,10 +13,21 @@ const ListenerHealth = Schema.Struct({
   lastError: Schema.NullOr(Schema.String)
 })
 
+/**
+ * The event bus relay, when `JOBWATCH_AMQP_URL` is set: how far behind the event log it is (the age of the oldest
+ * event it has not published and had confirmed; 0 when caught up; `null` before any relay ran), and whether this
+ * process is the relay. A relay behind (the broker down) does not make the service unready.
+ */
+const EventBusHealth = Schema.Struct({
+  lagSeconds: Schema.NullOr(Schema.Number),
+  relay: Schema.Boolean
+})
+
 export class Readiness extends Schema.Class<Readiness>("Readiness")({
   status: Schema.Literal("ready"),
   database: Schema.Literal("up"),
-  listener: ListenerHealth
+  listener: ListenerHealth,
+  eventBus: Schema.optional(EventBusHealth)
 }) {}
 
 /** A dependency (the database, or the LISTEN connection) is down. HTTP 503. */

@@ -156,6 +156,14 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
     return emit.apply(this, [event, ...args] as Parameters<typeof emit>)
   } as typeof server.emit
 
+  // Node emits "upgrade" only to a server with an upgrade listener (else the request goes out as a "request"): one
+  // of its own, which ends upgrades to other paths when nothing else (the Effect server) listens for them
+  const onUpgrade = (_request: Http.IncomingMessage, socket: Duplex) => {
+    if (server.listenerCount("upgrade") === 1) socket.destroy()
+  }
+  server.on("upgrade", onUpgrade)
+  yield* Effect.addFinalizer(() => Effect.sync(() => void server.off("upgrade", onUpgrade)))
+
   /** Authenticates the handshake, holds a slot and prepares the user's stream; refuses with the client's message. */
   const admit = (socket: Socket) =>
     Effect.gen(function*() {
@@ -178,6 +186,13 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
         yield* Scope.close(scope, Exit.void)
         return yield* Effect.fail(new Error("too many connections"))
       }
+      // a client gone during the handshake never reaches "connection" (Socket.IO drops it): its slot goes back here,
+      // at once when it left while this ran, else when its connection closes
+      if (socket.conn.readyState !== "open") {
+        yield* Scope.close(scope, Exit.void)
+        return yield* Effect.fail(new Error("the client left"))
+      }
+      socket.conn.once("close", () => run(Scope.close(scope, Exit.void)))
       const state: SocketState = { user, owner, scope, attach, expiresAt, subscriptions: new Map() }
       stateOf(socket).state = state
     })

@@ -1,6 +1,11 @@
 import { HttpServer } from "@effect/platform"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Deferred, Effect, FiberId, Layer } from "effect"
+import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttp from "node:http"
+import { SocketAuthentication } from "../src/Auth/Api.js"
+import { User } from "../src/Domain/Auth.js"
+import * as SocketIo from "../src/SocketIo.js"
 import type { Socket } from "socket.io-client"
 import { io } from "socket.io-client"
 import type { JobWatchConfigInput } from "../src/Config.js"
@@ -293,6 +298,37 @@ describe("Socket.IO", () => {
         first.socket.close()
         yield* eventually(
           Effect.either(Effect.scoped(connect(base, { auth: { token: user }, transport: "websocket" }))),
+          (attempt) => attempt._tag === "Right"
+        )
+      }))
+  })
+
+  // an authentication that waits for the test's word: a client can leave while its handshake is being checked
+  const gate = Deferred.unsafeMake<void>(FiberId.none)
+  const server = NodeHttp.createServer()
+  const gated = SocketIo.layer(server).pipe(
+    Layer.provide(Layer.succeed(SocketAuthentication, {
+      authenticate: ({ token }) =>
+        token === "slow"
+          ? Effect.as(Deferred.await(gate), { user: new User({ sub: "gus", roles: [] }) })
+          : Effect.succeed({ user: new User({ sub: "gus", roles: [] }) })
+    })),
+    Layer.provideMerge(JobWatch.layer),
+    Layer.provideMerge(TestDb.layer({ reaper: false, rateLimit: null, maxStreamsPerUser: 1 })),
+    Layer.provideMerge(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" }))
+  )
+  layer(gated, { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("a client that leaves while its handshake is checked gives its stream slot back", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const leaving = io(base, { auth: { token: "slow" }, transports: ["websocket"], reconnection: false, forceNew: true })
+        // the engine's connection is open and its handshake waits at the gate; then the client goes
+        yield* eventually(Effect.sync(() => leaving.io.engine?.readyState), (state) => state === "open")
+        leaving.close()
+        yield* Deferred.succeed(gate, undefined)
+        // the one slot is free again: the next socket of the same user connects
+        yield* eventually(
+          Effect.either(Effect.scoped(connect(base, { auth: { token: "fast" }, transport: "websocket" }))),
           (attempt) => attempt._tag === "Right"
         )
       }))

@@ -218,9 +218,17 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
     },
     writable: Effect.async<void>((resume) => {
       if (socket.disconnected || queued(socket) < highWater) return resume(Effect.void)
-      const ready = () => resume(Effect.void)
-      socket.conn.once("drain", ready)
-      socket.conn.once("close", ready)
+      const ready = () => {
+        socket.conn.off("drain", ready)
+        socket.conn.off("close", ready)
+        resume(Effect.void)
+      }
+      socket.conn.on("drain", ready)
+      socket.conn.on("close", ready)
+      return Effect.sync(() => {
+        socket.conn.off("drain", ready)
+        socket.conn.off("close", ready)
+      })
     })
   })
 

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApp, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, Schema } from "effect"
 import { Api } from "../Api.js"
 import { CurrentUser } from "../Domain/Auth.js"
@@ -26,18 +26,16 @@ export const preferredWait = (prefer: string | undefined): number => {
  * Reads a job (`read`) waiting as the `Prefer` header asks (capped), and announces the wait it applied in
  * `Preference-Applied` when it answers the job.
  */
-const withPreferredWait = <A, E, R>(
+const withPreferredWait = <E, R>(
   prefer: string | undefined,
   max: Duration.Duration,
-  read: (wait: Duration.Duration) => Effect.Effect<A, E, R>
+  read: (wait: Duration.Duration) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
 ) => {
   const seconds = Math.min(preferredWait(prefer), Math.floor(Duration.toSeconds(max)))
-  return seconds === 0 ? read(Duration.zero) : read(Duration.seconds(seconds)).pipe(
-    Effect.tap(() =>
-      HttpApp.appendPreResponseHandler((_request, response) =>
-        Effect.succeed(HttpServerResponse.setHeader(response, "preference-applied", `wait=${seconds}`))
-      )
-    )
+  // on the answer itself (a pre-response handler per request costs thousands of woken long-polls a fiber ref each)
+  return seconds === 0 ? read(Duration.zero) : Effect.map(
+    read(Duration.seconds(seconds)),
+    (response) => HttpServerResponse.setHeader(response, "preference-applied", `wait=${seconds}`)
   )
 }
 

@@ -67,6 +67,10 @@ export const socketEventKind = (event: JobEvent) => {
 const jobIdOf = decodeField(JobIdFromString, "jobId")
 const afterVersionOf = decodeField(Version, "afterVersion")
 
+/** A `subscribe:job`/`unsubscribe:job` argument: a job id, or an object with `jobId` (and `afterVersion`). */
+const jobArgument = (arg: unknown): Record<string, unknown> =>
+  typeof arg === "object" && arg !== null ? (arg as Record<string, unknown>) : { jobId: arg }
+
 /** An acknowledgement's refusal: the error's tag and message, as the HTTP API's bodies have them. */
 const refusal = (error: { readonly _tag: string; readonly message: string }) => ({
   ok: false as const,
@@ -234,7 +238,7 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
 
   const subscribe = (socket: Socket, state: SocketState, arg: unknown) =>
     Effect.gen(function*() {
-      const raw = typeof arg === "object" && arg !== null ? (arg as Record<string, unknown>) : { jobId: arg }
+      const raw = jobArgument(arg)
       const id = yield* jobIdOf(raw["jobId"])
       const after = raw["afterVersion"] === undefined ? undefined : yield* afterVersionOf(raw["afterVersion"])
       const status = yield* jobs.status(id, { owner: state.user.ownerScope })
@@ -261,7 +265,7 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
 
   const unsubscribe = (socket: Socket, state: SocketState, arg: unknown) =>
     Effect.gen(function*() {
-      const raw = typeof arg === "object" && arg !== null ? (arg as Record<string, unknown>) : { jobId: arg }
+      const raw = jobArgument(arg)
       const id = yield* jobIdOf(raw["jobId"])
       state.subscriptions.get(id)?.()
       state.subscriptions.delete(id)

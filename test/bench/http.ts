@@ -102,16 +102,25 @@ const get = (agent: NodeHttp.Agent, port: number, path: string, headers: Record<
 export const benchServer = (secret: Uint8Array, limited = false) =>
   HttpLayerRouter.serve(RoutesLive, { disableLogger: true, disableListenLog: true, routerConfig }).pipe(
     Layer.provide(Auth.layerJwt),
-    Layer.provide(Layer.succeed(Auth.JwtKeysTag, {
-      secret: Option.some(Redacted.make(secret)),
-      publicKey: Option.none(),
-      jwksUrl: Option.none(),
-      generated: false
-    })),
+    Layer.provide(benchKeys(secret)),
     Layer.provideMerge(NodeHttpServer.layer(NodeHttp.createServer, { port: 0, host: "127.0.0.1" })),
-    Layer.provide(Layer.effect(JobWatchConfig, Effect.map(JobWatchConfig, (config) =>
-      limited ? config : { ...config, rateLimit: Option.none(), maxStreamsPerUser: Option.none() })))
+    Layer.provide(limited ? Layer.empty : limitsOff)
   )
+
+/** The bench servers' JWT keys: an HS256 `secret`. */
+export const benchKeys = (secret: Uint8Array) =>
+  Layer.succeed(Auth.JwtKeysTag, {
+    secret: Option.some(Redacted.make(secret)),
+    publicKey: Option.none(),
+    jwksUrl: Option.none(),
+    generated: false
+  })
+
+/** The configuration with the per-user limits off (rate and open streams). */
+export const limitsOff = Layer.effect(
+  JobWatchConfig,
+  Effect.map(JobWatchConfig, (config) => ({ ...config, rateLimit: Option.none(), maxStreamsPerUser: Option.none() }))
+)
 
 const line = (label: string, s: Summary) =>
   `  ${label.padEnd(12)} p50 ${ms(s.p50).padStart(9)}  p95 ${ms(s.p95).padStart(9)}  p99 ${ms(s.p99).padStart(9)}  max ${

@@ -8,18 +8,18 @@
 // child is killed at the end.
 import { HttpLayerRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import { clientProcess } from "./clients.js"
+import { benchKeys, limitsOff } from "./http.js"
 import { randomBytes } from "node:crypto"
 import * as NodeHttp from "node:http"
 import * as Auth from "../../src/Auth.js"
-import { JobWatchConfig } from "../../src/Config.js"
 import type { JobId } from "../../src/Domain/JobId.js"
 import { RoutesLive, routerConfig } from "../../src/Http.js"
 import { Jobs } from "../../src/Jobs.js"
 import * as SocketIo from "../../src/SocketIo.js"
 import { Repos } from "../support/repos.js"
-import { monotonicMs, ms, summarize } from "./stats.js"
+import { kb, memory, monotonicMs, ms, summarize } from "./stats.js"
 
 const sockets = Number(process.env.BENCH_SOCKETS ?? 2000)
 const jobsFollowed = 100
@@ -81,13 +81,6 @@ process.on("message", async (m) => {
 `
 
 
-const memory = () => {
-  globalThis.gc?.()
-  globalThis.gc?.()
-  const { heapUsed, rss } = process.memoryUsage()
-  return { heap: heapUsed, rss }
-}
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`
 
 /** The service's routes and Socket.IO on a server of this process, on 127.0.0.1, per-user limits off. */
 const socketServer = (secret: Uint8Array) => {
@@ -97,18 +90,9 @@ const socketServer = (secret: Uint8Array) => {
     SocketIo.layer(server)
   ).pipe(
     Layer.provide(Auth.layerJwt),
-    Layer.provide(Layer.succeed(Auth.JwtKeysTag, {
-      secret: Option.some(Redacted.make(secret)),
-      publicKey: Option.none(),
-      jwksUrl: Option.none(),
-      generated: false
-    })),
+    Layer.provide(benchKeys(secret)),
     Layer.provideMerge(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" })),
-    Layer.provide(Layer.effect(JobWatchConfig, Effect.map(JobWatchConfig, (config) => ({
-      ...config,
-      rateLimit: Option.none(),
-      maxStreamsPerUser: Option.none()
-    }))))
+    Layer.provide(limitsOff)
   )
 }
 

@@ -23,3 +23,13 @@ export const ms = (value: number) => `${value.toFixed(value < 10 ? 2 : 1)} ms`
 
 /** Milliseconds on the machine's monotonic clock: comparable between processes of one machine. */
 export const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6
+
+/** The heap and RSS after two full GCs (run with --expose-gc), in bytes. */
+export const memory = () => {
+  globalThis.gc?.()
+  globalThis.gc?.()
+  const { heapUsed, rss } = process.memoryUsage()
+  return { heap: heapUsed, rss }
+}
+
+export const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`

@@ -19,7 +19,7 @@ import { Jobs } from "../../src/Jobs.js"
 import { Notifications } from "../../src/Notifications.js"
 import { Repos } from "../support/repos.js"
 import { benchServer } from "./http.js"
-import { monotonicMs, ms, summarize } from "./stats.js"
+import { kb, memory, monotonicMs, ms, summarize } from "./stats.js"
 
 const streams = Number(process.env.BENCH_STREAMS ?? 2000)
 const polls = Number(process.env.BENCH_POLLS ?? 5000)
@@ -117,13 +117,6 @@ const countQueries = Effect.sync(() => {
   proto.counted = true
 })
 
-const memory = () => {
-  globalThis.gc?.()
-  globalThis.gc?.()
-  const { heapUsed, rss } = process.memoryUsage()
-  return { heap: heapUsed, rss }
-}
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`
 
 const XactRows = Schema.Array(Schema.Struct({ commits: Schema.NumberFromString }))
 

@@ -190,7 +190,8 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
           multiplier: job.backoff?.multiplier ?? defaultBackoff.multiplier
         },
         webhookUrl: job.webhookUrl ?? null,
-        webhookSecret: job.webhookSecret ?? null
+        webhookSecret: job.webhookSecret ?? null,
+        external: job.tracking === "external"
       })
     }
 

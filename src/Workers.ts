@@ -1,96 +1,52 @@
-import { Clock, DateTime, Deferred, Duration, Effect, Either, Metric, Option, Random, Schema, Stream } from "effect"
+import { Clock, DateTime, Deferred, Duration, Effect, Metric, Option, Random, Stream } from "effect"
 import { JobWatchConfig } from "./Config.js"
-import { WorkerNotFound } from "./Domain/Errors.js"
+import { InvalidInput, WorkerNotFound } from "./Domain/Errors.js"
 import type { JobId } from "./Domain/JobId.js"
 import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
-import { InvalidInput } from "./Domain/Errors.js"
-import { ClaimLimit, during, ErrorCode, ErrorMessage, JobIdFromString, Names, NoteText, WorkerIdText } from "./Domain/Requests.js"
 import { jsonValueTooDeep, MAX_JSON_DEPTH } from "./Domain/Values.js"
-import { decodeField, decodeFieldAt, jsonValue } from "./internal/invalid.js"
+import { jsonValue } from "./internal/invalid.js"
 import { Transitions } from "./Jobs.js"
 import { Listener } from "./EventLog.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
 import { ProgressReporter } from "./Workers/ProgressReporter.js"
 import { ClaimsRepo } from "./Workers/ClaimsRepo.js"
 import type { ClaimedRow } from "./Workers/ClaimsRepo.js"
+import { Artefacts, decodeArtefacts } from "./Workers/Artefacts.js"
+import type { ArtefactInput } from "./Domain/Job.js"
+import { JobsRepo } from "./Jobs/JobsRepo.js"
+import {
+  codeOf, errorOf, heartbeatOf, jobIdOf, limitOf, MAX_COMPLETE_MANY, messageOf, namesOf, noteOf, queuesOf, retryableOf,
+  waitOf, workerIdOf
+} from "./Workers/inputs.js"
 
-export interface ClaimOptions {
-  /** The queues served; default `["default"]`. */
-  readonly queues?: ReadonlyArray<string> | undefined
-  /** Only jobs of these names. */
-  readonly names?: ReadonlyArray<string> | undefined
-  /** At most this many jobs (1–1,000); default 1. */
-  readonly limit?: number | undefined
-  /** When nothing is ready, wait up to this long for a job (woken by the database, not by polling). */
-  readonly wait?: Duration.DurationInput | undefined
-  /** How often this worker heartbeats (its leases last 1.5 × this); default `heartbeatInterval` of the config. */
-  readonly heartbeatInterval?: Duration.DurationInput | undefined
-  /** Start the jobs as they are claimed (`running` at once, one write fewer than claim then `start`). */
-  readonly start?: boolean | undefined
-  /** When this completes (a server that drains), a waiting claim stops waiting and answers what it claims then. */
-  readonly until?: Effect.Effect<void> | undefined
-}
-
-/** The worker acting on a job: only the job's holder may change it. Omitted: trusted in-process code, any holder. */
-export interface WorkerScope {
-  readonly workerId?: string | undefined
-  /** A note for the job's event. */
-  readonly message?: string | undefined
-}
-
-/** One job of `completeMany`. */
-export interface CompleteItem {
-  readonly id: string
-  readonly result?: unknown
-  readonly message?: string | undefined
-}
-
-export interface FailOptions extends WorkerScope {
-  /** A machine-readable code (`timeout`, `invalid_input`, …). */
-  readonly code?: string | undefined
-  /** What went wrong (required). */
-  readonly error: string
-  /** Whether another attempt may follow (when attempts remain); default true. */
-  readonly retryable?: boolean | undefined
-  /** The progress reached, written (forced) before the job fails. */
-  readonly progress?: number | undefined
-}
+export type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers/inputs.js"
+import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers/inputs.js"
 
 const claimsTotal = Metric.counter("jobwatch_jobs_claimed_total", { incremental: true })
-// the options from code are checked by the schemas the HTTP API and the RPC group decode with (Domain/Requests.ts)
-const workerIdOf = decodeField(WorkerIdText, "workerId")
-const queuesOf = decodeField(Names, "queues")
-const namesOf = decodeField(Names, "names")
-const limitOf = decodeField(ClaimLimit, "limit")
-const waitOf = decodeField(during("claimWait"), "wait")
-// a lease is an interval of PostgreSQL's: 1e13 s is out of its range
-const heartbeatOf = decodeField(during("heartbeat"), "heartbeatInterval")
-const jobIdAt = decodeFieldAt(JobIdFromString)
-/** A job id as this service writes them (lowercase), which is what a worker sends back: no schema run needed. */
-const canonicalJobId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const jobIdOf = (field = "id") => (value: unknown): Either.Either<JobId, InvalidInput> =>
-  typeof value === "string" && canonicalJobId.test(value) ? Either.right(value as JobId) : jobIdAt(value, field)
-const noteAt = decodeFieldAt(NoteText)
-const noteOf = (field: string) => (value: unknown) =>
-  value === undefined || value === null ? Either.right(null) : noteAt(value, field)
-const messageOf = noteOf("message")
-const codeOf = decodeField(Schema.NullishOr(ErrorCode), "code")
-const errorOf = decodeField(ErrorMessage, "error")
-const retryableOf = decodeField(Schema.Boolean, "retryable")
-const MAX_COMPLETE_MANY = 1000
 
 /**
  * The worker protocol: claim (optionally waiting for work), heartbeat, and end the jobs a worker holds. Only the
  * holder may start, complete, fail or acknowledge the cancellation of a job (`NotJobHolder` otherwise).
  */
 export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
-  dependencies: [Transitions.Default, ClaimsRepo.Default, ProgressReporter.Default, Listener.Default],
+  dependencies: [
+    Transitions.Default,
+    ClaimsRepo.Default,
+    ProgressReporter.Default,
+    Listener.Default,
+    Artefacts.Default,
+    JobsRepo.Default
+  ],
   scoped: Effect.gen(function*() {
     const transitions = yield* Transitions
     const claims = yield* ClaimsRepo
     const reporter = yield* ProgressReporter
     const listener = yield* Listener
+    const artefactsRepo = yield* Artefacts
+    const jobsRepo = yield* JobsRepo
     const config = yield* JobWatchConfig
+    const artefactsOf = (value: ReadonlyArray<ArtefactInput> | undefined) =>
+      value === undefined ? Effect.succeed(undefined) : decodeArtefacts(value)
     const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 
     // claimers waiting for work, woken by the ready channel (a queue got a pending job) or a listener reconnect
@@ -254,16 +210,47 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       return yield* reporter.progress(yield* jobIdOf()(id), report, { workerId })
     })
 
-    /** claimed|running → completed with `result`; pending progress is written first. */
+    /**
+     * claimed|running (an external job: pending too) → completed with `result`, and `artefacts` attached in the same
+     * transaction; pending progress is written first.
+     */
     const complete = Effect.fn("Workers.complete")(function*(
       id: string,
-      options: WorkerScope & { readonly result?: unknown } = {}
+      options: WorkerScope & { readonly result?: unknown; readonly artefacts?: ReadonlyArray<ArtefactInput> | undefined } = {}
     ) {
       const jobId = yield* jobIdOf()(id)
       const scope = yield* scopeOf(options)
       const resultJson = yield* jsonValue("result", options.result, config.maxPayloadBytes)
+      const artefacts = yield* artefactsOf(options.artefacts)
       yield* reporter.flush(jobId)
-      return yield* transitions.complete(jobId, { ...scope, resultJson })
+      return yield* artefactsRepo.withArtefacts(jobId, artefacts, scope.workerId, transitions.complete(jobId, { ...scope, resultJson }))
+    })
+
+    /**
+     * Attaches artefacts to a job that runs (claimed or running; an external job: pending too): one of a name the
+     * job has replaces it. The job's next version, with a `job.progress` event whose `data` is `{ artefacts }`.
+     */
+    const attach = Effect.fn("Workers.attach")(function*(
+      id: string,
+      artefacts: ReadonlyArray<ArtefactInput>,
+      scope: { readonly workerId?: string | undefined } = {}
+    ) {
+      const jobId = yield* jobIdOf()(id)
+      const workerId = scope.workerId === undefined ? undefined : yield* workerIdOf(scope.workerId)
+      return yield* artefactsRepo.attach(jobId, yield* decodeArtefacts(artefacts), workerId)
+    })
+
+    /**
+     * For a caller that names no worker (a worker token reporting by id alone, over HTTP or RPC): only an external
+     * job may be reported on so; any other has a holder, which must say who it is.
+     */
+    const requireExternal = Effect.fn("Workers.requireExternal")(function*(id: string) {
+      const jobId = yield* jobIdOf()(id)
+      if (yield* jobsRepo.isExternal(jobId)) return
+      return yield* new InvalidInput({
+        field: "workerId",
+        message: "is required: jobwatch's workers claim this job (tracking queue); only an external job is reported on by id alone"
+      })
     })
 
     /** The items of a `completeMany`, checked (invalid input fails the whole call), their pending progress written. */
@@ -341,20 +328,21 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       const code = (yield* codeOf(options.code)) ?? null
       const error = yield* errorOf(options.error)
       const retryable = yield* retryableOf(options.retryable ?? true)
+      const artefacts = yield* artefactsOf(options.artefacts)
       if (options.progress !== undefined) {
         yield* reporter.progress(jobId, { percent: options.progress, force: true }, { workerId: scope.workerId }).pipe(
           Effect.catchTag("ProgressRegression", () => Effect.void)
         )
       }
       yield* reporter.flush(jobId)
-      return yield* transitions.failAttempt(jobId, {
+      return yield* artefactsRepo.withArtefacts(jobId, artefacts, scope.workerId, transitions.failAttempt(jobId, {
         ...scope,
         code,
         error,
         retryable,
         now: yield* now,
         jitter: yield* Random.next
-      })
+      }))
     })
 
     /** claimed|running → canceled: the worker stopped the job (after a cancel request, or of its own accord). */
@@ -379,8 +367,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
       listener.on("cancel", (payload) => handler(payload === "*" ? "*" : (payload.split(",") as Array<JobId>)))
 
     return {
-      claim, heartbeat, start, progress, complete, completeMany, completeAndClaim, fail, canceled, release,
-      onCancelRequested
+      claim, heartbeat, start, progress, complete, completeMany, completeAndClaim, fail, canceled, release, attach,
+      requireExternal, onCancelRequested
     } as const
   })
 }) {}

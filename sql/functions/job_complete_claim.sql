@@ -45,7 +45,7 @@ BEGIN
     SELECT x.id FROM (SELECT DISTINCT unnest(p_queues) AS queue WHERE p_limit > 0 AND EXISTS (SELECT 1 FROM w)) q
     CROSS JOIN LATERAL (
       SELECT c.id, c.priority FROM jobs c
-      WHERE c.status = 'pending' AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
+      WHERE c.status = 'pending' AND NOT c.external AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
       ORDER BY c.priority DESC, c.id
       LIMIT greatest(p_limit, 0)
       FOR UPDATE SKIP LOCKED
@@ -75,7 +75,8 @@ BEGIN
   SELECT json_build_object(
     'answers', (
       SELECT json_agg(json_build_object('id', cur.id, 'foundStatus', cur.status, 'foundWorker', cur.worker_id,
-        'event', CASE WHEN e.job_id IS NULL THEN NULL ELSE row_to_json(e) END, 'result', u.result))
+        'event', CASE WHEN e.job_id IS NULL THEN NULL ELSE row_to_json(e) END, 'result', u.result,
+        'artefacts', u.artefacts))
       FROM cur LEFT JOIN upd u ON u.id = cur.id LEFT JOIN ev e ON e.job_id = u.id AND e.version = u.version
     ),
     'claimed', (SELECT json_agg(row_to_json(c) ORDER BY c.priority DESC, c.id) FROM claimed c)

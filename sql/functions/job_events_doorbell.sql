@@ -33,7 +33,8 @@ BEGIN
     RETURN NULL;
   END IF;
   IF firsts = 1 THEN
-    SELECT n.job_id, n.version, n.type, n.status, n.error_code, n.error_message, n.created_at, j.queue, j.result
+    SELECT n.job_id, n.version, n.type, n.status, n.error_code, n.error_message, n.created_at, j.queue, j.result,
+      j.external
     INTO one
     FROM new_rows n LEFT JOIN jobs j ON j.id = n.job_id;
     payload := '#,' || one.job_id::text || ':' || one.version;
@@ -41,7 +42,8 @@ BEGIN
       PERFORM pg_notify(TG_TABLE_SCHEMA || '.cancel', one.job_id::text);
     END IF;
     IF one.queue IS NOT NULL AND one.type = 'job.status.changed' THEN
-      IF one.status = 'pending' THEN
+      -- an external job is never claimed: its pending wakes no claimer
+      IF one.status = 'pending' AND NOT one.external THEN
         PERFORM pg_notify(TG_TABLE_SCHEMA || '.ready', one.queue);
       ELSIF job_is_terminal(one.status) THEN
         outcome := job_outcome_json(one.job_id, one.version, one.status, one.result, one.error_code,
@@ -59,7 +61,7 @@ BEGIN
   END IF;
   SELECT string_agg(DISTINCT j.queue, ',') INTO ready
   FROM new_rows n JOIN jobs j ON j.id = n.job_id
-  WHERE n.status = 'pending' AND n.type = 'job.status.changed';
+  WHERE n.status = 'pending' AND n.type = 'job.status.changed' AND NOT j.external;
   IF ready IS NOT NULL THEN
     PERFORM pg_notify(TG_TABLE_SCHEMA || '.ready', CASE WHEN octet_length(ready) > 7900 THEN '*' ELSE ready END);
   END IF;

@@ -14,6 +14,9 @@
 --   request_cancel  the status stays: cancel_requested is set (once: refused when it is set already)
 --   attempt_failed  the holder's fail: retried after its backoff (jittered by `p_jitter`, from `p_now`) when
 --                   `p_retryable`, not canceled and attempts remain; else failed for good (`p_to` is not used)
+-- An external job (`tracking: "external"`, run by a system outside jobwatch) has no holder: any worker reports on
+-- it (`p_worker` is not compared), a pending one counts as claimed for those reports (start, complete, fail: the
+-- attempt begins then), and its fail is final (retries are the external system's).
 -- Sequential scans off: see job_complete_many.
 CREATE OR REPLACE FUNCTION job_transition(
   p_id uuid, p_change text, p_to text, p_from text[], p_owner text, p_worker text, p_message text,
@@ -32,14 +35,16 @@ DECLARE
 BEGIN
   -- what the checks and the event need, not the whole row (the payload and result may be large)
   SELECT status, worker_id, progress_percent, cancel_requested, attempt, max_attempts, backoff_base_ms,
-    backoff_max_ms, backoff_multiplier
+    backoff_max_ms, backoff_multiplier, external
   INTO cur FROM jobs WHERE id = p_id AND (p_owner IS NULL OR owner = p_owner) FOR UPDATE;
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  IF NOT (cur.status = ANY (p_from)) OR (p_worker IS NOT NULL AND cur.worker_id IS DISTINCT FROM p_worker)
+  IF NOT (cur.status = ANY (p_from) OR (cur.external AND cur.status = 'pending' AND 'claimed' = ANY (p_from)
+      AND p_change IN ('start', 'complete', 'attempt_failed')))
+    OR (p_worker IS NOT NULL AND NOT cur.external AND cur.worker_id IS DISTINCT FROM p_worker)
     OR (p_change = 'request_cancel' AND cur.cancel_requested) THEN
-    RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id);
+    RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'foundExternal', cur.external);
   END IF;
   CASE p_change
     WHEN 'status' THEN
@@ -48,14 +53,15 @@ BEGIN
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'start' THEN
       UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
-        event_tx = greatest(event_tx, pg_current_xact_id()), started_at = now()
+        event_tx = greatest(event_tx, pg_current_xact_id()), started_at = now(),
+        attempt = CASE WHEN cur.status = 'pending' THEN attempt + 1 ELSE attempt END
       WHERE id = p_id RETURNING * INTO changed;
     WHEN 'complete' THEN
       -- the complete rule is job_complete_many's, for one job (locked here already, and checked)
       completed := job_complete_many(p_worker, ARRAY[p_id], ARRAY[p_result::text], ARRAY[p_message], p_from) -> 0;
       SELECT * INTO changed FROM jobs WHERE id = p_id;
-      RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'job', row_to_json(changed),
-        'event', completed -> 'event');
+      RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'foundExternal', cur.external,
+        'job', row_to_json(changed), 'event', completed -> 'event');
     WHEN 'fail' THEN
       UPDATE jobs SET status = p_to, version = version + 1, updated_at = now(),
         event_tx = greatest(event_tx, pg_current_xact_id()), error_code = p_code,
@@ -79,7 +85,8 @@ BEGIN
     WHEN 'attempt_failed' THEN
       delay := job_retry_delay_ms(cur.backoff_base_ms, cur.backoff_max_ms, cur.backoff_multiplier, cur.attempt,
         p_jitter);
-      next_status := job_attempt_end(p_retryable AND NOT cur.cancel_requested, cur.attempt, cur.max_attempts, delay);
+      next_status := CASE WHEN cur.external THEN 'failed'
+        ELSE job_attempt_end(p_retryable AND NOT cur.cancel_requested, cur.attempt, cur.max_attempts, delay) END;
       retried := next_status <> 'failed';
       UPDATE jobs SET
         status = next_status,
@@ -88,6 +95,7 @@ BEGIN
         worker_id = CASE WHEN retried THEN NULL ELSE worker_id END,
         scheduled_at = CASE WHEN retried THEN p_now + delay * interval '1 millisecond' ELSE scheduled_at END,
         finished_at = CASE WHEN retried THEN NULL ELSE now() END,
+        attempt = CASE WHEN cur.status = 'pending' THEN attempt + 1 ELSE attempt END,
         error_code = p_code, error_message = p_error
       WHERE id = p_id RETURNING * INTO changed;
   END CASE;
@@ -98,7 +106,7 @@ BEGIN
     changed.status, cur.status, changed.progress_percent, cur.progress_percent, changed.progress_step, p_message,
     changed.attempt, p_code, p_error, changed.event_tx)
   RETURNING * INTO written;
-  RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'job', row_to_json(changed),
-    'event', row_to_json(written));
+  RETURN json_build_object('foundStatus', cur.status, 'foundWorker', cur.worker_id, 'foundExternal', cur.external,
+    'job', row_to_json(changed), 'event', row_to_json(written));
 END
 $$;

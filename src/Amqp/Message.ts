@@ -1,3 +1,4 @@
+import type { Artefact } from "../Domain/Job.js"
 import type { TailItem } from "../EventLog.js"
 
 /** The exchanges and the progress rule the relay publishes by. */
@@ -36,6 +37,15 @@ export const routingKeyOf = (item: TailItem): string => {
   }
 }
 
+/** An artefact in the message's snake_case. */
+const artefactOf = (a: Artefact) => ({
+  name: a.name,
+  url: a.url,
+  content_type: a.contentType,
+  size: a.size,
+  checksum: a.checksum
+})
+
 /**
  * The message of an event, in the replaced system's shape (snake_case), or `undefined` for a progress report the
  * rule leaves out (not a milestone nor a 10-point move, unless `allProgress`). `event_type` is the stored type:
@@ -66,7 +76,8 @@ export const messageOf = (item: TailItem, topology: Topology): Outgoing | undefi
     step: event.step,
     message: event.message,
     ...(event.type === "job.completed" ? { result: event.result } : {}),
-    ...(terminal && event.error !== null ? { error: { code: event.error.code, message: event.error.message } } : {})
+    ...(terminal && event.error !== null ? { error: { code: event.error.code, message: event.error.message } } : {}),
+    ...(terminal ? { artefacts: (event.artefacts ?? []).map(artefactOf) } : {})
   }
   return {
     routingKey: routingKeyOf(item),

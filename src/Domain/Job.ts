@@ -1,4 +1,5 @@
 import { Schema } from "effect"
+import { Text } from "./Fields.js"
 import { JobId } from "./JobId.js"
 import { JobStatus } from "./JobStatus.js"
 
@@ -40,6 +41,49 @@ export class JobError extends Schema.Class<JobError>("JobError")({
 }) {}
 
 /**
+ * Who runs a job: `queue`, jobwatch's workers, which claim it; `external`, a system outside jobwatch (Celery tasks,
+ * a cron host) that reports on it by id (`start`, `progress`, `complete`, `fail`) without a lease: never claimed.
+ */
+export const JobTracking = Schema.Literal("queue", "external").annotations({ identifier: "JobTracking" })
+export type JobTracking = typeof JobTracking.Type
+
+/** The schemes an artefact's URL may not have: what a browser would run rather than fetch. */
+const scriptSchemes = /^(javascript|vbscript|data):/i
+/** How many artefacts a job holds at most. */
+export const MAX_ARTEFACTS = 100
+
+const artefactFields = {
+  name: Text(200).annotations({ description: "unique per job: attaching the same name again replaces it" }),
+  url: Text(2000).pipe(
+    Schema.pattern(/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/, { message: () => "must be an absolute URL (scheme:…, no spaces)" }),
+    Schema.filter((url) => !scriptSchemes.test(url), { message: () => "must not be a javascript:, vbscript: or data: URL" })
+  ).annotations({ description: "where it is: an absolute URL (https://…, s3://…)" }),
+  contentType: Text(255).pipe(
+    Schema.pattern(/^[\w!#$&^.+-]+\/[\w!#$&^.+-]+(\s*;.*)?$/, { message: () => "must be a media type such as application/pdf" })
+  ).annotations({ description: "its media type" }),
+  size: Schema.Number.pipe(Schema.int(), Schema.between(0, Number.MAX_SAFE_INTEGER)).annotations({
+    description: "its size in bytes"
+  })
+}
+const Checksum = Text(200).pipe(
+  Schema.pattern(/^[A-Za-z0-9-]+:[A-Za-z0-9+/=_-]+$/, { message: () => "must be <algorithm>:<digest>, as sha256:9f86d0…" })
+).annotations({ description: "<algorithm>:<digest>, as sha256:9f86d0…" })
+
+/** A file or object a job produced, as its worker attached it: where it is, what it is, how big. */
+export const Artefact = Schema.Struct({ ...artefactFields, checksum: Schema.NullOr(Checksum) })
+  .annotations({ identifier: "Artefact" })
+export type Artefact = typeof Artefact.Type
+
+/** An artefact as a worker attaches it: the checksum may be left out. */
+export const ArtefactInput = Schema.Struct({ ...artefactFields, checksum: Schema.optional(Schema.NullOr(Checksum)) })
+  .annotations({ identifier: "ArtefactInput" })
+export type ArtefactInput = typeof ArtefactInput.Encoded
+
+/** Artefacts to attach: 1 to `MAX_ARTEFACTS`. */
+export const ArtefactInputs = Schema.Array(ArtefactInput).pipe(Schema.minItems(1), Schema.maxItems(MAX_ARTEFACTS))
+  .annotations({ description: `1 to ${MAX_ARTEFACTS} artefacts; one of a name the job has replaces it` })
+
+/**
  * Everything about a job. `queuePosition` is 1-based among pending jobs of its queue, `null` otherwise. The
  * `is…` flags and `errorMessage` are derived from `status` and `error` (the helpers of Kool Queue's
  * `JobStatusInfo`; as functions of a status in `JobStatus.ts`).
@@ -75,7 +119,9 @@ export class JobInfo extends Schema.Class<JobInfo>("JobInfo")({
   claimedAt: NullableTimestamp,
   startedAt: NullableTimestamp,
   finishedAt: NullableTimestamp,
-  version: Schema.Int
+  version: Schema.Int,
+  tracking: JobTracking,
+  artefacts: Schema.Array(Artefact).annotations({ description: "what its workers attached, in order" })
 }) {}
 
 /** The lightweight status of a job, for cheap polling. */

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { JobError } from "./Job.js"
+import { Artefact, JobError } from "./Job.js"
 import { EventId, JobId } from "./JobId.js"
 import type { TerminalStatus } from "./JobStatus.js"
 import { isTerminal, JobStatus } from "./JobStatus.js"
@@ -48,7 +48,7 @@ export const isTerminalEventType = (type: JobEventType): type is TerminalEventTy
  * One entry of a job's gap-free history: versions of a job are contiguous from 1, so a consumer that knows
  * version v asks for the events after v and can never miss or repeat one. The one shape every channel sends: SSE
  * `data`, RPC stream items, webhook `data`. `result` is the job's result on `job.completed` (else `null`), `error`
- * its error on `job.failed` (and on the retries that led to it).
+ * its error on `job.failed` (and on the retries that led to it), `artefacts` the job's artefacts on a terminal event.
  */
 export class JobEvent extends Schema.Class<JobEvent>("JobEvent")({
   id: EventId,
@@ -66,6 +66,9 @@ export class JobEvent extends Schema.Class<JobEvent>("JobEvent")({
   data: Schema.Unknown,
   error: Schema.NullOr(JobError),
   result: Schema.Unknown,
+  artefacts: Schema.NullOr(Schema.Array(Artefact)).annotations({
+    description: "on a terminal event, the job's artefacts; null on the others"
+  }),
   timestamp: Schema.DateTimeUtc
 }) {}
 

@@ -1,5 +1,6 @@
 import { Duration, Schema } from "effect"
 import { JobId } from "./JobId.js"
+import { ArtefactInputs, JobTracking } from "./Job.js"
 import { WebhookEventType, WebhookFormat } from "./Webhook.js"
 import {
   ClaimLimit,
@@ -89,6 +90,10 @@ const enqueueFields = {
   })),
   webhookSecret: Schema.optional(WebhookSecret.annotations({
     description: "signs that callback (Standard Webhooks): whsec_ and the base64 of 24 to 64 bytes; never answered back"
+  })),
+  tracking: Schema.optional(JobTracking.annotations({
+    description: "queue (default): jobwatch's workers claim it; external: a system outside jobwatch runs it and " +
+      "reports on it by id (start, progress, complete, fail), and no worker claims it"
   }))
 }
 
@@ -201,11 +206,20 @@ const errorWhenFailed = (body: { readonly status: string; readonly error?: unkno
     ? { path: ["error"], message: "is required when status is failed" }
     : true
 
+/** Who reports: a held job's worker; left out only on an external job (`tracking: "external"`), reported by id. */
+const ReporterId = Schema.optional(WorkerIdText.annotations({
+  description: "the worker's id (required but on an external job, which any worker token reports on by id)"
+}))
+
 const updateFields = {
-  workerId: WorkerIdText,
+  workerId: ReporterId,
   status: Schema.Literal("running", "completed", "failed", "canceled"),
   result: Schema.optional(JsonValue("the job's result (at most JOBWATCH_MAX_PAYLOAD_BYTES)")),
   error: Schema.optional(FailureBody),
+  progress: Schema.optional(Percent.annotations({ description: "with failed: how far it got (written first)" })),
+  artefacts: Schema.optional(ArtefactInputs.annotations({
+    description: "attached in the same transaction as the change (1 to 100; one of a name the job has replaces it)"
+  })),
   message: Schema.optional(NoteText.annotations({ description: "a note for the job's event" }))
 }
 
@@ -215,7 +229,7 @@ export const UpdateBody = Schema.Struct(updateFields).annotations({
 }).pipe(Schema.filter(errorWhenFailed)).annotations({ identifier: "UpdateBody" })
 
 const progressFields = {
-  workerId: WorkerIdText,
+  workerId: ReporterId,
   percent: Percent,
   step: Schema.optional(StepText),
   message: Schema.optional(NoteText),
@@ -227,6 +241,16 @@ export const ProgressBody = Schema.Struct(progressFields).annotations({
   identifier: "ProgressBody",
   description: "A worker's progress report (throttled unless force)",
   examples: [{ workerId: "host-1:w-1", percent: 50, step: "render" }]
+})
+
+/** Artefacts a worker attaches to a job that runs. */
+export const AttachBody = Schema.Struct({ workerId: ReporterId, artefacts: ArtefactInputs }).annotations({
+  identifier: "AttachBody",
+  description: "Artefacts to attach to a job that runs (one of a name the job has replaces it)",
+  examples: [{
+    workerId: "host-1:w-1",
+    artefacts: [{ name: "report.pdf", url: "https://files.example.com/r/1.pdf", contentType: "application/pdf", size: 48213 }]
+  }]
 })
 
 export const WorkerPath = Schema.Struct({ workerId: WorkerIdText })

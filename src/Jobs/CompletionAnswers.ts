@@ -12,7 +12,8 @@ const Completed = Schema.Struct({
   foundStatus: JobStatusSchema,
   foundWorker: Schema.NullOr(Schema.String),
   event: Schema.NullOr(EventRecord),
-  result: Schema.Unknown
+  result: Schema.Unknown,
+  artefacts: Schema.optional(Schema.Unknown)
 })
 type Completed = typeof Completed.Type
 const decodeCompleted = Schema.decodeUnknownEither(Completed)
@@ -29,12 +30,21 @@ export type CompletedItem = Omit<Completed, "event"> & { readonly event: unknown
  * event took a visible share of a busy worker's time, and it is needed only when someone in this process listens.
  */
 const completedOf = (raw: unknown): Either.Either<CompletedItem, ParseResult.ParseError> => {
-  const r = raw as { id?: unknown; foundStatus?: unknown; foundWorker?: unknown; event?: unknown; result?: unknown } | null
+  const r = raw as
+    | { id?: unknown; foundStatus?: unknown; foundWorker?: unknown; event?: unknown; result?: unknown; artefacts?: unknown }
+    | null
   if (
     typeof r === "object" && r !== null && typeof r.id === "string" && isStatus(r.foundStatus) &&
     (r.foundWorker === null || typeof r.foundWorker === "string") && typeof r.event === "object" && r.event !== null
   ) {
-    return Either.right({ id: r.id as JobId, foundStatus: r.foundStatus, foundWorker: r.foundWorker, event: r.event, result: r.result })
+    return Either.right({
+      id: r.id as JobId,
+      foundStatus: r.foundStatus,
+      foundWorker: r.foundWorker,
+      event: r.event,
+      result: r.result,
+      artefacts: r.artefacts
+    })
   }
   return decodeCompleted(raw)
 }

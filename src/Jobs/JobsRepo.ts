@@ -29,6 +29,8 @@ export interface NewJob {
   readonly webhookUrl: string | null
   /** The secret that signs that callback (`whsec_…`), if any. */
   readonly webhookSecret: string | null
+  /** Run outside jobwatch (`tracking: "external"`): never claimed. */
+  readonly external: boolean
 }
 
 export interface ListFilter {
@@ -92,9 +94,10 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const jobs = sql(`${schema}.jobs`)
     const enqueueFunction = sql(`${schema}.job_enqueue`)
     const columns = sql.literal(jobColumns)
-    const queuePosition = sql`CASE WHEN j.status = 'pending' THEN (
+    // among the jobs workers claim: an external job has no place in the queue
+    const queuePosition = sql`CASE WHEN j.status = 'pending' AND NOT j.external THEN (
       SELECT count(*)::int + 1 FROM ${jobs} p
-      WHERE p.status = 'pending' AND p.queue = j.queue
+      WHERE p.status = 'pending' AND NOT p.external AND p.queue = j.queue
         AND (p.priority > j.priority OR (p.priority = j.priority AND p.id < j.id))
     ) END AS "queuePosition"`
     const noPosition = sql.literal(`NULL::int AS "queuePosition"`)
@@ -152,7 +155,9 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             ${column((job) => job.timeoutMs)}::bigint[], ${column((job) => job.idempotencyKey)}::text[],
             ${column((job) => job.backoff.delayMs)}::bigint[], ${column((job) => job.backoff.maxDelayMs)}::bigint[],
             ${column((job) => job.backoff.multiplier)}::float8[], ${column((job) => job.webhookUrl)}::text[],
-            ${column((job) => job.webhookSecret)}::text[], ${keyed})`.pipe(
+            ${column((job) => job.webhookSecret)}::text[],
+            ${input.some((job) => job.external) ? column((job) => String(job.external), false) : null}::boolean[],
+            ${keyed})`.pipe(
           Effect.flatMap(decodeEnqueued)
         )
         const [{ ids, inserted: count, nowUs }] = rows
@@ -191,6 +196,13 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
           return toRef(found, true)
         })
       }).pipe(Effect.orDie)
+
+    /** Whether job `id` is external (`tracking: "external"`), which never changes. */
+    const isExternal = (id: JobId) =>
+      sql<{ readonly external: boolean }>`SELECT external FROM ${jobs} WHERE id = ${id}`.pipe(
+        Effect.orDie,
+        Effect.flatMap((rows) => rows.length === 0 ? new JobNotFound({ id }) : Effect.succeed(rows[0]!.external === true))
+      )
 
     const get = (id: JobId, owner?: string) =>
       sql`SELECT ${columns}, ${queuePosition} FROM ${jobs} j
@@ -262,6 +274,6 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.orDie
       )
 
-    return { insert, get, status, exists, visible, listPage, listAfter } as const
+    return { insert, isExternal, get, status, exists, visible, listPage, listAfter } as const
   })
 }) {}

@@ -64,7 +64,9 @@ export interface Transition {
 export class TransitionRefused extends Schema.TaggedError<TransitionRefused>()("TransitionRefused", {
   id: JobId,
   found: JobStatusSchema,
-  workerId: Schema.NullOr(Schema.String)
+  workerId: Schema.NullOr(Schema.String),
+  /** The job is external (`tracking: "external"`): it has no holder, so the refusal is about its status. */
+  external: Schema.Boolean
 }) {}
 
 /** The claim `completeMany` makes in the same statement, for the slots its completions free (`job_claim`'s, started). */
@@ -118,7 +120,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
     /** The changed job; its event goes to this process's subscribers (see `LocalEvents.publishCommitted`). */
     const announce = (job: JobRecord, event: EventRecord) => {
       const row = jobRowOf(job)
-      return Effect.as(local.publishCommitted(() => toJobEvent(eventRowOf(event, row.result))), toJobInfo(row))
+      return Effect.as(local.publishCommitted(() => toJobEvent(eventRowOf(event, row.result, row.artefacts))), toJobInfo(row))
     }
 
     /** The arguments of `job_transition` that each change uses (the others are null). */
@@ -150,7 +152,12 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
         Effect.flatMap((found): Effect.Effect<JobInfo, JobNotFound | TransitionRefused> => {
           if (found === null) return new JobNotFound({ id: t.id })
           if (found.job === undefined || found.event === undefined) {
-            return new TransitionRefused({ id: t.id, found: found.foundStatus, workerId: found.foundWorker })
+            return new TransitionRefused({
+              id: t.id,
+              found: found.foundStatus,
+              workerId: found.foundWorker,
+              external: found.foundExternal === true
+            })
           }
           return announce(found.job, found.event)
         })
@@ -164,8 +171,8 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
     const transitionOrInvalid = (t: Transition & { readonly to: JobStatus }) =>
       transition(t).pipe(
         Effect.catchTag("TransitionRefused", (refused): Effect.Effect<never, InvalidTransition | NotJobHolder> =>
-          t.workerId !== undefined && (refused.found === "claimed" || refused.found === "running") &&
-            refused.workerId !== t.workerId
+          t.workerId !== undefined && !refused.external &&
+            (refused.found === "claimed" || refused.found === "running") && refused.workerId !== t.workerId
             ? Effect.fail(new NotJobHolder({ id: t.id, workerId: t.workerId }))
             : Effect.fail(new InvalidTransition({ id: t.id, from: refused.found, to: t.to })))
       )
@@ -229,7 +236,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
           if (row === undefined) {
             answers.push(Either.left(new JobNotFound({ id: item.id })))
           } else if (row.event !== null) {
-            yield* local.publishCommitted(() => toJobEvent(eventRowOf(eventOf(row), row.result)))
+            yield* local.publishCommitted(() => toJobEvent(eventRowOf(eventOf(row), row.result, row.artefacts)))
             answers.push(Either.right(item.id))
           } else if (
             workerId !== undefined && (row.foundStatus === "claimed" || row.foundStatus === "running") &&

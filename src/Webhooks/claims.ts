@@ -65,7 +65,8 @@ const encodePayload = Schema.encode(WebhookPayload)
 /**
  * The `simple` body of an event: flat, as the notification system jobwatch replaces sends it. `eventType` is
  * `progress`, `completed`, `failed`, `canceled` or `status` (every other transition); `progress` comes with the
- * percentage, `completed` with the `result`, `failed` with the `error` message; every body has the `status`.
+ * percentage, `completed` with the `result`, `failed` with the `error` message, a terminal one with the job's
+ * `artefacts`; every body has the `status`.
  */
 export const simpleBodyOf = (event: JobEvent, jobName: string, owner: string | null) => {
   const eventType = event.type === "job.progress"
@@ -82,6 +83,7 @@ export const simpleBodyOf = (event: JobEvent, jobName: string, owner: string | n
     ...(eventType === "progress" ? { progress: event.progress } : {}),
     ...(eventType === "completed" ? { result: event.result } : {}),
     ...(eventType === "failed" ? { error: event.error?.message ?? null } : {}),
+    ...(event.artefacts !== null ? { artefacts: event.artefacts } : {}),
     version: event.version,
     timestamp: DateTime.formatIso(event.timestamp)
   }

@@ -57,12 +57,13 @@ export class ProgressRepo extends Effect.Service<ProgressRepo>()("jobwatch/Progr
           if (found === null) return new JobNotFound({ id })
           if (found.job !== undefined && found.event !== undefined) {
             const job = jobRowOf(found.job)
-            return Effect.succeed({ job: toJobInfo(job), event: toJobEvent(eventRowOf(found.event, job.result)) })
+            return Effect.succeed({ job: toJobInfo(job), event: toJobEvent(eventRowOf(found.event, job.result, job.artefacts)) })
           }
-          if (found.foundStatus !== "claimed" && found.foundStatus !== "running") {
-            return new InvalidTransition({ id, from: found.foundStatus, to: "running" })
-          }
-          if (acting.workerId !== undefined && found.foundWorker !== acting.workerId) {
+          const external = found.foundExternal === true
+          const reportable = found.foundStatus === "claimed" || found.foundStatus === "running" ||
+            (external && found.foundStatus === "pending")
+          if (!reportable) return new InvalidTransition({ id, from: found.foundStatus, to: "running" })
+          if (!external && acting.workerId !== undefined && found.foundWorker !== acting.workerId) {
             return new NotJobHolder({ id, workerId: acting.workerId })
           }
           return new ProgressRegression({ id, current: found.foundPercent ?? 0, requested: report.percent })

@@ -1,8 +1,12 @@
 /**
  * The worker calls by the names users of the seed systems know, for code that runs a job in this process (no
- * worker id: any holder; pass `workerId` to act as one worker only).
+ * worker id: any holder; pass `workerId` to act as one worker only). They work by id alone on an external job
+ * (`tracking: "external"`, run outside jobwatch): `startJob` on a pending one starts it, `progress` 0 keeps it
+ * pending and above 0 starts it, `completeJob` and `failJob` end it (a failure is final: retries are the external
+ * system's).
  */
 import { Effect } from "effect"
+import type { ArtefactInput } from "../Domain/Job.js"
 import { Workers } from "../Workers.js"
 
 export interface HelperScope {
@@ -27,9 +31,17 @@ export const progress = (
     (workers) => workers.progress(id, { percent, step, message, data, force: scope.force }, { workerId: scope.workerId })
   )
 
-/** The job completed with `result`. */
-export const completeJob = (id: string, result?: unknown, message?: string, scope: HelperScope = {}) =>
-  Effect.flatMap(Workers, (workers) => workers.complete(id, { ...scope, result, message }))
+/** The job completed with `result` (and `artefacts`, attached in the same transaction). */
+export const completeJob = (
+  id: string,
+  result?: unknown,
+  message?: string,
+  scope: HelperScope & { readonly artefacts?: ReadonlyArray<ArtefactInput> | undefined } = {}
+) => Effect.flatMap(Workers, (workers) => workers.complete(id, { ...scope, result, message }))
+
+/** Attaches artefacts to a job that runs (one of a name the job has replaces it). */
+export const attachArtefacts = (id: string, artefacts: ReadonlyArray<ArtefactInput>, scope: HelperScope = {}) =>
+  Effect.flatMap(Workers, (workers) => workers.attach(id, artefacts, scope))
 
 /**
  * The job failed with `code` and `message`: retried while attempts remain unless `retryable` is false. `progress`
@@ -39,7 +51,11 @@ export const failJob = (
   id: string,
   code: string | undefined,
   message: string,
-  options: HelperScope & { readonly progress?: number | undefined; readonly retryable?: boolean | undefined } = {}
+  options: HelperScope & {
+    readonly progress?: number | undefined
+    readonly retryable?: boolean | undefined
+    readonly artefacts?: ReadonlyArray<ArtefactInput> | undefined
+  } = {}
 ) =>
   Effect.flatMap(Workers, (workers) =>
     workers.fail(id, {
@@ -47,5 +63,6 @@ export const failJob = (
       code,
       error: message,
       retryable: options.retryable,
-      progress: options.progress
+      progress: options.progress,
+      artefacts: options.artefacts
     }))

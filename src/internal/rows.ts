@@ -1,4 +1,5 @@
 import { DateTime, Schema } from "effect"
+import type { Artefact } from "../Domain/Job.js"
 import { JobError, JobInfo, JobProgress } from "../Domain/Job.js"
 import { eventTypeOf, JobEvent, StoredEventType } from "../Domain/JobEvent.js"
 import type { EventId, JobId } from "../Domain/JobId.js"
@@ -46,7 +47,9 @@ export const JobRow = Schema.Struct({
   claimedAt: NullableTimestamp,
   startedAt: NullableTimestamp,
   finishedAt: NullableTimestamp,
-  version: Schema.Number
+  version: Schema.Number,
+  external: Schema.Boolean,
+  artefacts: Schema.Unknown
 })
 export type JobRow = typeof JobRow.Type
 
@@ -60,9 +63,15 @@ export const jobColumns = `
   j.timeout_ms::float8 AS "timeoutMs", j.idempotency_key AS "idempotencyKey",
   j.cancel_requested AS "cancelRequested", j.worker_id AS "workerId", j.lease_expires_at AS "leaseExpiresAt",
   j.created_at AS "createdAt", j.updated_at AS "updatedAt", j.scheduled_at AS "scheduledAt",
-  j.claimed_at AS "claimedAt", j.started_at AS "startedAt", j.finished_at AS "finishedAt", j.version`
+  j.claimed_at AS "claimedAt", j.started_at AS "startedAt", j.finished_at AS "finishedAt", j.version, j.external,
+  j.artefacts`
 
 const utc = DateTime.unsafeFromDate
+
+/** A job's `artefacts` column: written only by `job_attach`, from checked input (a list of `Artefact`s). */
+const artefactsOf = (value: unknown): ReadonlyArray<Artefact> => (Array.isArray(value) ? (value as Array<Artefact>) : [])
+/** What a terminal event carries: the job's artefacts; `null` on the others. */
+const eventArtefactsOf = (value: unknown): ReadonlyArray<Artefact> | null => (Array.isArray(value) ? (value as Array<Artefact>) : null)
 const utcOrNull = (date: Date | null) => (date === null ? null : utc(date))
 
 /**
@@ -112,7 +121,9 @@ export const toJobInfo = (row: JobRow): JobInfo =>
     claimedAt: utcOrNull(row.claimedAt),
     startedAt: utcOrNull(row.startedAt),
     finishedAt: utcOrNull(row.finishedAt),
-    version: row.version
+    version: row.version,
+    tracking: row.external ? "external" : "queue",
+    artefacts: artefactsOf(row.artefacts)
   }, true)
 
 /** A `job_events` row as `eventColumns` selects it. */
@@ -133,6 +144,7 @@ export const EventRow = Schema.Struct({
   errorCode: NullableString,
   errorMessage: NullableString,
   result: Schema.Unknown,
+  artefacts: Schema.Unknown,
   createdAt: Timestamp
 })
 export type EventRow = typeof EventRow.Type
@@ -142,13 +154,16 @@ export const EventRowJson = Schema.Struct({ ...EventRow.fields, createdAt: Schem
 
 /**
  * The select list for `EventRow` from `job_events e` joined to `jobs j`: a terminal `completed` event carries the
- * job's result, which never changes once terminal, so it is not copied into the event.
+ * job's result, and every terminal event its artefacts, which never change once terminal, so they are not copied into
+ * the event.
  */
 export const eventColumns = `
   e.id, e.job_id AS "jobId", e.version, e.type, e.status, e.previous_status AS "previousStatus",
   e.progress, e.previous_progress AS "previousProgress", e.step, e.message, e.attempt, e.milestone, e.data,
   e.error_code AS "errorCode", e.error_message AS "errorMessage",
   CASE WHEN e.type = 'job.status.changed' AND e.status = 'completed' THEN j.result END AS result,
+  CASE WHEN e.type = 'job.status.changed' AND e.status IN ('completed', 'failed', 'canceled', 'deleted')
+    THEN j.artefacts END AS artefacts,
   e.created_at AS "createdAt"`
 
 export const toJobEvent = (row: EventRow): JobEvent =>
@@ -170,6 +185,7 @@ export const toJobEvent = (row: EventRow): JobEvent =>
       ? null
       : new JobError({ code: row.errorCode, message: row.errorMessage ?? "" }, true),
     result: row.result,
+    artefacts: eventArtefactsOf(row.artefacts),
     timestamp: utc(row.createdAt)
   }, true)
 
@@ -203,7 +219,9 @@ export const JobRecord = Schema.Struct({
   claimed_at: NullableString,
   started_at: NullableString,
   finished_at: NullableString,
-  version: Schema.Number
+  version: Schema.Number,
+  external: Schema.Boolean,
+  artefacts: Schema.Unknown
 })
 export type JobRecord = typeof JobRecord.Type
 
@@ -236,6 +254,9 @@ export const Found = Schema.Struct({
   foundStatus: JobStatus,
   foundWorker: NullableString,
   foundPercent: Schema.optional(Schema.Number),
+  foundExternal: Schema.optional(Schema.Boolean),
+  /** `job_attach`'s: how many artefacts the job would hold (more than allowed: nothing written). */
+  count: Schema.optional(Schema.Number),
   job: Schema.optional(JobRecord),
   event: Schema.optional(EventRecord)
 })
@@ -279,11 +300,16 @@ export const jobRowOf = (r: JobRecord): JobRow => ({
   claimedAt: dateOrNull(r.claimed_at),
   startedAt: dateOrNull(r.started_at),
   finishedAt: dateOrNull(r.finished_at),
-  version: r.version
+  version: r.version,
+  external: r.external,
+  artefacts: r.artefacts
 })
 
-/** The `EventRow` of an event's record; `result` is its job's (carried by a `completed` event only). */
-export const eventRowOf = (r: EventRecord, result: unknown): EventRow => ({
+/**
+ * The `EventRow` of an event's record; `result` and `artefacts` are its job's (carried by a `completed` event, by a
+ * terminal one).
+ */
+export const eventRowOf = (r: EventRecord, result: unknown, artefacts: unknown): EventRow => ({
   id: r.id,
   jobId: r.job_id,
   version: r.version,
@@ -300,5 +326,6 @@ export const eventRowOf = (r: EventRecord, result: unknown): EventRow => ({
   errorCode: r.error_code,
   errorMessage: r.error_message,
   result: r.type === "job.status.changed" && r.status === "completed" ? result : null,
+  artefacts: r.type === "job.status.changed" && isTerminal(r.status) ? artefacts : null,
   createdAt: new Date(r.created_at)
 })

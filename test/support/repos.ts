@@ -4,6 +4,7 @@ import { JobsRepo } from "../../src/Jobs/JobsRepo.js"
 import { PurgeRepo } from "../../src/Jobs/PurgeRepo.js"
 import { Transitions } from "../../src/Jobs/Transitions.js"
 import { ClaimsRepo } from "../../src/Workers/ClaimsRepo.js"
+import { Artefacts } from "../../src/Workers/Artefacts.js"
 import { ProgressRepo } from "../../src/Workers/ProgressRepo.js"
 import { ReaperRepo } from "../../src/Workers/ReaperRepo.js"
 
@@ -41,5 +42,6 @@ export const allRepos = Layer.mergeAll(
   EventsRepo.Default,
   ReaperRepo.Default,
   ProgressRepo.Default,
+  Artefacts.Default,
   PurgeRepo.Default
 )

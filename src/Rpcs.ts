@@ -7,6 +7,7 @@ import {
   ListOptions,
   PageNumber,
   PageSize,
+  AttachBody,
   ProgressBody,
   PurgeBody,
   ReleaseBody,
@@ -144,6 +145,7 @@ export class Rpcs extends RpcGroup.make(
     error: WorkerErrors
   }),
   Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors }),
+  Rpc.make("JobAttach", { payload: { ...Id, ...AttachBody.fields }, success: JobInfo, error: WorkerErrors }),
   Rpc.make("WebhookList", { success: WebhookList, error: Schema.Union(InvalidInput, Unauthorized) }),
   Rpc.make("WebhookCreate", { payload: WebhookBody, success: WebhookWithSecret, error: WebhookErrors }),
   Rpc.make("WebhookGet", { payload: WebhookId, success: WebhookEndpoint, error: WebhookErrors }),

@@ -690,7 +690,8 @@ describe("HTTP API: bad input", () => {
         yield* expectCases([
           { method: "PATCH", path: `/v1/jobs/${id}`, token: worker, status: 400, tag: DECODE },
           patch({}, { tag: DECODE }),
-          patch({ status: "completed" }, { tag: DECODE, issuePath: "workerId" }),
+          // without a worker id only an external job is reported on: this one is held
+          patch({ status: "completed" }, { tag: INVALID, field: "workerId" }),
           patch({ workerId: 5, status: "completed" }, { tag: DECODE, issuePath: "workerId" }),
           patch({ workerId }, { tag: DECODE, issuePath: "status" }),
           patch({ workerId, status: "done" }, { tag: DECODE, issuePath: "status" }),
@@ -756,7 +757,7 @@ describe("HTTP API: bad input", () => {
           report({ workerId, percent: "50" }, { tag: DECODE, issuePath: "percent" }),
           report({ workerId, percent: null }, { tag: DECODE, issuePath: "percent" }),
           report({ workerId, percent: [50] }, { tag: DECODE, issuePath: "percent" }),
-          report({ percent: 50 }, { tag: DECODE, issuePath: "workerId" }),
+          report({ percent: 50 }, { tag: INVALID, field: "workerId" }),
           report({ workerId: 7, percent: 50 }, { tag: DECODE, issuePath: "workerId" }),
           report({ workerId, percent: 50, force: "yes" }, { tag: DECODE, issuePath: "force" }),
           report({ workerId, percent: 50, step: 5 }, { tag: DECODE, issuePath: "step" }),

@@ -17,7 +17,7 @@ import { EventStream } from "../Streams/EventStream.js"
 import { Webhooks } from "../Webhooks.js"
 import { Workers } from "../Workers.js"
 import { listJobs, purgeJobs } from "../Jobs/Http.js"
-import { releaseJobs, updateJob } from "../Workers/Http.js"
+import { asReporter, releaseJobs, updateJob } from "../Workers/Http.js"
 import { asOwner, asWorker, Waits } from "./Waits.js"
 
 /** The RPC group's handlers: the services the HTTP API calls, for the `CurrentUser` the middleware provides. */
@@ -74,7 +74,9 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
     WorkerHeartbeat: ({ workerId }) => Effect.zipRight(asWorker(workerId), workers.heartbeat(workerId)),
     JobUpdate: ({ id, ...body }) => updateJob(workers, id, body),
     JobProgress: ({ id, workerId, ...report }) =>
-      Effect.zipRight(asWorker(workerId), workers.progress(id, report, { workerId })),
+      Effect.zipRight(asReporter(workers, id, workerId), workers.progress(id, report, { workerId })),
+    JobAttach: ({ artefacts, id, workerId }) =>
+      Effect.zipRight(asReporter(workers, id, workerId), workers.attach(id, artefacts, { workerId })),
     WebhookList: () =>
       asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))),
     WebhookCreate: (body) => Effect.flatMap(CurrentUser, (user) => hooks.create(user.sub, body)),

@@ -14,7 +14,7 @@ import {
   WorkerNotFound
 } from "../Domain/Errors.js"
 import { JobInfo } from "../Domain/Job.js"
-import { ClaimBody, IdPath, ProgressBody, ReleaseBody, UpdateBody, WorkerPath } from "../Domain/Requests.js"
+import { AttachBody, ClaimBody, IdPath, ProgressBody, ReleaseBody, UpdateBody, WorkerPath } from "../Domain/Requests.js"
 import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "../Domain/Worker.js"
 
 export class ClaimResult extends Schema.Class<ClaimResult>("ClaimResult")({ jobs: Schema.Array(ClaimedJob) }) {}
@@ -72,9 +72,11 @@ export class WorkersApi extends HttpApiGroup.make("workers")
       .addError(InvalidTransition)
       .addError(NotJobHolder)
       .annotateContext(doc(
-        "Start or end a held job",
-        "running, completed (with result), failed (with error; retried after the job's backoff while attempts " +
-          "remain and it is retryable) or canceled. Only the job's holder may change it (409 NotJobHolder)."
+        "Start or end a held job (or an external one)",
+        "running, completed (with result), failed (with error and the progress reached; retried after the job's " +
+          "backoff while attempts remain and it is retryable) or canceled, with artefacts attached in the same " +
+          "transaction. Only the job's holder may change it (409 NotJobHolder); an external job (tracking external) " +
+          "has no holder: any worker token reports on it by id, workerId left out, and its failure is final."
       ))
   )
   .add(
@@ -94,6 +96,24 @@ export class WorkersApi extends HttpApiGroup.make("workers")
         "Report progress",
         "Records percent (clamped to 0–100, never backwards), step, message and data; writes at most once per " +
           "throttle window per job unless force, the last report always lands. Progress > 0 starts a claimed job."
+      ))
+  )
+  .add(
+    HttpApiEndpoint.post("attach", "/v1/jobs/:id/artefacts")
+      .setPath(IdPath)
+      .setPayload(AttachBody)
+      .addError(UnsupportedMediaType)
+      .addSuccess(JobInfo)
+      .addError(InvalidInput)
+      .addError(PayloadTooLarge)
+      .addError(JobNotFound)
+      .addError(InvalidTransition)
+      .addError(NotJobHolder)
+      .annotateContext(doc(
+        "Attach artefacts",
+        "Attaches artefacts (name, url, contentType, size, checksum) to a job that runs; one of a name the job " +
+          "has replaces it, at most 100 per job. The job's next version, with a job.progress event whose data " +
+          "lists them; GET shows them as artefacts, and the job's terminal event carries them."
       ))
   )
   .addError(Forbidden)

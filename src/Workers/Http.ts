@@ -13,23 +13,45 @@ import { ClaimResult } from "./Api.js"
 
 type Update = typeof UpdateBody.Type
 
-/** A worker starts or ends a job it holds, as `PATCH /v1/jobs/{id}` (and the RPC `JobUpdate`) ask. */
+/**
+ * Who may report on job `id`: the caller acts as `workerId` when it names one (the worker-identity rule); naming
+ * none, it must hold the worker role and the job must be external (reported on by id, without a lease).
+ */
+export const asReporter = (workers: Workers, id: JobId, workerId: string | undefined) =>
+  workerId === undefined
+    ? Effect.zipRight(Effect.flatMap(CurrentUser, (user) => checkWorker(user)), workers.requireExternal(id))
+    : asWorker(workerId)
+
+/**
+ * A worker starts or ends a job it holds (or an external one), as `PATCH /v1/jobs/{id}` (and the RPC `JobUpdate`)
+ * ask; `artefacts` are attached in the same transaction as a completion or a failure, before any other change.
+ */
 export const updateJob = (workers: Workers, id: JobId, body: Update) =>
   Effect.gen(function*() {
-    yield* asWorker(body.workerId)
+    yield* asReporter(workers, id, body.workerId)
     const scope = { workerId: body.workerId, message: body.message }
+    const { artefacts } = body
+    const ending = body.status === "completed" || body.status === "failed"
+    if (artefacts !== undefined && !ending) yield* workers.attach(id, artefacts, scope)
     switch (body.status) {
       case "running":
         return yield* workers.start(id, scope)
       case "completed":
-        return yield* workers.complete(id, { ...scope, result: body.result })
+        return yield* workers.complete(id, { ...scope, result: body.result, artefacts })
       case "canceled":
         return yield* workers.canceled(id, scope)
       case "failed": {
         // the schema refuses a failed without an error; this keeps the types honest
         const error = body.error
         if (error === undefined) return yield* new InvalidInput({ field: "error", message: "is required when status is failed" })
-        return yield* workers.fail(id, { ...scope, code: error.code, error: error.message, retryable: error.retryable })
+        return yield* workers.fail(id, {
+          ...scope,
+          code: error.code,
+          error: error.message,
+          retryable: error.retryable,
+          progress: body.progress,
+          artefacts
+        })
       }
     }
   })
@@ -57,7 +79,9 @@ export const WorkersLive = HttpApiBuilder.group(Api, "workers", (handlers) =>
       .handle("heartbeat", ({ path }) => Effect.zipRight(asWorker(path.workerId), workers.heartbeat(path.workerId)))
       .handle("update", ({ path, payload }) => updateJob(workers, path.id, payload))
       .handle("progress", ({ path, payload: { workerId, ...report } }) =>
-        Effect.zipRight(asWorker(workerId), workers.progress(path.id, report, { workerId })))
+        Effect.zipRight(asReporter(workers, path.id, workerId), workers.progress(path.id, report, { workerId })))
+      .handle("attach", ({ path, payload: { artefacts, workerId } }) =>
+        Effect.zipRight(asReporter(workers, path.id, workerId), workers.attach(path.id, artefacts, { workerId })))
   }))
 
 /**

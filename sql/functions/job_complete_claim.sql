@@ -15,6 +15,8 @@
 -- (sql/0017: per job, the stream order is version order).
 -- The jobs completed are held (claimed or running) and the jobs claimed pending, so the two updates never meet a
 -- row twice; completions lock their rows in id order (concurrent batches cannot deadlock), the claim skips locks.
+-- An external job is never held: job_complete_many's rule for them (a pending one counts as claimed) is not here,
+-- so a worker's group commit refuses one (it never claimed it).
 -- Sequential scans off: see job_complete_many.
 CREATE OR REPLACE FUNCTION job_complete_claim(p_worker text, p_ids uuid[], p_results text[], p_messages text[],
   p_from text[], p_queues text[], p_names text[], p_limit integer, p_lease_ms integer, p_now timestamptz)

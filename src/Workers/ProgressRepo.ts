@@ -39,8 +39,8 @@ export class ProgressRepo extends Effect.Service<ProgressRepo>()("jobwatch/Progr
 
     /**
      * Writes a progress report, keeping the maximum: the job must be `claimed` or `running` (held by `workerId` when
-     * given) and not further than `percent` already (`ProgressRegression` otherwise). Progress above 0 makes a
-     * `claimed` job `running`. Answers the job and the event written (`job.progress`, a `milestone` when the report
+     * given; an external job: pending too, by anyone) and not further than `percent` already (`ProgressRegression`
+     * otherwise). Progress above 0 makes a `claimed` (or pending external) job `running`. Answers the job and the event written (`job.progress`, a `milestone` when the report
      * is the job's first, crosses 25, 50, 75 or 100, or moved 10 points or more since the last marked one).
      */
     const writeProgress = (

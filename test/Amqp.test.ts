@@ -1,6 +1,6 @@
 import { afterAll, assert, describe, it, layer } from "@effect/vitest"
 import * as amqp from "amqplib"
-import { Context, Duration, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer, Metric } from "effect"
 import type { JobWatchConfigInput } from "../src/Config.js"
 import { closedPort } from "./support/fixtures.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
@@ -13,7 +13,7 @@ import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import { JobWatchConfig } from "../src/Config.js"
-import { AmqpRelay, declareTopology } from "../src/Amqp/Relay.js"
+import { AmqpRelay, declareTopology, publishedTotal, relayLag } from "../src/Amqp/Relay.js"
 import * as JobWatch from "../src/JobWatch.js"
 import { Jobs } from "../src/Jobs.js"
 import { Workers } from "../src/Workers.js"
@@ -40,6 +40,8 @@ const relayLayer = (config: JobWatchConfigInput = {}) =>
   )
 
 /** Runs `count` jobs of `queue` through start, progress 50 % and completion (even) or failure (odd). */
+const rowsCsv = { name: "rows.csv", url: "s3://bucket/rows.csv", contentType: "text/csv", size: 10 }
+
 const runJobs = (queue: string, count: number) =>
   Effect.gen(function*() {
     const jobs = yield* Jobs
@@ -52,7 +54,7 @@ const runJobs = (queue: string, count: number) =>
         Effect.gen(function*() {
           yield* workers.progress(job.id, { percent: 50, step: "processing", force: true }, { workerId: "amqp-worker" })
           if (Number(job.name.slice("report-".length)) % 2 === 0) {
-            yield* workers.complete(job.id, { workerId: "amqp-worker", result: { rows: 3 } })
+            yield* workers.complete(job.id, { workerId: "amqp-worker", result: { rows: 3 }, artefacts: [rowsCsv] })
           } else {
             yield* workers.fail(job.id, { workerId: "amqp-worker", code: "bad", error: "it broke", retryable: false })
           }
@@ -161,6 +163,9 @@ describe("the event bus relay (RabbitMQ)", () => {
           owner: "erp",
           result: { rows: 3 }
         })
+        assert.deepStrictEqual(completed.body["artefacts"], [
+          { name: "rows.csv", url: "s3://bucket/rows.csv", content_type: "text/csv", size: 10, checksum: null }
+        ])
         assert.strictEqual(completed.messageId, completed.body["event_id"])
         assert.strictEqual(completed.type, "job.status.changed")
         assert.deepStrictEqual(completed.headers, { job_id: completed.body["job_id"], version: completed.body["version"] })
@@ -168,6 +173,7 @@ describe("the event bus relay (RabbitMQ)", () => {
         const failed = all.find((m) => m.routingKey === "job.status.failed")!
         assert.deepInclude(failed.body, { status: "failed" })
         assert.deepStrictEqual(failed.body["error"], { code: "bad", message: "it broke" })
+        assert.deepStrictEqual(failed.body["artefacts"], [])
         const progress = all.find((m) => m.routingKey === "job.progress")!
         assert.deepInclude(progress.body, { event_type: "job.progress", progress: 50, step: "processing", status: "running" })
         assert.sameMembers(
@@ -176,6 +182,9 @@ describe("the event bus relay (RabbitMQ)", () => {
         )
         const stats = yield* relay.stats
         assert.strictEqual(stats.returned, 0)
+        // the relay's metrics: what it confirmed, and its lag (0 once it caught up)
+        assert.isAtLeast((yield* Metric.value(publishedTotal)).count, 4 * count)
+        yield* eventually(Metric.value(relayLag), (lag) => lag.value === 0)
       }))
   })
 

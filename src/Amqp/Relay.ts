@@ -1,7 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import type { ConfirmChannel } from "amqplib"
 import * as amqp from "amqplib"
-import { Cause, Data, Duration, Effect, Exit, Option, Queue, Random, Redacted } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Exit, Metric, Option, Queue, Random, Redacted } from "effect"
 import pg from "pg"
 import { JobWatchConfig } from "../Config.js"
 import type { StreamPosition } from "../EventLog.js"
@@ -10,6 +10,15 @@ import { clientConfig } from "../EventLog/Listener.js"
 import { makeStreak } from "../internal/retry.js"
 import type { Topology } from "./Message.js"
 import { messageOf } from "./Message.js"
+
+export const publishedTotal = Metric.counter("jobwatch_amqp_published_total", {
+  description: "events the relay published and the broker confirmed",
+  incremental: true
+})
+/** How far behind the relay is: the age of the newest event of its last confirmed batch; 0 when it caught up. */
+export const relayLag = Metric.gauge("jobwatch_amqp_relay_lag_seconds", {
+  description: "age of the newest event the relay had confirmed, when it confirmed it (0 when caught up)"
+})
 
 /** Events read and published per batch; the cursor moves after each batch's confirms. */
 const batchSize = 500
@@ -157,15 +166,21 @@ export class AmqpRelay extends Effect.Service<AmqpRelay>()("jobwatch/AmqpRelay",
         while (true) {
           const batch = yield* events.tailAfter(cursor, batchSize)
           if (batch.length === 0) {
+            yield* Metric.set(relayLag, 0)
             yield* Effect.raceFirst(Queue.take(wake), Effect.sleep(idleRead))
             // the lock connection is alive (a session lock lives as long as it)
             yield* attempt("checking the lock connection", () => client.query("SELECT 1"))
             continue
           }
-          stats.published += yield* publish(channel, [...batch])
-          cursor = batch[batch.length - 1]!.position
+          const published = yield* publish(channel, [...batch])
+          stats.published += published
+          const last = batch[batch.length - 1]!
+          cursor = last.position
           yield* save(cursor)
           stats.batches++
+          yield* Metric.incrementBy(publishedTotal, published)
+          const now = yield* Clock.currentTimeMillis
+          yield* Metric.set(relayLag, Math.max(0, (now - Number(last.event.timestamp.epochMillis)) / 1000))
         }
       }).pipe(Effect.scoped)
 

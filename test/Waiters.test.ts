@@ -69,14 +69,18 @@ layer(testLayer, { excludeTestServices: true })("a waiter-only process", (it) =>
       }))
       yield* Deferred.await(markerSeen).pipe(within(10))
       const afterMarker = yield* notifications.stats
-      // the marker's doorbell came after the start and the progress: only the marker was read
-      assert.strictEqual(afterMarker.jobsRead - followed.jobsRead, 1)
+      // the marker's doorbell came after the start and the progress: only the marker was read, unless the LISTEN
+      // connection was re-established meanwhile (a reconcile reads every watched job, whatever the doorbells said)
+      if (afterMarker.reconciles === followed.reconciles) assert.strictEqual(afterMarker.jobsRead - followed.jobsRead, 1)
       yield* remotely(Effect.flatMap(Repos, (repo) => repo.complete(job.id, { resultJson: JSON.stringify({ n: 1 }) })))
       const outcomes = yield* Stream.runCollect(armed).pipe(within(10))
       assert.deepStrictEqual(Chunk.toReadonlyArray(outcomes).map((o) => [o.id, o.status, o.result]), [
         [job.id, "completed", { n: 1 }]
       ])
-      assert.strictEqual((yield* notifications.stats).jobsRead, afterMarker.jobsRead, "the outcome rode the doorbell")
+      const last = yield* notifications.stats
+      if (last.reconciles === afterMarker.reconciles) {
+        assert.strictEqual(last.jobsRead, afterMarker.jobsRead, "the outcome rode the doorbell")
+      }
     }))
 
   it.scoped("an outcome too large for the doorbell resolves its waiter through a read", () =>

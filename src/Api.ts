@@ -1,6 +1,7 @@
 import { HttpApi, OpenApi } from "@effect/platform"
 import { DatabaseUnavailable } from "./Domain/Errors.js"
 import { OpsApi } from "./Health/Api.js"
+import { JobLibApi } from "./JobLib/Api.js"
 import { JobsApi } from "./Jobs/Api.js"
 import { EventsApi } from "./Streams/Api.js"
 import { WebhooksApi } from "./Webhooks/Api.js"
@@ -21,6 +22,7 @@ export {
   WebhookPatch
 } from "./Domain/Requests.js"
 export { Health, NotReady, OpsApi, Readiness } from "./Health/Api.js"
+export { JobLibApi, JobTypeCreated, JobTypeExisting } from "./JobLib/Api.js"
 export { JobRefs, JobsApi, WaitResult } from "./Jobs/Api.js"
 export { EventsApi } from "./Streams/Api.js"
 export { WebhooksApi } from "./Webhooks/Api.js"
@@ -33,6 +35,7 @@ export class Api extends HttpApi.make("jobwatch")
   .add(WorkersApi)
   .add(EventsApi)
   .add(WebhooksApi)
+  .add(JobLibApi)
   // a database that does not answer, on any endpoint (mapped from the repositories' defects in one place)
   .addError(DatabaseUnavailable)
   .annotate(OpenApi.Title, "jobwatch")

@@ -9,6 +9,7 @@ import { Limits, RateLimitLive } from "./Http/Limits.js"
 import { RequestBodies } from "./Http/RequestBodies.js"
 import { RpcRoutes } from "./Http/RpcHandlers.js"
 import { Waits } from "./Http/Waits.js"
+import { JobLibLive } from "./JobLib/Http.js"
 import { JobsLive } from "./Jobs/Http.js"
 import { EventsLive } from "./Streams/Http.js"
 import { WebhooksLive } from "./Webhooks/Http.js"
@@ -34,7 +35,7 @@ export const CorsLive = Layer.unwrapEffect(Effect.map(JobWatchConfig, (config) =
  * or `Auth.layerJwt`) and the jobwatch services.
  */
 export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/openapi.json" }).pipe(
-  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive, WebhooksLive]),
+  Layer.provide([OpsLive, JobsLive, WorkersLive, EventsLive, WebhooksLive, JobLibLive]),
   Layer.provide([WorkerRoleLive, RateLimitLive]),
   Layer.provide([Waits.Default, Limits.Default])
 )

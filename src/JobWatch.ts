@@ -13,6 +13,7 @@ import { Reaper } from "./Workers/Reaper.js"
 import { AmqpRelay } from "./Amqp/Relay.js"
 import * as Worker from "./Workers/Worker.js"
 import { Workers } from "./Workers.js"
+import { JobLib } from "./JobLib.js"
 
 // The layers below need the host's `PgClient` (and `SqlClient`) and a `JobWatchConfig`. The host sizes the pool in
 // its own `PgClient` layer (`PgClient.layer({ url, maxConnections })`): `JOBWATCH_POOL_SIZE` is the pool of
@@ -25,7 +26,7 @@ export const MigrationsLive = Layer.effectDiscard(Migrations.run())
 /**
  * Every jobwatch service, with the migrations run first: a producer's, a worker's, the reaper (electing itself
  * when `reaper` is on), the event streams, webhook endpoints and the webhook deliverer (when `webhooks` is on), and
- * the event bus relay (electing itself when `amqpUrl` is set and `amqpRelay` on).
+ * the event bus relay (electing itself when `amqpUrl` is set and `amqpRelay` on), and the job library (`JobLib`).
  */
 export const layer = Worker.local.pipe(
   Layer.provideMerge(Layer.mergeAll(
@@ -38,7 +39,8 @@ export const layer = Worker.local.pipe(
     EventStream.Default,
     Webhooks.Default,
     WebhookDeliverer.Default,
-    AmqpRelay.Default
+    AmqpRelay.Default,
+    JobLib.Default
   )),
   Layer.provide(MigrationsLive)
 )

@@ -1,15 +1,17 @@
-import { Clock, DateTime, Deferred, Duration, Effect, Metric, Option, Random, Stream } from "effect"
+import { Clock, Duration, Effect, Metric, Random } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { InvalidInput, WorkerNotFound } from "./Domain/Errors.js"
 import type { JobId } from "./Domain/JobId.js"
-import { ClaimedJob, HeartbeatResult } from "./Domain/Worker.js"
+import type { ClaimedJob } from "./Domain/Worker.js"
+import { HeartbeatResult } from "./Domain/Worker.js"
 import { jsonValueTooDeep, MAX_JSON_DEPTH } from "./Domain/Values.js"
 import { jsonValue } from "./internal/invalid.js"
 import { Transitions } from "./Jobs.js"
+import { ClaimWaiters } from "./Workers/ClaimWaiters.js"
 import { Listener } from "./EventLog.js"
 import type { ProgressReport } from "./Workers/ProgressReporter.js"
 import { ProgressReporter } from "./Workers/ProgressReporter.js"
-import { ClaimsRepo } from "./Workers/ClaimsRepo.js"
+import { claimedJobOf, ClaimsRepo } from "./Workers/ClaimsRepo.js"
 import type { ClaimedRow } from "./Workers/ClaimsRepo.js"
 import { Artefacts, decodeArtefacts } from "./Workers/Artefacts.js"
 import type { ArtefactInput } from "./Domain/Job.js"
@@ -33,6 +35,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     Transitions.Default,
     ClaimsRepo.Default,
     ProgressReporter.Default,
+    ClaimWaiters.Default,
     Listener.Default,
     Artefacts.Default,
     JobsRepo.Default
@@ -41,6 +44,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     const transitions = yield* Transitions
     const claims = yield* ClaimsRepo
     const reporter = yield* ProgressReporter
+    const waiters = yield* ClaimWaiters
     const listener = yield* Listener
     const artefactsRepo = yield* Artefacts
     const jobsRepo = yield* JobsRepo
@@ -48,35 +52,6 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     const artefactsOf = (value: ReadonlyArray<ArtefactInput> | undefined) =>
       value === undefined ? Effect.succeed(undefined) : decodeArtefacts(value)
     const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
-
-    // claimers waiting for work, woken by the ready channel (a queue got a pending job) or a listener reconnect
-    const waiting = new Set<{ readonly queues: ReadonlySet<string>; readonly wake: () => void }>()
-    yield* listener.on("ready", (payload) => {
-      const queues = payload === "*" ? undefined : new Set(payload.split(","))
-      for (const waiter of waiting) {
-        if (queues === undefined || [...waiter.queues].some((q) => queues.has(q))) waiter.wake()
-      }
-    })
-    yield* listener.state.changes.pipe(
-      Stream.filter((state) => state.connected),
-      Stream.runForEach(() => Effect.sync(() => waiting.forEach((waiter) => waiter.wake()))),
-      Effect.forkScoped
-    )
-
-    const toClaimed = (job: ClaimedRow, heartbeatMs: number) =>
-      new ClaimedJob({
-        id: job.id,
-        name: job.name,
-        queue: job.queue,
-        payload: job.payload,
-        priority: job.priority,
-        attempt: job.attempt,
-        maxAttempts: job.maxAttempts,
-        timeoutSeconds: job.timeoutSeconds,
-        leaseExpiresAt: job.leaseExpiresAt ?? DateTime.unsafeMake(0),
-        version: job.version,
-        heartbeatSeconds: heartbeatMs / 1000
-      }, true)
 
     /**
      * The claimed jobs a worker can be sent. A payload nested deeper than `MAX_JSON_DEPTH` levels (stored before
@@ -134,49 +109,16 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
           start: options.start === true
         })).pipe(
           Effect.flatMap((jobs) => deliverable(worker, jobs)),
-          Effect.map((jobs) => jobs.map((job) => toClaimed(job, heartbeatMs))),
+          Effect.map((jobs) => jobs.map((job) => claimedJobOf(job, heartbeatMs))),
           Effect.tap((jobs) => Metric.incrementBy(claimsTotal, jobs.length))
         )
-      const deadline = (yield* Clock.currentTimeMillis) + waitMs
-      const queueSet = new Set(queues)
-      const safetyNetMs = Option.match(config.refreshInterval, {
-        onNone: () => Number.POSITIVE_INFINITY,
-        onSome: Duration.toMillis
+      return yield* waiters.claim({
+        keys: new Set(queues),
+        claimOnce,
+        waitMs,
+        until: options.until,
+        giveBack: (jobs) => giveBack(worker, jobs)
       })
-      let stopWaiting = false
-      const until = options.until === undefined
-        ? Effect.never
-        : Effect.zipRight(options.until, Effect.sync(() => void (stopWaiting = true)))
-      while (true) {
-        const woken = yield* Deferred.make<void>()
-        const waiter = { queues: queueSet, wake: () => Deferred.unsafeDone(woken, Effect.void) }
-        // registered before the claim reads, so a job enqueued in between wakes this waiter. The claim itself is
-        // not interruptible (an interruption would cancel its statement, which may have committed): a caller that
-        // went away while it ran gets nothing, and its jobs go back to the queue, their attempt not used up
-        const jobs = yield* Effect.acquireUseRelease(
-          Effect.sync(() => waiting.add(waiter)),
-          () =>
-            Effect.uninterruptibleMask((restore) =>
-              Effect.gen(function*() {
-                const jobs = yield* claimOnce
-                if (jobs.length > 0) {
-                  return Option.some(yield* restore(Effect.succeed(jobs)).pipe(Effect.onInterrupt(() => giveBack(worker, jobs))))
-                }
-                const remaining = deadline - (yield* Clock.currentTimeMillis)
-                if (remaining <= 0 || stopWaiting) return Option.some(jobs)
-                // interruptible whatever the caller's region: Worker.run claims uninterruptibly, so as not to lose an
-                // answer, and its shutdown must still end this wait
-                yield* Effect.interruptible(Deferred.await(woken).pipe(
-                  Effect.timeoutOption(Duration.millis(Math.min(remaining, safetyNetMs))),
-                  Effect.raceFirst(until)
-                ))
-                return Option.none()
-              })
-            ),
-          () => Effect.sync(() => waiting.delete(waiter))
-        )
-        if (Option.isSome(jobs)) return jobs.value
-      }
     })
 
     /** Marks the worker alive, extends the leases of its jobs, and answers its jobs whose cancellation was requested. */
@@ -313,7 +255,7 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         leaseMs: Math.round(heartbeatMs * 1.5),
         now: yield* now
       })
-      const claimed = (yield* deliverable(worker, done.claimed)).map((job) => toClaimed(job, heartbeatMs))
+      const claimed = (yield* deliverable(worker, done.claimed)).map((job) => claimedJobOf(job, heartbeatMs))
       yield* Metric.incrementBy(claimsTotal, claimed.length)
       return { answers: done.answers, claimed }
     })

@@ -20,6 +20,8 @@ import { LocalEvents } from "../src/EventLog/LocalEvents.js"
 import { Notifications } from "../src/Notifications.js"
 import { ProgressReporter } from "../src/Workers/ProgressReporter.js"
 import { Workers } from "../src/Workers.js"
+import { ClaimWaiters } from "../src/Workers/ClaimWaiters.js"
+import { JobLib } from "../src/JobLib.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
@@ -126,12 +128,15 @@ describe("Listener", () => {
     const notifications = Notifications.DefaultWithoutDependencies.pipe(
       Layer.provide([allRepos, LocalEvents.Default, listener])
     )
+    const waiters = ClaimWaiters.DefaultWithoutDependencies.pipe(Layer.provide(listener))
+    const workers = Workers.DefaultWithoutDependencies.pipe(
+      Layer.provide([allRepos, ProgressReporter.Default, waiters, listener])
+    )
     return Layer.mergeAll(
       Jobs.Default,
       CompletionWatcher.DefaultWithoutDependencies.pipe(Layer.provide([notifications, allRepos])),
-      Workers.DefaultWithoutDependencies.pipe(
-        Layer.provide([allRepos, ProgressReporter.Default, listener])
-      ),
+      workers,
+      JobLib.DefaultWithoutDependencies.pipe(Layer.provide([allRepos, workers, waiters])),
       EventStream.DefaultWithoutDependencies.pipe(
         Layer.provide([
           allRepos,

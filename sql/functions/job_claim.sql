@@ -37,7 +37,7 @@ BEGIN
     SELECT x.id FROM (SELECT DISTINCT unnest(p_queues) AS queue) q
     CROSS JOIN LATERAL (
       SELECT c.id, c.priority FROM jobs c
-      WHERE c.status = 'pending' AND NOT c.external AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
+      WHERE c.status = 'pending' AND NOT c.external AND c.job_type_id IS NULL AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
       ORDER BY c.priority DESC, c.id
       LIMIT p_limit
       FOR UPDATE SKIP LOCKED

@@ -47,7 +47,7 @@ BEGIN
     SELECT x.id FROM (SELECT DISTINCT unnest(p_queues) AS queue WHERE p_limit > 0 AND EXISTS (SELECT 1 FROM w)) q
     CROSS JOIN LATERAL (
       SELECT c.id, c.priority FROM jobs c
-      WHERE c.status = 'pending' AND NOT c.external AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
+      WHERE c.status = 'pending' AND NOT c.external AND c.job_type_id IS NULL AND c.queue = q.queue AND (p_names IS NULL OR c.name = ANY (p_names))
       ORDER BY c.priority DESC, c.id
       LIMIT greatest(p_limit, 0)
       FOR UPDATE SKIP LOCKED

@@ -1,7 +1,8 @@
 -- The notifications of every statement that writes events, sent at its commit (latency hints only, never the
 -- truth), in this order:
 --   "<schema>.cancel"   ids of jobs that just got a cancel request (comma-separated; '*' when too many)
---   "<schema>.ready"    the distinct queues of jobs that just became pending (comma-separated; '*' when too many)
+--   "<schema>.ready"    the distinct queues of jobs that just became pending (comma-separated; '*' when too many);
+--                       a task (a job with a job type) as '@type:<job type id>', for the workers serving its type
 --   "<schema>.doorbell" what changed, in one payload per chunk under 8000 bytes (one for a statement of up to about
 --                       a hundred small outcomes or 200 jobs), items separated by commas:
 --                         '#'               first: this shape (src/EventLog/Doorbell.ts reads it)
@@ -34,7 +35,7 @@ BEGIN
   END IF;
   IF firsts = 1 THEN
     SELECT n.job_id, n.version, n.type, n.status, n.error_code, n.error_message, n.created_at, j.queue, j.result,
-      j.external
+      j.external, j.job_type_id
     INTO one
     FROM new_rows n LEFT JOIN jobs j ON j.id = n.job_id;
     payload := '#,' || one.job_id::text || ':' || one.version;
@@ -44,7 +45,8 @@ BEGIN
     IF one.queue IS NOT NULL AND one.type = 'job.status.changed' THEN
       -- an external job is never claimed: its pending wakes no claimer
       IF one.status = 'pending' AND NOT one.external THEN
-        PERFORM pg_notify(TG_TABLE_SCHEMA || '.ready', one.queue);
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '.ready',
+          CASE WHEN one.job_type_id IS NULL THEN one.queue ELSE '@type:' || one.job_type_id END);
       ELSIF job_is_terminal(one.status) THEN
         outcome := job_outcome_json(one.job_id, one.version, one.status, one.result, one.error_code,
           one.error_message, one.created_at)::text;
@@ -59,7 +61,8 @@ BEGIN
   IF canceling IS NOT NULL THEN
     PERFORM pg_notify(TG_TABLE_SCHEMA || '.cancel', CASE WHEN octet_length(canceling) > 7900 THEN '*' ELSE canceling END);
   END IF;
-  SELECT string_agg(DISTINCT j.queue, ',') INTO ready
+  SELECT string_agg(DISTINCT CASE WHEN j.job_type_id IS NULL THEN j.queue ELSE '@type:' || j.job_type_id END, ',')
+  INTO ready
   FROM new_rows n JOIN jobs j ON j.id = n.job_id
   WHERE n.status = 'pending' AND n.type = 'job.status.changed' AND NOT j.external;
   IF ready IS NOT NULL THEN

@@ -46,6 +46,8 @@ export class JobError extends Schema.Class<JobError>("JobError")({
  */
 export const JobTracking = Schema.Literal("queue", "external").annotations({ identifier: "JobTracking" })
 export type JobTracking = typeof JobTracking.Type
+/** How a job is tracked, as it is answered: `JobTracking`, or `task`, a job library task (claimed by its type's workers). */
+export const JobTrackingInfo = Schema.Literal("queue", "external", "task").annotations({ identifier: "JobTrackingInfo" })
 
 /** The schemes an artefact's URL may not have: what a browser would run rather than fetch. */
 const scriptSchemes = /^(javascript|vbscript|data):/i
@@ -120,7 +122,7 @@ export class JobInfo extends Schema.Class<JobInfo>("JobInfo")({
   startedAt: NullableTimestamp,
   finishedAt: NullableTimestamp,
   version: Schema.Int,
-  tracking: JobTracking,
+  tracking: JobTrackingInfo,
   artefacts: Schema.Array(Artefact).annotations({ description: "what its workers attached, in order" })
 }) {}
 

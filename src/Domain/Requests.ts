@@ -195,7 +195,7 @@ export const ClaimBody = Schema.Struct({
   examples: [{ queues: ["emails"], limit: 10, wait: Duration.seconds(30) }]
 })
 
-const FailureBody = Schema.Struct({
+export const FailureBody = Schema.Struct({
   code: Schema.optional(ErrorCode),
   message: ErrorMessage,
   retryable: Schema.optional(Schema.Boolean)

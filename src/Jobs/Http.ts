@@ -26,7 +26,7 @@ export const preferredWait = (prefer: string | undefined): number => {
  * Reads a job (`read`) waiting as the `Prefer` header asks (capped), and announces the wait it applied in
  * `Preference-Applied` when it answers the job.
  */
-const withPreferredWait = <E, R>(
+export const withPreferredWait = <E, R>(
   prefer: string | undefined,
   max: Duration.Duration,
   read: (wait: Duration.Duration) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
@@ -56,7 +56,7 @@ const encodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>) => {
     return HttpServerResponse.uint8Array(body, { contentType: "application/json" })
   }
 }
-const jobAnswer = encodedOnce(JobInfo)
+export const jobAnswer = encodedOnce(JobInfo)
 const statusAnswer = encodedOnce(JobStatusInfo)
 
 /** A page of the caller's jobs: by cursor when one is given, else by page number. */

@@ -31,6 +31,8 @@ export interface NewJob {
   readonly webhookSecret: string | null
   /** Run outside jobwatch (`tracking: "external"`): never claimed. */
   readonly external: boolean
+  /** A task's job type (`JobLib.push`): only the workers serving that type claim it. */
+  readonly jobTypeId?: number | undefined
 }
 
 export interface ListFilter {
@@ -94,10 +96,15 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const jobs = sql(`${schema}.jobs`)
     const enqueueFunction = sql(`${schema}.job_enqueue`)
     const columns = sql.literal(jobColumns)
-    // among the jobs workers claim: an external job has no place in the queue
-    const queuePosition = sql`CASE WHEN j.status = 'pending' AND NOT j.external THEN (
+    // among the jobs workers claim: an external job has no place in the queue; a task's place is among its type's
+    // tasks in its room (each through its own claim index)
+    const queuePosition = sql`CASE WHEN j.status = 'pending' AND NOT j.external AND j.job_type_id IS NULL THEN (
       SELECT count(*)::int + 1 FROM ${jobs} p
-      WHERE p.status = 'pending' AND NOT p.external AND p.queue = j.queue
+      WHERE p.status = 'pending' AND NOT p.external AND p.job_type_id IS NULL AND p.queue = j.queue
+        AND (p.priority > j.priority OR (p.priority = j.priority AND p.id < j.id))
+    ) WHEN j.status = 'pending' AND j.job_type_id IS NOT NULL THEN (
+      SELECT count(*)::int + 1 FROM ${jobs} p
+      WHERE p.status = 'pending' AND p.job_type_id = j.job_type_id AND p.queue = j.queue
         AND (p.priority > j.priority OR (p.priority = j.priority AND p.id < j.id))
     ) END AS "queuePosition"`
     const noPosition = sql.literal(`NULL::int AS "queuePosition"`)
@@ -157,6 +164,7 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             ${column((job) => job.backoff.multiplier)}::float8[], ${column((job) => job.webhookUrl)}::text[],
             ${column((job) => job.webhookSecret)}::text[],
             ${input.some((job) => job.external) ? column((job) => String(job.external), false) : null}::boolean[],
+            ${input.some((job) => job.jobTypeId !== undefined) ? column((job) => job.jobTypeId ?? null, false) : null}::bigint[],
             ${keyed})`.pipe(
           Effect.flatMap(decodeEnqueued)
         )
@@ -207,6 +215,22 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
     const get = (id: JobId, owner?: string) =>
       sql`SELECT ${columns}, ${queuePosition} FROM ${jobs} j
           WHERE j.id = ${id} ${owner === undefined ? sql`` : sql`AND j.owner = ${owner}`}`.pipe(
+        Effect.flatMap(decodeJobRows),
+        Effect.orDie,
+        Effect.flatMap((rows) => rows.length === 0 ? new JobNotFound({ id }) : Effect.succeed(toJobInfo(rows[0]!)))
+      )
+
+    /**
+     * A job library task, as `viewer` may see it: the task's creator, or the worker holding it (`viewer` or
+     * `<viewer>:…`, the worker ids its token may act as); every task when `viewer` is undefined (an admin).
+     */
+    const getTask = (id: JobId, viewer?: string) =>
+      sql`SELECT ${columns}, ${queuePosition} FROM ${jobs} j
+          WHERE j.id = ${id} AND j.job_type_id IS NOT NULL ${
+        viewer === undefined
+          ? sql``
+          : sql`AND (j.owner = ${viewer} OR j.worker_id = ${viewer} OR starts_with(j.worker_id, ${`${viewer}:`}))`
+      }`.pipe(
         Effect.flatMap(decodeJobRows),
         Effect.orDie,
         Effect.flatMap((rows) => rows.length === 0 ? new JobNotFound({ id }) : Effect.succeed(toJobInfo(rows[0]!)))
@@ -274,6 +298,6 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         Effect.orDie
       )
 
-    return { insert, isExternal, get, status, exists, visible, listPage, listAfter } as const
+    return { insert, isExternal, get, getTask, status, exists, visible, listPage, listAfter } as const
   })
 }) {}

@@ -5,6 +5,7 @@ import type { JobInfo } from "../Domain/Job.js"
 import { JobId } from "../Domain/JobId.js"
 import { JobStatus } from "../Domain/JobStatus.js"
 import { DbJobId } from "../internal/rows.js"
+import { ClaimedJob } from "../Domain/Worker.js"
 
 /** What a worker is sent of a job it claimed (the fields of `ClaimedJob` a claim's row gives). */
 export type ClaimedRow = Pick<
@@ -17,7 +18,7 @@ export type ClaimedRow = Pick<
  * the whole row through its schema (dates, progress, errors) took a tenth of a worker's time in the harness's
  * lifecycle scenario. The columns come from our own function's `SETOF jobs`: their types are PostgreSQL's.
  */
-const claimedRows = (rows: ReadonlyArray<Record<string, unknown>>): ReadonlyArray<ClaimedRow> =>
+export const claimedRows = (rows: ReadonlyArray<Record<string, unknown>>): ReadonlyArray<ClaimedRow> =>
   rows.map((row) => ({
     id: row["id"] as JobId,
     name: row["name"] as string,
@@ -30,6 +31,22 @@ const claimedRows = (rows: ReadonlyArray<Record<string, unknown>>): ReadonlyArra
     leaseExpiresAt: row["leaseExpiresAt"] === null ? null : DateTime.unsafeFromDate(row["leaseExpiresAt"] as Date),
     version: row["version"] as number
   }))
+
+/** The `ClaimedJob` a worker is sent of a claimed row, leased for a heartbeat every `heartbeatMs`. */
+export const claimedJobOf = (job: ClaimedRow, heartbeatMs: number) =>
+  new ClaimedJob({
+    id: job.id,
+    name: job.name,
+    queue: job.queue,
+    payload: job.payload,
+    priority: job.priority,
+    attempt: job.attempt,
+    maxAttempts: job.maxAttempts,
+    timeoutSeconds: job.timeoutSeconds,
+    leaseExpiresAt: job.leaseExpiresAt ?? DateTime.unsafeMake(0),
+    version: job.version,
+    heartbeatSeconds: heartbeatMs / 1000
+  }, true)
 
 /** What a set-based change (`job_bulk`) changed. */
 export const Reaped = Schema.Struct({ id: DbJobId, status: JobStatus, previousStatus: JobStatus })

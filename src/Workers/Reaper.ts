@@ -17,6 +17,8 @@ export interface ReaperState {
   readonly leasesExpired: number
   readonly timedOut: number
   readonly workersForgotten: number
+  /** Job types removed for being orphaned (no worker serves them, no task waits). */
+  readonly jobTypesRemoved: number
   /** Finished jobs removed because they were older than `retention`. */
   readonly purged: number
   /** While leader: when (on the app's clock) the next pass starts. */
@@ -41,6 +43,8 @@ const PURGE_STATEMENTS = 10
 /** The shortest wait between passes, and the wait when work it saw due was not done (rows locked elsewhere). */
 const MIN_WAIT_MS = 10
 const OVERDUE_WAIT_MS = 100
+/** How often a pass looks for orphaned job types when no worker was forgotten. */
+const ORPHAN_CHECK_MS = 5000
 /** A query on the lock connection unanswered this long (real time) counts as a dead connection. */
 const LOCK_QUERY_TIMEOUT = Duration.seconds(10)
 const liveClock = Clock.make()
@@ -92,6 +96,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       leasesExpired: 0,
       timedOut: 0,
       workersForgotten: 0,
+      jobTypesRemoved: 0,
       purged: 0,
       nextPassAt: Option.none()
     })
@@ -108,6 +113,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
         }
       })
 
+    let lastOrphanCheck = Number.NEGATIVE_INFINITY
     /** One pass; answers when the next one should start (ms from now). */
     const pass = Effect.gen(function*() {
       const now = new Date(yield* Clock.currentTimeMillis)
@@ -115,6 +121,11 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       const leasesExpired = yield* drain((at) => repo.reapExpiredLeases(at, BATCH), now)
       const timedOut = yield* drain((at) => repo.reapTimeouts(at, BATCH), now)
       const forgotten = yield* repo.forgetWorkers(new Date(now.getTime() - Duration.toMillis(config.workerTimeout)))
+      // orphans come of forgotten workers mostly; the others (a type unlinked, or one whose last task was
+      // claimed after its workers went) are found within ORPHAN_CHECK_MS
+      const checkOrphans = forgotten.length > 0 || now.getTime() - lastOrphanCheck >= ORPHAN_CHECK_MS
+      if (checkOrphans) lastOrphanCheck = now.getTime()
+      const jobTypesRemoved = checkOrphans ? yield* repo.removeOrphanTypes : 0
       const purgedBatches = Option.isNone(config.retention)
         ? []
         : yield* purgeFinished(purgeRepo, new Date(now.getTime() - Duration.toMillis(config.retention.value)))
@@ -129,6 +140,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
         leasesExpired: s.leasesExpired + leasesExpired,
         timedOut: s.timedOut + timedOut,
         workersForgotten: s.workersForgotten + forgotten.length,
+        jobTypesRemoved: s.jobTypesRemoved + jobTypesRemoved,
         purged: s.purged + purged
       }))
       if (leasesExpired + timedOut > 0) {

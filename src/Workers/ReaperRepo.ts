@@ -16,6 +16,8 @@ export class ReaperRepo extends Effect.Service<ReaperRepo>()("jobwatch/ReaperRep
     const { schema } = yield* JobWatchConfig
     const jobs = sql(`${schema}.jobs`)
     const workers = sql(`${schema}.workers`)
+    const types = sql(`${schema}.job_types`)
+    const links = sql(`${schema}.job_type_workers`)
     const bulkFunction = sql(`${schema}.job_bulk`)
 
     const bulk = (kind: BulkKind, now: Date, limit: number) =>
@@ -62,6 +64,19 @@ export class ReaperRepo extends Effect.Service<ReaperRepo>()("jobwatch/ReaperRep
         Effect.orDie
       )
 
-    return { reapExpiredLeases, reapTimeouts, promoteDue, nextDue, forgetWorkers } as const
+    /**
+     * The job library's orphans: job types no worker serves (their workers forgotten for silence, or never linked)
+     * and no task waits for (pending or scheduled), soft-deleted; answers how many. Registering one again revives it.
+     */
+    const removeOrphanTypes = sql`UPDATE ${types} t SET deleted_at = now(), updated_at = now()
+        WHERE t.deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM ${links} l WHERE l.job_type_id = t.id)
+          AND NOT EXISTS (SELECT 1 FROM ${jobs} j WHERE j.job_type_id = t.id AND j.status IN ('pending', 'scheduled'))
+        RETURNING t.id`.pipe(
+      Effect.map((rows) => rows.length),
+      Effect.orDie
+    )
+
+    return { reapExpiredLeases, reapTimeouts, promoteDue, nextDue, forgetWorkers, removeOrphanTypes } as const
   })
 }) {}

@@ -49,6 +49,8 @@ export const JobRow = Schema.Struct({
   finishedAt: NullableTimestamp,
   version: Schema.Number,
   external: Schema.Boolean,
+  /** A job library task (it has a job type). */
+  task: Schema.Boolean,
   artefacts: Schema.Unknown
 })
 export type JobRow = typeof JobRow.Type
@@ -64,7 +66,7 @@ export const jobColumns = `
   j.cancel_requested AS "cancelRequested", j.worker_id AS "workerId", j.lease_expires_at AS "leaseExpiresAt",
   j.created_at AS "createdAt", j.updated_at AS "updatedAt", j.scheduled_at AS "scheduledAt",
   j.claimed_at AS "claimedAt", j.started_at AS "startedAt", j.finished_at AS "finishedAt", j.version, j.external,
-  j.artefacts`
+  j.job_type_id IS NOT NULL AS task, j.artefacts`
 
 const utc = DateTime.unsafeFromDate
 
@@ -122,7 +124,7 @@ export const toJobInfo = (row: JobRow): JobInfo =>
     startedAt: utcOrNull(row.startedAt),
     finishedAt: utcOrNull(row.finishedAt),
     version: row.version,
-    tracking: row.external ? "external" : "queue",
+    tracking: row.external ? "external" : row.task ? "task" : "queue",
     artefacts: artefactsOf(row.artefacts)
   }, true)
 
@@ -221,6 +223,7 @@ export const JobRecord = Schema.Struct({
   finished_at: NullableString,
   version: Schema.Number,
   external: Schema.Boolean,
+  job_type_id: Schema.optional(Schema.NullOr(Schema.Union(Schema.Number, Schema.String))),
   artefacts: Schema.Unknown
 })
 export type JobRecord = typeof JobRecord.Type
@@ -302,6 +305,7 @@ export const jobRowOf = (r: JobRecord): JobRow => ({
   finishedAt: dateOrNull(r.finished_at),
   version: r.version,
   external: r.external,
+  task: r.job_type_id !== undefined && r.job_type_id !== null,
   artefacts: r.artefacts
 })
 

@@ -7,6 +7,7 @@ import { ClaimsRepo } from "../../src/Workers/ClaimsRepo.js"
 import { Artefacts } from "../../src/Workers/Artefacts.js"
 import { ProgressRepo } from "../../src/Workers/ProgressRepo.js"
 import { ReaperRepo } from "../../src/Workers/ReaperRepo.js"
+import { JobTypesRepo } from "../../src/JobLib/JobTypesRepo.js"
 
 /**
  * Every SQL entry point of the job lifecycle in one service, for tests that drive jobs below the public services:
@@ -43,5 +44,6 @@ export const allRepos = Layer.mergeAll(
   ReaperRepo.Default,
   ProgressRepo.Default,
   Artefacts.Default,
-  PurgeRepo.Default
+  PurgeRepo.Default,
+  JobTypesRepo.Default
 )

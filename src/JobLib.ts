@@ -37,7 +37,7 @@ const viewerOf = (user: User): Viewer => ({ sub: user.sub, admin: user.isAdmin }
 
 /**
  * The job library's rule of worker ids: a user's own client acts as worker `<sub>` or `<sub>:<name>` (that
- * system's workers are its users' clients, serving the types they registered); an admin as any worker.
+ * system's workers are its users' clients, serving the types they registered); an admin as every worker.
  */
 export const checkJobLibWorker = (user: User, workerId: string): Either.Either<void, Forbidden> =>
   user.isAdmin || workerId === user.sub || workerId.startsWith(`${user.sub}:`)

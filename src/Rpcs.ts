@@ -15,7 +15,10 @@ import {
   UuidFromString,
   WebhookBody,
   WebhookPatch,
-  WorkerIdText
+  WorkerIdText,
+  JsonValue,
+  Priority,
+  seconds
 } from "./Domain/Requests.js"
 import { CurrentUser, Forbidden, Unauthorized } from "./Domain/Auth.js"
 import {
@@ -41,6 +44,21 @@ import {
   WebhookWithSecret
 } from "./Domain/Webhook.js"
 import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
+import {
+  JobType,
+  JobTypeList,
+  JobTypeName,
+  JobTypeNotFound,
+  JobTypeRegistration,
+  PayloadInvalid,
+  RegisterBody,
+  RoomId,
+  SchemaConflict,
+  TaskClaimBody,
+  TaskClaimResult,
+  taskUpdateFields,
+  taskUpdateRules
+} from "./Domain/JobLib.js"
 
 /**
  * The RPC authentication port: `Authorization: Bearer <token>` from the request's headers in, the `CurrentUser`
@@ -86,6 +104,9 @@ const WorkerErrors = Schema.Union(
   Forbidden,
   Unauthorized
 )
+
+const JobType_ = { roomId: RoomId, jobName: JobTypeName }
+const TypeErrors = Schema.Union(InvalidInput, JobTypeNotFound, Forbidden, Unauthorized)
 
 /** The Effect RPC API: the HTTP API's operations, with `JobWatch` and `EventsWatch` as streams. */
 export class Rpcs extends RpcGroup.make(
@@ -146,6 +167,47 @@ export class Rpcs extends RpcGroup.make(
   }),
   Rpc.make("JobProgress", { payload: { ...Id, ...ProgressBody.fields }, success: ProgressAck, error: WorkerErrors }),
   Rpc.make("JobAttach", { payload: { ...Id, ...AttachBody.fields }, success: JobInfo, error: WorkerErrors }),
+  Rpc.make("JobTypeRegister", {
+    payload: { roomId: RoomId, ...RegisterBody.fields },
+    success: JobTypeRegistration,
+    error: Schema.Union(InvalidInput, SchemaConflict, Forbidden, Unauthorized)
+  }),
+  Rpc.make("JobTypeList", {
+    payload: {
+      roomId: RoomId,
+      limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 500))),
+      offset: Schema.optional(Schema.Int.pipe(Schema.between(0, 1_000_000)))
+    },
+    success: JobTypeList,
+    error: TypeErrors
+  }),
+  Rpc.make("JobTypeGet", { payload: JobType_, success: JobType, error: TypeErrors }),
+  Rpc.make("JobTypeUnregister", { payload: { ...JobType_, workerId: WorkerIdText }, error: TypeErrors }),
+  Rpc.make("TaskPush", {
+    payload: {
+      ...JobType_,
+      payload: JsonValue("the task's payload, checked against the job type's schema"),
+      priority: Schema.optional(Priority),
+      delay: Schema.optional(seconds("delay"))
+    },
+    success: JobInfo,
+    error: Schema.Union(InvalidInput, PayloadTooLarge, JobTypeNotFound, PayloadInvalid, Unauthorized)
+  }),
+  Rpc.make("TaskClaim", { payload: TaskClaimBody, success: TaskClaimResult, error: WorkerErrors }),
+  Rpc.make("TaskGet", {
+    payload: { taskId: Id.id, wait: Wait.wait, afterVersion: Wait.afterVersion },
+    success: JobInfo,
+    error: UserErrors
+  }),
+  Rpc.make("TaskUpdate", {
+    payload: Schema.Struct({ taskId: Id.id, ...taskUpdateFields }).pipe(
+      Schema.filter(taskUpdateRules[0]),
+      Schema.filter(taskUpdateRules[1])
+    ),
+    success: JobInfo,
+    error: WorkerErrors
+  }),
+  Rpc.make("TaskWorkerHeartbeat", { payload: { workerId: WorkerIdText }, success: HeartbeatResult, error: WorkerErrors }),
   Rpc.make("WebhookList", { success: WebhookList, error: Schema.Union(InvalidInput, Unauthorized) }),
   Rpc.make("WebhookCreate", { payload: WebhookBody, success: WebhookWithSecret, error: WebhookErrors }),
   Rpc.make("WebhookGet", { payload: WebhookId, success: WebhookEndpoint, error: WebhookErrors }),

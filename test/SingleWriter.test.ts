@@ -16,7 +16,7 @@ const filesUnder = (dir: string, ext: string) =>
   sourceFiles(dir, ext).map((file) => ({ file: Path.join(dir, file.name), text: file.text }))
 
 /** The functions of sql/functions that write events: each changes a job compare-and-set and writes its event. */
-const writers = ["job_attach", "job_bulk", "job_claim", "job_complete_claim", "job_complete_many", "job_enqueue", "job_progress", "job_transition"]
+const writers = ["job_attach", "job_bulk", "job_claim", "job_complete_claim", "job_complete_many", "job_enqueue", "job_progress", "job_transition", "task_claim"]
 
 const writesTo = (text: string, table: string) =>
   new RegExp(`(INSERT\\s+INTO|UPDATE|DELETE\\s+FROM)\\s+(\\S*\\.)?"?${table}"?[\\s(]`, "i").test(text)

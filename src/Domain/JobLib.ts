@@ -128,7 +128,15 @@ export const TaskProgress = Schema.Struct({
   data: Schema.optional(JsonValue("what the worker reports with it (at most 64 KiB)"))
 })
 
-export const TaskUpdateBody = Schema.Struct({
+/** A task update must change something: its status, or its progress. */
+const statusOrProgress = (body: { readonly status?: unknown; readonly progress?: unknown }) =>
+  body.status !== undefined || body.progress !== undefined || "give status or progress"
+const errorWhenFailed = (body: { readonly status?: unknown; readonly error?: unknown }) =>
+  body.status !== "failed" || body.error !== undefined || { path: ["error"], message: "is required when status is failed" }
+/** The rules of a task update beside its fields' own (for the RPC payload, which adds the task id). */
+export const taskUpdateRules = [statusOrProgress, errorWhenFailed] as const
+
+export const taskUpdateFields = {
   workerId: WorkerIdText,
   status: Schema.optional(TaskStatusUpdate),
   result: Schema.optional(JsonValue("the task's result")),
@@ -138,11 +146,11 @@ export const TaskUpdateBody = Schema.Struct({
   progress: Schema.optional(TaskProgress),
   artefacts: Schema.optional(ArtefactInputs),
   message: Schema.optional(NoteText)
-}).pipe(
-  Schema.filter((body) => body.status !== undefined || body.progress !== undefined || "give status or progress"),
-  Schema.filter((body) =>
-    body.status !== "failed" || body.error !== undefined || { path: ["error"], message: "is required when status is failed" }
-  )
+}
+
+export const TaskUpdateBody = Schema.Struct(taskUpdateFields).pipe(
+  Schema.filter(statusOrProgress),
+  Schema.filter(errorWhenFailed)
 ).annotations({
   identifier: "TaskUpdateBody",
   examples: [{ workerId: "alice:laptop", status: "completed" as const, result: { frames: 12 } }]

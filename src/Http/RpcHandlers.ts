@@ -19,6 +19,8 @@ import { Workers } from "../Workers.js"
 import { listJobs, purgeJobs } from "../Jobs/Http.js"
 import { asReporter, releaseJobs, updateJob } from "../Workers/Http.js"
 import { asOwner, asWorker, Waits } from "./Waits.js"
+import { JobLib } from "../JobLib.js"
+import { claimTasks, heartbeatTasks, readTask, updateTask } from "../JobLib/Http.js"
 
 /** The RPC group's handlers: the services the HTTP API calls, for the `CurrentUser` the middleware provides. */
 export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
@@ -28,6 +30,7 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
   const streams = yield* EventStream
   const hooks = yield* Webhooks
   const waits = yield* Waits
+  const joblib = yield* JobLib
   /** The terminal outcomes of the caller's jobs `ids` (checked first: they exist and are the caller's). */
   const waitForMany = (ids: ReadonlyArray<JobId>, mode: "all" | "any") =>
     asOwner(({ owner }) => watcher.waitMany(ids, { mode, timeout: 0, owner })).pipe(
@@ -77,6 +80,17 @@ export const RpcHandlersLive = Rpcs.toLayer(Effect.gen(function*() {
       Effect.zipRight(asReporter(workers, id, workerId), workers.progress(id, report, { workerId })),
     JobAttach: ({ artefacts, id, workerId }) =>
       Effect.zipRight(asReporter(workers, id, workerId), workers.attach(id, artefacts, { workerId })),
+    JobTypeRegister: ({ roomId, ...body }) => Effect.flatMap(CurrentUser, (user) => joblib.register(user, roomId, body)),
+    JobTypeList: ({ roomId, ...page }) => Effect.flatMap(CurrentUser, (user) => joblib.list(user, roomId, page)),
+    JobTypeGet: ({ jobName, roomId }) => Effect.flatMap(CurrentUser, (user) => joblib.get(user, roomId, jobName)),
+    JobTypeUnregister: ({ jobName, roomId, workerId }) =>
+      Effect.flatMap(CurrentUser, (user) => joblib.unregister(user, roomId, jobName, workerId)),
+    TaskPush: ({ jobName, payload, roomId, ...options }) =>
+      Effect.flatMap(CurrentUser, (user) => joblib.push(user, roomId, jobName, payload, options)),
+    TaskClaim: (body) => claimTasks(joblib, waits, body),
+    TaskGet: ({ afterVersion, taskId, wait }) => readTask(joblib, waits, taskId, { wait, afterVersion }),
+    TaskUpdate: ({ taskId, ...body }) => updateTask(joblib, taskId, body),
+    TaskWorkerHeartbeat: ({ workerId }) => heartbeatTasks(joblib, workerId),
     WebhookList: () =>
       asOwner(({ owner }) => Effect.map(hooks.list(owner), (webhooks) => WebhookList.make({ webhooks }))),
     WebhookCreate: (body) => Effect.flatMap(CurrentUser, (user) => hooks.create(user.sub, body)),

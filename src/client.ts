@@ -3,10 +3,9 @@
  * group's `RpcClient`, and a `WorkerBackend` over HTTP so that `Worker.run` works there as it does in-process.
  * Each needs an `HttpClient` (e.g. `FetchHttpClient.layer` or `NodeHttpClient.layerUndici`).
  */
-import { HttpApiClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import { HttpApiClient, HttpClient } from "@effect/platform"
 import { RpcClient, RpcSerialization } from "@effect/rpc"
-import { Duration, Effect, Either, Layer, Option, Schema } from "effect"
-import { decodeJwt } from "jose"
+import { Duration, Effect, Layer, Option } from "effect"
 import { Api } from "./Api.js"
 import type { WorkerBackendShape } from "./Workers/WorkerBackend.js"
 import { WorkerBackend } from "./Workers/WorkerBackend.js"
@@ -16,25 +15,21 @@ import { JobId } from "./Domain/JobId.js"
 /** A job id the backend was given by a claim, as the API's path wants it (the server checks it again). */
 const jobIdOf = (id: string): JobId => JobId.make(id.toLowerCase(), { disableValidation: true })
 
+import { authenticate, subOf } from "./Client/options.js"
+import type { ClientOptions } from "./Client/options.js"
+
+export { subOf } from "./Client/options.js"
+export type { ClientOptions } from "./Client/options.js"
+/** The job library's client: a `JobManager` for a room (`make` for Effect, `open` for Promises and `for await`). */
+export { AsyncJobManager, JobManager } from "./Client/JobManager.js"
+export type {
+  AsyncRegistration, AsyncTask, AsyncTaskContext, JobManagerOptions, PayloadSchema, RegisteredJobType, Registration, Task, TaskContext
+} from "./Client/JobManager.js"
+
 /** `Worker.run` and its `WorkerBackend` port, without the server: give it `httpWorkerBackend`. */
 export * as Worker from "./Workers/WorkerLoop.js"
 /** The domain's schemas, ids and errors. */
 export * as Domain from "./Domain/index.js"
-
-/** Where the service is and how to authenticate: a bearer `token`, and/or extra `headers` (an API key …). */
-export interface ClientOptions {
-  /** e.g. `http://127.0.0.1:8080` */
-  readonly baseUrl: string
-  readonly token?: string | undefined
-  readonly headers?: Readonly<Record<string, string>> | undefined
-}
-
-const authenticate = (options: ClientOptions) =>
-  HttpClient.mapRequest((request: HttpClientRequest.HttpClientRequest) => {
-    let out = options.token === undefined ? request : HttpClientRequest.bearerToken(request, options.token)
-    if (options.headers !== undefined) out = HttpClientRequest.setHeaders(out, options.headers)
-    return out
-  })
 
 /** The HTTP API's derived client (`client.jobs.enqueue(…)`, `client.workers.claim(…)`, …). */
 export const httpClient = (options: ClientOptions) =>
@@ -47,18 +42,6 @@ export const rpcClient = (options: ClientOptions) =>
       RpcClient.layerProtocolHttp({ url: `${options.baseUrl.replace(/\/$/, "")}/rpc`, transformClient: authenticate(options) })
         .pipe(Layer.provide(RpcSerialization.layerNdjson))
     )
-  )
-
-const TokenSub = Schema.Struct({ sub: Schema.String.pipe(Schema.minLength(1)) })
-
-/**
- * The `sub` of a JWT, read without verifying it (the server verifies): only to learn which worker ids the token
- * may act as. None when `token` is not a JWT with a `sub`.
- */
-export const subOf = (token: string): Option.Option<string> =>
-  Either.try(() => decodeJwt(token)).pipe(
-    Either.flatMap(Schema.decodeUnknownEither(TokenSub)),
-    Either.match({ onLeft: () => Option.none(), onRight: (claims) => Option.some(claims.sub) })
   )
 
 /**

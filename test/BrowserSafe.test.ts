@@ -25,6 +25,7 @@ const serverModules = [
   /^CompletionWatcher\.ts$/,
   /^(Jobs|EventLog|Streams|Webhooks|Http|Database|Health)(\.ts$|\/(?!Api\.ts$))/,
   /^Workers\.ts$/,
+  /^JobLib(\.ts$|\/(?!Api\.ts$))/,
   /^Workers\/(WorkersRepo|ProgressReporter|Reaper|Worker|WorkerHelpers)\.ts$/
 ]
 

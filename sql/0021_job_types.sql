@@ -24,6 +24,8 @@ CREATE TABLE job_types (
   CHECK ((visibility = 'public') = (scope_owner = ''))
 );
 CREATE UNIQUE INDEX job_types_key ON job_types (room, name, scope_owner);
+-- a user's live types (the registration's per-user bound)
+CREATE INDEX job_types_by_registrant ON job_types (registered_by) WHERE deleted_at IS NULL;
 
 -- Which workers serve which types: a worker serves the types it registered. A worker forgotten for silence (the
 -- reaper's DELETE FROM workers) drops its links with it.

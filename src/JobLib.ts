@@ -9,8 +9,10 @@ import {
   GLOBAL_ROOM,
   JobType,
   JobTypeList,
+  JobTypeLimitReached,
   JobTypeNotFound,
   JobTypeRegistration,
+  MAX_JOB_TYPES_PER_USER,
   parseJobTypeName,
   PayloadInvalid,
   SchemaConflict
@@ -120,16 +122,23 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         maxAttempts: body.maxAttempts ?? 1,
         workerId,
         heartbeatMs,
-        leaseMs: Math.round(heartbeatMs * 1.5)
+        leaseMs: Math.round(heartbeatMs * 1.5),
+        maxTypes: MAX_JOB_TYPES_PER_USER
       })
+      if (registered.outcome === "limit") {
+        return yield* new JobTypeLimitReached({
+          limit: MAX_JOB_TYPES_PER_USER,
+          message: `you have registered ${MAX_JOB_TYPES_PER_USER} job types, as many as one user may: let some go first`
+        })
+      }
       if (registered.outcome === "conflict") {
         return yield* new SchemaConflict({
           room,
           name: body.name,
-          registeredDigest: registered.schemaDigest,
+          registeredDigest: registered.schemaDigest ?? "",
           requestedDigest: digest,
           message: `job type ${body.name} is registered in room ${room} with another schema ` +
-            `(${registered.schemaDigest}, not ${digest})`
+            `(${registered.schemaDigest ?? "?"}, not ${digest})`
         })
       }
       const viewer = viewerOf(user)

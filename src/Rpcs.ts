@@ -46,6 +46,7 @@ import {
 import { ClaimedJob, HeartbeatResult, ProgressAck, ReleaseResult } from "./Domain/Worker.js"
 import {
   JobType,
+  JobTypeLimitReached,
   JobTypeList,
   JobTypeName,
   JobTypeNotFound,
@@ -170,7 +171,7 @@ export class Rpcs extends RpcGroup.make(
   Rpc.make("JobTypeRegister", {
     payload: { roomId: RoomId, ...RegisterBody.fields },
     success: JobTypeRegistration,
-    error: Schema.Union(InvalidInput, SchemaConflict, Forbidden, Unauthorized)
+    error: Schema.Union(InvalidInput, SchemaConflict, JobTypeLimitReached, Forbidden, Unauthorized)
   }),
   Rpc.make("JobTypeList", {
     payload: {

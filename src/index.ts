@@ -9,6 +9,7 @@ export * from "./Domain/Job.js"
 export * from "./Domain/JobEvent.js"
 export * from "./Domain/JobId.js"
 export * from "./Domain/JobStatus.js"
+export * from "./Domain/JobLib.js"
 export * from "./Domain/Worker.js"
 /** The typed errors, each with its HTTP status. */
 export * from "./Domain/Errors.js"
@@ -30,6 +31,8 @@ export { CompletionWatcher } from "./CompletionWatcher.js"
 /** The worker protocol: claim, heartbeat, start, complete, fail, cancel, release. */
 export { Workers } from "./Workers.js"
 export type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers.js"
+/** Job types and rooms: register types with JSON Schemas, push tasks, claim them as the types' workers. */
+export { JobLib } from "./JobLib.js"
 /** Throttled, monotonic progress. */
 export { ProgressReporter } from "./Workers/ProgressReporter.js"
 export type { ProgressReport } from "./Workers/ProgressReporter.js"

@@ -1,7 +1,9 @@
+import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Fiber, Schema } from "effect"
 import { Webhook } from "standardwebhooks"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
+import { JobWatchConfig } from "../src/Config.js"
 import type { JobEvent } from "../src/Domain/JobEvent.js"
 import { digestOf } from "../src/JobLib.js"
 import { uniqueQueue } from "./support/fixtures.js"
@@ -189,6 +191,29 @@ describe("job types and rooms over HTTP", () => {
         const body = JSON.parse(delivery!.body) as { type: string; data: { jobId: string; result: unknown } }
         new Webhook(hook.body.secret).verify(delivery!.body, delivery!.headers)
         assert.deepStrictEqual([body.type, body.data.jobId, body.data.result], ["job.completed", taskId, { png: "f1.png" }])
+      }))
+  })
+})
+
+describe("the registry's rules in SQL", () => {
+  layer(serverLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect("job_type_register: a user's live types are bounded (a new one past the bound writes nothing), linking to an existing type is not bounded", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const register = (room: string, name: string, by: string) =>
+          sql.unsafe<{ outcome: string }>(
+            `SELECT outcome FROM "${schema}".job_type_register($1, $2, 'public', 'c', 'n', '', '{}'::jsonb, 'sha256:x', 1,
+              $3, $3, 1000, 1500, 2, NULL)`,
+            [room, name, by]
+          ).pipe(Effect.map((rows) => rows[0]!.outcome))
+        assert.strictEqual(yield* register("r1", "public:c:a", "quota-user"), "created")
+        assert.strictEqual(yield* register("r1", "public:c:b", "quota-user"), "created")
+        assert.strictEqual(yield* register("r1", "public:c:c", "quota-user"), "limit")
+        assert.strictEqual(yield* register("r1", "public:c:a", "quota-user"), "existing", "registering one it has again")
+        assert.strictEqual(yield* register("r1", "public:c:a", "other-user"), "existing", "another user's link")
+        const [count] = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".job_types`)
+        assert.strictEqual(count!.n, 2, "the refused registration wrote nothing")
       }))
   })
 })

@@ -1,12 +1,16 @@
+DROP FUNCTION IF EXISTS job_type_register(text, text, text, text, text, text, jsonb, text, integer, text, text,
+  integer, integer, timestamptz);
+
 -- Registers job type `p_name` for room `p_room` (or '@global'), atomically: a new one is created; one removed for
 -- being orphaned is revived with the new schema; an existing one must have an equal schema (compared as JSON
 -- values: `jsonb =` ignores key order and number spelling, keeps array order), else the answer is 'conflict' with
 -- the schema it has, and nothing is written. Otherwise worker `p_worker` (registered now if unknown, seen now if
 -- known) is linked to it: it serves the type's tasks. Answers the type's row and the outcome: 'created',
--- 'revived', 'existing' or 'conflict'.
+-- 'revived', 'existing' or 'conflict', or 'limit' (nothing written) when the registration would give
+-- `p_registered_by` more than `p_max_types` live types.
 CREATE OR REPLACE FUNCTION job_type_register(p_room text, p_name text, p_visibility text, p_category text,
   p_short_name text, p_scope_owner text, p_schema jsonb, p_schema_digest text, p_max_attempts integer, p_registered_by text,
-  p_worker text, p_heartbeat_ms integer, p_lease_ms integer, p_now timestamptz)
+  p_worker text, p_heartbeat_ms integer, p_lease_ms integer, p_max_types integer, p_now timestamptz)
 RETURNS TABLE (id bigint, outcome text, schema jsonb, schema_digest text, max_attempts integer, registered_by text,
   created_at timestamptz, updated_at timestamptz)
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -16,6 +20,19 @@ DECLARE
   v_row job_types;
   v_outcome text;
 BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM job_types t
+    WHERE t.room = p_room AND t.name = p_name AND t.scope_owner = p_scope_owner AND t.deleted_at IS NULL
+  ) THEN
+    -- a new (or revived) type counts against its registrant's bound: registrations of one user take turns here
+    PERFORM pg_advisory_xact_lock(hashtext('jobwatch.job_types:' || p_registered_by));
+    IF (SELECT count(*) FROM job_types t WHERE t.registered_by = p_registered_by AND t.deleted_at IS NULL)
+        >= p_max_types THEN
+      RETURN QUERY SELECT NULL::bigint, 'limit'::text, NULL::jsonb, NULL::text, NULL::integer, NULL::text,
+        NULL::timestamptz, NULL::timestamptz;
+      RETURN;
+    END IF;
+  END IF;
   INSERT INTO job_types AS t (room, name, visibility, category, short_name, scope_owner, schema, schema_digest,
     max_attempts, registered_by, created_at, updated_at)
   VALUES (p_room, p_name, p_visibility, p_category, p_short_name, p_scope_owner, p_schema, p_schema_digest,

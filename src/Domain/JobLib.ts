@@ -203,6 +203,16 @@ export class SchemaConflict extends Schema.TaggedError<SchemaConflict>()(
   HttpApiSchema.annotations({ status: 409, description: "The job type is registered with another schema" })
 ) {}
 
+/** The most live job types one user may have registered. */
+export const MAX_JOB_TYPES_PER_USER = 1000
+
+/** A registration that would give its user more than `MAX_JOB_TYPES_PER_USER` live job types. HTTP 409. */
+export class JobTypeLimitReached extends Schema.TaggedError<JobTypeLimitReached>()(
+  "JobTypeLimitReached",
+  { limit: Schema.Int, message: Schema.String },
+  HttpApiSchema.annotations({ status: 409, description: "The user has registered as many job types as one may" })
+) {}
+
 /** No such job type in the room or `@global`, or none the caller may use. HTTP 404. */
 export class JobTypeNotFound extends Schema.TaggedError<JobTypeNotFound>()(
   "JobTypeNotFound",

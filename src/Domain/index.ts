@@ -7,6 +7,8 @@ export * from "./Errors.js"
 export * from "./Job.js"
 export * from "./JobEvent.js"
 export * from "./JobId.js"
+/** Job types and rooms: names, bodies, the registry's answers and errors. */
+export * from "./JobLib.js"
 export * from "./JobStatus.js"
 /** The request bodies and parameters of the HTTP API and the RPC group. */
 export * as Requests from "./Requests.js"

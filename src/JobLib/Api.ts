@@ -17,6 +17,7 @@ import { JobInfo } from "../Domain/Job.js"
 import {
   JobLibWorkerPath,
   JobType,
+  JobTypeLimitReached,
   JobTypeList,
   JobTypeListParams,
   JobTypeNotFound,
@@ -60,6 +61,7 @@ export class JobLibApi extends HttpApiGroup.make("joblib")
       .addSuccess(JobTypeCreated)
       .addError(InvalidInput)
       .addError(SchemaConflict)
+      .addError(JobTypeLimitReached)
       .annotateContext(doc(
         "Register a job type",
         "Registers name (<public|private>:<category>:<name>) for the room, or for every room as @global (worker " +

@@ -29,9 +29,9 @@ const decodeRows = Schema.decodeUnknown(Schema.Array(JobTypeRow))
 const decodeTotal = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ total: Schema.Number })))
 
 const RegisterRow = Schema.Struct({
-  id: Schema.Number,
-  outcome: Schema.Literal("created", "revived", "existing", "conflict"),
-  schemaDigest: Schema.String
+  id: Schema.NullOr(Schema.Number),
+  outcome: Schema.Literal("created", "revived", "existing", "conflict", "limit"),
+  schemaDigest: Schema.NullOr(Schema.String)
 })
 const decodeRegister = Schema.decodeUnknown(Schema.Tuple(RegisterRow))
 const decodeIds = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: Schema.Number })))
@@ -50,6 +50,8 @@ export interface Registration {
   readonly workerId: string
   readonly heartbeatMs: number
   readonly leaseMs: number
+  /** The most live types one registrant may have. */
+  readonly maxTypes: number
 }
 
 /**
@@ -87,7 +89,7 @@ export class JobTypesRepo extends Effect.Service<JobTypesRepo>()("jobwatch/JobTy
           ${r.room}, ${r.name}, ${r.visibility}, ${r.category}, ${r.shortName},
           ${r.visibility === "private" ? r.registeredBy : ""}, ${JSON.stringify(r.schema)}::jsonb, ${r.schemaDigest},
           ${r.maxAttempts}::int, ${r.registeredBy}, ${r.workerId}, ${r.heartbeatMs}::int, ${r.leaseMs}::int,
-          NULL::timestamptz)`.pipe(
+          ${r.maxTypes}::int, NULL::timestamptz)`.pipe(
         Effect.flatMap(decodeRegister),
         Effect.map(([row]) => row),
         Effect.orDie

@@ -239,16 +239,27 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
       } = {}
     ) {
       const beatMs = options.heartbeatInterval === undefined ? heartbeatMs : Duration.toMillis(options.heartbeatInterval)
-      const claimOnce = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        repo.claim({
-          workerId,
-          rooms: options.rooms,
-          limit: options.limit ?? 1,
-          leaseMs: Math.round(beatMs * 1.5),
-          heartbeatMs: Math.max(1, Math.round(beatMs)),
-          now: new Date(now)
-        }))
-      const keys = yield* repo.servedKeys(workerId)
+      // what wakes the claim: a task of a type the worker serves, and a type it serves from now on (a
+      // registration's link rings `@worker:<id>`). The types are read before each attempt's claim, the waiter
+      // registered already: a task of a type read becomes ready either before the claim reads (it takes it) or
+      // after, waking it; a type linked after the read rings `@worker:<id>`
+      const keys = new Set([`@worker:${workerId}`])
+      const servedNow = Effect.map(repo.servedKeys(workerId), (served) => {
+        for (const key of keys) if (!served.has(key) && key.startsWith("@type:")) keys.delete(key)
+        for (const key of served) keys.add(key)
+      })
+      const claimOnce = Effect.zipRight(
+        servedNow,
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          repo.claim({
+            workerId,
+            rooms: options.rooms,
+            limit: options.limit ?? 1,
+            leaseMs: Math.round(beatMs * 1.5),
+            heartbeatMs: Math.max(1, Math.round(beatMs)),
+            now: new Date(now)
+          }))
+      )
       const rows = yield* waiters.claim({
         keys,
         claimOnce,

@@ -33,7 +33,8 @@ const until = <A, R>(get: Effect.Effect<A, never, R>, holds: (a: A) => boolean, 
   })
 
 describe("job types and rooms over HTTP", () => {
-  layer(serverLayer({ webhookAllowPrivate: true, webhookRetrySchedule: ["100 millis"] }), { excludeTestServices: true, timeout: 60_000 })((it) => {
+  // no safety net: a waiting claim that missed its wake-up would answer only when its wait ends
+  layer(serverLayer({ webhookAllowPrivate: true, webhookRetrySchedule: ["100 millis"], refreshInterval: null }), { excludeTestServices: true, timeout: 60_000 })((it) => {
     it.scoped("the joblib flow: register in a room and @global, re-register, list, push, claim, run, report and complete while the creator long-polls", () =>
       Effect.gen(function*() {
         const room = uniqueQueue("lab")
@@ -179,7 +180,8 @@ describe("job types and rooms over HTTP", () => {
         const taskId = pushed.body.id as string
         const waiter = yield* (yield* CompletionWatcher).waitFor(taskId as never).pipe(Effect.fork)
         const sse = yield* raw("GET", `/v1/jobs/${taskId}/events`, { token: gina }).pipe(Effect.fork)
-        const claimed = yield* Fiber.join(claim)
+        // woken by the push, long before its 30 s wait ends
+        const claimed = yield* Fiber.join(claim).pipe(Effect.timeout("10 seconds"))
         assert.deepStrictEqual(claimed.body.tasks.map((t: { id: string }) => t.id), [taskId])
         yield* raw("PATCH", `/v1/joblib/tasks/${taskId}`, { token: frank, json: { workerId: "frank:gpu", status: "completed", result: { png: "f1.png" } } })
         const outcome = yield* Fiber.join(waiter)
@@ -187,6 +189,13 @@ describe("job types and rooms over HTTP", () => {
         const stream = yield* Fiber.join(sse)
         const last = String(stream.body).split("\n").filter((line) => line.startsWith("data: ")).at(-1)!
         assert.strictEqual((parseJson(last.slice(6)) as JobEvent).type, "job.completed")
+        // a claim that waits while its worker registers another type wakes for that type's tasks
+        const later = yield* raw("POST", "/v1/joblib/tasks/claim", { token: frank, json: { workerId: "frank:gpu", waitSeconds: 30 } }).pipe(Effect.fork)
+        yield* raw("PUT", `/v1/joblib/rooms/${room}/jobs`, { token: frank, json: { name: "public:render:Video", schema: {}, workerId: "frank:gpu" } })
+        const video = yield* raw("POST", `/v1/joblib/rooms/${room}/tasks/public:render:Video`, { token: gina, json: {} })
+        const woken = yield* Fiber.join(later).pipe(Effect.timeout("10 seconds"))
+        assert.deepStrictEqual(woken.body.tasks.map((t: { id: string }) => t.id), [video.body.id])
+
         const [delivery] = yield* target.until(1)
         const body = JSON.parse(delivery!.body) as { type: string; data: { jobId: string; result: unknown } }
         new Webhook(hook.body.secret).verify(delivery!.body, delivery!.headers)

@@ -5,7 +5,7 @@ DROP FUNCTION IF EXISTS job_type_register(text, text, text, text, text, text, js
 -- being orphaned is revived with the new schema; an existing one must have an equal schema (compared as JSON
 -- values: `jsonb =` ignores key order and number spelling, keeps array order), else the answer is 'conflict' with
 -- the schema it has, and nothing is written. Otherwise worker `p_worker` (registered now if unknown, seen now if
--- known) is linked to it: it serves the type's tasks. Answers the type's row and the outcome: 'created',
+-- known) is linked to it: it serves the type's tasks (a new link rings '@worker:<id>' on the ready channel). Answers the type's row and the outcome: 'created',
 -- 'revived', 'existing' or 'conflict', or 'limit' (nothing written) when the registration would give
 -- `p_registered_by` more than `p_max_types` live types.
 CREATE OR REPLACE FUNCTION job_type_register(p_room text, p_name text, p_visibility text, p_category text,
@@ -67,6 +67,10 @@ BEGIN
     ON CONFLICT (id) DO UPDATE SET last_seen_at = greatest(w.last_seen_at, EXCLUDED.last_seen_at);
     INSERT INTO job_type_workers (job_type_id, worker_id, linked_at) VALUES (v_row.id, p_worker, v_now)
     ON CONFLICT DO NOTHING;
+    -- a claim of this worker waiting now learns of the type it serves from now on (at commit)
+    IF FOUND THEN
+      PERFORM pg_notify(current_schema() || '.ready', '@worker:' || p_worker);
+    END IF;
   END IF;
   RETURN QUERY SELECT v_row.id, v_outcome, v_row.schema, v_row.schema_digest, v_row.max_attempts, v_row.registered_by, v_row.created_at,
     v_row.updated_at;

@@ -4,7 +4,10 @@ import { Listener } from "../EventLog.js"
 
 /** How a waiting claim is run (`ClaimWaiters.claim`). */
 export interface WaitingClaim<J, E, R> {
-  /** The ready keys that may have work for it: queue names, or `@type:<id>` for the tasks of a job type. */
+  /**
+   * The ready keys that may have work for it: queue names, or `@type:<id>` for the tasks of a job type. Read at
+   * each notification: `claimOnce` may change the set (a worker that serves a new job type).
+   */
   readonly keys: ReadonlySet<string>
   /** One attempt; its jobs are the caller's once it answers. Run uninterruptibly (see `claim`). */
   readonly claimOnce: Effect.Effect<ReadonlyArray<J>, E, R>
@@ -27,9 +30,10 @@ export class ClaimWaiters extends Effect.Service<ClaimWaiters>()("jobwatch/Claim
     const config = yield* JobWatchConfig
     const waiting = new Set<{ readonly keys: ReadonlySet<string>; readonly wake: () => void }>()
     yield* listener.on("ready", (payload) => {
-      const keys = payload === "*" ? undefined : new Set(payload.split(","))
+      const keys = payload === "*" ? undefined : payload.split(",")
       for (const waiter of waiting) {
-        if (keys === undefined || [...waiter.keys].some((key) => keys.has(key))) waiter.wake()
+        // the payload's keys are few; a waiter's may be many (a worker serving many job types)
+        if (keys === undefined || keys.some((key) => waiter.keys.has(key))) waiter.wake()
       }
     })
     yield* listener.state.changes.pipe(

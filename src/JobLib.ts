@@ -274,11 +274,13 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
     const task = (user: User, id: JobId) => jobs.getTask(id, user.isAdmin ? undefined : user.sub)
 
     /**
-     * The holder reports on a task: progress (first), then a status (`cancelled` spelled either way). Answers the
-     * task as it then is.
+     * The holder reports on a task: `running` first, then its progress, then an end (`cancelled` spelled either
+     * way). Answers the task as it then is.
      */
     const update = Effect.fn("JobLib.update")(function*(id: JobId, body: TaskUpdate) {
       const scope = { workerId: body.workerId, message: body.message }
+      // running first (progress above 0 would start a claimed task itself), an end after the progress it reached
+      const started = body.status === "running" ? yield* workers.start(id, scope) : undefined
       if (body.progress !== undefined) yield* workers.progress(id, body.progress, scope)
       if (body.artefacts !== undefined && body.status !== "completed" && body.status !== "failed") {
         yield* workers.attach(id, body.artefacts, scope)
@@ -287,7 +289,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         case undefined:
           return yield* jobs.getTask(id)
         case "running":
-          return yield* workers.start(id, scope)
+          return body.progress === undefined && body.artefacts === undefined ? started! : yield* jobs.getTask(id)
         case "completed":
           return yield* workers.complete(id, { ...scope, result: body.result, artefacts: body.artefacts })
         case "canceled":

@@ -1,11 +1,13 @@
+import { FetchHttpClient, HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Fiber, Schema } from "effect"
+import { Duration, Effect, Fiber, Schema } from "effect"
 import { Webhook } from "standardwebhooks"
 import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../src/Config.js"
 import type { JobEvent } from "../src/Domain/JobEvent.js"
 import { digestOf } from "../src/JobLib.js"
+import * as Client from "../src/client.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
 import { receiver } from "./support/receiver.js"
@@ -200,6 +202,45 @@ describe("job types and rooms over HTTP", () => {
         const body = JSON.parse(delivery!.body) as { type: string; data: { jobId: string; result: unknown } }
         new Webhook(hook.body.secret).verify(delivery!.body, delivery!.headers)
         assert.deepStrictEqual([body.type, body.data.jobId, body.data.result], ["job.completed", taskId, { png: "f1.png" }])
+      }))
+  })
+})
+
+describe("job types and rooms over RPC", () => {
+  layer(serverLayer(), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("the same journey through the RPC group, with its typed errors", () =>
+      Effect.gen(function*() {
+        const address = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
+        const baseUrl = `http://127.0.0.1:${address.port}`
+        const rpcAs = (bearer: string) => Client.rpcClient({ baseUrl, token: bearer }).pipe(Effect.provide(FetchHttpClient.layer))
+        const room = uniqueQueue("rpc-room")
+        const hana = yield* rpcAs(yield* token("hana"))
+        const ivan = yield* rpcAs(yield* token("ivan"))
+        const registered = yield* hana.JobTypeRegister({ roomId: room, name: "public:fit:Curve", schema: { type: "object", required: ["x"] }, workerId: "hana:1" })
+        assert.deepStrictEqual([registered.outcome, registered.workerId], ["created", "hana:1"])
+        const conflict = yield* Effect.flip(hana.JobTypeRegister({ roomId: room, name: "public:fit:Curve", schema: { type: "array" } }))
+        assert.strictEqual(conflict._tag, "SchemaConflict")
+        const listed = yield* ivan.JobTypeList({ roomId: room })
+        assert.deepStrictEqual(listed.items.map((t) => t.name), ["public:fit:Curve"])
+        assert.strictEqual((yield* ivan.JobTypeGet({ roomId: room, jobName: "public:fit:Curve" })).room, room)
+        const invalid = yield* Effect.flip(ivan.TaskPush({ roomId: room, jobName: "public:fit:Curve", payload: {} }))
+        assert.strictEqual(invalid._tag, "PayloadInvalid")
+        const missing = yield* Effect.flip(ivan.TaskPush({ roomId: room, jobName: "public:fit:Nope", payload: {} }))
+        assert.strictEqual(missing._tag, "JobTypeNotFound")
+        const task = yield* ivan.TaskPush({ roomId: room, jobName: "public:fit:Curve", payload: { x: [1, 2] }, priority: 3 })
+        const waited = yield* ivan.TaskGet({ taskId: task.id, wait: Duration.seconds(30) }).pipe(Effect.fork)
+        const claimed = yield* hana.TaskClaim({ workerId: "hana:1", wait: Duration.seconds(5) })
+        assert.deepStrictEqual(claimed.tasks.map((t) => t.id), [task.id])
+        const refused = yield* Effect.flip(hana.TaskClaim({ workerId: "ivan" }))
+        assert.strictEqual(refused._tag, "Forbidden")
+        yield* hana.TaskUpdate({ taskId: task.id, workerId: "hana:1", status: "running", progress: { percent: 30 } })
+        assert.deepStrictEqual((yield* hana.TaskWorkerHeartbeat({ workerId: "hana:1" })).cancelRequested, [])
+        const done = yield* hana.TaskUpdate({ taskId: task.id, workerId: "hana:1", status: "completed", result: { a: 1 } })
+        assert.strictEqual(done.status, "completed")
+        const seen = yield* Fiber.join(waited)
+        assert.deepStrictEqual([seen.status, seen.result], ["completed", { a: 1 }])
+        yield* hana.JobTypeUnregister({ roomId: room, jobName: "public:fit:Curve", workerId: "hana:1" })
+        assert.strictEqual((yield* ivan.JobTypeGet({ roomId: room, jobName: "public:fit:Curve" })).workers, 0)
       }))
   })
 })

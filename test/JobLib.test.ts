@@ -74,6 +74,17 @@ describe("job types and rooms over HTTP", () => {
         assert.include(JSON.stringify(badName.body), "<public|private>:<category>:<name>")
         const badSchema = yield* raw("PUT", `${rooms}/jobs`, { token: alice, json: { name: "public:modifiers:Bad", schema: { type: "nope" } } })
         assert.deepStrictEqual([badSchema.status, badSchema.body._tag, badSchema.body.field], [400, "InvalidInput", "schema"])
+        const redos = { type: "object", properties: { id: { type: "string", pattern: "^(a+)+$" } } }
+        const slow = yield* raw("PUT", `${rooms}/jobs`, { token: alice, json: { name: "public:modifiers:Slow", schema: redos } })
+        assert.deepStrictEqual([slow.status, slow.body.field], [400, "schema"])
+        assert.include(slow.body.message, "exponential")
+        const keyed = { type: "object", patternProperties: { "(x+x+)+y": {} } }
+        assert.strictEqual((yield* raw("PUT", `${rooms}/jobs`, { token: alice, json: { name: "public:modifiers:Keyed", schema: keyed } })).status, 400)
+        const data = { type: "object", properties: { pattern: { type: "string", pattern: "^[a-z]+$" } }, examples: [{ pattern: "(a+)+" }] }
+        const fine = yield* raw("PUT", `${rooms}/jobs`, { token: alice, json: { name: "private:modifiers:Patterned", schema: data } })
+        assert.strictEqual(fine.status, 201, "a safe pattern, and a pattern-looking value in examples, register")
+        const mismatch = yield* raw("POST", `${rooms}/tasks/private:modifiers:Patterned`, { token: alice, json: { pattern: "ABC" } })
+        assert.deepStrictEqual([mismatch.status, mismatch.body.errors[0].path], [422, "/pattern"])
         const badRoom = yield* raw("GET", "/v1/joblib/rooms/a:b/jobs", { token: alice })
         assert.strictEqual(badRoom.status, 400)
 

@@ -2,6 +2,7 @@ import { Ajv2020 } from "ajv/dist/2020.js"
 import type { ErrorObject, ValidateFunction } from "ajv/dist/2020.js"
 import addFormats from "ajv-formats"
 import canonicalize from "canonicalize"
+import safeRegex from "safe-regex2"
 import { Either } from "effect"
 import { createHash } from "node:crypto"
 
@@ -30,6 +31,36 @@ const compile = (schema: object): ValidateFunction => {
     throw new Error(ajv.errorsText(ajv.errors, { dataVar: "schema", separator: "; " }))
   }
   return ajv.compile(schema)
+}
+
+/** Keywords whose values are data, not schemas: a `pattern` inside them is not a regular expression. */
+const dataKeywords = new Set(["const", "enum", "default", "examples"])
+
+/**
+ * The first regular expression of a schema (`pattern`, `patternProperties`' keys) that may take exponential time
+ * on some input (nested quantifiers: `(a+)+`), by safe-regex2's star-height check. Every payload pushed runs them,
+ * so such a schema is refused when registered. A heuristic: it catches the classic shapes, not every slow one.
+ */
+const unsafePattern = (schema: unknown, depth = 0): string | undefined => {
+  if (depth > 64 || typeof schema !== "object" || schema === null) return undefined
+  if (Array.isArray(schema)) {
+    for (const item of schema) {
+      const found = unsafePattern(item, depth + 1)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  for (const [key, value] of Object.entries(schema)) {
+    if (dataKeywords.has(key)) continue
+    if (key === "pattern" && typeof value === "string" && !safeRegex(value)) return value
+    if (key === "patternProperties" && typeof value === "object" && value !== null) {
+      const found = Object.keys(value).find((pattern) => !safeRegex(pattern))
+      if (found !== undefined) return found
+    }
+    const found = unsafePattern(value, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
 }
 
 const issueOf = (error: ErrorObject): PayloadIssue => {
@@ -64,6 +95,12 @@ export const makeJsonSchemas = () => {
     const text = canonicalize(schema) ?? ""
     if (Buffer.byteLength(text) > MAX_SCHEMA_BYTES) {
       return Either.left(`must be at most ${MAX_SCHEMA_BYTES} bytes as JSON, got ${Buffer.byteLength(text)}`)
+    }
+    const unsafe = unsafePattern(schema)
+    if (unsafe !== undefined) {
+      return Either.left(
+        `has a pattern that may take exponential time on some input (nested quantifiers): ${JSON.stringify(unsafe.slice(0, 100))}`
+      )
     }
     const digest = digestOf(schema)
     try {

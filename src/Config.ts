@@ -144,16 +144,18 @@ const origins: Kind<ReadonlyArray<string>, ReadonlyArray<string>> = {
 const logLevels = ["debug", "info", "warn", "error"] as const
 type LogLevel = typeof logLevels[number]
 
-const logLevel: Kind<LogLevel, LogLevel> = {
+/** One of `values` (case aside, or an alias of one). */
+const oneOf = <A extends string>(values: ReadonlyArray<A>, aliases: Readonly<Record<string, A>> = {}): Kind<A, A> => ({
   read: parsed((text) => {
     const lower = text.trim().toLowerCase()
-    const level = logLevels.find((l) => l === (lower === "warning" ? "warn" : lower))
-    return level === undefined
-      ? Either.left(`expected debug, info, warn or error, got ${JSON.stringify(text)}`)
-      : Either.right(level)
+    const value = values.find((v) => v === (aliases[lower] ?? lower))
+    const expected = `${values.slice(0, -1).join(", ")} or ${values.at(-1)}`
+    return value === undefined ? Either.left(`expected ${expected}, got ${JSON.stringify(text)}`) : Either.right(value)
   }),
   text: (input) => input
-}
+})
+const logLevel = oneOf<LogLevel>(logLevels, { warning: "warn" })
+const logFormat = oneOf(["text", "json"] as const)
 
 /** A URL of `scheme` (its password stays redacted); empty: none. */
 const redactedUrl = (
@@ -284,6 +286,7 @@ const fields = {
     "deliveries in flight to one endpoint"
   ),
   logLevel: field("JOBWATCH_LOG_LEVEL", "info", logLevel, "the least severe level logged: debug, info, warn, error"),
+  logFormat: field("JOBWATCH_LOG_FORMAT", "text", logFormat, "text (readable lines) or json (one object per line)"),
   retryMaxBackoff: field(
     "JOBWATCH_RETRY_MAX_BACKOFF",
     Duration.seconds(10),

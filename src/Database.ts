@@ -27,5 +27,5 @@ export const layer = Layer.unwrapScoped(
         )
     })
     return PgClient.layer({ url, maxConnections: config.poolSize, applicationName: "jobwatch", connectTimeout })
-  })
+  }).pipe(Effect.annotateLogs("module", "Database"))
 )

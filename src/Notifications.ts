@@ -268,5 +268,5 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       subscriberCount: Effect.sync(registry.subscriberCount),
       stats: Effect.sync((): NotificationStats => ({ ...stats }))
     } as const
-  })
+  }).pipe(Effect.annotateLogs("module", "Notifications"))
 }) {}

@@ -72,7 +72,10 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
             now: at,
             jitter: 0
           }).pipe(
-            Effect.tapError((error) => Effect.logWarning(`could not fail undeliverable job ${job.id}: ${error._tag}`)),
+            Effect.tapError((error) =>
+              Effect.logWarning(`could not fail undeliverable job ${job.id}: ${error._tag}`).pipe(
+                Effect.annotateLogs({ module: "Workers", jobId: job.id })
+              )),
             Effect.ignore
           ), { discard: true })).pipe(Effect.as(jobs.filter((job) => !poisoned.includes(job))))
     }
@@ -81,7 +84,8 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
     const giveBack = (workerId: string, jobs: ReadonlyArray<ClaimedJob>) =>
       claims.release(workerId, jobs.map((job) => job.id)).pipe(
         Effect.tap((released) => Effect.logInfo(`a claim of worker ${workerId} was interrupted: released ${released.length} jobs`)),
-        Effect.catchAllCause((cause) => Effect.logWarning("could not release the jobs of an interrupted claim", cause))
+        Effect.catchAllCause((cause) => Effect.logWarning("could not release the jobs of an interrupted claim", cause)),
+        Effect.annotateLogs("module", "Workers")
       )
 
     /**

@@ -23,14 +23,22 @@ const printStarterTokens = Effect.gen(function*() {
   const config = yield* JobWatchConfig
   const admin = yield* Auth.mintFor(keys, secret, { sub: "admin", roles: ["admin"], ttlSeconds: 24 * 3600 })
   const worker = yield* Auth.mintFor(keys, secret, { sub: "worker", roles: ["worker"], ttlSeconds: 24 * 3600 })
+  // on stderr when the log is JSON lines: stdout stays one JSON object per line
   yield* Effect.sync(() =>
-    process.stdout.write(
+    (config.logFormat === "json" ? process.stderr : process.stdout).write(
       `\nNo JOBWATCH_JWT_SECRET set: tokens are signed with the secret kept in ${Auth.secretPath(config.dataDir)}.\n` +
         `Admin token (24 h):  ${admin}\nWorker token (24 h): ${worker}\n` +
         `More: npm run token -- --sub alice [--role worker] [--ttl 1h]\n\n`
     )
   )
 })
+
+/** JSON lines on stdout in place of the readable lines (`runMain`'s pretty logger, or Effect's default one). */
+const jsonLines = Logger.withConsoleLog(Logger.jsonLogger)
+const jsonLogs = Layer.merge(
+  Logger.replace(Logger.prettyLoggerDefault, jsonLines),
+  Logger.replace(Logger.defaultLogger, jsonLines)
+)
 
 const logLevels = {
   debug: LogLevel.Debug,
@@ -137,7 +145,9 @@ const program = Effect.gen(function*() {
         ? Effect.void
         : Effect.logInfo(`stopped in ${Duration.format(Duration.millis(Date.now() - stopping))}`)
     ),
-    Logger.withMinimumLogLevel(logLevels[config.logLevel])
+    Logger.withMinimumLogLevel(logLevels[config.logLevel]),
+    // JOBWATCH_LOG_FORMAT=json: one JSON object per line (message, logLevel, timestamp, annotations, spans)
+    Effect.provide(config.logFormat === "json" ? jsonLogs : Layer.empty)
   )
 }).pipe(
   Effect.tapErrorCause((cause) =>

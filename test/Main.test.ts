@@ -35,6 +35,35 @@ describe("npm start (src/main.ts)", () => {
       assert.match(service.output(), /LISTEN connection has been down/)
     }).pipe(Effect.scoped), { timeout: 90_000 })
 
+  it.live("JOBWATCH_LOG_FORMAT=json: stdout is one JSON object per line, with the module of each service's lines", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir
+      const schema = freshSchema()
+      yield* Effect.addFinalizer(() => dropSchema(schema))
+      const service = yield* startService({
+        DATABASE_URL: databaseUrl(),
+        JOBWATCH_SCHEMA: schema,
+        JOBWATCH_LOG_FORMAT: "json",
+        PORT: "0",
+        HOST: "127.0.0.1",
+        JOBWATCH_DATA_DIR: dataDir
+      })
+      yield* service.waitFor(/Listening on/)
+      yield* service.waitFor(/this process is the reaper/)
+      service.child.kill("SIGTERM")
+      const exited = yield* Deferred.await(service.exited).pipe(Effect.timeout("30 seconds"))
+      assert.strictEqual(exited.code, 0, service.output())
+      const lines = service.stdout().split("\n").filter((line) => line.trim() !== "")
+      const entries = lines.map((line) => JSON.parse(line) as { message: unknown; logLevel: string; annotations: Record<string, unknown> })
+      assert.isAtLeast(entries.length, 4)
+      assert.isTrue(entries.every((e) => typeof e.logLevel === "string" && e.message !== undefined), service.stdout())
+      const moduleOf = (text: string) =>
+        entries.find((e) => String(e.message).includes(text))?.annotations["module"]
+      assert.strictEqual(moduleOf("applied migrations"), "Migrations")
+      assert.strictEqual(moduleOf("this process is the reaper"), "Reaper")
+      assert.strictEqual(moduleOf("stopping: draining"), "HttpServer")
+    }).pipe(Effect.scoped), { timeout: 90_000 })
+
   it.live("black box: on the embedded database, a user enqueues, a worker runs the job over HTTP, the long-poll answers it", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir

@@ -214,5 +214,5 @@ export class AmqpRelay extends Effect.Service<AmqpRelay>()("jobwatch/AmqpRelay",
       }
     }).pipe(Effect.interruptible))
     return answer
-  })
+  }).pipe(Effect.annotateLogs("module", "AmqpRelay"))
 }) {}

@@ -159,4 +159,4 @@ export const run = (
     }
     if (applied.replaced.length > 0) yield* Effect.logInfo(`applied ${applied.replaced.join(", ")} to schema ${schema}`)
     return applied.versioned
-  }).pipe(Effect.withSpan("Migrations.run"))
+  }).pipe(Effect.withSpan("Migrations.run"), Effect.annotateLogs("module", "Migrations"))

@@ -271,7 +271,9 @@ export const make = (connection: pg.ClientConfig) =>
  * The process's one LISTEN connection (see `make`), on the database of the `PgClient`.
  */
 export class Listener extends Effect.Service<Listener>()("jobwatch/Listener", {
-  scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config)))
+  scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config))).pipe(
+    Effect.annotateLogs("module", "Listener")
+  )
 }) {}
 
 /** Waits until the listener is connected (at once when it is). */

@@ -61,7 +61,7 @@ const DrainLive = Layer.scopedDiscard(Effect.gen(function*() {
   const node = yield* NodeServer
   const shutdown = yield* Shutdown
   const config = yield* JobWatchConfig
-  yield* Effect.addFinalizer(() => drain(node, shutdown, config.shutdownTimeout))
+  yield* Effect.addFinalizer(() => Effect.annotateLogs(drain(node, shutdown, config.shutdownTimeout), "module", "HttpServer"))
 }))
 
 export { makeNodeServer, NodeServer, type NodeServerShape } from "./NodeServer.js"

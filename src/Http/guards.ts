@@ -1,4 +1,5 @@
 import { HttpApp, HttpLayerRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { Exit } from "effect"
 import { Cause, Effect, Option } from "effect"
 import { DatabaseUnavailable } from "../Domain/Errors.js"
 import { Shutdown } from "./Shutdown.js"
@@ -57,8 +58,8 @@ export const requestLogger = <E, R>(
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R | HttpServerRequest.HttpServerRequest> =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const started = Date.now()
-    return Effect.onExit(app, (exit) => {
-      const line = (status: number) => `${request.method} ${pathOf(request.url)} ${status} ${Date.now() - started}ms`
+    const line = (status: number) => `${request.method} ${pathOf(request.url)} ${status} ${Date.now() - started}ms`
+    const logged = (exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>) => {
       if (exit._tag === "Success") {
         const status = exit.value.status
         // a probe's 503 is its answer, not a failure of the request: the loops that found the database or the
@@ -69,5 +70,6 @@ export const requestLogger = <E, R>(
       if (response.status < 500) return Effect.logDebug(line(response.status))
       const reason = Option.isSome(cause) && !Cause.isInterruptedOnly(cause.value) ? `: ${describeError(cause.value)}` : ""
       return Effect.logError(`${line(response.status)}${reason}`)
-    })
+    }
+    return Effect.onExit(app, (exit) => Effect.annotateLogs(logged(exit), "module", "Http"))
   })

@@ -147,7 +147,9 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
               Effect.catchAllCause((cause) =>
                 Cause.isInterruptedOnly(cause)
                   ? Effect.interrupt
-                  : Effect.logDebug(`a coalesced progress report of job ${id} was not written: ${describeError(cause)}`)
+                  : Effect.logDebug(`a coalesced progress report of job ${id} was not written: ${describeError(cause)}`).pipe(
+                    Effect.annotateLogs("jobId", id)
+                  )
               )
             )
             return Option.some(startedAt + windowMs)
@@ -234,7 +236,10 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
           yield* update(id, () => undefined)
           if (current !== undefined && Option.isSome(current.pending)) {
             yield* write(id, current.pending.value.write, current.pending.value.workerId).pipe(
-              Effect.catchAll((error) => Effect.logDebug(`pending progress of job ${id} was not written: ${error.message}`))
+              Effect.catchAll((error) =>
+                Effect.logDebug(`pending progress of job ${id} was not written: ${error.message}`).pipe(
+                  Effect.annotateLogs("jobId", id)
+                ))
             )
           }
         })
@@ -265,5 +270,5 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
     )
 
     return { progress, flush, pendingCount } as const
-  })
+  }).pipe(Effect.annotateLogs("module", "ProgressReporter"))
 }) {}

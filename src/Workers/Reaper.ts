@@ -256,5 +256,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
 /** The reaper of this process (see `make`), on a dedicated connection to the `PgClient`'s database. */
 export class Reaper extends Effect.Service<Reaper>()("jobwatch/Reaper", {
   dependencies: [ReaperRepo.Default, PurgeRepo.Default],
-  scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config, "jobwatch-reaper")))
+  scoped: Effect.flatMap(PgClient.PgClient, (client) => make(clientConfig(client.config, "jobwatch-reaper"))).pipe(
+    Effect.annotateLogs("module", "Reaper")
+  )
 }) {}

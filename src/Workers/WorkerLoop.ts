@@ -372,7 +372,7 @@ export const run = <A, E, R>(
       stats: Ref.get(stats),
       await: Deferred.await(stopped)
     }
-  })
+  }).pipe(Effect.annotateLogs("module", "Worker"))
 
 /** `run` as a layer: the worker runs while the layer is alive; refused credentials fail its construction. */
 export const layer = <A, E, R>(options: RunOptions<A, E, R>): Layer.Layer<never, WorkerRefused, WorkerBackend | R> =>

@@ -52,6 +52,8 @@ export interface Service {
   readonly waitFor: (pattern: RegExp) => Effect.Effect<RegExpMatchArray, Error>
   readonly exited: Deferred.Deferred<Exited>
   readonly output: () => string
+  /** What it wrote to stdout alone. */
+  readonly stdout: () => string
 }
 
 /**
@@ -77,6 +79,8 @@ export const startService = (
         output += chunk.toString()
         watchers.forEach((w) => w())
       }
+      let stdout = ""
+      child.stdout!.on("data", (chunk: Buffer) => void (stdout += chunk.toString()))
       child.stdout!.on("data", onData)
       child.stderr!.on("data", onData)
       child.on("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal, at: Date.now() })))
@@ -101,7 +105,7 @@ export const startService = (
             clearTimeout(timer)
           })
         })
-      return { child, pid: child.pid!, waitFor, exited, output: () => output } satisfies Service
+      return { child, pid: child.pid!, waitFor, exited, output: () => output, stdout: () => stdout } satisfies Service
     }),
     (service) =>
       Effect.gen(function*() {

@@ -1,6 +1,6 @@
 import { FetchHttpClient, HttpServer } from "@effect/platform"
 import { assert, describe, layer } from "@effect/vitest"
-import { Chunk, Effect, Schema, Stream } from "effect"
+import { Chunk, Effect, Fiber, Schema, Stream } from "effect"
 import type { JobInfo } from "../src/Domain/Job.js"
 import { JobManager } from "../src/client.js"
 import { uniqueQueue } from "./support/fixtures.js"
@@ -132,6 +132,40 @@ describe("JobManager, the job library's client", () => {
         assert.strictEqual(slow!.status, "canceled")
         assert.isTrue(outcomes.aborted, "the handler's signal was aborted")
         assert.deepStrictEqual([jobs.size, [...jobs.keys()]], [2, ["public:render:Quick", "public:render:Slow"]])
+      }))
+  })
+})
+
+describe("JobManager after a silence", () => {
+  // the reaper wakes at least every heartbeat interval of the quickest worker: a registration's is the service's
+  layer(serverLayer({ reaper: true, workerTimeout: "1 second", heartbeatInterval: "500 millis" }), { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.scoped("a client the service forgot registers its types again by itself and goes on serving them", () =>
+      Effect.gen(function*() {
+        const base = yield* baseUrl
+        const room = uniqueQueue("silence-room")
+        const kim = yield* token("kim")
+        const lee = yield* token("lee")
+        const jobs = yield* JobManager.make({ baseUrl: base, token: kim, room, claimWait: "5 seconds" }).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+        yield* jobs.register({ name: "public:tools:Echo", schema: {}, handler: (payload) => Effect.succeed(payload) })
+        // silent past the worker timeout: forgotten, and its type, with no task waiting, removed (a heartbeat to
+        // check would keep it alive: the type's absence is the sign)
+        const typePath = `/v1/joblib/rooms/${room}/jobs/public:tools:Echo`
+        for (let i = 0; i < 400 && (yield* raw("GET", typePath, { token: lee })).status !== 404; i++) yield* Effect.sleep("50 millis")
+        assert.strictEqual((yield* raw("GET", typePath, { token: lee })).status, 404)
+        assert.strictEqual((yield* raw("PATCH", `/v1/joblib/workers/${jobs.workerId}`, { token: kim })).status, 404, "forgotten")
+        // listening: the claim answers WorkerNotFound, the client registers again, and serves the type
+        const served = yield* jobs.listen().pipe(Stream.take(1), Stream.mapEffect((task) => task.run), Stream.runCollect, Effect.fork)
+        let pushed: { status: number; body: any } = { status: 0, body: undefined }
+        for (let i = 0; i < 400; i++) {
+          pushed = yield* raw("POST", `/v1/joblib/rooms/${room}/tasks/public:tools:Echo`, { token: lee, json: { hello: "again" } })
+          if (pushed.status === 201) break
+          yield* Effect.sleep("50 millis")
+        }
+        assert.strictEqual(pushed.status, 201)
+        const [done] = Chunk.toArray(yield* Fiber.join(served).pipe(Effect.timeout("30 seconds")))
+        assert.deepStrictEqual([done!.id, done!.status, done!.result], [pushed.body.id, "completed", { hello: "again" }])
       }))
   })
 })

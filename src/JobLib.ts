@@ -142,8 +142,9 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         })
       }
       const viewer = viewerOf(user)
-      const row = yield* repo.find(room, body.name, { sub: user.sub, admin: false })
-      if (row === undefined || row.room !== room) return yield* Effect.die(new Error(`registered job type ${body.name} not found`))
+      // by id: the row the registration wrote or linked, whatever happened to it since
+      const row = registered.id === null ? undefined : yield* repo.byId(registered.id)
+      if (row === undefined) return yield* Effect.die(new Error(`registered job type ${body.name} not found`))
       return new JobTypeRegistration({ jobType: jobTypeOf(row, viewer), workerId, outcome: registered.outcome }, true)
     })
 

@@ -118,7 +118,15 @@ export class JobTypesRepo extends Effect.Service<JobTypesRepo>()("jobwatch/JobTy
         Effect.orDie
       )
 
-    /** Whether worker `workerId` serves type `id`. */
+    /** Type `id`, removed or not. */
+    const byId = (id: number) =>
+      sql`SELECT ${columns} FROM ${types} t WHERE t.id = ${id}`.pipe(
+        Effect.flatMap(decodeRows),
+        Effect.map((rows) => rows[0]),
+        Effect.orDie
+      )
+
+    /** Whether worker `workerId` served type `id` (it no longer does). */
     const unlink = (id: number, workerId: string) =>
       sql`DELETE FROM ${links} WHERE job_type_id = ${id} AND worker_id = ${workerId} RETURNING 1 AS one`.pipe(
         Effect.map((rows) => rows.length > 0),
@@ -152,7 +160,7 @@ export class JobTypesRepo extends Effect.Service<JobTypesRepo>()("jobwatch/JobTy
         Effect.orDie
       )
 
-    return { register, list, find, unlink, claim, servedKeys } as const
+    return { register, list, find, byId, unlink, claim, servedKeys } as const
   })
 }) {}
 

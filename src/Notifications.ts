@@ -42,7 +42,11 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       doorbells: 0,
       /** When the first of them arrived (the notify-to-resolve metric). */
       firstDoorbellAt: undefined as number | undefined,
-      changed: new Set<JobId>(),
+      /**
+       * The watched jobs doorbells named, with the highest version named and whether that change may be terminal
+       * without its outcome: checked again when the batch runs, since a read in flight may have caught up meanwhile.
+       */
+      changed: new Map<JobId, { version: number; mayBeTerminal: boolean }>(),
       /** Re-read every watched job: a reconcile, a refresh, or a doorbell that could not name its jobs. */
       everything: false
     }
@@ -139,8 +143,14 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
           const id = changes[i] as JobId
           const slot = index.get(id)
           if (slot === undefined) continue
-          if (behind(slot, changes[i + 1] as number, uncarried === "any" || uncarried.has(id))) {
-            pending.changed.add(id)
+          const version = changes[i + 1] as number
+          const mayBeTerminal = uncarried === "any" || uncarried.has(id)
+          if (behind(slot, version, mayBeTerminal)) {
+            const known = pending.changed.get(id)
+            pending.changed.set(id, {
+              version: Math.max(version, known?.version ?? 0),
+              mayBeTerminal: mayBeTerminal || known?.mayBeTerminal === true
+            })
             relevant = true
           }
         }
@@ -162,7 +172,13 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       stats.wakeups++
       yield* Metric.increment(wakeupsTotal)
       const { doorbells, everything, firstDoorbellAt } = pending
-      const named = new Set(pending.changed)
+      // a job whose subscribers have seen the change by now (a read that was in flight when its doorbell came)
+      // costs no read
+      const named = new Set<JobId>()
+      for (const [id, change] of pending.changed) {
+        const slot = index.get(id)
+        if (slot !== undefined && behind(slot, change.version, change.mayBeTerminal)) named.add(id)
+      }
       const changed = new Set<JobId>([...needsCatchUp, ...named])
       needsCatchUp.clear()
       pending.changed.clear()

@@ -8,14 +8,14 @@ export interface Ran {
   readonly stderr: string
 }
 
-/** Runs `node --import tsx <path> <args>` with `env` added; SIGKILLed after `timeoutMs`. */
+/** Runs `node --import tsx <path> <args>` (plain `node` with `tsx: false`) with `env` added; SIGKILLed after `timeoutMs`. */
 export const runNode = (
   path: string,
   args: ReadonlyArray<string>,
-  options: { readonly env?: Record<string, string | undefined>; readonly timeoutMs?: number } = {}
+  options: { readonly env?: Record<string, string | undefined>; readonly timeoutMs?: number; readonly tsx?: boolean } = {}
 ) =>
   Effect.async<Ran>((resume) => {
-    const proc = spawn(process.execPath, ["--import", "tsx", path, ...args], {
+    const proc = spawn(process.execPath, [...(options.tsx === false ? [] : ["--import", "tsx"]), path, ...args], {
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"]
     })

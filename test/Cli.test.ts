@@ -1,0 +1,139 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect } from "effect"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import { jwtVerify } from "jose"
+import { closedPort } from "./support/fixtures.js"
+import { repoPath, runNode } from "./support/processes.js"
+import { tempDir } from "./support/service.js"
+import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
+
+// The built command, as a user runs it (`npx jobwatch …` runs this file): `npm ci` builds it (prepare), and so
+// does `npm run build`.
+const cli = repoPath("dist/cli.js")
+const secret = "cli-test-secret-0123456789-abcdefghijklmnop"
+
+const jobwatch = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}) =>
+  Effect.flatMap(tempDir, (dataDir) =>
+    runNode(cli, args, { tsx: false, timeoutMs: 60_000, env: { JOBWATCH_DATA_DIR: dataDir, NO_COLOR: "1", ...env } }))
+
+/** A fresh schema on the test database, dropped at the end. */
+const onSchema = Effect.acquireRelease(Effect.sync(freshSchema), (schema) => dropSchema(schema))
+
+describe("the jobwatch command (built)", () => {
+  it("is built, executable, and named in package.json's bin", () => {
+    const pkg = JSON.parse(Fs.readFileSync(repoPath("package.json"), "utf8")) as { bin: Record<string, string> }
+    assert.strictEqual(pkg.bin["jobwatch"], "dist/cli.js")
+    assert.isTrue(Fs.existsSync(cli), "dist/cli.js: run npm run build")
+    assert.match(Fs.readFileSync(cli, "utf8").slice(0, 30), /^#!\/usr\/bin\/env node/)
+    assert.isTrue((Fs.statSync(cli).mode & 0o111) !== 0)
+  })
+
+  it.scoped("--help names every command, and each command has its own; a command it does not know is exit 2", () =>
+    Effect.gen(function*() {
+      const help = yield* jobwatch(["--help"])
+      assert.strictEqual(help.code, 0, help.stderr)
+      for (const command of ["serve", "migrate", "token", "purge", "amqp"]) assert.include(help.stdout, command)
+      assert.notInclude(help.stdout, "\u001b[", "no colours in a pipe")
+      for (const command of [["serve"], ["migrate"], ["token"], ["purge"], ["amqp", "init"]]) {
+        const own = yield* jobwatch([...command, "--help"])
+        assert.strictEqual(own.code, 0, `${command.join(" ")} --help: ${own.stderr}`)
+        assert.include(own.stdout, "USAGE")
+      }
+      const unknown = yield* jobwatch(["frobnicate"])
+      assert.strictEqual(unknown.code, 2)
+      assert.include(unknown.stdout + unknown.stderr, "Invalid subcommand")
+    }), { timeout: 60_000 })
+
+  it.scoped("token prints only a token the service accepts; a bad role or TTL is exit 2 with the reason", () =>
+    Effect.gen(function*() {
+      const env = { JOBWATCH_JWT_SECRET: secret }
+      const minted = yield* jobwatch(["token", "--sub", "alice", "--role", "worker", "--ttl", "30d"], env)
+      assert.strictEqual(minted.code, 0, minted.stderr)
+      const lines = minted.stdout.trim().split("\n")
+      assert.lengthOf(lines, 1, "the token alone")
+      const { payload } = yield* Effect.promise(() =>
+        jwtVerify(lines[0]!, new TextEncoder().encode(secret)))
+      assert.deepStrictEqual([payload.sub, payload["roles"]], ["alice", ["worker"]])
+      assert.approximately((payload.exp ?? 0) - (payload.iat ?? 0), 30 * 86400, 5)
+      const badRole = yield* jobwatch(["token", "--sub", "alice", "--role", "boss"], env)
+      assert.strictEqual(badRole.code, 2)
+      assert.include(badRole.stdout + badRole.stderr, "worker, admin")
+      const badTtl = yield* jobwatch(["token", "--sub", "alice", "--ttl", "forever"], env)
+      assert.deepStrictEqual([badTtl.code, badTtl.stderr.trim()], [2, "jobwatch: --ttl must be a duration such as 15m, 1h or 7d"])
+      const noSub = yield* jobwatch(["token"], env)
+      assert.strictEqual(noSub.code, 2)
+    }), { timeout: 60_000 })
+
+  it.scoped("migrate applies the migrations once; purge removes old finished jobs; a database that does not answer is exit 1 in one line", () =>
+    Effect.gen(function*() {
+      const schema = yield* onSchema
+      const env = { DATABASE_URL: databaseUrl(), JOBWATCH_SCHEMA: schema }
+      const first = yield* jobwatch(["migrate"], env)
+      assert.strictEqual(first.code, 0, first.stderr)
+      assert.match(first.stdout.trim(), /^applied migrations 1, 2, .*21$/)
+      const again = yield* jobwatch(["migrate"], env)
+      assert.deepStrictEqual([again.code, again.stdout.trim()], [0, "the schema is up to date"])
+      const purged = yield* jobwatch(["purge", "--older-than", "30d"], env)
+      assert.deepStrictEqual([purged.code, purged.stdout.trim()], [0, "purged 0 finished jobs"])
+      const badDuration = yield* jobwatch(["purge", "--older-than", "soon"], env)
+      assert.strictEqual(badDuration.code, 2)
+      assert.include(badDuration.stdout + badDuration.stderr, "--older-than must be a duration")
+      const port = yield* closedPort
+      const down = yield* jobwatch(["migrate"], { DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/x`, JOBWATCH_SCHEMA: schema })
+      assert.strictEqual(down.code, 1)
+      assert.match(down.stderr, /^jobwatch: .*ECONNREFUSED.*\n$/)
+    }), { timeout: 90_000 })
+
+  it.scoped("amqp init declares the topology (idempotent); without JOBWATCH_AMQP_URL it says which variable, exit 1", () =>
+    Effect.gen(function*() {
+      const exchange = `cli.test.${process.pid}.${Date.now().toString(36)}`
+      const env = { JOBWATCH_AMQP_URL: "amqp://guest:guest@127.0.0.1:5672", JOBWATCH_AMQP_EXCHANGE: exchange, JOBWATCH_AMQP_ERP_EXCHANGE: `${exchange}.erp` }
+      for (let i = 0; i < 2; i++) {
+        const declared = yield* jobwatch(["amqp", "init"], env)
+        assert.strictEqual(declared.code, 0, declared.stderr)
+        assert.strictEqual(declared.stdout.trim(), `declared ${exchange} (topic), ${exchange}.erp (fanout) bound to it with job.status.*`)
+      }
+      const unset = yield* jobwatch(["amqp", "init"], { JOBWATCH_AMQP_URL: "" })
+      assert.strictEqual(unset.code, 1)
+      assert.include(unset.stderr, "JOBWATCH_AMQP_URL")
+    }), { timeout: 60_000 })
+
+  it.scoped("serve runs the service until SIGTERM, then stops with exit 0", () =>
+    Effect.gen(function*() {
+      const schema = yield* onSchema
+      const dataDir = yield* tempDir
+      const exited = yield* Deferred.make<number | null>()
+      let output = ""
+      const child = spawn(process.execPath, [cli, "serve"], {
+        env: { ...process.env, DATABASE_URL: databaseUrl(), JOBWATCH_SCHEMA: schema, PORT: "0", HOST: "127.0.0.1", JOBWATCH_DATA_DIR: dataDir },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
+      child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
+      child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+      child.on("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
+      const base = yield* Effect.async<string, Error>((resume) => {
+        const check = setInterval(() => {
+          const m = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
+          if (m !== null) {
+            clearInterval(check)
+            resume(Effect.succeed(m[1]!))
+          }
+        }, 20)
+        const timer = setTimeout(() => {
+          clearInterval(check)
+          resume(Effect.fail(new Error(`not listening after 60 s: ${output}`)))
+        }, 60_000)
+        return Effect.sync(() => {
+          clearInterval(check)
+          clearTimeout(timer)
+        })
+      })
+      const health = yield* Effect.promise(() => fetch(`${base}/health`).then((r) => r.status))
+      assert.strictEqual(health, 200)
+      child.kill("SIGTERM")
+      const code = yield* Deferred.await(exited).pipe(Effect.timeout("30 seconds"))
+      assert.strictEqual(code, 0, output)
+    }), { timeout: 90_000 })
+})

@@ -9,6 +9,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Duration, Effect, Option } from "effect"
 import { initTopology } from "./Amqp/init.js"
 import * as Auth from "./Auth.js"
+import { remoteCommands, RemoteUsageError } from "./Cli/remote.js"
 import { mintToken, UsageError } from "./Cli/token.js"
 import { JobWatchConfig, parseDuration } from "./Config.js"
 import { version } from "./version.js"
@@ -89,7 +90,7 @@ const amqp = Command.make("amqp").pipe(
 
 const jobwatch = Command.make("jobwatch").pipe(
   Command.withDescription("Job tracking and notifications on PostgreSQL."),
-  Command.withSubcommands([serve, migrate, token, purge, amqp])
+  Command.withSubcommands([serve, migrate, token, purge, amqp, ...remoteCommands])
 )
 
 const run = Command.run(jobwatch, { name: "jobwatch", version })
@@ -129,7 +130,7 @@ const main = run(process.argv).pipe(
         process.exitCode = 2
         return
       }
-      const usage = Option.isSome(failure) && failure.value instanceof UsageError
+      const usage = Option.isSome(failure) && (failure.value instanceof UsageError || failure.value instanceof RemoteUsageError)
       process.stderr.write(`jobwatch: ${lineOf(cause)}\n`)
       process.exitCode = usage ? 2 : 1
     })

@@ -1,9 +1,14 @@
-import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
+import { HttpServer } from "@effect/platform"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Deferred, Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { jwtVerify } from "jose"
-import { closedPort } from "./support/fixtures.js"
+import { Workers } from "../src/Workers.js"
+import { closedPort, uniqueQueue } from "./support/fixtures.js"
+import { serverLayer, token as tokenFor } from "./support/http.js"
 import { repoPath, runNode } from "./support/processes.js"
 import { tempDir } from "./support/service.js"
 import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
@@ -136,4 +141,71 @@ describe("the jobwatch command (built)", () => {
       const code = yield* Deferred.await(exited).pipe(Effect.timeout("30 seconds"))
       assert.strictEqual(code, 0, output)
     }), { timeout: 90_000 })
+})
+
+describe("the jobwatch command against a running service", () => {
+  layer(serverLayer(), { excludeTestServices: true, timeout: 90_000 })((it) => {
+    const base = Effect.map(HttpServer.HttpServer, (server) => `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`)
+
+    it.scoped("enqueue, status, list and cancel, with --url and --token or JOBWATCH_URL and JOBWATCH_TOKEN", () =>
+      Effect.gen(function*() {
+        const url = yield* base
+        const alice = yield* tokenFor("alice")
+        const queue = uniqueQueue("cli")
+        const env = { JOBWATCH_URL: url, JOBWATCH_TOKEN: alice }
+        const enqueued = yield* jobwatch(["enqueue", "render", "--queue", queue, "--payload", "{\"w\":640}", "--priority", "5"], env)
+        assert.strictEqual(enqueued.code, 0, enqueued.stderr)
+        const id = enqueued.stdout.trim()
+        assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+        const status = yield* jobwatch(["status", id, "--json", "--url", url, "--token", alice])
+        assert.strictEqual(status.code, 0, status.stderr)
+        const job = JSON.parse(status.stdout) as { status: string; payload: unknown; priority: number; queue: string }
+        assert.deepStrictEqual([job.status, job.payload, job.priority, job.queue], ["pending", { w: 640 }, 5, queue])
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobwatch-cli-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        Fs.writeFileSync(`${dir}/payload.json`, JSON.stringify({ from: "file" }))
+        const fromFile = yield* jobwatch(["enqueue", "render", "--queue", queue, "--payload", `@${dir}/payload.json`, "--json"], env)
+        assert.strictEqual(fromFile.code, 0, fromFile.stderr)
+        assert.strictEqual((JSON.parse(fromFile.stdout) as { status: string }).status, "pending")
+        const listed = yield* jobwatch(["list", "--queue", queue], env)
+        assert.strictEqual(listed.code, 0, listed.stderr)
+        const lines = listed.stdout.trim().split("\n")
+        assert.lengthOf(lines, 2)
+        assert.include(lines[1], id, "newest first")
+        assert.include(lines[1], "pending")
+        const canceled = yield* jobwatch(["cancel", id], env)
+        assert.strictEqual(canceled.code, 0, canceled.stderr)
+        assert.include(canceled.stdout, "canceled")
+        // bad input: exit 2 with the reason; a refused token: exit 1 in one line
+        const badJson = yield* jobwatch(["enqueue", "render", "--payload", "{nope"], env)
+        assert.deepStrictEqual([badJson.code, badJson.stderr.trim()], [2, "jobwatch: --payload is not JSON"])
+        const badId = yield* jobwatch(["status", "42"], env)
+        assert.strictEqual(badId.code, 2)
+        const badStatus = yield* jobwatch(["list", "--status", "bogus"], env)
+        assert.strictEqual(badStatus.code, 2)
+        const refused = yield* jobwatch(["status", id], { ...env, JOBWATCH_TOKEN: "not-a-token" })
+        assert.strictEqual(refused.code, 1)
+        assert.match(refused.stderr, /^jobwatch: .+\n$/)
+        const other = yield* jobwatch(["status", id], { ...env, JOBWATCH_TOKEN: yield* tokenFor("bob") })
+        assert.strictEqual(other.code, 1, "another user's job is not found")
+      }))
+
+    it.scoped("enqueue --wait prints how the job ended: exit 0 when it completed, 1 when it failed", () =>
+      Effect.gen(function*() {
+        const url = yield* base
+        const env = { JOBWATCH_URL: url, JOBWATCH_TOKEN: yield* tokenFor("carol") }
+        const workers = yield* Workers
+        for (const outcome of ["completed", "failed"] as const) {
+          const queue = uniqueQueue("cli-wait")
+          const waiting = yield* jobwatch(["enqueue", "render", "--queue", queue, "--wait"], env).pipe(Effect.fork)
+          const [claimed] = yield* workers.claim("cli-worker", { queues: [queue], wait: "20 seconds", start: true })
+          if (outcome === "completed") yield* workers.complete(claimed!.id, { workerId: "cli-worker", result: { ok: true } })
+          else yield* workers.fail(claimed!.id, { workerId: "cli-worker", error: "boom", retryable: false })
+          const ran = yield* Fiber.join(waiting)
+          assert.strictEqual(ran.code, outcome === "completed" ? 0 : 1, ran.stderr)
+          assert.include(ran.stdout, claimed!.id)
+          assert.include(ran.stdout, outcome)
+        }
+      }))
+  })
 })

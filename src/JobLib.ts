@@ -1,7 +1,7 @@
 import { Clock, DateTime, Duration, Effect, Either } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import type { User } from "./Domain/Auth.js"
-import { Forbidden } from "./Domain/Auth.js"
+import { checkWorker, Forbidden } from "./Domain/Auth.js"
 import { InvalidInput } from "./Domain/Errors.js"
 import { makeJobId } from "./Domain/JobId.js"
 import type { JobId } from "./Domain/JobId.js"
@@ -22,8 +22,7 @@ import { defaultBackoff } from "./Domain/Worker.js"
 import { jsonValue } from "./internal/invalid.js"
 import { JobsRepo } from "./Jobs.js"
 import { Workers } from "./Workers.js"
-import { ClaimsRepo } from "./Workers/ClaimsRepo.js"
-import { claimedJobOf } from "./Workers/ClaimsRepo.js"
+import { claimedJobOf, ClaimsRepo } from "./Workers/ClaimsRepo.js"
 import { ClaimWaiters } from "./Workers/ClaimWaiters.js"
 import type { JobTypeRow, Viewer } from "./JobLib/JobTypesRepo.js"
 import { JobTypesRepo } from "./JobLib/JobTypesRepo.js"
@@ -38,19 +37,10 @@ const DEFAULT_LIST_LIMIT = 100
 const viewerOf = (user: User): Viewer => ({ sub: user.sub, admin: user.isAdmin })
 
 /**
- * The job library's rule of worker ids: a user's own client acts as worker `<sub>` or `<sub>:<name>` (that
- * system's workers are its users' clients, serving the types they registered); an admin as every worker.
+ * The job library's rule of worker ids: a user's own client acts as worker `<sub>` or `<sub>:<name>` with no role
+ * (that system's workers are its users' clients, serving the types they registered); an admin as every worker.
  */
-export const checkJobLibWorker = (user: User, workerId: string): Either.Either<void, Forbidden> =>
-  user.isAdmin || workerId === user.sub || workerId.startsWith(`${user.sub}:`)
-    ? Either.right(undefined)
-    : Either.left(
-      new Forbidden({
-        message: `this token may act only as worker ${JSON.stringify(user.sub)} or ${JSON.stringify(`${user.sub}:<name>`)}`,
-        required: "admin",
-        workerIds: [user.sub, `${user.sub}:*`]
-      })
-    )
+export const checkJobLibWorker = (user: User, workerId: string) => checkWorker(user, workerId, { role: false })
 
 type TaskUpdate = typeof TaskUpdateBody.Type
 

@@ -10,6 +10,7 @@ import { Cause, Console, Duration, Effect, Option } from "effect"
 import { initTopology } from "./Amqp/init.js"
 import * as Auth from "./Auth.js"
 import { remoteCommands, RemoteUsageError } from "./Cli/remote.js"
+import { oneLine } from "./Cli/oneLine.js"
 import { mintToken, UsageError } from "./Cli/token.js"
 import { JobWatchConfig, parseDuration } from "./Config.js"
 import { version } from "./version.js"
@@ -107,19 +108,6 @@ const withPlainText = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       error: (...args) => console.error(...(plain(process.stderr) ? strip(args) : args))
     }))
 
-/** The message of a failure, in one line. */
-const lineOf = (cause: Cause.Cause<unknown>) => {
-  const messageOf = (error: unknown): string =>
-    typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
-  const error = Cause.squash(cause)
-  // a driver's error says why (ECONNREFUSED, a password refused) under the wrapper's message
-  const inner = typeof error === "object" && error !== null && "cause" in error && error.cause !== undefined
-    ? messageOf(error.cause)
-    : ""
-  const message = messageOf(error)
-  return (inner === "" || message.includes(inner) ? message : `${message}: ${inner}`).split("\n")[0]!
-}
-
 const main = run(process.argv).pipe(
   withPlainText,
   Effect.catchAllCause((cause) =>
@@ -131,7 +119,7 @@ const main = run(process.argv).pipe(
         return
       }
       const usage = Option.isSome(failure) && (failure.value instanceof UsageError || failure.value instanceof RemoteUsageError)
-      process.stderr.write(`jobwatch: ${lineOf(cause)}\n`)
+      process.stderr.write(`jobwatch: ${oneLine(Cause.squash(cause))}\n`)
       process.exitCode = usage ? 2 : 1
     })
   ),

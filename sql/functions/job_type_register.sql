@@ -1,6 +1,3 @@
-DROP FUNCTION IF EXISTS job_type_register(text, text, text, text, text, text, jsonb, text, integer, text, text,
-  integer, integer, timestamptz);
-
 -- Registers job type `p_name` for room `p_room` (or '@global'), atomically: a new one is created; one removed for
 -- being orphaned is revived with the new schema; an existing one must have an equal schema (compared as JSON
 -- values: `jsonb =` ignores key order and number spelling, keeps array order), else the answer is 'conflict' with

@@ -6,20 +6,15 @@ import { JobWatchConfig } from "../Config.js"
 import * as Database from "../Database.js"
 import * as Migrations from "../Database/Migrations.js"
 import { Jobs } from "../Jobs.js"
+import { oneLine } from "./oneLine.js"
 
 // the command prints what it did; the services' own lines only when something is wrong
 const onDatabase = Layer.provideMerge(Database.layer, JobWatchConfig.layerConfig).pipe(
   Layer.provideMerge(Logger.minimumLogLevel(LogLevel.Warning))
 )
 
-/** A failure as one Error of one line: the wrapper's message and, when it has one, its cause's (the driver's why). */
-const plainError = (error: unknown): Error => {
-  const messageOf = (e: unknown): string => (typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e))
-  const message = messageOf(error)
-  const inner = typeof error === "object" && error !== null && "cause" in error && error.cause !== undefined ? messageOf(error.cause) : ""
-  return new Error((inner === "" || message.includes(inner) ? message : `${message}: ${inner}`).split("\n")[0])
-}
-const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.mapError(effect, plainError))
+/** Runs `effect`, failing with one Error of one line. */
+const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.mapError(effect, (error) => new Error(oneLine(error))))
 
 /** Runs the pending migrations (under the migration lock, as `npm start` does); answers the versions applied. */
 export const migrate = (): Promise<ReadonlyArray<number>> =>

@@ -26,7 +26,11 @@ export class User extends Schema.Class<User>("User")({
    * token running several workers); an admin as every worker.
    */
   mayActAs(workerId: string): boolean {
-    return this.isAdmin || (this.isWorker && (workerId === this.sub || workerId.startsWith(`${this.sub}:`)))
+    return this.isAdmin || (this.isWorker && this.owns(workerId))
+  }
+  /** Whether `workerId` is one of the caller's own: its `sub`, or `<sub>:<anything>`. */
+  owns(workerId: string): boolean {
+    return workerId === this.sub || workerId.startsWith(`${this.sub}:`)
   }
 }
 
@@ -52,11 +56,17 @@ export class Forbidden extends Schema.TaggedError<Forbidden>()(
 
 /**
  * The one rule of the worker operations: the caller holds the `worker` role (or `admin`), and, when it acts as
- * worker `workerId`, may use that id (`User.mayActAs`). `Forbidden` otherwise.
+ * worker `workerId`, may use that id (`User.mayActAs`). `Forbidden` otherwise. With `role: false` (the job
+ * library, whose workers are its users' own clients) no role is needed: the id must be the caller's own.
  */
-export const checkWorker = (user: User, workerId?: string): Either.Either<void, Forbidden> => {
-  if (!user.isWorker) return Either.left(new Forbidden({ message: "this needs the worker role", required: "worker" }))
-  if (workerId === undefined || user.mayActAs(workerId)) return Either.right(undefined)
+export const checkWorker = (
+  user: User,
+  workerId?: string,
+  options: { readonly role?: boolean } = {}
+): Either.Either<void, Forbidden> => {
+  const role = options.role ?? true
+  if (role && !user.isWorker) return Either.left(new Forbidden({ message: "this needs the worker role", required: "worker" }))
+  if (workerId === undefined || user.isAdmin || ((!role || user.isWorker) && user.owns(workerId))) return Either.right(undefined)
   return Either.left(
     new Forbidden({
       message: `this token may act only as worker ${JSON.stringify(user.sub)} or ${JSON.stringify(`${user.sub}:<name>`)}, ` +

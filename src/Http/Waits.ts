@@ -40,8 +40,8 @@ export class Waits extends Effect.Service<Waits>()("jobwatch/Waits", {
 
     // one coalescer for every shape of read: a key names its shape (`view`)
     const coalesce = makeCoalescer<unknown, unknown>()
-    /** What a read answers, as a key: its shape and the caller's owner scope. */
-    const view = (shape: "job" | "status", scope: { readonly owner: string | undefined }) =>
+    /** What a read answers, as a key: its shape and the caller's owner scope (a task's: its viewer). */
+    const view = (shape: "job" | "status" | "task", scope: { readonly owner: string | undefined }) =>
       scope.owner === undefined ? `${shape}:all` : `${shape}:owner:${scope.owner}`
 
     /**

@@ -27,7 +27,7 @@ export const readTask = (
   options: { readonly wait?: Duration.Duration | undefined; readonly afterVersion?: number | undefined }
 ) =>
   Effect.flatMap(CurrentUser, (user) =>
-    waits.longPoll(id, user.isAdmin ? "task:all" : `task:${user.sub}`, joblib.task(user, id), options))
+    waits.longPoll(id, waits.view("task", { owner: user.ownerScope }), joblib.task(user, id), options))
 
 /** The holder reports on a task, acting as `body.workerId` under the job library's rule. */
 export const updateTask = (joblib: JobLib, id: JobId, body: typeof TaskUpdateBody.Type) =>

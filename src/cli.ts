@@ -4,33 +4,21 @@
 //
 // Exit codes: 0 done; 1 it failed (the service, the database, the broker: one line on stderr); 2 the command line
 // is wrong (the reason, and the command's usage).
-import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
+import { Command, Options, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Duration, Effect, Option } from "effect"
 import { initTopology } from "./Amqp/init.js"
 import * as Auth from "./Auth.js"
-import { remoteCommands, RemoteUsageError } from "./Cli/remote.js"
+import { remoteCommands } from "./Cli/remote.js"
+import { durationOption, RemoteUsageError } from "./Cli/service.js"
 import { oneLine } from "./Cli/oneLine.js"
 import { mintToken, UsageError } from "./Cli/token.js"
-import { JobWatchConfig, parseDuration } from "./Config.js"
+import { worker } from "./Cli/worker.js"
+import { JobWatchConfig } from "./Config.js"
 import { version } from "./version.js"
 
 /** A built module beside this file, loaded at run time (not bundled). */
 const besides = (path: string) => import(/* @vite-ignore */ new URL(path, import.meta.url).href)
-
-const durationOption = (name: string, description: string) =>
-  Options.text(name).pipe(
-    Options.withDescription(description),
-    Options.mapEffect((text) =>
-      Option.match(parseDuration(text), {
-        onNone: () =>
-          Effect.fail(ValidationError.invalidValue(
-            HelpDoc.p(`--${name} must be a duration such as 15m, 1h or 30d, not ${JSON.stringify(text)}`)
-          )),
-        onSome: Effect.succeed
-      })
-    )
-  )
 
 const token = Command.make("token", {
   sub: Options.text("sub").pipe(Options.withDescription("the user the token is for (its owner of jobs)")),
@@ -91,7 +79,7 @@ const amqp = Command.make("amqp").pipe(
 
 const jobwatch = Command.make("jobwatch").pipe(
   Command.withDescription("Job tracking and notifications on PostgreSQL."),
-  Command.withSubcommands([serve, migrate, token, purge, amqp, ...remoteCommands])
+  Command.withSubcommands([serve, migrate, token, purge, amqp, ...remoteCommands, worker])
 )
 
 const run = Command.run(jobwatch, { name: "jobwatch", version })

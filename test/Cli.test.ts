@@ -38,9 +38,11 @@ describe("the jobwatch command (built)", () => {
     Effect.gen(function*() {
       const help = yield* jobwatch(["--help"])
       assert.strictEqual(help.code, 0, help.stderr)
-      for (const command of ["serve", "migrate", "token", "purge", "amqp"]) assert.include(help.stdout, command)
+      for (const command of ["serve", "migrate", "token", "purge", "amqp", "enqueue", "status", "list", "cancel", "wait", "tail", "worker"]) {
+        assert.include(help.stdout, command)
+      }
       assert.notInclude(help.stdout, "\u001b[", "no colours in a pipe")
-      for (const command of [["serve"], ["migrate"], ["token"], ["purge"], ["amqp", "init"]]) {
+      for (const command of [["serve"], ["migrate"], ["token"], ["purge"], ["amqp", "init"], ["wait"], ["tail"], ["worker"]]) {
         const own = yield* jobwatch([...command, "--help"])
         assert.strictEqual(own.code, 0, `${command.join(" ")} --help: ${own.stderr}`)
         assert.include(own.stdout, "USAGE")

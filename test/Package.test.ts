@@ -33,6 +33,7 @@ const pkg: {
   readonly name: string
   readonly version: string
   readonly peerDependencies: Readonly<Record<string, string>>
+  readonly peerDependenciesMeta: Readonly<Record<string, { readonly optional?: boolean }>>
   readonly devDependencies: Readonly<Record<string, string>>
 } = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8"))
 
@@ -82,8 +83,12 @@ describe("the installable package", () => {
 
       const host = Path.join(dir, "host")
       Fs.mkdirSync(host)
-      // the host's own effect and @effect/* at this repository's versions (the peers of the package)
-      const peers = Object.fromEntries(Object.keys(pkg.peerDependencies).map((name) => [name, pkg.devDependencies[name]!]))
+      // the host's own effect and @effect/* at this repository's versions (the peers of the package; not tsx, an
+      // optional one that only `jobwatch worker` with handlers in TypeScript needs)
+      const peers = Object.fromEntries(
+        Object.keys(pkg.peerDependencies).filter((name) => pkg.peerDependenciesMeta[name]?.optional !== true)
+          .map((name) => [name, pkg.devDependencies[name]!])
+      )
       Fs.writeFileSync(
         Path.join(host, "package.json"),
         JSON.stringify({ name: "host", private: true, type: "module", dependencies: { ...peers, jobwatch: `file:${tarball}` } })

@@ -1,38 +1,15 @@
 // The commands of `jobwatch` that work against a running service, over its HTTP API (`--url`, `--token`, or
-// JOBWATCH_URL and JOBWATCH_TOKEN): enqueue, status, list, cancel. Bundled with the command (browser-safe client).
+// JOBWATCH_URL and JOBWATCH_TOKEN): enqueue, status, list, cancel, wait and tail. Bundled with the command (browser-safe client).
 import { Args, Command, Options } from "@effect/cli"
-import { FetchHttpClient, FileSystem } from "@effect/platform"
-import { Config, Console, Data, Effect, Option, Redacted, Schema } from "effect"
-import { httpClient } from "../client.js"
-import { JobInfo } from "../Domain/Job.js"
-import { JobIdFromString, StatusFilter } from "../Domain/Requests.js"
+import { FileSystem } from "@effect/platform"
+import { Console, Effect, Option, Schema } from "effect"
+import type { JobInfo } from "../Domain/Job.js"
 import { isTerminal } from "../Domain/JobStatus.js"
+import type { ApiClient } from "./service.js"
+import { clientOf, exitWith, idOf, json, printJob, RemoteUsageError, service, statusesOf } from "./service.js"
+import { tail, waitCommand } from "./watch.js"
 
-/** A command line that cannot be followed: exit 2. */
-export class RemoteUsageError extends Data.TaggedError("RemoteUsageError")<{ readonly message: string }> {}
-
-const url = Options.text("url").pipe(
-  Options.withFallbackConfig(Config.string("JOBWATCH_URL").pipe(Config.withDefault("http://127.0.0.1:8080"))),
-  Options.withDescription("the service (default JOBWATCH_URL, else http://127.0.0.1:8080)")
-)
-const token = Options.redacted("token").pipe(
-  Options.withFallbackConfig(Config.redacted("JOBWATCH_TOKEN")),
-  Options.withDescription("a bearer token (default JOBWATCH_TOKEN)")
-)
-const json = Options.boolean("json").pipe(Options.withDescription("print JSON (one object per line)"))
-const service = { url, token }
-
-/** The HTTP API's client for `--url` and `--token`. */
-const clientOf = (options: { readonly url: string; readonly token: Redacted.Redacted<string> }) =>
-  httpClient({ baseUrl: options.url.replace(/\/$/, ""), token: Redacted.value(options.token) }).pipe(
-    Effect.provide(FetchHttpClient.layer)
-  )
-
-const decodeId = Schema.decodeUnknown(JobIdFromString)
-const idOf = (text: string) =>
-  Effect.mapError(decodeId(text), () => new RemoteUsageError({ message: `${JSON.stringify(text)} is not a job id (a UUID)` }))
 const parseJson = Schema.decodeUnknown(Schema.parseJson())
-const decodeStatuses = Schema.decodeUnknown(StatusFilter)
 
 /** `--payload`: JSON, or `@path` for a file's JSON. */
 const payloadOf = (text: string) =>
@@ -44,12 +21,6 @@ const payloadOf = (text: string) =>
       : text
     return yield* Effect.mapError(parseJson(source), () => new RemoteUsageError({ message: "--payload is not JSON" }))
   })
-
-/** One job, as a line: id, status, progress, name and queue. */
-const lineOf = (job: JobInfo) =>
-  `${job.id}  ${job.status.padEnd(9)} ${String(Math.round(job.progress.percent)).padStart(3)}%  ${job.name}  (${job.queue})`
-const encodeJob = Schema.encodeSync(JobInfo)
-const printJob = (job: JobInfo, asJson: boolean) => Console.log(asJson ? JSON.stringify(encodeJob(job)) : lineOf(job))
 
 const enqueue = Command.make("enqueue", {
   ...service,
@@ -74,10 +45,8 @@ const enqueue = Command.make("enqueue", {
     if (!options.wait) return yield* Console.log(options.json ? JSON.stringify({ id: ref.id, status: ref.status }) : ref.id)
     const job = yield* untilTerminal(client, ref.id)
     yield* printJob(job, options.json)
-    if (job.status !== "completed") return yield* Effect.sync(() => void (process.exitCode = 1))
+    if (job.status !== "completed") return yield* exitWith(1)
   })).pipe(Command.withDescription("Enqueue a job; prints its id (or, with --wait, how it ended)."))
-
-type ApiClient = Effect.Effect.Success<ReturnType<typeof clientOf>>
 
 /** The job once terminal: long-polls of 30 s, one after the other. */
 const untilTerminal = (client: ApiClient, id: JobInfo["id"]) =>
@@ -104,9 +73,7 @@ const list = Command.make("list", {
 }, (options) =>
   Effect.gen(function*() {
     const client = yield* clientOf(options)
-    const statuses = Option.isNone(options.status) ? undefined : yield* decodeStatuses(options.status.value).pipe(
-      Effect.mapError(() => new RemoteUsageError({ message: `--status ${options.status.pipe(Option.getOrElse(() => ""))}: not statuses jobwatch knows` }))
-    )
+    const statuses = yield* statusesOf(options.status)
     const page = yield* client.jobs.list({
       urlParams: {
         status: statuses,
@@ -124,4 +91,4 @@ const cancel = Command.make("cancel", { ...service, json, id: Args.text({ name: 
     yield* printJob(job, options.json)
   })).pipe(Command.withDescription("Cancel a job (a running one is asked to stop: cancelRequested)."))
 
-export const remoteCommands = [enqueue, status, list, cancel] as const
+export const remoteCommands = [enqueue, status, list, cancel, waitCommand, tail] as const

@@ -5,7 +5,7 @@ import type { JobId } from "../Domain/JobId.js"
 import { makeStreak } from "../internal/retry.js"
 import type { ProgressReport } from "./ProgressReporter.js"
 import type { Ending, WorkerRefused } from "./runtime.js"
-import { defaultWorkerId, describeFailure, groupCommit, heartbeatLoop, isRefusal } from "./runtime.js"
+import { defaultWorkerId, describeFailure, groupCommit, heartbeatLoop, isRefusal, processSpan } from "./runtime.js"
 import type { WorkerProtocolError } from "./WorkerBackend.js"
 import { WorkerBackend } from "./WorkerBackend.js"
 
@@ -236,6 +236,7 @@ export const run = <A, E, R>(
           progress: (percent, report) => backend.progress(job.id, { ...report, percent }, { workerId })
         }
         const handled = options.handler(job, ctx).pipe(
+          Effect.withSpan("Worker.process", processSpan(job, workerId)),
           Effect.exit,
           Effect.map((exit): Ending => ({ _tag: "Done", exit }))
         )

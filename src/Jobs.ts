@@ -12,7 +12,7 @@ import { defaultBackoff } from "./Domain/Worker.js"
 import type { TerminalStatus } from "./Domain/JobStatus.js"
 import { isTerminal } from "./Domain/JobStatus.js"
 import type { TraceContext } from "./Domain/TraceContext.js"
-import { isTraceparent, traceparentOf } from "./Domain/TraceContext.js"
+import { isTraceparent, Propagation, traceparentOf } from "./Domain/TraceContext.js"
 import { isStorableText } from "./Domain/Values.js"
 import type { EnqueueOptions as RequestEnqueueOptions } from "./Domain/Requests.js"
 import {
@@ -25,7 +25,6 @@ import {
   StatusFilter
 } from "./Domain/Requests.js"
 import { decodeField, invalidOf, jsonValue } from "./internal/invalid.js"
-import { Propagation } from "./Traces.js"
 import { checkTarget, secretProblem } from "./Webhooks.js"
 import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"

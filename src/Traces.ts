@@ -1,4 +1,5 @@
-import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
+import { Config, ConfigError, Duration, Effect, Either, Layer, Option } from "effect"
+import { Propagation } from "./Domain/TraceContext.js"
 import type { OtlpOptions } from "./Traces/Otlp.js"
 
 export type { OtlpOptions } from "./Traces/Otlp.js"
@@ -7,15 +8,10 @@ export type { OtlpOptions } from "./Traces/Otlp.js"
 // exported over OTLP/HTTP when configured; nothing of OpenTelemetry is loaded otherwise.
 
 /**
- * Whether this process exports its spans. `Jobs.enqueue` then stores the trace context of its own span (a producer
- * span, the child of the caller's) with each job it creates that was given none, for the worker's span to link to.
- * Off by default: without an exporter, spans are Effect's in-memory ones, and a job stores no trace context unless
- * given one. `layer` turns it on; a host with an OpenTelemetry setup of its own adds `propagation`. `Jobs` and the
- * enqueue routes read it when their layers are built: provide it below them.
+ * Whether this process exports its spans (`Domain/TraceContext.ts`): `Jobs.enqueue` then stores its own span's trace
+ * context with each job given none, and `Worker.run` runs each job in a `Worker.process` span. Off by default.
  */
-export class Propagation extends Context.Reference<Propagation>()("jobwatch/Traces/Propagation", {
-  defaultValue: () => false
-}) {}
+export { Propagation }
 
 /** Turns `Propagation` on: for a host that exports Effect's spans with an OpenTelemetry setup of its own. */
 export const propagation: Layer.Layer<Propagation> = Layer.succeed(Propagation, true)

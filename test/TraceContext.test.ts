@@ -126,7 +126,7 @@ const runUntilDone = (queue: string, ids: ReadonlyArray<JobId>, options: Partial
 
 
 describe("with spans exported (Traces.propagation)", () => {
-  layer(testLayer().pipe(Layer.provide(OtelLive)), { excludeTestServices: true, timeout: 30_000 })((it) => {
+  layer(testLayer().pipe(Layer.provideMerge(OtelLive)), { excludeTestServices: true, timeout: 30_000 })((it) => {
     it.effect("Jobs.enqueue stores its own producer span; the worker's consumer span links to it from a trace of its own", () =>
       Effect.gen(function*() {
         const jobs = yield* Jobs
@@ -167,6 +167,24 @@ describe("with spans exported (Traces.propagation)", () => {
         const refs = yield* jobs.enqueueBatch(Array.from({ length: 6 }, (_, i) => ({ name: `j${i}`, queue, traceparent: given })))
         yield* runUntilDone(queue, refs.map((ref) => ref.id), { claimWithCompletions: true, concurrency: 1 })
         for (const ref of refs) assert.deepStrictEqual(processSpanOf(ref.id)?.links.map((l) => l.context.spanId), [spanId])
+      }))
+  })
+})
+
+describe("with spans exported but Propagation off (a host's own OpenTelemetry setup without Traces.propagation)", () => {
+  const unflagged = new InMemorySpanExporter()
+  const SdkOnly = NodeSdk.layer(() => ({ spanProcessor: new SimpleSpanProcessor(unflagged), resource: { serviceName: "unflagged" } }))
+  layer(testLayer().pipe(Layer.provideMerge(SdkOnly)), { excludeTestServices: true, timeout: 30_000 })((it) => {
+    it.effect("a job stores no span of the enqueue, and Worker.run makes no span per job", () =>
+      Effect.gen(function*() {
+        const jobs = yield* Jobs
+        const queue = uniqueQueue("trace-unflagged")
+        const ref = yield* jobs.enqueue({ name: "j", queue })
+        assert.isTrue(unflagged.getFinishedSpans().some((span) => span.name === "Jobs.enqueue"), "spans are exported")
+        assert.deepStrictEqual(yield* storedOf(ref.id), { traceparent: null, tracestate: null })
+        yield* runUntilDone(queue, [ref.id])
+        assert.isTrue(unflagged.getFinishedSpans().some((span) => span.name === "Workers.claim"), "the worker's spans are")
+        assert.deepStrictEqual(unflagged.getFinishedSpans().filter((span) => span.name === "Worker.process"), [])
       }))
   })
 })

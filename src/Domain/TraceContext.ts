@@ -1,4 +1,4 @@
-import { Option, Schema, Tracer } from "effect"
+import { Context, Option, Schema, Tracer } from "effect"
 
 // A job's trace context (W3C Trace Context, https://www.w3.org/TR/trace-context/): the `traceparent` (and
 // `tracestate`) of the span it was created in, stored with the job and handed to the worker that claims it, whose
@@ -81,3 +81,15 @@ export const externalSpanOf = (traceparent: string): Option.Option<Tracer.Extern
       sampled: (Number.parseInt(traceparent.slice(53, 55), 16) & 1) === 1
     }))
     : Option.none()
+
+/**
+ * Whether this process exports its spans. `Jobs.enqueue` then stores the trace context of its own span (a producer
+ * span, the child of the caller's) with each job it creates that was given none, and `Worker.run` runs each job in a
+ * `Worker.process` span linked to the job's context. Off by default: spans are then Effect's in-memory ones, which no
+ * one sees, and neither costs anything. `Traces.layer` turns it on; a host exporting Effect's spans with an
+ * OpenTelemetry setup of its own adds `Traces.propagation`. `Jobs`, the enqueue routes and `Worker.run` read it when
+ * they are built or started: provide it below them.
+ */
+export class Propagation extends Context.Reference<Propagation>()("jobwatch/Traces/Propagation", {
+  defaultValue: () => false
+}) {}

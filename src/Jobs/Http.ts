@@ -10,9 +10,8 @@ import type { JobCursorPage, JobPage, JobsPurged } from "../Domain/Job.js"
 import { JobInfo, JobStatusInfo } from "../Domain/Job.js"
 import type { ListOptions, PurgeBody } from "../Domain/Requests.js"
 import type { TraceContext } from "../Domain/TraceContext.js"
-import { traceContextOfHeaders } from "../Domain/TraceContext.js"
+import { Propagation, traceContextOfHeaders } from "../Domain/TraceContext.js"
 import { Jobs } from "../Jobs.js"
-import { Propagation } from "../Traces.js"
 import { JobRefs, WaitResult } from "./Api.js"
 
 /** `Prefer: wait=N` (RFC 7240): N seconds; absent, malformed or 0: no wait. */

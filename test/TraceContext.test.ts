@@ -10,6 +10,8 @@ import { CompletionWatcher } from "../src/CompletionWatcher.js"
 import { JobWatchConfig } from "../src/Config.js"
 import type { JobId } from "../src/Domain/JobId.js"
 import { externalSpanOf, isTraceparent, isTracestate, traceContextOfHeaders, traceparentOf } from "../src/Domain/TraceContext.js"
+import { User } from "../src/Domain/Auth.js"
+import { JobLib } from "../src/JobLib.js"
 import { Jobs } from "../src/Jobs.js"
 import * as Traces from "../src/Traces.js"
 import { Workers } from "../src/Workers.js"
@@ -158,6 +160,21 @@ describe("with spans exported (Traces.propagation)", () => {
         check(ref.id, created)
         check(a!.id, batch)
         check(b!.id, { traceId, spanId })
+      }))
+
+    it.effect("a job library task stores its push's span, and its claim hands it on", () =>
+      Effect.gen(function*() {
+        const lib = yield* JobLib
+        const room = uniqueQueue("trace-room")
+        const user = new User({ sub: "trace-lib", roles: ["worker"] })
+        yield* lib.register(user, room, { name: "public:trace:Task", schema: { type: "object" } })
+        const task = yield* Effect.withSpan(lib.push(user, room, "public:trace:Task", {}), "pusher")
+        const push = finished("JobLib.push").at(-1)!
+        assert.strictEqual(push.kind, SpanKind.PRODUCER)
+        const context = `00-${push.spanContext().traceId}-${push.spanContext().spanId}-01`
+        assert.strictEqual((yield* storedOf(task.id)).traceparent, context)
+        const [claimed] = yield* lib.claim("trace-lib", { rooms: [room] })
+        assert.strictEqual(claimed?.traceparent, context)
       }))
 
     it.effect("the claims a worker makes with its completions hand the trace context on too", () =>

@@ -4,6 +4,7 @@ import type { User } from "./Domain/Auth.js"
 import { checkWorker, Forbidden } from "./Domain/Auth.js"
 import { InvalidInput } from "./Domain/Errors.js"
 import { makeJobId } from "./Domain/JobId.js"
+import { Propagation, traceparentOf } from "./Domain/TraceContext.js"
 import type { JobId } from "./Domain/JobId.js"
 import {
   GLOBAL_ROOM,
@@ -58,6 +59,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
     const waiters = yield* ClaimWaiters
     const workers = yield* Workers
     const config = yield* JobWatchConfig
+    const propagating = yield* Propagation
     const schemas = makeJsonSchemas()
     const heartbeatMs = Duration.toMillis(config.heartbeatInterval)
 
@@ -169,7 +171,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
      * Pushes a task of type `name` to `room`: the type must be the room's or `@global`'s and visible to the caller
      * (`JobTypeNotFound` otherwise), the payload must match its schema (`PayloadInvalid`, with each problem's path).
      */
-    const push = Effect.fn("JobLib.push")(function*(
+    const push = Effect.fn("JobLib.push", { kind: "producer" })(function*(
       user: User,
       room: string,
       name: string,
@@ -192,6 +194,8 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         })
       }
       const id = makeJobId()
+      // where spans are exported, the task's trace context is this push's span (as Jobs.enqueue's)
+      const span = propagating ? yield* Effect.option(Effect.currentSpan) : undefined
       yield* jobs.insert([{
         id,
         name,
@@ -208,7 +212,8 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         webhookUrl: null,
         webhookSecret: null,
         external: false,
-        jobTypeId: row.id
+        jobTypeId: row.id,
+        traceparent: span?._tag === "Some" ? traceparentOf(span.value) : undefined
       }])
       // just inserted: it is there (only a purge could have taken it meanwhile)
       return yield* Effect.catchTag(jobs.getTask(id), "JobNotFound", Effect.die)

@@ -11,6 +11,8 @@ import { makeJobId } from "./Domain/JobId.js"
 import { defaultBackoff } from "./Domain/Worker.js"
 import type { TerminalStatus } from "./Domain/JobStatus.js"
 import { isTerminal } from "./Domain/JobStatus.js"
+import type { TraceContext } from "./Domain/TraceContext.js"
+import { isTraceparent, Propagation, traceparentOf } from "./Domain/TraceContext.js"
 import { isStorableText } from "./Domain/Values.js"
 import type { EnqueueOptions as RequestEnqueueOptions } from "./Domain/Requests.js"
 import {
@@ -45,6 +47,8 @@ export type { AttemptFailure, Change, Transition } from "./Jobs/Transitions.js"
  *   half and all of it (defaults: 1 s, 1 h, 2; a `delay` of 0 retries at once)
  * - `webhookUrl` receives the job's `job.completed` or `job.failed` webhook (not into a private network unless
  *   allowed, 422 otherwise); `webhookSecret` (`whsec_` and the base64 of 24 to 64 bytes) signs it, never answered back
+ * - `traceparent` (and `tracestate`): the W3C trace context the job is created in, which the worker's span links to;
+ *   default: this call's span when the process exports traces (`Traces.Propagation`), else none
  */
 export type EnqueueOptions = RequestEnqueueOptions
 
@@ -124,7 +128,8 @@ const plainFields: Record<string, (value: unknown) => boolean> = {
   payload: () => true,
   priority: (value) => value === undefined || (Number.isSafeInteger(value) && Math.abs(value as number) <= INT32),
   maxAttempts: (value) =>
-    value === undefined || (Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= 1000)
+    value === undefined || (Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= 1000),
+  traceparent: (value) => value === undefined || isTraceparent(value)
 }
 
 /**
@@ -156,17 +161,22 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     const transitions = yield* Transitions
     const purgeRepo = yield* PurgeRepo
     const config = yield* JobWatchConfig
+    const propagating = yield* Propagation
 
     // synchronous: a 1,000-job batch is checked in a few milliseconds. The schema holds the fixed bounds; the
     // payload's size is the configuration's, and a secret's byte count needs decoding its base64
-    const validate = (options: EnqueueOptions, prefix: string): Either.Either<NewJob, InvalidInput | PayloadTooLarge> => {
+    type Checked = Either.Either<NewJob, InvalidInput | PayloadTooLarge>
+    const validate = (options: EnqueueOptions, prefix: string, traced: TraceContext | undefined): Checked => {
       const decoded = decodeOptions(options)
       if (Either.isLeft(decoded)) return Either.left(invalidOf(decoded.left, prefix, prefix === "" ? "job" : prefix.slice(0, -1)))
-      return prepare(decoded.right, prefix)
+      return prepare(decoded.right, prefix, traced)
     }
 
-    /** A decoded job, checked against the configuration (payload size, secret), with its new id. */
-    const prepare = (job: DecodedOptions, prefix: string): Either.Either<NewJob, InvalidInput | PayloadTooLarge> => {
+    /**
+     * A decoded job, checked against the configuration (payload size, secret), with its new id, and the trace context
+     * it was given, or else `traced` (the enqueue's span's).
+     */
+    const prepare = (job: DecodedOptions, prefix: string, traced: TraceContext | undefined): Checked => {
       const payloadJson = jsonValue(`${prefix}payload`, job.payload, config.maxPayloadBytes)
       if (Either.isLeft(payloadJson)) return Either.left(payloadJson.left)
       const secret = job.webhookSecret === undefined ? "" : secretProblem(job.webhookSecret)
@@ -191,13 +201,21 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
         },
         webhookUrl: job.webhookUrl ?? null,
         webhookSecret: job.webhookSecret ?? null,
-        external: job.tracking === "external"
+        external: job.tracking === "external",
+        traceparent: job.traceparent ?? traced?.traceparent,
+        tracestate: job.traceparent === undefined ? traced?.tracestate : job.tracestate
       })
     }
 
+    /** The trace context of the enqueue's own span, when this process exports spans (`Traces.Propagation`). */
+    const tracedContext: Effect.Effect<TraceContext | undefined> = propagating
+      ? Effect.map(Effect.option(Effect.currentSpan), (span) =>
+        Option.isSome(span) ? { traceparent: traceparentOf(span.value) } : undefined)
+      : Effect.succeed(undefined)
+
     const insertBatch = <A>(
       batch: ReadonlyArray<A>,
-      check: (job: A, prefix: string) => Either.Either<NewJob, InvalidInput | PayloadTooLarge>
+      check: (job: A, prefix: string, traced: TraceContext | undefined) => Checked
     ) =>
       Effect.gen(function*() {
         if (!Array.isArray(batch) || batch.length === 0 || batch.length > config.maxBatchSize) {
@@ -207,8 +225,9 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
           })
         }
         const valid: Array<NewJob> = []
+        const traced = yield* tracedContext
         for (let i = 0; i < batch.length; i++) {
-          const job = check(batch[i]!, `jobs[${i}].`)
+          const job = check(batch[i]!, `jobs[${i}].`, traced)
           if (Either.isLeft(job)) return yield* Effect.fail(job.left)
           valid.push(job.right)
         }
@@ -231,7 +250,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
         return slot.map((i, n) => origin[i] === n ? refs[i]! : JobRef.make({ ...refs[i]!, existing: true }))
       })
 
-    const enqueueBatch = Effect.fn("Jobs.enqueueBatch")(function*(batch: ReadonlyArray<EnqueueOptions>) {
+    const enqueueBatch = Effect.fn("Jobs.enqueueBatch", { kind: "producer" })(function*(batch: ReadonlyArray<EnqueueOptions>) {
       return yield* insertBatch(batch, validate)
     })
 
@@ -239,7 +258,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
      * `enqueueBatch` for a surface whose schema decoded the batch already (the HTTP API's `EnqueueBatchBody`): the
      * jobs are not decoded a second time, only checked against the configuration (payload size, secrets, callbacks).
      */
-    const enqueueBatchDecoded = Effect.fn("Jobs.enqueueBatch")(function*(batch: ReadonlyArray<DecodedOptions>) {
+    const enqueueBatchDecoded = Effect.fn("Jobs.enqueueBatch", { kind: "producer" })(function*(batch: ReadonlyArray<DecodedOptions>) {
       return yield* insertBatch(batch, prepare)
     })
 
@@ -249,8 +268,8 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
         ? Effect.void
         : Effect.asVoid(checkTarget(`${prefix}webhookUrl`, job.webhookUrl, config.webhookAllowPrivate))
 
-    const enqueue = Effect.fn("Jobs.enqueue")(function*(options: EnqueueOptions) {
-      const job = yield* validate(options, "")
+    const enqueue = Effect.fn("Jobs.enqueue", { kind: "producer" })(function*(options: EnqueueOptions) {
+      const job = yield* validate(options, "", yield* tracedContext)
       yield* checkCallback(job, "")
       const [ref] = yield* repo.insert([job])
       return ref!

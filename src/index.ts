@@ -11,6 +11,7 @@ export * from "./Domain/JobId.js"
 export * from "./Domain/JobStatus.js"
 export * from "./Domain/JobLib.js"
 export * from "./Domain/Worker.js"
+export * from "./Domain/TraceContext.js"
 /** The typed errors, each with its HTTP status. */
 export * from "./Domain/Errors.js"
 /** The caller (`CurrentUser`, `User`) and the auth errors (`Unauthorized`, `Forbidden`). */
@@ -57,6 +58,11 @@ export type { JobWatchConfigInput, JobWatchConfigShape } from "./Config.js"
 export * as JobWatch from "./JobWatch.js"
 /** JWT verification (`layerJwt`), token minting (`mint`), keys from the environment (`keysFromEnv`). */
 export * as Auth from "./Auth.js"
+/**
+ * OTLP traces: `Traces.layerConfig()` as `npm start` configures them (`OTEL_EXPORTER_OTLP_ENDPOINT`; unset: nothing
+ * loaded), `Traces.layer({ url })`, and `Traces.propagation` for a host exporting Effect's spans by itself.
+ */
+export * as Traces from "./Traces.js"
 
 // ---- routes, to mount on a host's HttpLayerRouter ----
 /**

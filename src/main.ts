@@ -11,6 +11,7 @@ import { describeError } from "./internal/retry.js"
 import * as JobWatch from "./JobWatch.js"
 import { Listener } from "./EventLog/Listener.js"
 import { ensurePortFree, ServerLive } from "./Http/Server.js"
+import * as Traces from "./Traces.js"
 
 /**
  * Secure by default: when no key was configured, a secret was generated and kept in the data directory; print an
@@ -124,7 +125,12 @@ const program = Effect.gen(function*() {
     Layer.provideMerge(Database.layer),
     // the JWT settings first: a bad one stops the start before the database starts
     Layer.provideMerge(Auth.keysFromEnv),
-    Layer.provideMerge(Layer.succeed(JobWatchConfig, config))
+    Layer.provideMerge(Layer.succeed(JobWatchConfig, config)),
+    // with OTEL_EXPORTER_OTLP_ENDPOINT: built first (every layer above gets its tracer) and released last, flushing
+    // the spans of the shutdown too within a quarter of the shutdown timeout (at most 5 s); unset: nothing loaded
+    Layer.provideMerge(Traces.layerConfig({
+      shutdownTimeout: Duration.min(Duration.seconds(5), Duration.times(config.shutdownTimeout, 0.25))
+    }))
   )
   yield* Effect.gen(function*() {
     yield* ensurePortFree(config.host, config.port)

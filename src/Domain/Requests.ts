@@ -1,6 +1,7 @@
 import { Duration, Schema } from "effect"
 import { JobId } from "./JobId.js"
 import { ArtefactInputs, JobTracking } from "./Job.js"
+import { Traceparent, Tracestate } from "./TraceContext.js"
 import { WebhookEventType, WebhookFormat } from "./Webhook.js"
 import {
   ClaimLimit,
@@ -63,6 +64,10 @@ const secretNeedsUrl = (job: { readonly webhookUrl?: unknown; readonly webhookSe
   job.webhookSecret !== undefined && job.webhookUrl === undefined
     ? { path: ["webhookSecret"], message: "needs webhookUrl: it signs the job's own callback" }
     : true
+const tracestateNeedsTraceparent = (job: { readonly traceparent?: unknown; readonly tracestate?: unknown }) =>
+  job.tracestate !== undefined && job.traceparent === undefined
+    ? { path: ["tracestate"], message: "needs traceparent: it goes with it" }
+    : true
 
 /** A job's retry backoff on the wire: `min(maxDelay, delay × multiplier^(attempt − 1))`, jittered. */
 export const Backoff = Schema.Struct({
@@ -94,7 +99,12 @@ const enqueueFields = {
   tracking: Schema.optional(JobTracking.annotations({
     description: "queue (default): jobwatch's workers claim it; external: a system outside jobwatch runs it and " +
       "reports on it by id (start, progress, complete, fail), and no worker claims it"
-  }))
+  })),
+  traceparent: Schema.optional(Traceparent.annotations({
+    description: "the W3C trace context the job is created in (default: the request's traceparent header): the " +
+      "span of the worker that runs it links to it"
+  })),
+  tracestate: Schema.optional(Tracestate)
 }
 
 /** A job to enqueue. Give `runAt` or `delaySeconds`, not both. */
@@ -107,7 +117,8 @@ export const EnqueueBody = Schema.Struct(enqueueFields).annotations({
   ]
 }).pipe(
   Schema.filter(oneStart("delaySeconds")),
-  Schema.filter(secretNeedsUrl)
+  Schema.filter(secretNeedsUrl),
+  Schema.filter(tracestateNeedsTraceparent)
 ).annotations({ identifier: "EnqueueBody" })
 export type EnqueueBody = typeof EnqueueBody.Type
 
@@ -129,7 +140,7 @@ export const EnqueueOptions = Schema.Struct({
     maxDelay: Schema.optional(during("backoff")),
     multiplier: Schema.optional(Multiplier)
   }).pipe(Schema.filter(maxDelayAtLeastDelay("maxDelay"))))
-}).pipe(Schema.filter(oneStart("delay")), Schema.filter(secretNeedsUrl))
+}).pipe(Schema.filter(oneStart("delay")), Schema.filter(secretNeedsUrl), Schema.filter(tracestateNeedsTraceparent))
 export type EnqueueOptions = typeof EnqueueOptions.Encoded
 
 export const WaitBody = Schema.Struct({

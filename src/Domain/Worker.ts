@@ -19,7 +19,14 @@ export class ClaimedJob extends Schema.Class<ClaimedJob>("ClaimedJob")({
    * The heartbeat interval its lease was granted for (the lease lasts 1.5 × this): the claim's, or the service's
    * default. Heartbeat at least this often to keep the job.
    */
-  heartbeatSeconds: Schema.optional(Schema.Number)
+  heartbeatSeconds: Schema.optional(Schema.Number),
+  /**
+   * The W3C trace context the job was created in, when it was given one (a `traceparent` at enqueue, or the span of
+   * a producer that exports traces): `Worker.run`'s span for running the job links to it. Absent otherwise, and
+   * from services of before it.
+   */
+  traceparent: Schema.optional(Schema.String),
+  tracestate: Schema.optional(Schema.String)
 }) {}
 
 /** What a heartbeat answers: the worker's jobs whose cancellation was requested. */

@@ -12,5 +12,7 @@ export * from "./JobLib.js"
 export * from "./JobStatus.js"
 /** The request bodies and parameters of the HTTP API and the RPC group. */
 export * as Requests from "./Requests.js"
+/** W3C trace context: `traceparent` and `tracestate` validation, a span's `traceparent`, link targets. */
+export * from "./TraceContext.js"
 export * from "./Webhook.js"
 export * from "./Worker.js"

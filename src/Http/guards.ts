@@ -15,9 +15,26 @@ const unavailable = HttpServerResponse.unsafeJson(new DatabaseUnavailable(), {
 })
 
 /**
+ * The HTTP server's span (its `url.full` and `url.query`) without the `access_token` a browser's EventSource sends in
+ * the query string: a token must not reach a trace any more than a log. Nothing to do for other requests.
+ */
+const redactAccessToken = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+  if (!request.url.includes("access_token")) return Effect.void
+  return Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
+    Effect.sync(() => {
+      const url = Option.getOrUndefined(HttpServerRequest.toURL(request))
+      if (Option.isNone(span) || url === undefined || !url.searchParams.has("access_token")) return
+      url.searchParams.set("access_token", "REDACTED")
+      span.value.attribute("url.full", url.toString())
+      span.value.attribute("url.query", url.search.slice(1))
+    }))
+})
+
+/**
  * Global middleware of the routes: a database that does not answer answers 503 `DatabaseUnavailable` with
  * `Retry-After` (the repositories turn `SqlError`s into defects, which would be an empty 500), never the SQL, host
- * or user; and while the server drains (`Shutdown`), every response closes its connection.
+ * or user; while the server drains (`Shutdown`), every response closes its connection; and the request's span
+ * shows no `access_token` (`redactAccessToken`).
  */
 export const ServiceGuards = HttpLayerRouter.middleware(
   Effect.gen(function*() {
@@ -32,7 +49,7 @@ export const ServiceGuards = HttpLayerRouter.middleware(
     })
     return (app) =>
       Effect.zipRight(
-        closeWhenDraining,
+        Effect.zipRight(redactAccessToken, closeWhenDraining),
         Effect.catchAllCause(app, (cause) => isDatabaseDown(cause) ? Effect.succeed(unavailable) : Effect.failCause(cause))
       )
   }),

@@ -59,7 +59,8 @@ export class JobsApi extends HttpApiGroup.make("jobs")
         "Enqueue a job",
         "Creates a job owned by the caller: `scheduled` when runAt or delaySeconds puts it in the future, else " +
           "`pending`. 201 with its id; with an idempotencyKey the caller already used, 200 with that job " +
-          "(existing: true)."
+          "(existing: true). A W3C `traceparent` header (and `tracestate`) is the job's trace context when the body " +
+          "gives none (a malformed one is ignored): the worker's span links to it."
       ))
   )
   .add(
@@ -73,7 +74,8 @@ export class JobsApi extends HttpApiGroup.make("jobs")
       .annotateContext(doc(
         "Enqueue jobs in one transaction",
         "Creates up to JOBWATCH_MAX_BATCH_SIZE jobs at once, all or none; a bad job refuses the batch naming " +
-          "jobs[i].field. The answer lists the jobs in input order."
+          "jobs[i].field. The answer lists the jobs in input order. A `traceparent` header is the trace context " +
+          "of the jobs that give none."
       ))
   )
   .add(

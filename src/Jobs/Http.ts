@@ -1,5 +1,5 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect, Schema } from "effect"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Duration, Effect, Option, Schema } from "effect"
 import { Api } from "../Api.js"
 import { CurrentUser } from "../Domain/Auth.js"
 import { holdSlot, Limits } from "../Http/Limits.js"
@@ -9,6 +9,8 @@ import type { InvalidInput } from "../Domain/Errors.js"
 import type { JobCursorPage, JobPage, JobsPurged } from "../Domain/Job.js"
 import { JobInfo, JobStatusInfo } from "../Domain/Job.js"
 import type { ListOptions, PurgeBody } from "../Domain/Requests.js"
+import type { TraceContext } from "../Domain/TraceContext.js"
+import { Propagation, traceContextOfHeaders } from "../Domain/TraceContext.js"
 import { Jobs } from "../Jobs.js"
 import { JobRefs, WaitResult } from "./Api.js"
 
@@ -59,6 +61,30 @@ const encodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>) => {
 export const jobAnswer = encodedOnce(JobInfo)
 const statusAnswer = encodedOnce(JobStatusInfo)
 
+/**
+ * The trace context of an enqueue request's `traceparent` (and `tracestate`) header, for the jobs whose body gives
+ * none; a malformed one is ignored, as the W3C recommendation says. When this process exports spans and the
+ * request's span continues the header's trace (the HTTP server's span is the header's child), none: `Jobs.enqueue`
+ * then stores its own span, a descendant of the header's.
+ */
+export const headerTraceContext = (
+  propagating: boolean
+): Effect.Effect<TraceContext | undefined, never, HttpServerRequest.HttpServerRequest> =>
+  Effect.gen(function*() {
+    const { headers } = yield* HttpServerRequest.HttpServerRequest
+    const given = traceContextOfHeaders(headers["traceparent"], headers["tracestate"])
+    if (Option.isNone(given)) return undefined
+    if (propagating) {
+      const span = yield* Effect.option(Effect.currentSpan)
+      if (Option.isSome(span) && span.value.traceId === given.value.traceparent.slice(3, 35)) return undefined
+    }
+    return given.value
+  })
+
+/** A job of an enqueue request's body, with the header's trace context when it has none of its own. */
+const withTraceContext = <J extends { readonly traceparent?: string | undefined }>(job: J, traced: TraceContext | undefined) =>
+  traced === undefined || job.traceparent !== undefined ? job : { ...job, ...traced }
+
 /** A page of the caller's jobs: by cursor when one is given, else by page number. */
 export const listJobs = (
   jobs: Jobs,
@@ -80,17 +106,21 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
   Effect.gen(function*() {
     const jobs = yield* Jobs
     const waits = yield* Waits
+    const headerContext = headerTraceContext(yield* Propagation)
     const slot = holdSlot(yield* Limits)
     const slotFor = (wait: Duration.Duration) => (Duration.isZero(wait) ? Effect.void : slot)
     return handlers
       .handle("enqueue", ({ payload }) =>
-        Effect.flatMap(CurrentUser, (user) => jobs.enqueue({ ...payload, owner: user.sub })).pipe(
+        Effect.zipWith(CurrentUser, headerContext, (user, traced) => ({ user, traced })).pipe(
+          Effect.flatMap(({ traced, user }) => jobs.enqueue({ ...withTraceContext(payload, traced), owner: user.sub })),
           Effect.map((ref) => ref.existing ? { ...ref, existing: true as const } : { ...ref, existing: false as const })
         ))
       .handle("enqueueBatch", ({ payload }) =>
-        Effect.flatMap(CurrentUser, (user) =>
+        Effect.zipWith(CurrentUser, headerContext, (user, traced) => ({ user, traced })).pipe(
           // decoded once, by the API's schema
-          jobs.enqueueBatchDecoded(payload.jobs.map((job) => ({ ...job, owner: user.sub })))).pipe(
+          Effect.flatMap(({ traced, user }) =>
+            jobs.enqueueBatchDecoded(payload.jobs.map((job) => ({ ...withTraceContext(job, traced), owner: user.sub })))
+          ),
           Effect.map((refs) => JobRefs.make({ jobs: refs }))
         ))
       .handle("list", ({ urlParams }) => listJobs(jobs, urlParams))

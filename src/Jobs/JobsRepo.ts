@@ -33,6 +33,9 @@ export interface NewJob {
   readonly external: boolean
   /** A task's job type (`JobLib.push`): only the workers serving that type claim it. */
   readonly jobTypeId?: number | undefined
+  /** The W3C trace context the job was created in (validated), handed to the worker that claims it. */
+  readonly traceparent?: string | undefined
+  readonly tracestate?: string | undefined
 }
 
 export interface ListFilter {
@@ -153,6 +156,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
         }
         const delayUs = input.map((job) => (job.delayMs === null ? null : Math.round(job.delayMs * 1000)))
         const keyed = input.some((job) => job.idempotencyKey !== null)
+        // a traceparent is hex and dashes: no quotes in the array literal; none at all: a null array
+        const traced = input.some((job) => job.traceparent !== undefined)
         const rows = yield* sql`SELECT now_us::text AS "nowUs", inserted, ids FROM ${enqueueFunction}(
             ${column((job) => job.id, false)}::uuid[], ${column(() => makeEventId(), false)}::uuid[],
             ${column((job) => job.queue)}::text[], ${column((job) => job.name)}::text[],
@@ -165,6 +170,8 @@ export class JobsRepo extends Effect.Service<JobsRepo>()("jobwatch/JobsRepo", {
             ${column((job) => job.webhookSecret)}::text[],
             ${input.some((job) => job.external) ? column((job) => String(job.external), false) : null}::boolean[],
             ${input.some((job) => job.jobTypeId !== undefined) ? column((job) => job.jobTypeId ?? null, false) : null}::bigint[],
+            ${traced ? column((job) => job.traceparent ?? null, false) : null}::text[],
+            ${input.some((job) => job.tracestate !== undefined) ? column((job) => job.tracestate ?? null) : null}::text[],
             ${keyed})`.pipe(
           Effect.flatMap(decodeEnqueued)
         )

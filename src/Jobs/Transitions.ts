@@ -7,7 +7,17 @@ import { JobId } from "../Domain/JobId.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import { allowedFrom, JobStatus as JobStatusSchema } from "../Domain/JobStatus.js"
 import { LocalEvents } from "../EventLog.js"
-import { decodeFound, EventRecord, eventRowOf, JobRecord, jobRowOf, toJobEvent, toJobInfo } from "../internal/rows.js"
+import type { ClaimedRow } from "../internal/rows.js"
+import {
+  claimedRowOf,
+  decodeFound,
+  EventRecord,
+  eventRowOf,
+  JobRecord,
+  jobRowOf,
+  toJobEvent,
+  toJobInfo
+} from "../internal/rows.js"
 import { decodeCompletedClaimed, eventOf } from "./CompletionAnswers.js"
 import { JobsRepo } from "./JobsRepo.js"
 
@@ -211,7 +221,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
       next?: NextClaim
     ): Effect.Effect<{
       readonly answers: ReadonlyArray<Either.Either<JobId, InvalidTransition | NotJobHolder | JobNotFound>>
-      readonly claimed: ReadonlyArray<JobInfo>
+      readonly claimed: ReadonlyArray<ClaimedRow>
     }> =>
       Effect.gen(function*() {
         if (items.length === 0 && (next === undefined || next.limit <= 0)) return { answers: [], claimed: [] }
@@ -247,7 +257,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
             answers.push(Either.left(new InvalidTransition({ id: item.id, from: row.foundStatus, to: "completed" })))
           }
         }
-        return { answers, claimed: answer.claimed.map((record) => toJobInfo(jobRowOf(record))) }
+        return { answers, claimed: answer.claimed.map(claimedRowOf) }
       })
 
     /** `completeAndClaim` claiming nothing. */

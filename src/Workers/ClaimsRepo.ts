@@ -1,17 +1,17 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Schema } from "effect"
 import { JobWatchConfig } from "../Config.js"
-import type { JobInfo } from "../Domain/Job.js"
 import { JobId } from "../Domain/JobId.js"
 import { JobStatus } from "../Domain/JobStatus.js"
+import type { ClaimedRow } from "../internal/rows.js"
 import { DbJobId } from "../internal/rows.js"
 import { ClaimedJob } from "../Domain/Worker.js"
 
-/** What a worker is sent of a job it claimed (the fields of `ClaimedJob` a claim's row gives). */
-export type ClaimedRow = Pick<
-  JobInfo,
-  "id" | "name" | "queue" | "payload" | "priority" | "attempt" | "maxAttempts" | "timeoutSeconds" | "leaseExpiresAt" | "version"
->
+export type { ClaimedRow } from "../internal/rows.js"
+
+/** The columns of a claim's rows that `claimedRows` reads, from a relation aliased `j`. */
+export const claimedColumns = `j.id, j.name, j.queue, j.payload, j.priority, j.attempt, j.max_attempts AS "maxAttempts",
+  j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version, j.traceparent, j.tracestate`
 
 /**
  * A claim's rows, read by hand: the claim path runs once per batch of a busy worker, and decoding every column of
@@ -29,12 +29,17 @@ export const claimedRows = (rows: ReadonlyArray<Record<string, unknown>>): Reado
     maxAttempts: row["maxAttempts"] as number,
     timeoutSeconds: row["timeoutMs"] === null ? null : (row["timeoutMs"] as number) / 1000,
     leaseExpiresAt: row["leaseExpiresAt"] === null ? null : DateTime.unsafeFromDate(row["leaseExpiresAt"] as Date),
-    version: row["version"] as number
+    version: row["version"] as number,
+    traceparent: (row["traceparent"] ?? null) as string | null,
+    tracestate: (row["tracestate"] ?? null) as string | null
   }))
 
 /** The `ClaimedJob` a worker is sent of a claimed row, leased for a heartbeat every `heartbeatMs`. */
 export const claimedJobOf = (job: ClaimedRow, heartbeatMs: number) =>
   new ClaimedJob({
+    // only when the job has one: the answer of a claim without trace context is as it was
+    ...(job.traceparent === null ? {} : { traceparent: job.traceparent }),
+    ...(job.tracestate === null ? {} : { tracestate: job.tracestate }),
     id: job.id,
     name: job.name,
     queue: job.queue,
@@ -87,8 +92,7 @@ export class ClaimsRepo extends Effect.Service<ClaimsRepo>()("jobwatch/ClaimsRep
      * worker (or refreshes its registration): what it serves, its heartbeat interval, and that it was seen now.
      */
     const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<ClaimedRow>> =>
-      sql`SELECT j.id, j.name, j.queue, j.payload, j.priority, j.attempt, j.max_attempts AS "maxAttempts",
-            j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version
+      sql`SELECT ${sql.literal(claimedColumns)}
           FROM ${claimFunction}(${options.workerId}::text, ${options.queues}::text[], ${options.names ?? null}::text[],
             ${options.limit}::int, ${options.leaseMs}::int,
             ${Math.max(1, Math.round(options.heartbeatIntervalMs ?? options.leaseMs / 1.5))}::int,

@@ -1,6 +1,8 @@
-import { Chunk, Deferred, Duration, Effect, Either, Exit, Queue } from "effect"
+import { Chunk, Deferred, Duration, Effect, Either, Exit, Option, Queue } from "effect"
+import type { Tracer } from "effect"
 import { Forbidden, Unauthorized } from "../Domain/Auth.js"
 import type { JobId } from "../Domain/JobId.js"
+import { externalSpanOf } from "../Domain/TraceContext.js"
 import type { CompleteItem } from "../Workers.js"
 import type { ClaimedJob } from "../Domain/Worker.js"
 import type { NextClaimOptions, WorkerBackendShape, WorkerProtocolError } from "./WorkerBackend.js"
@@ -20,6 +22,31 @@ export const defaultWorkerId = (namespace?: string | undefined) => {
 const hostName = (): string => {
   const process = globalThis.process
   return process?.getBuiltinModule?.("os")?.hostname() ?? process?.env?.["HOSTNAME"] ?? "worker"
+}
+
+/**
+ * The span a worker runs a job's handler in (`Worker.process`, kind consumer, with OpenTelemetry's messaging
+ * attributes): the root of a trace of its own, linked to the trace context the job was created in, when it has one.
+ * A link, not a parent, as the messaging conventions recommend: a job may wait for hours, run several attempts (a
+ * span each) and be claimed in a batch with others, and a child would stretch the producer's trace over all of that.
+ */
+export const processSpan = (job: ClaimedJob, workerId: string): Tracer.SpanOptions => {
+  const created = job.traceparent === undefined ? Option.none() : externalSpanOf(job.traceparent)
+  return {
+    kind: "consumer",
+    root: true,
+    captureStackTrace: false,
+    links: Option.isNone(created) ? [] : [{ _tag: "SpanLink", span: created.value, attributes: {} }],
+    attributes: {
+      "messaging.system": "jobwatch",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": job.queue,
+      "messaging.message.id": job.id,
+      "jobwatch.job.name": job.name,
+      "jobwatch.job.attempt": job.attempt,
+      "jobwatch.worker.id": workerId
+    }
+  }
 }
 
 /** How a job's run ended: the handler's exit, a cancel request, or its timeout. */

@@ -224,7 +224,9 @@ export const JobRecord = Schema.Struct({
   version: Schema.Number,
   external: Schema.Boolean,
   job_type_id: Schema.optional(Schema.NullOr(Schema.Union(Schema.Number, Schema.String))),
-  artefacts: Schema.Unknown
+  artefacts: Schema.Unknown,
+  traceparent: Schema.optional(NullableString),
+  tracestate: Schema.optional(NullableString)
 })
 export type JobRecord = typeof JobRecord.Type
 
@@ -307,6 +309,34 @@ export const jobRowOf = (r: JobRecord): JobRow => ({
   external: r.external,
   task: r.job_type_id !== undefined && r.job_type_id !== null,
   artefacts: r.artefacts
+})
+
+/** What a worker is sent of a job it claimed (the fields of `ClaimedJob` a claim's row gives). */
+export type ClaimedRow =
+  & Pick<
+    JobInfo,
+    "id" | "name" | "queue" | "payload" | "priority" | "attempt" | "maxAttempts" | "timeoutSeconds" | "leaseExpiresAt" | "version"
+  >
+  & {
+    /** The trace context the job was created in (sql/0022), if any. */
+    readonly traceparent: string | null
+    readonly tracestate: string | null
+  }
+
+/** The `ClaimedRow` of a claimed job's record (`job_complete_claim`'s `claimed`). */
+export const claimedRowOf = (r: JobRecord): ClaimedRow => ({
+  id: r.id,
+  name: r.name,
+  queue: r.queue,
+  payload: r.payload,
+  priority: r.priority,
+  attempt: r.attempt,
+  maxAttempts: r.max_attempts,
+  timeoutSeconds: r.timeout_ms === null ? null : r.timeout_ms / 1000,
+  leaseExpiresAt: r.lease_expires_at === null ? null : utc(new Date(r.lease_expires_at)),
+  version: r.version,
+  traceparent: r.traceparent ?? null,
+  tracestate: r.tracestate ?? null
 })
 
 /**

@@ -57,18 +57,18 @@ export interface Service {
 }
 
 /**
- * `node --import tsx src/main.ts` (what `npm start` runs) with `env`; with `detached`, in a process group of its
- * own (so that the test can signal the group, as Ctrl-C does). At the end, a process still running gets SIGTERM,
- * then SIGKILL (its group's too), and a PostgreSQL it left in `dataDir` is stopped.
+ * `node --import tsx src/main.ts` (what `npm start` runs) with `env` (and `nodeArgs` before the script); with
+ * `detached`, in a process group of its own (so that the test can signal the group, as Ctrl-C does). At the end, a
+ * process still running gets SIGTERM, then SIGKILL (its group's too), and a PostgreSQL it left in `dataDir` is stopped.
  */
 export const startService = (
   env: Record<string, string | undefined>,
-  options: { readonly detached?: boolean; readonly dataDir?: string } = {}
+  options: { readonly detached?: boolean; readonly dataDir?: string; readonly nodeArgs?: ReadonlyArray<string> } = {}
 ) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const exited = yield* Deferred.make<Exited>()
-      const child = spawn(process.execPath, ["--import", "tsx", mainScript], {
+      const child = spawn(process.execPath, ["--import", "tsx", ...(options.nodeArgs ?? []), mainScript], {
         env: { ...process.env, ...env },
         stdio: ["ignore", "pipe", "pipe"],
         detached: options.detached === true

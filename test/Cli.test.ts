@@ -6,6 +6,8 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { jwtVerify } from "jose"
+import { SqlClient } from "@effect/sql"
+import { JobWatchConfig } from "../src/Config.js"
 import { Workers } from "../src/Workers.js"
 import { closedPort, uniqueQueue } from "./support/fixtures.js"
 import { serverLayer, token as tokenFor } from "./support/http.js"
@@ -78,7 +80,8 @@ describe("the jobwatch command (built)", () => {
       const env = { DATABASE_URL: databaseUrl(), JOBWATCH_SCHEMA: schema }
       const first = yield* jobwatch(["migrate"], env)
       assert.strictEqual(first.code, 0, first.stderr)
-      assert.match(first.stdout.trim(), /^applied migrations 1, 2, .*21$/)
+      const latest = Math.max(...Fs.readdirSync(repoPath("sql")).filter((f) => /^\d{4}_/.test(f)).map((f) => Number(f.slice(0, 4))))
+      assert.match(first.stdout.trim(), new RegExp(`^applied migrations 1, 2, .*${latest}$`))
       const again = yield* jobwatch(["migrate"], env)
       assert.deepStrictEqual([again.code, again.stdout.trim()], [0, "the schema is up to date"])
       const purged = yield* jobwatch(["purge", "--older-than", "30d"], env)
@@ -159,6 +162,11 @@ describe("the jobwatch command against a running service", () => {
         assert.strictEqual(enqueued.code, 0, enqueued.stderr)
         const id = enqueued.stdout.trim()
         assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+        // the command has no span of its own: it sends no traceparent, and the job keeps no trace context
+        const { schema } = yield* JobWatchConfig
+        const sql = yield* SqlClient.SqlClient
+        const [row] = yield* sql.unsafe<{ traceparent: string | null }>(`SELECT traceparent FROM "${schema}".jobs WHERE id = $1`, [id])
+        assert.isNull(row?.traceparent)
         const status = yield* jobwatch(["status", id, "--json", "--url", url, "--token", alice])
         assert.strictEqual(status.code, 0, status.stderr)
         const job = JSON.parse(status.stdout) as { status: string; payload: unknown; priority: number; queue: string }

@@ -27,6 +27,7 @@ import { ClaimWaiters } from "./Workers/ClaimWaiters.js"
 import type { JobTypeRow, Viewer } from "./JobLib/JobTypesRepo.js"
 import { JobTypesRepo } from "./JobLib/JobTypesRepo.js"
 import { makeJsonSchemas } from "./JobLib/JsonSchemas.js"
+import { recordClaimed, recordEnqueued } from "./Metrics/jobs.js"
 
 export { JobTypesRepo } from "./JobLib/JobTypesRepo.js"
 export { digestOf } from "./JobLib/JsonSchemas.js"
@@ -192,7 +193,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         })
       }
       const id = makeJobId()
-      yield* jobs.insert([{
+      const refs = yield* jobs.insert([{
         id,
         name,
         queue: room,
@@ -210,6 +211,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         external: false,
         jobTypeId: row.id
       }])
+      recordEnqueued(refs)
       // just inserted: it is there (only a purge could have taken it meanwhile)
       return yield* Effect.catchTag(jobs.getTask(id), "JobNotFound", Effect.die)
     })
@@ -249,7 +251,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
             leaseMs: Math.round(beatMs * 1.5),
             heartbeatMs: Math.max(1, Math.round(beatMs)),
             now: new Date(now)
-          }))
+          }).pipe(Effect.tap((rows) => Effect.sync(() => recordClaimed(rows)))))
       )
       const rows = yield* waiters.claim({
         keys,

@@ -5,7 +5,7 @@ import { JobWatchConfig } from "../Config.js"
 import { WorkerNotFound } from "../Domain/Errors.js"
 import { GLOBAL_ROOM } from "../Domain/JobLib.js"
 import type { ClaimedRow } from "../Workers/ClaimsRepo.js"
-import { claimedRows } from "../Workers/ClaimsRepo.js"
+import { claimedColumns, claimedRows } from "../Workers/ClaimsRepo.js"
 
 /** A job type's row, as the reads answer it. */
 export const JobTypeRow = Schema.Struct({
@@ -142,8 +142,7 @@ export class JobTypesRepo extends Effect.Service<JobTypesRepo>()("jobwatch/JobTy
       readonly heartbeatMs: number
       readonly now: Date
     }): Effect.Effect<ReadonlyArray<ClaimedRow>, WorkerNotFound> =>
-      sql`SELECT j.id, j.name, j.queue, j.payload, j.priority, j.attempt, j.max_attempts AS "maxAttempts",
-            j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version
+      sql`SELECT ${sql.literal(claimedColumns)}
           FROM ${claimFunction}(${options.workerId}::text, ${options.rooms ?? null}::text[], ${options.limit}::int,
             ${options.leaseMs}::int, ${options.heartbeatMs}::int, ${options.now}::timestamptz, false) j
           ORDER BY j.priority DESC, j.id`.pipe(

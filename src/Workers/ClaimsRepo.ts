@@ -8,10 +8,20 @@ import { DbJobId } from "../internal/rows.js"
 import { ClaimedJob } from "../Domain/Worker.js"
 
 /** What a worker is sent of a job it claimed (the fields of `ClaimedJob` a claim's row gives). */
-export type ClaimedRow = Pick<
-  JobInfo,
-  "id" | "name" | "queue" | "payload" | "priority" | "attempt" | "maxAttempts" | "timeoutSeconds" | "leaseExpiresAt" | "version"
->
+export type ClaimedRow =
+  & Pick<
+    JobInfo,
+    "id" | "name" | "queue" | "payload" | "priority" | "attempt" | "maxAttempts" | "timeoutSeconds" | "leaseExpiresAt" | "version"
+  >
+  & {
+    /** Seconds from when the job was due to its claim (for the metrics). */
+    readonly waitSeconds?: number | undefined
+  }
+
+/** The select list of a claim's rows (`claimedRows`), from the claim function's jobs aliased `j`. */
+export const claimedColumns = `j.id, j.name, j.queue, j.payload, j.priority, j.attempt, j.max_attempts AS "maxAttempts",
+  j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version,
+  extract(epoch FROM j.claimed_at - j.scheduled_at)::float8 AS "waitSeconds"`
 
 /**
  * A claim's rows, read by hand: the claim path runs once per batch of a busy worker, and decoding every column of
@@ -29,7 +39,8 @@ export const claimedRows = (rows: ReadonlyArray<Record<string, unknown>>): Reado
     maxAttempts: row["maxAttempts"] as number,
     timeoutSeconds: row["timeoutMs"] === null ? null : (row["timeoutMs"] as number) / 1000,
     leaseExpiresAt: row["leaseExpiresAt"] === null ? null : DateTime.unsafeFromDate(row["leaseExpiresAt"] as Date),
-    version: row["version"] as number
+    version: row["version"] as number,
+    waitSeconds: typeof row["waitSeconds"] === "number" ? Math.max(0, row["waitSeconds"]) : undefined
   }))
 
 /** The `ClaimedJob` a worker is sent of a claimed row, leased for a heartbeat every `heartbeatMs`. */
@@ -87,8 +98,7 @@ export class ClaimsRepo extends Effect.Service<ClaimsRepo>()("jobwatch/ClaimsRep
      * worker (or refreshes its registration): what it serves, its heartbeat interval, and that it was seen now.
      */
     const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<ClaimedRow>> =>
-      sql`SELECT j.id, j.name, j.queue, j.payload, j.priority, j.attempt, j.max_attempts AS "maxAttempts",
-            j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version
+      sql`SELECT ${sql.literal(claimedColumns)}
           FROM ${claimFunction}(${options.workerId}::text, ${options.queues}::text[], ${options.names ?? null}::text[],
             ${options.limit}::int, ${options.leaseMs}::int,
             ${Math.max(1, Math.round(options.heartbeatIntervalMs ?? options.leaseMs / 1.5))}::int,

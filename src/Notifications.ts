@@ -197,7 +197,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         needsSnapshot.clear()
         yield* readSnapshots(ids)
       }
-      if (firstDoorbellAt !== undefined) yield* Metric.update(notifyToResolve, performance.now() - firstDoorbellAt)
+      if (firstDoorbellAt !== undefined) yield* Metric.update(notifyToResolve, (performance.now() - firstDoorbellAt) / 1000)
       // a subscriber that registered during a read and found a gap is served by the next batch
       if (needsCatchUp.size > 0) kick()
       return { jobsRead: stats.jobsRead - before, doorbells }

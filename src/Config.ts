@@ -217,6 +217,7 @@ const fields = {
     "the longest the reaper sleeps between passes"
   ),
   reaper: field("JOBWATCH_REAPER", true, boolean, "whether this process takes part in the reaper election"),
+  metricsPublic: field("JOBWATCH_METRICS_PUBLIC", false, boolean, "serve /metrics without a token (a private network)"),
   progressThrottle: field(
     "JOBWATCH_PROGRESS_THROTTLE",
     Duration.seconds(2),

@@ -132,11 +132,15 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       // nothing watched here (a worker process): nothing to parse. A subscription registered later reads what came
       // before it (its snapshot or catch-up), so a doorbell heard while none was registered is no one's
       if (index.size === 0) return
+      const arrived = performance.now()
       const doorbell = parseDoorbell(payload)
       let relevant = doorbell.everything
       if (doorbell.everything) pending.everything = true
       if (doorbell.malformed) warnUndecoded(payload)
-      if (doorbell.outcomes.length > 0) deliverOutcomes(doorbell.outcomes)
+      // the outcomes it carries resolve their waiters at once, without a read
+      if (doorbell.outcomes.length > 0 && deliverOutcomes(doorbell.outcomes) > 0) {
+        notifyToResolve.unsafeUpdate((performance.now() - arrived) / 1000, [])
+      }
       const { changes, uncarried } = doorbell
       if (index.size > 0) {
         for (let i = 0; i < changes.length; i += 2) {

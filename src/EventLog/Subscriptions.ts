@@ -91,5 +91,5 @@ export const reconcilesTotal = Metric.counter("jobwatch_reconciles", {
 export const notifyToResolve = Metric.histogram(
   "jobwatch_notify_to_resolve_seconds",
   MetricBoundaries.exponential({ start: 0.00025, factor: 2, count: 14 }),
-  "from a doorbell's arrival to its events being handed to subscribers"
+  "from a doorbell's arrival to its outcomes or events being handed to subscribers"
 )

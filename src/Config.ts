@@ -1,5 +1,6 @@
 import { Config, ConfigError, ConfigProvider, Context, Duration, Effect, Either, Layer, Option, Record, Redacted } from "effect"
 import * as Path from "node:path"
+import { durationOf, durationText } from "./internal/durations.js"
 
 // jobwatch's configuration is one list of fields (`fields` below). Each field knows its environment variable, its
 // description, its default and how to read it (Effect's `Config.integer`, `Config.boolean`, `Config.redacted`,
@@ -50,38 +51,7 @@ const text = (check: (text: string) => Either.Either<string, string> = Either.ri
   text: (input) => input
 })
 
-const shorthand = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i
-const shorthandUnits = { ms: "millis", s: "seconds", m: "minutes", h: "hours", d: "days" } as const
-const isShorthandUnit = (unit: string): unit is keyof typeof shorthandUnits => unit in shorthandUnits
-
-/** Parses a duration: a `DurationInput`, or a string like `5 seconds`, `500 millis`, `5s`, `250ms`. */
-export const parseDuration = (input: unknown): Option.Option<Duration.Duration> => {
-  if (typeof input === "string") {
-    const m = shorthand.exec(input)
-    const unit = m?.[2]?.toLowerCase()
-    if (m !== null && unit !== undefined && isShorthandUnit(unit)) {
-      return Duration.decodeUnknown(`${m[1]} ${shorthandUnits[unit]}`)
-    }
-    return Duration.decodeUnknown(input.trim())
-  }
-  if (typeof input === "number") return Number.isFinite(input) && input >= 0 ? Option.some(Duration.millis(input)) : Option.none()
-  return Duration.decodeUnknown(input)
-}
-
-const durationOf = (text: string, positive: boolean): Either.Either<Duration.Duration, string> =>
-  Option.match(parseDuration(text), {
-    onNone: () => Either.left(`expected a duration such as "5 seconds" or "250ms", got ${JSON.stringify(text)}`),
-    onSome: (d) => positive && Duration.toMillis(d) <= 0 ? Either.left("expected a duration above zero") : Either.right(d)
-  })
-
-/** An embedder's `DurationInput` as text the parser reads back (a string as it is, so that its mistakes show). */
-const durationText = (input: Duration.DurationInput): string =>
-  typeof input === "string"
-    ? input
-    : Option.match(Duration.decodeUnknown(input), {
-      onNone: () => String(input),
-      onSome: (d) => `${Duration.toMillis(d)} millis`
-    })
+export { parseDuration } from "./internal/durations.js"
 
 const duration = (options: { readonly positive: boolean }): Kind<Duration.Duration, Duration.DurationInput> => ({
   read: parsed((text) => durationOf(text, options.positive)),
@@ -247,6 +217,7 @@ const fields = {
     "the longest the reaper sleeps between passes"
   ),
   reaper: field("JOBWATCH_REAPER", true, boolean, "whether this process takes part in the reaper election"),
+  metricsPublic: field("JOBWATCH_METRICS_PUBLIC", false, boolean, "serve /metrics without a token (a private network)"),
   progressThrottle: field(
     "JOBWATCH_PROGRESS_THROTTLE",
     Duration.seconds(2),

@@ -11,6 +11,7 @@ import { RpcRoutes } from "./Http/RpcHandlers.js"
 import { Waits } from "./Http/Waits.js"
 import { JobLibLive } from "./JobLib/Http.js"
 import { JobsLive } from "./Jobs/Http.js"
+import { MetricsRoute } from "./Metrics/Http.js"
 import { EventsLive } from "./Streams/Http.js"
 import { WebhooksLive } from "./Webhooks/Http.js"
 import { WorkerRoleLive, WorkersLive } from "./Workers/Http.js"
@@ -41,14 +42,15 @@ export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/opena
 )
 
 /**
- * Every route of the service: `GET /`, the API, the RPC group, `/docs` (Swagger UI, offline), the body limit, CORS,
- * and the 503 of a database that does not answer.
+ * Every route of the service: `GET /`, the API, the RPC group, `/docs` (Swagger UI, offline), `/metrics`
+ * (Prometheus), the body limit, CORS, and the 503 of a database that does not answer.
  */
 export const RoutesLive = Layer.mergeAll(
   IndexRoute,
   HttpRoutes,
   RpcRoutes,
   HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
+  MetricsRoute,
   RequestBodies,
   CorsLive,
   ServiceGuards

@@ -28,6 +28,7 @@ import { ClaimWaiters } from "./Workers/ClaimWaiters.js"
 import type { JobTypeRow, Viewer } from "./JobLib/JobTypesRepo.js"
 import { JobTypesRepo } from "./JobLib/JobTypesRepo.js"
 import { makeJsonSchemas } from "./JobLib/JsonSchemas.js"
+import { recordClaimed, recordEnqueued } from "./Metrics/jobs.js"
 
 export { JobTypesRepo } from "./JobLib/JobTypesRepo.js"
 export { digestOf } from "./JobLib/JsonSchemas.js"
@@ -196,7 +197,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
       const id = makeJobId()
       // where spans are exported, the task's trace context is this push's span (as Jobs.enqueue's)
       const span = propagating ? yield* Effect.option(Effect.currentSpan) : undefined
-      yield* jobs.insert([{
+      const refs = yield* jobs.insert([{
         id,
         name,
         queue: room,
@@ -215,6 +216,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
         jobTypeId: row.id,
         traceparent: span?._tag === "Some" ? traceparentOf(span.value) : undefined
       }])
+      recordEnqueued(refs)
       // just inserted: it is there (only a purge could have taken it meanwhile)
       return yield* Effect.catchTag(jobs.getTask(id), "JobNotFound", Effect.die)
     })
@@ -254,7 +256,7 @@ export class JobLib extends Effect.Service<JobLib>()("jobwatch/JobLib", {
             leaseMs: Math.round(beatMs * 1.5),
             heartbeatMs: Math.max(1, Math.round(beatMs)),
             now: new Date(now)
-          }))
+          }).pipe(Effect.tap((rows) => Effect.sync(() => recordClaimed(rows)))))
       )
       const rows = yield* waiters.claim({
         keys,

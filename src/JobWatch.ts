@@ -14,6 +14,7 @@ import { AmqpRelay } from "./Amqp/Relay.js"
 import * as Worker from "./Workers/Worker.js"
 import { Workers } from "./Workers.js"
 import { JobLib } from "./JobLib.js"
+import { Metrics } from "./Metrics.js"
 
 // The layers below need the host's `PgClient` (and `SqlClient`) and a `JobWatchConfig`. The host sizes the pool in
 // its own `PgClient` layer (`PgClient.layer({ url, maxConnections })`): `JOBWATCH_POOL_SIZE` is the pool of
@@ -26,10 +27,11 @@ export const MigrationsLive = Layer.effectDiscard(Migrations.run())
 /**
  * Every jobwatch service, with the migrations run first: a producer's, a worker's, the reaper (electing itself
  * when `reaper` is on), the event streams, webhook endpoints and the webhook deliverer (when `webhooks` is on), and
- * the event bus relay (electing itself when `amqpUrl` is set and `amqpRelay` on), and the job library (`JobLib`).
+ * the event bus relay (electing itself when `amqpUrl` is set and `amqpRelay` on), the job library (`JobLib`), and
+ * the Prometheus metrics (`Metrics`, which the reaper's process completes with the gauges read from the database).
  */
 export const layer = Worker.local.pipe(
-  Layer.provideMerge(Layer.mergeAll(
+  Layer.provideMerge(Layer.provideMerge(Metrics.Default, Layer.mergeAll(
     Jobs.Default,
     CompletionWatcher.Default,
     Listener.Default,
@@ -41,7 +43,7 @@ export const layer = Worker.local.pipe(
     WebhookDeliverer.Default,
     AmqpRelay.Default,
     JobLib.Default
-  )),
+  ))),
   Layer.provide(MigrationsLive)
 )
 

@@ -30,6 +30,7 @@ import type { ListFilter, NewJob } from "./Jobs/JobsRepo.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
 import { PurgeRepo } from "./Jobs/PurgeRepo.js"
 import { Transitions } from "./Jobs/Transitions.js"
+import { recordEnqueued } from "./Metrics/jobs.js"
 
 export { JobsRepo } from "./Jobs/JobsRepo.js"
 export { PurgeRepo } from "./Jobs/PurgeRepo.js"
@@ -247,6 +248,7 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
           return unique.push(job) - 1
         })
         const refs = yield* repo.insert(unique)
+        recordEnqueued(refs)
         return slot.map((i, n) => origin[i] === n ? refs[i]! : JobRef.make({ ...refs[i]!, existing: true }))
       })
 
@@ -271,7 +273,9 @@ export class Jobs extends Effect.Service<Jobs>()("jobwatch/Jobs", {
     const enqueue = Effect.fn("Jobs.enqueue", { kind: "producer" })(function*(options: EnqueueOptions) {
       const job = yield* validate(options, "", yield* tracedContext)
       yield* checkCallback(job, "")
-      const [ref] = yield* repo.insert([job])
+      const refs = yield* repo.insert([job])
+      recordEnqueued(refs)
+      const [ref] = refs
       return ref!
     })
 

@@ -132,11 +132,15 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
       // nothing watched here (a worker process): nothing to parse. A subscription registered later reads what came
       // before it (its snapshot or catch-up), so a doorbell heard while none was registered is no one's
       if (index.size === 0) return
+      const arrived = performance.now()
       const doorbell = parseDoorbell(payload)
       let relevant = doorbell.everything
       if (doorbell.everything) pending.everything = true
       if (doorbell.malformed) warnUndecoded(payload)
-      if (doorbell.outcomes.length > 0) deliverOutcomes(doorbell.outcomes)
+      // the outcomes it carries resolve their waiters at once, without a read
+      if (doorbell.outcomes.length > 0 && deliverOutcomes(doorbell.outcomes) > 0) {
+        notifyToResolve.unsafeUpdate((performance.now() - arrived) / 1000, [])
+      }
       const { changes, uncarried } = doorbell
       if (index.size > 0) {
         for (let i = 0; i < changes.length; i += 2) {
@@ -197,7 +201,7 @@ export class Notifications extends Effect.Service<Notifications>()("jobwatch/Not
         needsSnapshot.clear()
         yield* readSnapshots(ids)
       }
-      if (firstDoorbellAt !== undefined) yield* Metric.update(notifyToResolve, performance.now() - firstDoorbellAt)
+      if (firstDoorbellAt !== undefined) yield* Metric.update(notifyToResolve, (performance.now() - firstDoorbellAt) / 1000)
       // a subscriber that registered during a read and found a gap is served by the next batch
       if (needsCatchUp.size > 0) kick()
       return { jobsRead: stats.jobsRead - before, doorbells }

@@ -185,7 +185,7 @@ export const SocketIoLive = Layer.scopedDiscard(Effect.gen(function*() {
         Effect.mapError((error) => new Error(`invalid cursor: ${error.message}`))
       )
       const scope = yield* Scope.make()
-      const held = yield* Effect.exit(Scope.extend(limits.hold(user), scope))
+      const held = yield* Effect.exit(Scope.extend(limits.hold(user, "socket_io"), scope))
       if (Exit.isFailure(held)) {
         yield* Scope.close(scope, Exit.void)
         return yield* Effect.fail(new Error("too many connections"))

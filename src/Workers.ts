@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Metric, Random } from "effect"
+import { Clock, Duration, Effect, Random } from "effect"
 import { JobWatchConfig } from "./Config.js"
 import { InvalidInput, WorkerNotFound } from "./Domain/Errors.js"
 import type { JobId } from "./Domain/JobId.js"
@@ -16,6 +16,7 @@ import type { ClaimedRow } from "./Workers/ClaimsRepo.js"
 import { Artefacts, decodeArtefacts } from "./Workers/Artefacts.js"
 import type { ArtefactInput } from "./Domain/Job.js"
 import { JobsRepo } from "./Jobs/JobsRepo.js"
+import { recordClaimed } from "./Metrics/jobs.js"
 import {
   codeOf, errorOf, heartbeatOf, jobIdOf, limitOf, MAX_COMPLETE_MANY, messageOf, namesOf, noteOf, queuesOf, retryableOf,
   waitOf, workerIdOf
@@ -23,8 +24,6 @@ import {
 
 export type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers/inputs.js"
 import type { ClaimOptions, CompleteItem, FailOptions, WorkerScope } from "./Workers/inputs.js"
-
-const claimsTotal = Metric.counter("jobwatch_jobs_claimed_total", { incremental: true })
 
 /**
  * The worker protocol: claim (optionally waiting for work), heartbeat, and end the jobs a worker holds. Only the
@@ -112,9 +111,9 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
           now: at,
           start: options.start === true
         })).pipe(
+          Effect.tap((jobs) => Effect.sync(() => recordClaimed(jobs))),
           Effect.flatMap((jobs) => deliverable(worker, jobs)),
-          Effect.map((jobs) => jobs.map((job) => claimedJobOf(job, heartbeatMs))),
-          Effect.tap((jobs) => Metric.incrementBy(claimsTotal, jobs.length))
+          Effect.map((jobs) => jobs.map((job) => claimedJobOf(job, heartbeatMs)))
         )
       return yield* waiters.claim({
         keys: new Set(queues),
@@ -260,7 +259,6 @@ export class Workers extends Effect.Service<Workers>()("jobwatch/Workers", {
         now: yield* now
       })
       const claimed = (yield* deliverable(worker, done.claimed)).map((job) => claimedJobOf(job, heartbeatMs))
-      yield* Metric.incrementBy(claimsTotal, claimed.length)
       return { answers: done.answers, claimed }
     })
 

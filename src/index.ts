@@ -81,6 +81,14 @@ export { RequestBodies } from "./Http/RequestBodies.js"
 export { Limits } from "./Http/Limits.js"
 export { Shutdown } from "./Http/Shutdown.js"
 export { ServerLive } from "./Http/Server.js"
+/**
+ * `Metrics`: this process's metrics in the Prometheus text format (`scrape`), `JobWatch.layer` includes it (the
+ * database gauges come from the reaper's process alone); `MetricsRoute`: `GET /metrics` for admins (or anyone with
+ * `metricsPublic`), to mount beside `HttpRoutes` (needs `Metrics` and an `Authentication` layer); `PoolStats`: a
+ * `pg.Pool` whose connection gauges to report.
+ */
+export { Metrics, PoolStats } from "./Metrics.js"
+export { MetricsRoute } from "./Metrics/Http.js"
 /** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
 export { RpcRoutes } from "./Http/RpcHandlers.js"
 /**

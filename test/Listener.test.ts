@@ -25,6 +25,7 @@ import { JobLib } from "../src/JobLib.js"
 import { capturingLogs, linesMatching } from "./support/logs.js"
 import * as Proxy from "./support/proxy.js"
 import * as TestDb from "./support/TestDb.js"
+import { Metrics } from "../src/Metrics.js"
 
 /** A loopback port nobody listens on: connections to it are refused at once. */
 const closedPort = Effect.promise(
@@ -145,6 +146,7 @@ describe("Listener", () => {
         ])
       ),
       Webhooks.Default,
+      Metrics.Default,
       Layer.succeed(Authentication, { bearer: () => Effect.fail(new Unauthorized({ message: "no one" })) }),
       Layer.succeed(StreamAuthentication, {
         bearer: () => Effect.fail(new Unauthorized({ message: "no one" })),

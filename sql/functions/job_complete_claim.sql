@@ -78,6 +78,7 @@ BEGIN
     'answers', (
       SELECT json_agg(json_build_object('id', cur.id, 'foundStatus', cur.status, 'foundWorker', cur.worker_id,
         'event', CASE WHEN e.job_id IS NULL THEN NULL ELSE row_to_json(e) END, 'result', u.result,
+        'queue', u.queue, 'runSeconds', extract(epoch FROM u.finished_at - u.claimed_at)::float8,
         'artefacts', u.artefacts))
       FROM cur LEFT JOIN upd u ON u.id = cur.id LEFT JOIN ev e ON e.job_id = u.id AND e.version = u.version
     ),

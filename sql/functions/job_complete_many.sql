@@ -1,7 +1,7 @@
 -- Completes the jobs `p_ids` (results `p_results` as JSON text, event messages `p_messages`, by position) that are
 -- in one of `p_from` and, when `p_worker` is given, held by it. Answers a JSON array with one item per job found:
--- `{id, foundStatus, foundWorker, event, result}`, `event` (as `row_to_json` writes it) and `result` null for a
--- job that was not completed; null when no job was found. The rule is job_complete_claim's, claiming nothing,
+-- `{id, foundStatus, foundWorker, event, result, queue, runSeconds}`, `event` (as `row_to_json` writes it),
+-- `result`, `queue` and `runSeconds` (the attempt's, for the metrics) null for a job that was not completed; null when no job was found. The rule is job_complete_claim's, claiming nothing,
 -- written out here rather than delegated: a call through job_complete_claim is planned on every call (its claim
 -- needs that), and that planning made an idle completion measurably slower (harness scenario a: 5.1x the floor
 -- against 3.4x).
@@ -42,6 +42,7 @@ BEGIN
   )
   SELECT json_agg(json_build_object('id', cur.id, 'foundStatus', cur.status, 'foundWorker', cur.worker_id,
     'event', CASE WHEN e.job_id IS NULL THEN NULL ELSE row_to_json(e) END, 'result', u.result,
+    'queue', u.queue, 'runSeconds', extract(epoch FROM u.finished_at - u.claimed_at)::float8,
         'artefacts', u.artefacts))
   INTO answer
   FROM cur LEFT JOIN upd u ON u.id = cur.id LEFT JOIN ev e ON e.job_id = u.id;

@@ -1,7 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import type { ConfirmChannel } from "amqplib"
 import * as amqp from "amqplib"
-import { Cause, Clock, Data, Duration, Effect, Exit, Metric, Option, Queue, Random, Redacted } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Exit, Metric, MetricBoundaries, Option, Queue, Random, Redacted } from "effect"
 import pg from "pg"
 import { JobWatchConfig } from "../Config.js"
 import type { StreamPosition } from "../EventLog.js"
@@ -11,14 +11,27 @@ import { makeStreak } from "../internal/retry.js"
 import type { Topology } from "./Message.js"
 import { messageOf } from "./Message.js"
 
-export const publishedTotal = Metric.counter("jobwatch_amqp_published_total", {
+export const publishedTotal = Metric.counter("jobwatch_amqp_published", {
   description: "events the relay published and the broker confirmed",
   incremental: true
 })
-/** How far behind the relay is: the age of the newest event of its last confirmed batch; 0 when it caught up. */
-export const relayLag = Metric.gauge("jobwatch_amqp_relay_lag_seconds", {
+export const relayLagName = "jobwatch_amqp_relay_lag_seconds"
+/**
+ * How far behind the relay is: the age of the newest event of its last confirmed batch; 0 when it caught up. Only
+ * the relay's process reports it (`Metrics`).
+ */
+export const relayLag = Metric.gauge(relayLagName, {
   description: "age of the newest event the relay had confirmed, when it confirmed it (0 when caught up)"
 })
+const returnsTotal = Metric.counter("jobwatch_amqp_returns", {
+  description: "messages the broker returned as unroutable",
+  incremental: true
+})
+const confirmSeconds = Metric.histogram(
+  "jobwatch_amqp_confirm_seconds",
+  MetricBoundaries.fromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
+  "from a batch's first publish to the broker's confirm of all of it"
+)
 
 /** Events read and published per batch; the cursor moves after each batch's confirms. */
 const batchSize = 500
@@ -105,7 +118,10 @@ export class AmqpRelay extends Effect.Service<AmqpRelay>()("jobwatch/AmqpRelay",
         try {
           const channel: ConfirmChannel = await connection.createConfirmChannel()
           channel.on("error", () => undefined)
-          channel.on("return", () => void stats.returned++)
+          channel.on("return", () => {
+            stats.returned++
+            returnsTotal.unsafeUpdate(1, [])
+          })
           await declareTopology(channel, topology)
           return { connection, channel }
         } catch (error) {
@@ -121,6 +137,7 @@ export class AmqpRelay extends Effect.Service<AmqpRelay>()("jobwatch/AmqpRelay",
     /** Publishes a batch and waits for every confirm; answers how many messages went out. */
     const publish = (channel: ConfirmChannel, items: Parameters<typeof messageOf>[0][]) =>
       attempt("publishing", async () => {
+        const began = performance.now()
         let sent = 0
         for (const item of items) {
           const message = messageOf(item, topology)
@@ -138,6 +155,7 @@ export class AmqpRelay extends Effect.Service<AmqpRelay>()("jobwatch/AmqpRelay",
           if (!room) await new Promise<void>((resolve) => channel.once("drain", () => resolve()))
         }
         await channel.waitForConfirms()
+        if (sent > 0) confirmSeconds.unsafeUpdate((performance.now() - began) / 1000, [])
         return sent
       })
 

@@ -47,10 +47,11 @@ export class ListenerFailed extends Data.TaggedError("ListenerFailed")<{
   readonly downFor: Duration.Duration
 }> {}
 
-const reconnectsTotal = Metric.counter("jobwatch_listener_reconnects_total", {
+const reconnectsTotal = Metric.counter("jobwatch_listener_reconnects", {
   description: "LISTEN connection (re)connects after a failure",
   incremental: true
 })
+const listenerUp = Metric.gauge("jobwatch_listener_up", { description: "1 while the LISTEN connection is up, else 0" })
 
 /** `pg.Client` options for the pool's database, from the `PgClient`'s configuration. */
 export const clientConfig = (config: PgClient.PgClientConfig, applicationName = "jobwatch-listener"): pg.ClientConfig => ({
@@ -199,6 +200,7 @@ export const make = (connection: pg.ClientConfig) =>
           Effect.gen(function*() {
             const now = yield* Clock.currentTimeMillis
             if (failures > 0) yield* Metric.increment(reconnectsTotal)
+            yield* Metric.set(listenerUp, 1)
             yield* SubscriptionRef.update(state, (s) => ({
               ...s,
               connected: true,
@@ -213,6 +215,7 @@ export const make = (connection: pg.ClientConfig) =>
           })
         ).pipe(Effect.flip)
         const now = yield* Clock.currentTimeMillis
+        yield* Metric.set(listenerUp, 0)
         failures++
         downSince ??= now
         yield* SubscriptionRef.update(state, (s) => ({
@@ -241,6 +244,8 @@ export const make = (connection: pg.ClientConfig) =>
         yield* Effect.sleep(delay)
       }
     })
+    yield* Metric.set(listenerUp, 0)
+    yield* Effect.addFinalizer(() => Metric.set(listenerUp, 0))
     yield* Effect.forkScoped(loop.pipe(Effect.interruptible))
 
     return {

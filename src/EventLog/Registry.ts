@@ -74,7 +74,9 @@ export const makeRegistry = (kick: () => void) => {
    * Hands terminal outcomes carried by a notification to the waiters of those jobs, at once and without a read;
    * their cursor moves to that version, so the doorbell that follows costs no read for them either.
    */
+  /** Hands each outcome to the subscribers of its job that take outcomes; answers how many it was handed to. */
   const deliverOutcomes = (outcomes: ReadonlyArray<JobOutcome>) => {
+    let handed = 0
     for (const outcome of outcomes) {
       const slot = index.get(outcome.id)
       if (slot === undefined) continue
@@ -82,8 +84,10 @@ export const makeRegistry = (kick: () => void) => {
         if (r.subscriber.onOutcome === undefined) continue
         r.cursor = Math.max(r.cursor ?? 0, outcome.version)
         r.subscriber.onOutcome(outcome)
+        handed++
       }
     }
+    return handed
   }
 
   const register = (id: JobId, from: SubscribeFrom, subscriber: Subscriber): Registration => {

@@ -76,11 +76,20 @@ export const burstDoorbells = 2
 
 export const watchedJobs = Metric.gauge("jobwatch_watched_jobs", { description: "jobs with at least one subscriber here" })
 export const subscribersGauge = Metric.gauge("jobwatch_subscribers", { description: "waiters, long-polls and streams" })
-export const wakeupsTotal = Metric.counter("jobwatch_wakeups_total", { incremental: true })
-export const readsTotal = Metric.counter("jobwatch_notification_reads_total", { incremental: true })
-export const reconcilesTotal = Metric.counter("jobwatch_reconciles_total", { incremental: true })
+export const wakeupsTotal = Metric.counter("jobwatch_wakeups", {
+  description: "batches of doorbells (and refreshes) the notification path handled",
+  incremental: true
+})
+export const readsTotal = Metric.counter("jobwatch_notification_reads", {
+  description: "reads of the event log by the notification path",
+  incremental: true
+})
+export const reconcilesTotal = Metric.counter("jobwatch_reconciles", {
+  description: "reads of every watched job (after a reconnect, an overflowing doorbell, or the refresh schedule)",
+  incremental: true
+})
 export const notifyToResolve = Metric.histogram(
-  "jobwatch_notify_to_resolve_ms",
-  MetricBoundaries.exponential({ start: 0.25, factor: 2, count: 14 }),
-  "from a doorbell's arrival to its events being handed to subscribers"
+  "jobwatch_notify_to_resolve_seconds",
+  MetricBoundaries.exponential({ start: 0.00025, factor: 2, count: 14 }),
+  "from a doorbell's arrival to its outcomes or events being handed to subscribers"
 )

@@ -8,6 +8,8 @@ import { CurrentUser } from "../Domain/Auth.js"
 import { DatabaseUnavailable, TooManyRequests } from "../Domain/Errors.js"
 import { isDatabaseDown } from "../internal/unavailable.js"
 import { RpcLimits } from "../Rpcs.js"
+import type { Channel } from "../Metrics/families.js"
+import { holdOpen } from "../Metrics/families.js"
 
 export interface LimitsOptions {
   /** Requests per second per user, on average; `None`: no limit. */
@@ -68,9 +70,15 @@ export const make = (options: LimitsOptions) => {
 
   /**
    * Holds one of `user`'s open stream or waiting request slots until the scope closes, or fails with
-   * `TooManyRequests` when they are all taken.
+   * `TooManyRequests` when they are all taken; with `channel`, counted in the open streams of that channel (a
+   * metric) while it is held.
    */
-  const hold = (user: User): Effect.Effect<void, TooManyRequests, Scope.Scope> => {
+  const hold = (user: User, channel?: Channel): Effect.Effect<void, TooManyRequests, Scope.Scope> => {
+    const slot = limit(user)
+    return channel === undefined ? slot : Effect.zipRight(slot, holdOpen(channel))
+  }
+
+  const limit = (user: User): Effect.Effect<void, TooManyRequests, Scope.Scope> => {
     if (Option.isNone(options.maxStreams) || user.isWorker) return Effect.void
     const max = options.maxStreams.value
     return Effect.acquireRelease(
@@ -129,7 +137,7 @@ export const RpcLimitsLive = Layer.effect(
         if (Option.isNone(user)) return yield* next
         yield* limits.admit(user.value)
         if (!waitsFor(rpc._tag, payload)) return yield* next
-        return yield* Effect.scoped(Effect.zipRight(limits.hold(user.value), next))
+        return yield* Effect.scoped(Effect.zipRight(limits.hold(user.value, "rpc"), next))
       }).pipe(
         Effect.catchAllCause((cause) => isDatabaseDown(cause) ? Effect.fail(new DatabaseUnavailable()) : Effect.failCause(cause))
       )
@@ -140,4 +148,4 @@ export const RpcLimitsLive = Layer.effect(
  * One of the caller's open stream or waiting request slots, held until the response has been sent (the request's
  * scope); 429 `TooManyRequests` when they are all taken.
  */
-export const holdSlot = (limits: Limits) => Effect.flatMap(CurrentUser, (user) => limits.hold(user))
+export const holdSlot = (limits: Limits, channel: Channel) => Effect.flatMap(CurrentUser, (user) => limits.hold(user, channel))

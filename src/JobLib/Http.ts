@@ -46,7 +46,7 @@ export const JobLibLive = HttpApiBuilder.group(Api, "joblib", (handlers) =>
   Effect.gen(function*() {
     const joblib = yield* JobLib
     const waits = yield* Waits
-    const slot = holdSlot(yield* Limits)
+    const slot = holdSlot(yield* Limits, "long_poll")
     return handlers
       .handle("register", ({ path, payload }) =>
         Effect.flatMap(CurrentUser, (user) => joblib.register(user, path.roomId, payload)).pipe(

@@ -13,7 +13,10 @@ const Completed = Schema.Struct({
   foundWorker: Schema.NullOr(Schema.String),
   event: Schema.NullOr(EventRecord),
   result: Schema.Unknown,
-  artefacts: Schema.optional(Schema.Unknown)
+  artefacts: Schema.optional(Schema.Unknown),
+  /** The job's queue and the completed attempt's run time (for the metrics). */
+  queue: Schema.optional(Schema.NullOr(Schema.String)),
+  runSeconds: Schema.optional(Schema.NullOr(Schema.Number))
 })
 type Completed = typeof Completed.Type
 const decodeCompleted = Schema.decodeUnknownEither(Completed)
@@ -31,7 +34,16 @@ export type CompletedItem = Omit<Completed, "event"> & { readonly event: unknown
  */
 const completedOf = (raw: unknown): Either.Either<CompletedItem, ParseResult.ParseError> => {
   const r = raw as
-    | { id?: unknown; foundStatus?: unknown; foundWorker?: unknown; event?: unknown; result?: unknown; artefacts?: unknown }
+    | {
+      id?: unknown
+      foundStatus?: unknown
+      foundWorker?: unknown
+      event?: unknown
+      result?: unknown
+      artefacts?: unknown
+      queue?: unknown
+      runSeconds?: unknown
+    }
     | null
   if (
     typeof r === "object" && r !== null && typeof r.id === "string" && isStatus(r.foundStatus) &&
@@ -43,7 +55,9 @@ const completedOf = (raw: unknown): Either.Either<CompletedItem, ParseResult.Par
       foundWorker: r.foundWorker,
       event: r.event,
       result: r.result,
-      artefacts: r.artefacts
+      artefacts: r.artefacts,
+      queue: typeof r.queue === "string" ? r.queue : null,
+      runSeconds: typeof r.runSeconds === "number" ? r.runSeconds : null
     })
   }
   return decodeCompleted(raw)

@@ -107,7 +107,7 @@ export const JobsLive = HttpApiBuilder.group(Api, "jobs", (handlers) =>
     const jobs = yield* Jobs
     const waits = yield* Waits
     const headerContext = headerTraceContext(yield* Propagation)
-    const slot = holdSlot(yield* Limits)
+    const slot = holdSlot(yield* Limits, "long_poll")
     const slotFor = (wait: Duration.Duration) => (Duration.isZero(wait) ? Effect.void : slot)
     return handlers
       .handle("enqueue", ({ payload }) =>

@@ -20,6 +20,16 @@ import {
 } from "../internal/rows.js"
 import { decodeCompletedClaimed, eventOf } from "./CompletionAnswers.js"
 import { JobsRepo } from "./JobsRepo.js"
+import { recordChange, secondsBetween } from "../Metrics/jobs.js"
+
+/** Counts a change in the metrics: a start with its wait since the job was due, an attempt's end with its run time. */
+const count = (job: JobRecord, event: EventRecord) => {
+  const from = event.previous_status
+  const seconds = from === "pending" || from === "scheduled"
+    ? secondsBetween(job.scheduled_at, job.claimed_at ?? job.started_at)
+    : secondsBetween(job.claimed_at, event.created_at)
+  recordChange(job.queue, from, event.status, seconds)
+}
 
 /**
  * What a transition changes besides the status and the version: each kind is one branch of the
@@ -129,6 +139,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
 
     /** The changed job; its event goes to this process's subscribers (see `LocalEvents.publishCommitted`). */
     const announce = (job: JobRecord, event: EventRecord) => {
+      count(job, event)
       const row = jobRowOf(job)
       return Effect.as(local.publishCommitted(() => toJobEvent(eventRowOf(event, row.result, row.artefacts))), toJobInfo(row))
     }
@@ -246,6 +257,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
           if (row === undefined) {
             answers.push(Either.left(new JobNotFound({ id: item.id })))
           } else if (row.event !== null) {
+            if (typeof row.queue === "string") recordChange(row.queue, row.foundStatus, "completed", row.runSeconds ?? undefined)
             yield* local.publishCommitted(() => toJobEvent(eventRowOf(eventOf(row), row.result, row.artefacts)))
             answers.push(Either.right(item.id))
           } else if (
@@ -257,6 +269,7 @@ export class Transitions extends Effect.Service<Transitions>()("jobwatch/Transit
             answers.push(Either.left(new InvalidTransition({ id: item.id, from: row.foundStatus, to: "completed" })))
           }
         }
+        for (const r of answer.claimed) recordChange(r.queue, "pending", r.status, secondsBetween(r.scheduled_at, r.claimed_at))
         return { answers, claimed: answer.claimed.map(claimedRowOf) }
       })
 

@@ -105,7 +105,7 @@ export const EventsLive = HttpApiBuilder.group(Api, "events", (handlers) =>
     const streams = yield* EventStream
     const waits = yield* Waits
     const config = yield* JobWatchConfig
-    const slot = holdSlot(yield* Limits)
+    const slot = holdSlot(yield* Limits, "sse")
     const respond = Effect.map((events: Stream.Stream<PositionedEvent>) =>
       sseResponse(waits.untilDrained(events), config.sseKeepAlive)
     )

@@ -7,6 +7,7 @@ import type { Attempt } from "./post.js"
 import { post, userAgent } from "./post.js"
 import { signatures, urlProblem } from "./security.js"
 import { Listener } from "../EventLog.js"
+import { recordAttempt } from "../Metrics/families.js"
 
 export { parseRetryAfter } from "./post.js"
 
@@ -149,6 +150,7 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
         }
         if (secrets.length > 0) headers["webhook-signature"] = signatures(secrets, d.eventId, timestamp, body)
         const problem = urlProblem(d.url)
+        let timedOut = false
         const result = d.body === null
           ? { status: null, error: "its event no longer exists", retryAfter: null }
           : problem !== undefined
@@ -156,15 +158,16 @@ export class WebhookDeliverer extends Effect.Service<WebhookDeliverer>()("jobwat
           : yield* post(d.url, headers, body, config.webhookAllowPrivate).pipe(
             Effect.timeoutTo({
               duration: config.webhookTimeout,
-              onTimeout: () => ({
-                status: null,
-                error: `no answer within ${Duration.format(config.webhookTimeout)}`,
-                retryAfter: null
-              }),
+              onTimeout: () => {
+                timedOut = true
+                return { status: null, error: `no answer within ${Duration.format(config.webhookTimeout)}`, retryAfter: null }
+              },
               onSuccess: (r) => r
             })
           )
-        const outcome = yield* outcomeOf(d, startedAt, { ...result, durationMs: (yield* now) - startedAt })
+        const endedAt = yield* now
+        const outcome = yield* outcomeOf(d, startedAt, { ...result, durationMs: endedAt - startedAt })
+        yield* recordAttempt(result.status, timedOut, (endedAt - new Date(d.createdAt).getTime()) / 1000)
         // the other deliveries to this endpoint held here count as its health now says
         const suspect = outcome.status !== "succeeded"
         for (const h of held.values()) {

@@ -37,6 +37,8 @@ export interface Claimed {
   readonly secret: string | null
   readonly previousSecret: string | null
   readonly previousSecretUntil: Date | null
+  /** When the delivery was written (its event happened). */
+  readonly createdAt: Date
 }
 
 /** How many deliveries one claim may take: in all, and of those that are `suspect`. */
@@ -250,10 +252,10 @@ export const make = Effect.gen(function*() {
           AND d.status = 'pending' AND d.next_attempt_at <= ${now}
           AND (d.locked_until IS NULL OR d.locked_until < now())
         RETURNING d.id, d.claim, d.endpoint_id, d.url, d.event_id, d.body, d.attempts, d.job_id, d.version,
-          d.locked_until
+          d.locked_until, d.created_at
       )
       SELECT c.id, c.claim, c.endpoint_id AS "endpointId", c.url, c.event_id AS "eventId", c.body AS "storedBody",
-        c.attempts, p.probe, p.suspect, c.locked_until AS "lockedUntil",
+        c.attempts, p.probe, p.suspect, c.locked_until AS "lockedUntil", c.created_at AS "createdAt",
         -- the event, read with the claim: its body is rendered from it
         (SELECT to_jsonb(ev) FROM (
           SELECT ${sql.literal(eventColumns)}, j.name AS "jobName", j.owner AS "jobOwner"

@@ -11,7 +11,8 @@ export type { ClaimedRow } from "../internal/rows.js"
 
 /** The columns of a claim's rows that `claimedRows` reads, from a relation aliased `j`. */
 export const claimedColumns = `j.id, j.name, j.queue, j.payload, j.priority, j.attempt, j.max_attempts AS "maxAttempts",
-  j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version, j.traceparent, j.tracestate`
+  j.timeout_ms::float8 AS "timeoutMs", j.lease_expires_at AS "leaseExpiresAt", j.version, j.traceparent, j.tracestate,
+  extract(epoch FROM j.claimed_at - j.scheduled_at)::float8 AS "waitSeconds"`
 
 /**
  * A claim's rows, read by hand: the claim path runs once per batch of a busy worker, and decoding every column of
@@ -31,7 +32,8 @@ export const claimedRows = (rows: ReadonlyArray<Record<string, unknown>>): Reado
     leaseExpiresAt: row["leaseExpiresAt"] === null ? null : DateTime.unsafeFromDate(row["leaseExpiresAt"] as Date),
     version: row["version"] as number,
     traceparent: (row["traceparent"] ?? null) as string | null,
-    tracestate: (row["tracestate"] ?? null) as string | null
+    tracestate: (row["tracestate"] ?? null) as string | null,
+    waitSeconds: typeof row["waitSeconds"] === "number" ? Math.max(0, row["waitSeconds"]) : undefined
   }))
 
 /** The `ClaimedJob` a worker is sent of a claimed row, leased for a heartbeat every `heartbeatMs`. */

@@ -9,6 +9,7 @@ import { NoteText, StepText } from "../Domain/Requests.js"
 import { isStorableNumber, preview } from "../Domain/Values.js"
 import { decodeField, jsonValue } from "../internal/invalid.js"
 import { LocalEvents } from "../EventLog.js"
+import { recordChange } from "../Metrics/jobs.js"
 import type { ProgressWrite } from "./ProgressRepo.js"
 import { ProgressRepo } from "./ProgressRepo.js"
 
@@ -42,11 +43,11 @@ interface Slot {
   readonly lock: Effect.Semaphore
 }
 
-const writesTotal = Metric.counter("jobwatch_progress_writes_total", {
+const writesTotal = Metric.counter("jobwatch_progress_writes", {
   description: "progress reports written to the database",
   incremental: true
 })
-const reportsTotal = Metric.counter("jobwatch_progress_reports_total", {
+const reportsTotal = Metric.counter("jobwatch_progress_reports", {
   description: "progress reports received",
   incremental: true
 })
@@ -119,6 +120,10 @@ export class ProgressReporter extends Effect.Service<ProgressReporter>()("jobwat
         )
         yield* local.publishCommitted(() => event)
         yield* Metric.increment(writesTotal)
+        // a first report may start the job (an external one: from pending)
+        if (event.previousStatus !== null && event.previousStatus !== event.status) {
+          recordChange(job.queue, event.previousStatus, event.status)
+        }
         return job
       })
 

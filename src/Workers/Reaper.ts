@@ -5,7 +5,8 @@ import { JobWatchConfig } from "../Config.js"
 import { makeStreak } from "../internal/retry.js"
 import { clientConfig } from "../EventLog.js"
 import { PurgeRepo } from "../Jobs.js"
-import type { Reaped } from "./ClaimsRepo.js"
+import { recordChange } from "../Metrics/jobs.js"
+import type { ReapedInQueue } from "./ReaperRepo.js"
 import { ReaperRepo } from "./ReaperRepo.js"
 
 /** What the reaper has done in this process (tests, diagnostics, `/ready`-style reporting). */
@@ -27,11 +28,15 @@ export interface ReaperState {
 
 class LockLost extends Data.TaggedError("LockLost")<{ readonly message: string }> {}
 
-const reapedTotal = Metric.counter("jobwatch_reaped_total", {
-  description: "jobs whose lease expired or that timed out",
+const leasesExpiredTotal = Metric.counter("jobwatch_leases_expired", {
+  description: "held jobs whose lease expired (their worker died or hung), reaped",
   incremental: true
 })
-const promotedTotal = Metric.counter("jobwatch_promoted_total", {
+const timedOutTotal = Metric.counter("jobwatch_jobs_timed_out", {
+  description: "attempts ended for running longer than their job's timeout",
+  incremental: true
+})
+const promotedTotal = Metric.counter("jobwatch_jobs_promoted", {
   description: "scheduled jobs that became pending",
   incremental: true
 })
@@ -103,11 +108,12 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
     const intervalMs = Duration.toMillis(config.reaperInterval)
     const lockKey = `${config.schema}.reaper`
 
-    const drain = (step: (now: Date) => Effect.Effect<ReadonlyArray<Reaped>>, now: Date) =>
+    const drain = (step: (now: Date) => Effect.Effect<ReadonlyArray<ReapedInQueue>>, now: Date) =>
       Effect.gen(function*() {
         let total = 0
         while (true) {
           const changed = yield* step(now)
+          for (const job of changed) recordChange(job.queue, job.previousStatus, job.status)
           total += changed.length
           if (changed.length < BATCH) return total
         }
@@ -132,7 +138,8 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
       const purged = purgedBatches.reduce((sum, n) => sum + n, 0)
       const purgeLeft = (purgedBatches.at(-1) ?? 0) >= PURGE_BATCH
       yield* Metric.incrementBy(promotedTotal, promoted)
-      yield* Metric.incrementBy(reapedTotal, leasesExpired + timedOut)
+      yield* Metric.incrementBy(leasesExpiredTotal, leasesExpired)
+      yield* Metric.incrementBy(timedOutTotal, timedOut)
       yield* Ref.update(state, (s) => ({
         ...s,
         passes: s.passes + 1,

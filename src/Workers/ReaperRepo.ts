@@ -1,10 +1,15 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option, Schema } from "effect"
 import { JobWatchConfig } from "../Config.js"
-import { decodeReaped } from "./ClaimsRepo.js"
+import { DbJobId } from "../internal/rows.js"
+import { JobStatus } from "../Domain/JobStatus.js"
 
 const NextDue = Schema.Struct({ at: Schema.NullOr(Schema.DateFromSelf), heartbeatMs: Schema.NullOr(Schema.Number) })
 const decodeNextDue = Schema.decodeUnknown(Schema.Tuple(NextDue))
+/** What a set-based change changed, with each job's queue (for the metrics). */
+const ReapedInQueue = Schema.Struct({ id: DbJobId, status: JobStatus, previousStatus: JobStatus, queue: Schema.String })
+export type ReapedInQueue = typeof ReapedInQueue.Type
+const decodeReaped = Schema.decodeUnknown(Schema.Array(ReapedInQueue))
 const decodeForgotten = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: Schema.String })))
 
 type BulkKind = "expired_leases" | "timeouts" | "promote_due"
@@ -21,8 +26,10 @@ export class ReaperRepo extends Effect.Service<ReaperRepo>()("jobwatch/ReaperRep
     const bulkFunction = sql(`${schema}.job_bulk`)
 
     const bulk = (kind: BulkKind, now: Date, limit: number) =>
-      sql`SELECT id, status, previous_status AS "previousStatus"
-          FROM ${bulkFunction}(${kind}::text, ${now}::timestamptz, ${limit}::int, NULL, NULL)`.pipe(
+      // a job's queue never changes: read by id beside the changes (a lookup each, never a scan)
+      sql`SELECT b.id, b.status, b.previous_status AS "previousStatus", (SELECT j.queue FROM ${jobs} j WHERE j.id = b.id)
+            AS queue
+          FROM ${bulkFunction}(${kind}::text, ${now}::timestamptz, ${limit}::int, NULL, NULL) b`.pipe(
         Effect.flatMap(decodeReaped),
         Effect.orDie
       )

@@ -321,6 +321,8 @@ export type ClaimedRow =
     /** The trace context the job was created in (sql/0022), if any. */
     readonly traceparent: string | null
     readonly tracestate: string | null
+    /** Seconds from when the job was due to its claim (for the metrics). */
+    readonly waitSeconds?: number | undefined
   }
 
 /** The `ClaimedRow` of a claimed job's record (`job_complete_claim`'s `claimed`). */

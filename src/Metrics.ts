@@ -1,12 +1,11 @@
 import type { MetricData } from "@opentelemetry/sdk-metrics"
-import { Duration, Effect, Metric, Option } from "effect"
+import { Duration, Effect, Metric, Option, Scope } from "effect"
 import { AmqpRelay } from "./Amqp/Relay.js"
 import { relayLagName } from "./Amqp/Relay.js"
 import {
   databaseFamilies, disabledEndpoints, liveWorkers, oldestDelivery, oldestPending, pendingDeliveries, queueDepth,
   queueFamilies, runningJobs
 } from "./Metrics/families.js"
-import { makeExporter } from "./Metrics/exporter.js"
 import type { GaugeSample } from "./Metrics/GaugesRepo.js"
 import { GaugesRepo } from "./Metrics/GaugesRepo.js"
 import { PoolStats, processSampler, samplePool } from "./Metrics/samplers.js"
@@ -38,8 +37,8 @@ const setGauges = (sample: GaugeSample) =>
 
 /**
  * The metrics of this process in the Prometheus text format (`scrape`), from Effect's metric registry through
- * `@effect/opentelemetry` and the OpenTelemetry Prometheus exporter (no server of its own: the `/metrics` route,
- * `MetricsRoute`, asks). Each scrape first samples the process (memory, CPU, event loop delay) and the pool
+ * `@effect/opentelemetry` and the OpenTelemetry Prometheus exporter, loaded on the first scrape (no server of its
+ * own: the `/metrics` route, `MetricsRoute`, asks). Each scrape first samples the process (memory, CPU, event loop delay) and the pool
  * (`PoolStats`, when provided). The gauges read from the database (queue depths, oldest pending age, running jobs,
  * live workers, pending webhook deliveries and their oldest's age, disabled endpoints) are reported by the process
  * that is the cluster's reaper alone (one statement, at most once a second), so that a sum over the processes is the
@@ -68,7 +67,15 @@ export class Metrics extends Effect.Service<Metrics>()("jobwatch/Metrics", {
       const dataPoints = metric.dataPoints.filter((point) => queues.has(String(point.attributes["queue"])))
       return dataPoints.length === 0 ? undefined : { ...metric, dataPoints } as MetricData
     }
-    const exporter = yield* makeExporter(filter)
+    // loaded on the first scrape, into the service's scope: a process that is never scraped loads nothing of
+    // OpenTelemetry (Effect's registry records the metrics meanwhile)
+    const scope = yield* Effect.scope
+    const exporter = yield* Effect.cached(
+      Effect.promise(() => import("./Metrics/exporter.js")).pipe(
+        Effect.flatMap(({ makeExporter }) => makeExporter(filter)),
+        Scope.extend(scope)
+      )
+    )
     const lock = yield* Effect.makeSemaphore(1)
 
     const refreshDatabase = lock.withPermits(1)(Effect.gen(function*() {
@@ -96,7 +103,7 @@ export class Metrics extends Effect.Service<Metrics>()("jobwatch/Metrics", {
       if (Option.isSome(pool)) yield* samplePool(pool.value)
       relayLeader = Option.isSome(relay) && (yield* relay.value.stats).leader
       yield* refreshDatabase
-      return yield* exporter.scrape
+      return yield* (yield* exporter).scrape
     }).pipe(Effect.withSpan("Metrics.scrape"))
 
     return {

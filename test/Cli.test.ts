@@ -191,6 +191,8 @@ describe("the jobwatch command against a running service", () => {
         assert.deepStrictEqual([badJson.code, badJson.stderr.trim()], [2, "jobwatch: --payload is not JSON"])
         const badId = yield* jobwatch(["status", "42"], env)
         assert.strictEqual(badId.code, 2)
+        const badCancel = yield* jobwatch(["cancel", "not-an-id"], env)
+        assert.deepStrictEqual([badCancel.code, badCancel.stderr.trim()], [2, "jobwatch: \"not-an-id\" is not a job id (a UUID)"])
         const badStatus = yield* jobwatch(["list", "--status", "bogus"], env)
         assert.strictEqual(badStatus.code, 2)
         const refused = yield* jobwatch(["status", id], { ...env, JOBWATCH_TOKEN: "not-a-token" })

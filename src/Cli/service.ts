@@ -1,8 +1,8 @@
 // What the commands that work against a running service share: `--url`, `--token` (or JOBWATCH_URL and
 // JOBWATCH_TOKEN), `--json`, their clients, and how they read ids and print jobs. Bundled with the command.
 import { HelpDoc, Options, ValidationError } from "@effect/cli"
-import { FetchHttpClient } from "@effect/platform"
-import { Config, Console, Data, Effect, Option, Redacted, Schema } from "effect"
+import { FetchHttpClient, HttpClient } from "@effect/platform"
+import { Config, Console, Data, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { httpClient, rpcClient } from "../client.js"
 import { parseDuration } from "../Config.js"
 import { JobInfo } from "../Domain/Job.js"
@@ -29,12 +29,16 @@ export interface ServiceOptions {
 
 const clientOptions = (options: ServiceOptions) => ({ baseUrl: options.url.replace(/\/$/, ""), token: Redacted.value(options.token) })
 
+// no `traceparent` header: the command's spans go nowhere, and a job would keep a trace context no one can follow
+const fetchUntraced = Layer.effect(HttpClient.HttpClient, Effect.map(HttpClient.HttpClient, HttpClient.withTracerPropagation(false)))
+  .pipe(Layer.provide(FetchHttpClient.layer))
+
 /** The HTTP API's client for `--url` and `--token`. */
 export const clientOf = (options: ServiceOptions) =>
-  httpClient(clientOptions(options)).pipe(Effect.provide(FetchHttpClient.layer))
+  httpClient(clientOptions(options)).pipe(Effect.provide(fetchUntraced))
 
 /** The RPC client (streams) for `--url` and `--token`, in the scope. */
-export const rpcOf = (options: ServiceOptions) => rpcClient(clientOptions(options)).pipe(Effect.provide(FetchHttpClient.layer))
+export const rpcOf = (options: ServiceOptions) => rpcClient(clientOptions(options)).pipe(Effect.provide(fetchUntraced))
 
 export type ApiClient = Effect.Effect.Success<ReturnType<typeof clientOf>>
 export type RpcApi = Effect.Effect.Success<ReturnType<typeof rpcOf>>

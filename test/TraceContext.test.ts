@@ -100,6 +100,25 @@ describe("W3C trace context", () => {
         assert.strictEqual(byId.get(traced.id)?.tracestate, "rojo=1")
         assert.isFalse("traceparent" in byId.get(plain.id)!)
       }))
+
+    it.effect("a process of the previous version enqueues through job_enqueue's previous signature during a rolling deploy", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const { schema } = yield* JobWatchConfig
+        const queue = uniqueQueue("trace-old-signature")
+        const [id, eventId] = [crypto.randomUUID(), crypto.randomUUID()]
+        // the call as sql/0021's JobsRepo made it: 20 arguments, no trace context
+        const [answer] = yield* sql.unsafe<{ inserted: number }>(
+          `SELECT * FROM "${schema}".job_enqueue($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+            $7::integer[], $8::timestamptz[], $9::bigint[], $10::integer[], $11::bigint[], $12::text[], $13::bigint[],
+            $14::bigint[], $15::double precision[], $16::text[], $17::text[], $18::boolean[], $19::bigint[], $20::boolean)`,
+          [[id], [eventId], [queue], ["old"], [null], ['{"from":"old"}'], [0], [null], [null], [1], [null], [null], [1000], [60000], [2], [null], [null], [false], [null], false]
+        )
+        assert.strictEqual(answer?.inserted, 1)
+        const job = yield* Effect.flatMap(Jobs, (jobs) => jobs.get(id as JobId, {}))
+        assert.deepStrictEqual([job.name, job.queue, job.status, job.version, job.payload], ["old", queue, "pending", 1, { from: "old" }])
+        assert.deepStrictEqual(yield* storedOf(id), { traceparent: null, tracestate: null })
+      }))
   })
 })
 

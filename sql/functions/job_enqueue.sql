@@ -15,9 +15,6 @@ DROP FUNCTION IF EXISTS job_enqueue(uuid[], uuid[], text[], text[], text[], json
   bigint[], integer[], bigint[], text[], bigint[], bigint[], double precision[], text[], text[], boolean);
 DROP FUNCTION IF EXISTS job_enqueue(uuid[], uuid[], text[], text[], text[], jsonb[], integer[], timestamptz[],
   bigint[], integer[], bigint[], text[], bigint[], bigint[], double precision[], text[], text[], boolean[], boolean);
-DROP FUNCTION IF EXISTS job_enqueue(uuid[], uuid[], text[], text[], text[], jsonb[], integer[], timestamptz[],
-  bigint[], integer[], bigint[], text[], bigint[], bigint[], double precision[], text[], text[], boolean[], bigint[],
-  boolean);
 
 CREATE OR REPLACE FUNCTION job_enqueue(
   p_ids uuid[], p_event_ids uuid[], p_queues text[], p_names text[], p_owners text[], p_payloads jsonb[],
@@ -82,4 +79,19 @@ BEGIN
     SELECT (extract(epoch FROM now()) * 1000000)::bigint, count(*)::integer, NULL::uuid[] FROM ins;
   END IF;
 END
+$$;
+
+-- The previous signature (sql/0021's, without the trace context), kept for the processes of the previous version
+-- during a rolling deploy: their enqueues go on, without a trace context, until they are replaced.
+CREATE OR REPLACE FUNCTION job_enqueue(
+  p_ids uuid[], p_event_ids uuid[], p_queues text[], p_names text[], p_owners text[], p_payloads jsonb[],
+  p_priorities integer[], p_run_at timestamptz[], p_delay_us bigint[], p_max_attempts integer[],
+  p_timeout_ms bigint[], p_keys text[], p_backoff_base_ms bigint[], p_backoff_max_ms bigint[],
+  p_backoff_multipliers double precision[], p_webhook_urls text[], p_webhook_secrets text[], p_external boolean[],
+  p_job_types bigint[], p_keyed boolean)
+RETURNS TABLE (now_us bigint, inserted integer, ids uuid[])
+LANGUAGE sql SET search_path FROM CURRENT AS $$
+  SELECT * FROM job_enqueue(p_ids, p_event_ids, p_queues, p_names, p_owners, p_payloads, p_priorities, p_run_at,
+    p_delay_us, p_max_attempts, p_timeout_ms, p_keys, p_backoff_base_ms, p_backoff_max_ms, p_backoff_multipliers,
+    p_webhook_urls, p_webhook_secrets, p_external, p_job_types, NULL::text[], NULL::text[], p_keyed)
 $$;

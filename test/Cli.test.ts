@@ -44,9 +44,10 @@ describe("the jobwatch command (built)", () => {
         assert.include(help.stdout, command)
       }
       assert.notInclude(help.stdout, "\u001b[", "no colours in a pipe")
-      for (const command of [["serve"], ["migrate"], ["token"], ["purge"], ["amqp", "init"], ["wait"], ["tail"], ["worker"]]) {
-        const own = yield* jobwatch([...command, "--help"])
-        assert.strictEqual(own.code, 0, `${command.join(" ")} --help: ${own.stderr}`)
+      const commands = [["serve"], ["migrate"], ["token"], ["purge"], ["amqp", "init"], ["wait"], ["tail"], ["worker"]]
+      const helps = yield* Effect.forEach(commands, (command) => jobwatch([...command, "--help"]), { concurrency: 4 })
+      for (const [i, own] of helps.entries()) {
+        assert.strictEqual(own.code, 0, `${commands[i]!.join(" ")} --help: ${own.stderr}`)
         assert.include(own.stdout, "USAGE")
       }
       const unknown = yield* jobwatch(["frobnicate"])

@@ -1,12 +1,12 @@
 import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Option, Ref } from "effect"
+import { Deferred, Effect, Fiber, Layer, Ref } from "effect"
 import { JobWatchConfig } from "../src/Config.js"
 import { Jobs } from "../src/Jobs.js"
 import { Metrics } from "../src/Metrics.js"
 import { GaugesRepo } from "../src/Metrics/GaugesRepo.js"
-import { Reaper } from "../src/Workers/Reaper.js"
+import { initialReaperState, Reaper } from "../src/Workers/Reaper.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, secret, serverLayer, token } from "./support/http.js"
 import { receiver } from "./support/receiver.js"
@@ -225,17 +225,7 @@ layer(TestLayer, { excludeTestServices: true })("GET /metrics", (it) => {
   it.scoped("a process that is not, or no longer, the reaper leaves the database gauges out rather than report them stale", () =>
     Effect.gen(function*() {
       const leader = yield* Ref.make(true)
-      const state = Effect.map(Ref.get(leader), (isLeader) => ({
-        leader: isLeader,
-        passes: 0,
-        promoted: 0,
-        leasesExpired: 0,
-        timedOut: 0,
-        workersForgotten: 0,
-        jobTypesRemoved: 0,
-        purged: 0,
-        nextPassAt: Option.none()
-      }))
+      const state = Effect.map(Ref.get(leader), (isLeader) => ({ ...initialReaperState, leader: isLeader }))
       const reaper = Layer.succeed(Reaper, Reaper.make({ state, runOnce: Effect.succeed(0) }))
       const queue = uniqueQueue("handover")
       yield* (yield* Jobs).enqueue({ name: "m", queue })

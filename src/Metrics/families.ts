@@ -52,41 +52,31 @@ export const recordAttempt = (status: number | null, timedOut: boolean, latencyS
   })
 
 // read from the database by the reaper's process alone (see `Metrics.ts`): any other process leaves them out
-export const queueDepth = Metric.gauge("jobwatch_queue_depth", {
-  description: "jobs waiting in a queue by status (pending, scheduled); reported by the reaper's process"
-})
-export const oldestPending = Metric.gauge("jobwatch_queue_oldest_pending_age_seconds", {
-  description: "how long the oldest pending job of a queue has been due; reported by the reaper's process"
-})
-export const runningJobs = Metric.gauge("jobwatch_jobs_running", {
-  description: "jobs workers hold (claimed or running) by queue; reported by the reaper's process"
-})
-export const liveWorkers = Metric.gauge("jobwatch_workers_live", {
-  description: "workers seen within the worker timeout; reported by the reaper's process"
-})
-export const pendingDeliveries = Metric.gauge("jobwatch_webhook_deliveries_pending", {
-  description: "webhook deliveries not yet made or due again; reported by the reaper's process"
-})
-export const oldestDelivery = Metric.gauge("jobwatch_webhook_oldest_pending_age_seconds", {
-  description: "age of the oldest pending webhook delivery; reported by the reaper's process"
-})
-export const disabledEndpoints = Metric.gauge("jobwatch_webhook_endpoints_disabled", {
-  description: "webhook endpoints turned off (by their owner, a 410, or failing too long); reported by the reaper's process"
-})
+const databaseNames = new Set<string>()
+const queueNames = new Set<string>()
+/** A gauge read from the database (`byQueue`: labelled by queue, a queue no longer there left out). */
+const databaseGauge = (name: string, description: string, byQueue = false) => {
+  databaseNames.add(name)
+  if (byQueue) queueNames.add(name)
+  return Metric.gauge(name, { description: `${description}; reported by the reaper's process` })
+}
+
+export const queueDepth = databaseGauge("jobwatch_queue_depth", "jobs waiting in a queue by status (pending, scheduled)", true)
+export const oldestPending = databaseGauge(
+  "jobwatch_queue_oldest_pending_age_seconds",
+  "how long the oldest pending job of a queue has been due",
+  true
+)
+export const runningJobs = databaseGauge("jobwatch_jobs_running", "jobs workers hold (claimed or running) by queue", true)
+export const liveWorkers = databaseGauge("jobwatch_workers_live", "workers seen within the worker timeout")
+export const pendingDeliveries = databaseGauge("jobwatch_webhook_deliveries_pending", "webhook deliveries not yet made or due again")
+export const oldestDelivery = databaseGauge("jobwatch_webhook_oldest_pending_age_seconds", "age of the oldest pending webhook delivery")
+export const disabledEndpoints = databaseGauge(
+  "jobwatch_webhook_endpoints_disabled",
+  "webhook endpoints turned off (by their owner, a 410, or failing too long)"
+)
 
 /** The families read from the database: reported by one process of the cluster, the reaper's. */
-export const databaseFamilies: ReadonlySet<string> = new Set([
-  "jobwatch_queue_depth",
-  "jobwatch_queue_oldest_pending_age_seconds",
-  "jobwatch_jobs_running",
-  "jobwatch_workers_live",
-  "jobwatch_webhook_deliveries_pending",
-  "jobwatch_webhook_oldest_pending_age_seconds",
-  "jobwatch_webhook_endpoints_disabled"
-])
+export const databaseFamilies: ReadonlySet<string> = databaseNames
 /** The database families labelled by queue: a queue no longer in the database is left out. */
-export const queueFamilies: ReadonlySet<string> = new Set([
-  "jobwatch_queue_depth",
-  "jobwatch_queue_oldest_pending_age_seconds",
-  "jobwatch_jobs_running"
-])
+export const queueFamilies: ReadonlySet<string> = queueNames

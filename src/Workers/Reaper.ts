@@ -26,6 +26,19 @@ export interface ReaperState {
   readonly nextPassAt: Option.Option<Date>
 }
 
+/** A reaper's state before its first pass: not the leader, nothing done. */
+export const initialReaperState: ReaperState = {
+  leader: false,
+  passes: 0,
+  promoted: 0,
+  leasesExpired: 0,
+  timedOut: 0,
+  workersForgotten: 0,
+  jobTypesRemoved: 0,
+  purged: 0,
+  nextPassAt: Option.none()
+}
+
 class LockLost extends Data.TaggedError("LockLost")<{ readonly message: string }> {}
 
 const leasesExpiredTotal = Metric.counter("jobwatch_leases_expired", {
@@ -94,17 +107,7 @@ export const make = (connection: pg.ClientConfig, options: { readonly campaign?:
     const config = yield* JobWatchConfig
     const repo = yield* ReaperRepo
     const purgeRepo = yield* PurgeRepo
-    const state = yield* Ref.make<ReaperState>({
-      leader: false,
-      passes: 0,
-      promoted: 0,
-      leasesExpired: 0,
-      timedOut: 0,
-      workersForgotten: 0,
-      jobTypesRemoved: 0,
-      purged: 0,
-      nextPassAt: Option.none()
-    })
+    const state = yield* Ref.make<ReaperState>(initialReaperState)
     const intervalMs = Duration.toMillis(config.reaperInterval)
     const lockKey = `${config.schema}.reaper`
 

@@ -23,15 +23,24 @@ export interface StreamFilter {
   readonly statuses?: ReadonlyArray<JobStatus> | undefined
   readonly queue?: string | undefined
   readonly name?: string | undefined
+  /** One job's events only (a dashboard's job page). */
+  readonly jobId?: string | undefined
 }
 
 const StreamRow = Schema.extend(EventRow, Schema.Struct({ tx: Schema.String }))
-const decodeStreamRows = Schema.decodeUnknown(Schema.Array(StreamRow))
 const TailRow = Schema.extend(
   StreamRow,
   Schema.Struct({ owner: Schema.NullOr(Schema.String), queue: Schema.String, name: Schema.String })
 )
 const decodeTailRows = Schema.decodeUnknown(Schema.Array(TailRow))
+const toTailItems = (rows: ReadonlyArray<typeof TailRow.Type>) =>
+  rows.map((row): TailItem => ({
+    position: { tx: row.tx, jobId: row.jobId, version: row.version },
+    event: toJobEvent(row),
+    owner: row.owner,
+    queue: row.queue,
+    name: row.name
+  }))
 
 /** An event of the stream of all events, with its position and what a per-user stream filters its job by. */
 export interface TailItem {
@@ -92,7 +101,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
      * With `until`, only events at or before that position (a stream catching up to the process's tail).
      */
     const streamAfter = (cursor: StreamPosition, filter: StreamFilter, limit: number, until?: StreamPosition) =>
-      sql`SELECT ${columns}, e.tx::text AS tx
+      sql`SELECT ${columns}, e.tx::text AS tx, j.owner, j.queue, j.name
           FROM ${events} e JOIN ${jobs} j ON j.id = e.job_id
           WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
             AND (e.tx, e.job_id, e.version) > (${cursor.tx}::xid8, ${cursor.jobId}::uuid, ${cursor.version}::int)
@@ -101,17 +110,9 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
             ${filter.statuses === undefined ? sql`` : sql`AND e.status = ANY(${filter.statuses})`}
             ${filter.queue === undefined ? sql`` : sql`AND j.queue = ${filter.queue}`}
             ${filter.name === undefined ? sql`` : sql`AND j.name = ${filter.name}`}
+            ${filter.jobId === undefined ? sql`` : sql`AND e.job_id = ${filter.jobId}::uuid`}
           ORDER BY e.tx, e.job_id, e.version
-          LIMIT ${limit}`.pipe(
-        Effect.flatMap(decodeStreamRows),
-        Effect.map((rows) =>
-          rows.map((row) => ({
-            position: { tx: row.tx, jobId: row.jobId, version: row.version } satisfies StreamPosition,
-            event: toJobEvent(row)
-          }))
-        ),
-        Effect.orDie
-      )
+          LIMIT ${limit}`.pipe(Effect.flatMap(decodeTailRows), Effect.map(toTailItems), Effect.orDie)
 
     /**
      * The stream of all events after `cursor`, as `streamAfter` reads it, with the columns of each event's job that
@@ -123,19 +124,7 @@ export class EventsRepo extends Effect.Service<EventsRepo>()("jobwatch/EventsRep
           WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
             AND (e.tx, e.job_id, e.version) > (${cursor.tx}::xid8, ${cursor.jobId}::uuid, ${cursor.version}::int)
           ORDER BY e.tx, e.job_id, e.version
-          LIMIT ${limit}`.pipe(
-        Effect.flatMap(decodeTailRows),
-        Effect.map((rows) =>
-          rows.map((row): TailItem => ({
-            position: { tx: row.tx, jobId: row.jobId, version: row.version },
-            event: toJobEvent(row),
-            owner: row.owner,
-            queue: row.queue,
-            name: row.name
-          }))
-        ),
-        Effect.orDie
-      )
+          LIMIT ${limit}`.pipe(Effect.flatMap(decodeTailRows), Effect.map(toTailItems), Effect.orDie)
 
     /** The position before every event not yet ended now: where a stream that starts "from now" begins. */
     const streamNow = sql`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`.pipe(

@@ -29,7 +29,7 @@ export interface UserStreamFilter {
 /** The cursor of a position in the stream of all events: `<xid8>.<job id>.<version>`. */
 export const streamCursor = (p: StreamPosition) => `${p.tx}.${p.jobId}.${p.version}`
 
-const parseStreamCursor = (cursor: string): Option.Option<StreamPosition> => {
+export const parseStreamCursor = (cursor: string): Option.Option<StreamPosition> => {
   const [tx, jobId, version, ...rest] = cursor.trim().split(".")
   return rest.length === 0 && tx !== undefined && /^\d{1,20}$/.test(tx) && jobId !== undefined && isUuid(jobId) &&
       version !== undefined && /^\d{1,10}$/.test(version)

@@ -18,12 +18,18 @@ const encodeEvent = Schema.encodeSync(JobEvent)
  * the envelope as JSON), with a comment every `keepAlive` (and one at once, so that clients see the stream open). It
  * ends when `events` ends; a client that goes away interrupts it.
  */
-export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: Duration.Duration) => {
-  const messages = events.pipe(
-    Stream.map(({ cursor, event }) =>
-      `id: ${cursor}\nevent: ${sseEventName(event)}\ndata: ${JSON.stringify(encodeEvent(event))}\n\n`
-    )
+export const sseResponse = (events: Stream.Stream<PositionedEvent>, keepAlive: Duration.Duration) =>
+  sseTextResponse(
+    events.pipe(
+      Stream.map(({ cursor, event }) =>
+        `id: ${cursor}\nevent: ${sseEventName(event)}\ndata: ${JSON.stringify(encodeEvent(event))}\n\n`
+      )
+    ),
+    keepAlive
   )
+
+/** A `text/event-stream` of SSE messages already written, with the keep-alive comments of `sseResponse`. */
+export const sseTextResponse = (messages: Stream.Stream<string>, keepAlive: Duration.Duration) => {
   const comments = Stream.tick(keepAlive).pipe(Stream.map(() => ": keep-alive\n\n"))
   return HttpServerResponse.stream(
     // a dropped client reconnects after a second, with Last-Event-ID
@@ -57,12 +63,14 @@ const highWaterMark = 64 * 1024
  * A user stream's SSE response, written by the process's stream tail: a Node `Readable` the server pipes to the
  * socket, fed synchronously (no Effect stream, fiber or queue per event: 2,000 streams cost one encode per event),
  * with a keep-alive comment every `keepAlive`. It ends when `ended` fires (the server drains); the client going away
- * ends `run` (the request's scope closes).
+ * ends `run` (the request's scope closes). `render` writes the SSE messages of a batch of events (by default their
+ * JSON envelopes; the dashboard's, HTML).
  */
-const sseSink = (
+export const sseSink = (
   attach: (sink: Sink) => Effect.Effect<never>,
   keepAlive: Duration.Duration,
-  ended: Trigger
+  ended: Trigger,
+  render: (items: ReadonlyArray<PositionedItem>) => string = (items) => items.map(messageOf).join("")
 ) =>
   Effect.gen(function*() {
     let room: (() => void) | undefined
@@ -75,7 +83,10 @@ const sseSink = (
       }
     })
     const sink: Sink = {
-      write: (items) => body.push(items.map(messageOf).join("")),
+      write: (items) => {
+        const text = render(items)
+        return text === "" ? body.readableLength < highWaterMark : body.push(text)
+      },
       writable: Effect.async<void>((resume) => {
         if (body.readableLength < highWaterMark || body.destroyed) return resume(Effect.void)
         room = () => resume(Effect.void)

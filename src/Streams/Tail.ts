@@ -1,16 +1,12 @@
 import { Cause, Chunk, Duration, Effect, Option, Queue, Stream } from "effect"
 import { JobWatchConfig } from "../Config.js"
-import type { JobEvent } from "../Domain/JobEvent.js"
 import type { StreamFilter, StreamPosition, TailItem } from "../EventLog.js"
 import { EventsRepo, Listener, parseDoorbell } from "../EventLog.js"
 
 import { makeStreak } from "../internal/retry.js"
 
-/** An event of the stream of all events at its position. */
-export interface PositionedItem {
-  readonly position: StreamPosition
-  readonly event: JobEvent
-}
+/** An event of the stream of all events at its position, with its job's owner, queue and name. */
+export type PositionedItem = TailItem
 
 /** Orders two stream positions as the database does: transaction id, then job id (lowercase hex), then version. */
 export const comparePositions = (a: StreamPosition, b: StreamPosition): number => {
@@ -24,7 +20,8 @@ export const matches = (filter: StreamFilter) => (item: TailItem): boolean =>
   (filter.owner === undefined || item.owner === filter.owner) &&
   (filter.statuses === undefined || filter.statuses.includes(item.event.status)) &&
   (filter.queue === undefined || item.queue === filter.queue) &&
-  (filter.name === undefined || item.name === filter.name)
+  (filter.name === undefined || item.name === filter.name) &&
+  (filter.jobId === undefined || item.event.jobId === filter.jobId)
 
 /** Reads of the stream of all events made by the tail and by streams catching up to it (tests count them). */
 export interface TailStats {

@@ -93,7 +93,8 @@ layer(TestLayer, { excludeTestServices: true, timeout: 60_000 })("DashboardRepo"
       const shared = uniqueQueue("dash-shared")
       const bobs = uniqueQueue("dash-bob")
       const alices = new Map<JobStatus, JobId>()
-      for (const status of ["scheduled", "pending", "pending", "claimed", "running", "completed", "failed", "canceled", "deleted"] as const) {
+      const statuses = ["scheduled", "pending", "pending", "claimed", "running", "completed", "failed", "canceled", "deleted"] as const
+      for (const status of statuses) {
         alices.set(status, yield* jobIn(status, { owner: alice, queue: shared }))
       }
       const bobPending = [
@@ -215,7 +216,8 @@ layer(TestLayer, { excludeTestServices: true, timeout: 60_000 })("DashboardRepo"
       assert.closeTo(queueOf(overview, unstarted).p95RunSeconds!, 7, 1e-9)
     }))
 
-  it.effect("overview: perMinute has the last hour's 60 minutes up to the current one, completions and failures by finished_at, zero elsewhere", () =>
+  it.effect("overview: perMinute is the last hour's 60 minutes to the current one, completions and failures by " +
+    "finished_at, zero elsewhere", () =>
     Effect.gen(function*() {
       const repo = yield* DashboardRepo
       const dave = unique("dave")
@@ -262,7 +264,8 @@ layer(TestLayer, { excludeTestServices: true, timeout: 60_000 })("DashboardRepo"
       assert.deepStrictEqual(queueOf(overview, queue).counts, countsOf({ completed: 3, failed: 2, canceled: 1 }))
     }))
 
-  it.effect("workers: alive ones first, then by last seen; held jobs with their leases; an owner sees its workers and those holding its jobs, with its own jobs only", () =>
+  it.effect("workers: alive ones first, then by last seen; held jobs with their leases; an owner sees its workers and " +
+    "those holding its jobs, with its own jobs only", () =>
     Effect.gen(function*() {
       const repo = yield* DashboardRepo
       const workers = yield* Workers
@@ -280,7 +283,8 @@ layer(TestLayer, { excludeTestServices: true, timeout: 60_000 })("DashboardRepo"
       const job3 = yield* jobIn("running", { owner: fred, queue: q2, worker: shared })
       yield* workers.progress(job2, { percent: 40, force: true }, { workerId: shared })
       for (const id of [erin, old, notErins, fredBox]) {
-        assert.deepStrictEqual(yield* workers.claim(id, { queues: [idle], names: ["only-this"], heartbeatInterval: "10 seconds" }), [])
+        const claimed = yield* workers.claim(id, { queues: [idle], names: ["only-this"], heartbeatInterval: "10 seconds" })
+        assert.deepStrictEqual(claimed, [])
       }
       // last seen in a known order; erin:old silent for an hour (dead: the reaper would forget it)
       const seen: ReadonlyArray<readonly [string, string]> = [
@@ -382,7 +386,14 @@ layer(TestLayer, { excludeTestServices: true, timeout: 60_000 })("DashboardRepo"
         lastError: null
       })
       assert.deepStrictEqual(toEndpoint.log.map((l) => [l.attempt, l.status, l.error]), [[1, 200, null]])
-      assert.deepInclude(own, { url: callback.url, type: "job.completed", version, status: "succeeded", attempts: 2, lastStatus: 200 })
+      assert.deepInclude(own, {
+        url: callback.url,
+        type: "job.completed",
+        version,
+        status: "succeeded",
+        attempts: 2,
+        lastStatus: 200
+      })
       assert.deepStrictEqual(own.log.map((l) => [l.attempt, l.status]), [[1, 500], [2, 200]])
       for (const d of deliveries) {
         assert.isNotNull(d.finishedAt)

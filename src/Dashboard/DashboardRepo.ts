@@ -210,7 +210,8 @@ export class DashboardRepo extends Effect.Service<DashboardRepo>()("jobwatch/Das
           SELECT queue, status, count(*)::int, NULL FROM finished GROUP BY queue, status
         ), queues AS (
           SELECT queue, jsonb_object_agg(status, n) AS counts, min(oldest) AS oldest,
-            sum(n) FILTER (WHERE status IN ('scheduled', 'pending', 'claimed', 'running')) AS unfinished, sum(n) AS total
+            sum(n) FILTER (WHERE status IN ('scheduled', 'pending', 'claimed', 'running')) AS unfinished,
+            sum(n) AS total
           FROM counts GROUP BY queue
         ), shown AS (
           SELECT * FROM queues ORDER BY unfinished DESC NULLS LAST, total DESC, queue LIMIT ${OVERVIEW_QUEUES}
@@ -295,6 +296,9 @@ export class DashboardRepo extends Effect.Service<DashboardRepo>()("jobwatch/Das
      */
     const jobDeliveries = (jobId: string, owner: string | undefined) =>
       Effect.gen(function*() {
+        const ownersJob = owner === undefined
+          ? sql``
+          : sql`AND EXISTS (SELECT 1 FROM ${jobs} j WHERE j.id = ${jobId}::uuid AND j.owner = ${owner})`
         const rows = yield* sql`
           SELECT d.id, d.endpoint_id AS "endpointId", d.url, d.type AS "storedType", e.type AS "eventType",
             e.status AS "eventStatus", d.version, d.status, d.attempts, d.next_attempt_at AS "nextAttemptAt",
@@ -302,7 +306,7 @@ export class DashboardRepo extends Effect.Service<DashboardRepo>()("jobwatch/Das
             d.finished_at AS "finishedAt"
           FROM ${deliveriesTable} d LEFT JOIN ${events} e ON e.job_id = d.job_id AND e.version = d.version
           WHERE d.job_id = ${jobId}::uuid
-            ${owner === undefined ? sql`` : sql`AND EXISTS (SELECT 1 FROM ${jobs} j WHERE j.id = ${jobId}::uuid AND j.owner = ${owner})`}
+            ${ownersJob}
           ORDER BY d.id DESC
           LIMIT ${JOB_DELIVERIES}`.pipe(Effect.flatMap(decodeDeliveries))
         const log = rows.length === 0 ? [] : yield* sql`

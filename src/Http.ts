@@ -2,6 +2,7 @@ import { HttpApiSwagger, HttpLayerRouter } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { Api } from "./Api.js"
 import { JobWatchConfig } from "./Config.js"
+import { DashboardRoutes } from "./Dashboard.js"
 import { OpsLive } from "./Health/Http.js"
 import { ServiceGuards } from "./Http/guards.js"
 import { IndexRoute } from "./Http/Index.js"
@@ -43,11 +44,13 @@ export const HttpRoutes = HttpLayerRouter.addHttpApi(Api, { openapiPath: "/opena
 
 /**
  * Every route of the service: `GET /`, the API, the RPC group, `/docs` (Swagger UI, offline), `/metrics`
- * (Prometheus), the body limit, CORS, and the 503 of a database that does not answer.
+ * (Prometheus), the live dashboard (`/dashboard`), the body limit, CORS, and the 503 of a database that does not
+ * answer.
  */
 export const RoutesLive = Layer.mergeAll(
   IndexRoute,
   HttpRoutes,
+  DashboardRoutes,
   RpcRoutes,
   HttpApiSwagger.layerHttpLayerRouter({ api: Api, path: "/docs" }),
   MetricsRoute,

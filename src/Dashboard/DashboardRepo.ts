@@ -173,6 +173,17 @@ const decodeAttempts = Schema.decodeUnknown(Schema.Array(AttemptRow))
  * The dashboard's reads. Every method takes the caller's owner scope: `undefined` (an admin) sees everything, an
  * owner only its own jobs (and what they touch). `SqlError`s and bad rows are defects.
  */
+/** A webhook endpoint's health: failing since when (none: healthy), and how many deliveries wait. */
+export interface EndpointHealth {
+  readonly failingSince: Date | null
+  readonly pending: number
+}
+const decodeHealth = Schema.decodeUnknown(Schema.Array(Schema.Struct({
+  id: Schema.String,
+  failingSince: Schema.NullOr(Schema.DateFromSelf),
+  pending: Schema.Number
+})))
+
 export class DashboardRepo extends Effect.Service<DashboardRepo>()("jobwatch/DashboardRepo", {
   effect: Effect.gen(function*() {
     const sql = (yield* SqlClient.SqlClient).withoutTransforms()
@@ -181,6 +192,7 @@ export class DashboardRepo extends Effect.Service<DashboardRepo>()("jobwatch/Das
     const workersTable = sql(`${schema}.workers`)
     const deliveriesTable = sql(`${schema}.webhook_deliveries`)
     const attemptsTable = sql(`${schema}.webhook_attempts`)
+    const endpointsTable = sql(`${schema}.webhook_endpoints`)
     const events = sql(`${schema}.job_events`)
     const workerTimeoutMs = Duration.toMillis(workerTimeout)
 
@@ -332,6 +344,24 @@ export class DashboardRepo extends Effect.Service<DashboardRepo>()("jobwatch/Das
         }))
       }).pipe(Effect.orDie, Effect.withSpan("DashboardRepo.jobDeliveries"))
 
-    return { overview, workers, jobDeliveries } as const
+    /**
+     * The health of the caller's webhook endpoints (an admin's: all): since when each has been failing (none since
+     * its last success), and its deliveries still to make (from the partial index of pending ones).
+     */
+    const endpointHealth = (owner: string | undefined) =>
+      sql`
+        SELECT w.id, w.failing_since AS "failingSince", coalesce(p.pending, 0) AS pending
+        FROM ${endpointsTable} w
+        LEFT JOIN (SELECT endpoint_id, count(*)::int AS pending FROM ${deliveriesTable}
+          WHERE status = 'pending' GROUP BY endpoint_id) p ON p.endpoint_id = w.id
+        WHERE true ${ownerIs(owner)}
+        LIMIT 1000`.pipe(
+        Effect.flatMap(decodeHealth),
+        Effect.map((rows): ReadonlyMap<string, EndpointHealth> => new Map(rows.map(({ id, ...health }) => [id, health]))),
+        Effect.orDie,
+        Effect.withSpan("DashboardRepo.endpointHealth")
+      )
+
+    return { overview, workers, jobDeliveries, endpointHealth } as const
   })
 }) {}

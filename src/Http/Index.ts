@@ -6,6 +6,7 @@ import { version } from "../version.js"
 export const indexLinks = {
   name: "jobwatch",
   version,
+  dashboard: "/dashboard",
   docs: "/docs",
   openapi: "/openapi.json",
   health: "/health",
@@ -16,7 +17,8 @@ const indexPage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>jobwatch ${version}</title></head>
 <body><h1>jobwatch ${version}</h1>
 <p>Job tracking and notifications on PostgreSQL.</p>
-<ul><li><a href="/docs">API documentation (Swagger UI)</a></li><li><a href="/openapi.json">OpenAPI document</a></li>
+<ul><li><a href="/dashboard"><strong>The live dashboard</strong></a>: queues, jobs as they run, workers, webhooks</li>
+<li><a href="/docs">API documentation (Swagger UI)</a></li><li><a href="/openapi.json">OpenAPI document</a></li>
 <li><a href="/health">/health</a> and <a href="/ready">/ready</a></li></ul>
 </body></html>
 `

@@ -1,0 +1,72 @@
+// jobwatch dashboard: puts the rows the page's event stream sends in place. Each message holds server-rendered HTML
+// (escaped on the server, as every page is); an element marked data-live replaces the element of its id when it is
+// newer (data-version), or is added where data-into says: at the top of the first page of the jobs list for a job
+// that joins it (data-enter), at the end of a job's timeline. No request is made for a job: the stream brings them.
+(function () {
+  "use strict"
+  var MAX_ROWS = 200
+
+  function announce(text) {
+    var region = document.getElementById("announcer")
+    if (region) region.textContent = text
+  }
+
+  function versionOf(element) {
+    var v = Number(element.getAttribute("data-version"))
+    return Number.isFinite(v) ? v : 0
+  }
+
+  function describe(row) {
+    var name = row.querySelector("td.name")
+    return (name ? name.textContent : "A job") + " is " + row.getAttribute("data-status")
+  }
+
+  function place(element) {
+    var kind = element.getAttribute("data-live")
+    var existing = element.id ? document.getElementById(element.id) : null
+    if (existing) {
+      if (versionOf(existing) >= versionOf(element)) return
+      var before = existing.getAttribute("data-status")
+      existing.replaceWith(element)
+      var after = element.getAttribute("data-status")
+      if (kind === "row" && before !== after && /^(completed|failed|canceled|deleted)$/.test(after || "")) announce(describe(element))
+      return
+    }
+    var into = document.getElementById(element.getAttribute("data-into") || "")
+    if (!into) return
+    if (kind === "append") {
+      into.appendChild(element)
+    } else if (kind === "row" && element.getAttribute("data-enter") === "true" && into.getAttribute("data-live-new") === "true") {
+      into.insertBefore(element, into.firstChild)
+      while (into.rows && into.rows.length > MAX_ROWS) into.deleteRow(into.rows.length - 1)
+      var empty = document.querySelector("[data-empty]")
+      if (empty) empty.remove()
+    }
+  }
+
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    var data = event.detail && event.detail.data
+    if (typeof data !== "string") return
+    event.preventDefault()
+    var template = document.createElement("template")
+    template.innerHTML = data
+    var elements = template.content.querySelectorAll("[data-live]")
+    for (var i = 0; i < elements.length; i++) place(elements[i])
+  })
+
+  function setState(text, live) {
+    var nodes = document.querySelectorAll("[data-live-state]")
+    for (var i = 0; i < nodes.length; i++) {
+      nodes[i].textContent = text
+      nodes[i].setAttribute("data-connected", live ? "true" : "false")
+    }
+  }
+  document.addEventListener("htmx:sseOpen", function () { setState("● Live: changes appear as they happen.", true) })
+  document.addEventListener("htmx:sseError", function () { setState("○ Reconnecting to live updates…", false) })
+
+  // a fragment refused for an ended session: back to sign-in, then here again
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail && event.detail.xhr
+    if (xhr && xhr.status === 401) window.location.assign("/dashboard/login?next=" + encodeURIComponent(location.pathname + location.search))
+  })
+})()

@@ -21,7 +21,8 @@ describe("GET /", () => {
           name: "jobwatch",
           version: packageVersion,
           docs: "/docs",
-          openapi: "/openapi.json"
+          openapi: "/openapi.json",
+          dashboard: "/dashboard"
         })
         // no token needed, and what it points to is there
         for (const path of [answer.body.docs, answer.body.openapi]) {
@@ -34,6 +35,7 @@ describe("GET /", () => {
         const page = yield* raw("GET", "/", { headers: { accept: "text/html,application/xhtml+xml,*/*;q=0.8" } })
         assert.strictEqual(page.status, 200)
         assert.match(String(page.headers["content-type"]), /^text\/html/)
+        assert.include(page.body, `href="/dashboard"`)
         assert.include(page.body, `href="/docs"`)
         assert.include(page.body, `href="/openapi.json"`)
         assert.include(page.body, packageVersion)

@@ -89,6 +89,11 @@ export { ServerLive } from "./Http/Server.js"
  */
 export { Metrics, PoolStats } from "./Metrics.js"
 export { MetricsRoute } from "./Metrics/Http.js"
+/**
+ * `DashboardRoutes`: the live dashboard at `/dashboard`, to mount beside `HttpRoutes` (needs the services and a
+ * `StreamAuthentication` layer, whose `accessToken` verifies the token a user signs in with).
+ */
+export { DashboardRoutes } from "./Dashboard.js"
 /** `RpcRoutes`: the RPC group on `/rpc` (needs an `RpcAuthentication` layer and the services). */
 export { RpcRoutes } from "./Http/RpcHandlers.js"
 /**

@@ -24,7 +24,7 @@ const fetchJson = (url: string, init: RequestInit = {}) =>
   Effect.promise(async () => {
     const response = await fetch(url, init)
     const text = await response.text()
-    return { status: response.status, text, body: text.startsWith("{") ? JSON.parse(text) : undefined }
+    return { status: response.status, text, headers: response.headers, body: text.startsWith("{") ? JSON.parse(text) : undefined }
   })
 
 describe("embedding jobwatch in a host Effect app", () => {
@@ -101,6 +101,24 @@ describe("embedding jobwatch in a host Effect app", () => {
         const info = yield* http.jobs.get({ path: { id: ref.id }, headers: {}, urlParams: {} })
         assert.strictEqual(info.progress.percent, 100)
         yield* Scope.close(workerScope, Exit.void)
+
+        // the dashboard, mounted by the host: signed in with the host's own key, alice's jobs and not bob's
+        const login = yield* fetchJson(`${base}/dashboard/login`)
+        const loginCookie = /jobwatch_dashboard_login=[^;]+/.exec(login.headers.get("set-cookie") ?? "")![0]
+        const csrf = /name="_csrf" value="([^"]+)"/.exec(login.text)![1]!
+        const signedIn = yield* fetchJson(`${base}/dashboard/login`, {
+          method: "POST",
+          redirect: "manual",
+          headers: { cookie: loginCookie, "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ _csrf: csrf, token: "key-alice", next: "/dashboard/jobs" }).toString()
+        })
+        assert.strictEqual(signedIn.status, 303, signedIn.text)
+        const session = /jobwatch_dashboard=[^;]+/.exec(signedIn.headers.get("set-cookie") ?? "")![0]
+        yield* fetchJson(`${base}/v1/jobs`, { method: "POST", headers: { "x-api-key": "key-bob", "content-type": "application/json" }, body: JSON.stringify({ name: "bobs-own", queue }) })
+        const list = yield* fetchJson(`${base}/dashboard/jobs?queue=${queue}`, { headers: { cookie: session } })
+        assert.strictEqual(list.status, 200)
+        assert.include(list.text, `/dashboard/jobs/${ref.id}`)
+        assert.notInclude(list.text, "bobs-own")
       }))
   })
 

@@ -102,6 +102,9 @@ describe("the installable package", () => {
       const installed = Path.join(host, "node_modules", "jobwatch")
       assert.isTrue(Fs.existsSync(Path.join(installed, "dist", "index.js")))
       assert.isTrue(Fs.existsSync(Path.join(installed, "sql", "functions")))
+      // the dashboard's own assets, and htmx's, which it serves from the installed packages
+      assert.isTrue(Fs.existsSync(Path.join(installed, "assets", "dashboard.js")))
+      assert.isTrue(Fs.existsSync(Path.join(host, "node_modules", "htmx-ext-sse", "dist", "sse.js")))
       assert.isFalse(Fs.existsSync(Path.join(installed, "src")), "the sources are not packed")
       // one effect: the host's (a peer dependency, not a copy of jobwatch's own)
       assert.isFalse(Fs.existsSync(Path.join(installed, "node_modules", "effect")))

@@ -1,8 +1,9 @@
 // A small Effect application of its own, embedding jobwatch: its own HttpLayerRouter with a route of its own,
-// jobwatch's HTTP and RPC routes mounted beside it, and its own authentication (an API key header, not a JWT).
+// jobwatch's HTTP and RPC routes and its dashboard mounted beside it, and its own authentication (an API key header,
+// not a JWT).
 import { HttpLayerRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Layer } from "effect"
-import { Api, HttpRoutes, RequestBodies, Rpcs, RpcRoutes, SocketIo, Unauthorized, User } from "../../src/index.js"
+import { Effect, Layer, Redacted } from "effect"
+import { Api, DashboardRoutes, HttpRoutes, RequestBodies, Rpcs, RpcRoutes, SocketIo, Unauthorized, User } from "../../src/index.js"
 import type * as Http from "node:http"
 
 /** The host's users, by API key. */
@@ -26,7 +27,11 @@ export const ApiKeyAuthentication = Layer.mergeAll(
     authenticate: ({ token }) => Effect.map(lookup(token), (user) => ({ user }))
   }),
   Layer.succeed(Api.Authentication, { bearer: () => fromRequest }),
-  Layer.succeed(Api.StreamAuthentication, { bearer: () => fromRequest, accessToken: () => fromRequest }),
+  // the access token (an EventSource's `?access_token=`, the dashboard's session cookie) is a key too
+  Layer.succeed(Api.StreamAuthentication, {
+    bearer: () => fromRequest,
+    accessToken: (key) => Redacted.value(key) === "" ? fromRequest : lookup(Redacted.value(key))
+  }),
   Layer.succeed(Rpcs.RpcAuthentication, Rpcs.RpcAuthentication.of(({ headers }) => lookup(headers["x-api-key"])))
 )
 
@@ -37,7 +42,9 @@ const Hello = HttpLayerRouter.add("GET", "/hello", HttpServerResponse.text("hell
  * All the host's routes, and jobwatch's body limits (`RequestBodies`, global middleware); it still needs the jobwatch
  * services (`JobWatch.layer`) and a server.
  */
-export const HostRoutes = Layer.mergeAll(Hello, HttpRoutes, RpcRoutes, RequestBodies).pipe(Layer.provide(ApiKeyAuthentication))
+export const HostRoutes = Layer.mergeAll(Hello, HttpRoutes, RpcRoutes, DashboardRoutes, RequestBodies).pipe(
+  Layer.provide(ApiKeyAuthentication)
+)
 
 /** Socket.IO on the host's own server, with the host's authentication (it needs the jobwatch services). */
 export const HostSockets = (server: Http.Server) => SocketIo.layer(server).pipe(Layer.provide(ApiKeyAuthentication))

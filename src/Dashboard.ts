@@ -167,10 +167,14 @@ const routes = Effect.gen(function*() {
     Effect.flatMap(jobIdParam, (id) =>
       Effect.map(jobs.cancel(id, { owner: session.user.ownerScope }), (job) => seeOther(`${jobHref(job.id)}?notice=canceled`))))
 
+  // a scheduled or pending job is marked deleted (its page stays); a finished one is purged with its history
   const remove = action((session) =>
-    Effect.flatMap(jobIdParam, (id) =>
-      Effect.map(jobs.delete(id, { owner: session.user.ownerScope }), (job) =>
-        job.status === "deleted" ? seeOther(`${jobHref(job.id)}?notice=deleted`) : seeOther(`${basePath}/jobs?notice=purged`))))
+    Effect.gen(function*() {
+      const owner = session.user.ownerScope
+      const before = yield* jobs.get(yield* jobIdParam, { owner })
+      yield* jobs.delete(before.id, { owner })
+      return before.terminal ? seeOther(`${basePath}/jobs?notice=purged`) : seeOther(`${jobHref(before.id)}?notice=deleted`)
+    }))
 
   const requeue = action((session) =>
     Effect.gen(function*() {

@@ -222,7 +222,14 @@ describe("the dashboard in a browser", () => {
         const page = yield* openPage
         const errors = yield* recordErrors(page)
         const admin = yield* token("root", ["admin"])
+        // a failed job too, for the chart's other kind of bar
+        const queue = uniqueQueue("dash")
+        const failing = yield* enqueue(admin, { name: "flaky-export", queue, maxAttempts: 1 })
+        const workers = yield* Workers
+        yield* workers.claim("dash-worker-3", { queues: [queue] })
+        yield* workers.fail(failing, { workerId: "dash-worker-3", code: "upstream", error: "the upstream answered 502" })
         yield* signIn(page, admin, "/dashboard")
+        assert.strictEqual(yield* promise(() => page.locator("table.queues tr", { hasText: queue }).locator("td").nth(5).innerText()), "1")
         assert.include(yield* promise(() => page.locator("table.queues").innerText()), "dash-")
         assert.strictEqual(yield* promise(() => page.locator("svg[role=img] rect.bar-completed").count()), 60)
         yield* screenshot(page, "dashboard-overview")

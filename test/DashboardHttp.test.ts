@@ -167,5 +167,43 @@ describe("the dashboard over HTTP", () => {
         assert.include(hanaHooks, "healthy")
         assert.notInclude(String((yield* raw("GET", "/dashboard/webhooks", { headers: { cookie: ivanCookie } })).body), "hana-hook")
       }))
+
+    it.effect("a job's actions: enqueue a copy (same name, queue, payload, owner), delete a pending one, purge a finished one", () =>
+      Effect.gen(function*() {
+        const judy = yield* token("judy")
+        const answer = yield* signIn(judy)
+        const cookie = `jobwatch_dashboard=${cookieOf(answer.headers, "jobwatch_dashboard")!.value}`
+        const queue = uniqueQueue("dh")
+        const id = (yield* raw("POST", "/v1/jobs", {
+          token: judy,
+          json: { name: "copy-me", queue, payload: { n: 7 }, priority: 5, maxAttempts: 3, timeoutSeconds: 60 }
+        })).body.id as string
+        const page = yield* raw("GET", `/dashboard/jobs/${id}`, { headers: { cookie } })
+        const csrf = /name="_csrf" value="([^"]+)"/.exec(String(page.body))![1]!
+        const post = (path: string) =>
+          raw("POST", path, { body: `_csrf=${encodeURIComponent(csrf)}`, headers: { cookie, "content-type": form } })
+
+        const copied = yield* post(`/dashboard/jobs/${id}/requeue`)
+        assert.strictEqual(copied.status, 303)
+        const copyId = /\/dashboard\/jobs\/([0-9a-f-]{36})\?notice=requeued$/.exec(String(copied.headers["location"]))![1]!
+        assert.notStrictEqual(copyId, id)
+        const jobs = yield* Jobs
+        const copy = yield* jobs.get(copyId)
+        assert.deepInclude(copy, { name: "copy-me", queue, owner: "judy", priority: 5, maxAttempts: 3, timeoutSeconds: 60, status: "pending" })
+        assert.deepStrictEqual(copy.payload, { n: 7 })
+
+        const deleted = yield* post(`/dashboard/jobs/${id}/delete`)
+        assert.strictEqual(deleted.headers["location"], `/dashboard/jobs/${id}?notice=deleted`)
+        assert.strictEqual((yield* jobs.get(id)).status, "deleted")
+        // deleted is finished: deleting it again purges it with its history
+        const purged = yield* post(`/dashboard/jobs/${id}/delete`)
+        assert.strictEqual(purged.headers["location"], "/dashboard/jobs?notice=purged")
+        assert.strictEqual((yield* raw("GET", `/dashboard/jobs/${id}`, { headers: { cookie } })).status, 404)
+        // a finished job cannot be canceled: a 409 page, not a 5xx
+        const cancelDone = yield* post(`/dashboard/jobs/${id}/cancel`)
+        assert.strictEqual(cancelDone.status, 404)
+        yield* jobs.cancel(copyId)
+        assert.strictEqual((yield* post(`/dashboard/jobs/${copyId}/cancel`)).status, 409)
+      }))
   })
 })

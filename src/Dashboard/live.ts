@@ -36,6 +36,21 @@ export const enters = (statuses: ReadonlyArray<JobStatus> | undefined, item: Pos
   return statuses.includes(status) && (previousStatus === null || !statuses.includes(previousStatus))
 }
 
+/**
+ * Each event's row, rendered once however many pages show it (the tail hands every page the same event), in its two
+ * forms: joining the list or not. 5 µs a row: 20 pages following 1,000 events a second would spend a tenth of a core.
+ */
+const rows = { enter: new WeakMap<object, string>(), stay: new WeakMap<object, string>() }
+const rowHtml = (item: PositionedItem, enter: boolean) => {
+  const cache = enter ? rows.enter : rows.stay
+  let text = cache.get(item.event)
+  if (text === undefined) {
+    text = toString(jobRow(rowOfItem(item), { enter }))
+    cache.set(item.event, text)
+  }
+  return text
+}
+
 export interface LiveParams {
   readonly status?: string | undefined
   readonly queue?: string | undefined
@@ -77,7 +92,7 @@ export const makeLive = Effect.gen(function*() {
         items.length === 0 ? "" : message(
           "jobs",
           streamCursor(items[items.length - 1]!.position),
-          items.map((item) => toString(jobRow(rowOfItem(item), { enter: enters(statuses, item) }))).join("")
+          items.map((item) => rowHtml(item, enters(statuses, item))).join("")
         )
       return yield* sseSink((sink) => tail.attach(from, where, sink), config.sseKeepAlive, waits.whenDrained, render)
     })

@@ -59,7 +59,10 @@ const pathOf = (request: HttpServerRequest.HttpServerRequest) => {
 }
 /** Where sign-in may send the browser back to: a page of the dashboard, nothing else (no open redirect). */
 const safeNext = (next: string | undefined) =>
-  next !== undefined && /^\/dashboard(?:[/?][^\s\\]*)?$/.test(next) && !next.startsWith("//") ? next : basePath
+  next !== undefined && /^\/dashboard(?:[/?][^\s\\]*)?$/.test(next) && !next.includes("..") ? next : basePath
+
+/** The longest token a session cookie holds (with its name and attributes, within a browser's 4 KiB). */
+const maxTokenLength = 3800
 
 /** A form body (`application/x-www-form-urlencoded`), as the body limit let it through. */
 const formOf = (request: HttpServerRequest.HttpServerRequest) =>
@@ -253,7 +256,11 @@ const routes = Effect.gen(function*() {
         return again("The sign-in form was stale or came from another site (a CSRF check): sign in again.", 403)
       }
       const token = (form.get("token") ?? "").trim()
-      if (token === "" || token.length > 8192) return again("Paste a token to sign in.", 400)
+      if (token === "") return again("Paste a token to sign in.", 400)
+      // a browser drops a cookie of over 4 KiB without a word: the user would land on this form again
+      if (token.length > maxTokenLength) {
+        return again(`That token is too long to keep in a browser's cookie (over ${maxTokenLength} characters).`, 400)
+      }
       return yield* withAuth(Sessions.signIn(token)).pipe(
         Effect.map(({ setCookie }) => setCookie(seeOther(next))),
         Effect.catchAll((error) => Effect.succeed(again(`That token was refused: ${error.message}.`, 401)))

@@ -58,6 +58,11 @@ describe("the dashboard over HTTP", () => {
         assert.include(String(refused.body), "signature")
         assert.notInclude(String(refused.body), forged)
 
+        // a token too long for a cookie is refused at once (a browser would drop the cookie without a word)
+        const long = yield* signIn("x".repeat(4000))
+        assert.strictEqual(long.status, 400)
+        assert.include(String(long.body), "too long")
+
         // the form without its CSRF token (a page of another site signing the browser in): refused
         const login = yield* loginForm
         const noCsrf = yield* raw("POST", "/dashboard/login", {
@@ -68,7 +73,7 @@ describe("the dashboard over HTTP", () => {
         assert.isUndefined(cookieOf(noCsrf.headers, "jobwatch_dashboard"))
 
         // sign-in goes back to dashboard pages only
-        for (const next of ["//evil.example/x", "https://evil.example/", "/v1/jobs", "/dashboardx"]) {
+        for (const next of ["//evil.example/x", "https://evil.example/", "/v1/jobs", "/dashboardx", "/dashboard/../v1/jobs"]) {
           assert.strictEqual((yield* signIn(alice, next)).headers["location"], "/dashboard", next)
         }
       }))

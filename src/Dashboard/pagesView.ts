@@ -77,7 +77,7 @@ export const overviewStats = (stats: DashboardOverview) =>
       }</tbody></table></div>`
   }</section>
 <section aria-labelledby="minutes-title"><h2 id="minutes-title">Finished per minute, last hour</h2>${minuteChart(stats.perMinute)}</section>
-<p class="hint">As of ${when(stats.now)}; these figures refresh every 5 seconds. The <a href="${basePath}/jobs">jobs list</a> is live.</p></div>`
+<p class="hint">As of ${when(stats.now)}; these figures refresh every 5 seconds, but not while you are in them. The <a href="${basePath}/jobs">jobs list</a> is live.</p></div>`
 
 export const workersPage = (workers: ReadonlyArray<DashboardWorker>, now: Date) =>
   workers.length === 0

@@ -64,6 +64,14 @@
   document.addEventListener("htmx:sseOpen", function () { setState("● Live: changes appear as they happen.", true) })
   document.addEventListener("htmx:sseError", function () { setState("○ Reconnecting to live updates…", false) })
 
+  // the overview's figures are replaced every 5 s: not while the focus is in them or their table is open, which the
+  // swap would throw away (a keyboard user would be sent back to the top of the page)
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail && event.detail.elt
+    if (!elt || elt.id !== "overview-stats") return
+    if (elt.contains(document.activeElement) || elt.querySelector("details[open]")) event.preventDefault()
+  })
+
   // a fragment refused for an ended session: back to sign-in, then here again
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail && event.detail.xhr

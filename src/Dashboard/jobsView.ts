@@ -5,7 +5,7 @@ import { allStatuses, isTerminal } from "../Domain/JobStatus.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import type { TailItem } from "../EventLog.js"
 import { html, trusted } from "./html.js"
-import { csrfInput, duration, jsonBlock, progressBar, statusBadge, when } from "./layout.js"
+import { csrfInput, duration, jsonBlock, progressBar, scrollRegion, statusBadge, when } from "./layout.js"
 import type { Session } from "./session.js"
 import { basePath } from "./session.js"
 
@@ -204,16 +204,21 @@ export const timelineRow = (event: JobEvent, live = false) =>
   }</td><td>${event.attempt}</td><td>${changeOf(event)}</td></tr>`
 
 const timeline = (events: ReadonlyArray<JobEvent>) =>
-  html`<section aria-labelledby="timeline-title"><h2 id="timeline-title">Timeline</h2><div class="table-wrap"><table class="timeline">
+  html`<section aria-labelledby="timeline-title"><h2 id="timeline-title">Timeline</h2>${
+    scrollRegion(
+      "Timeline table",
+      html`<table class="timeline">
 <caption class="visually-hidden">Every version of the job, oldest first; new ones are added live</caption>
 <thead><tr><th scope="col">Version</th><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col">Attempt</th><th scope="col">What changed</th></tr></thead>
-<tbody id="timeline-body">${events.map((event) => timelineRow(event))}</tbody></table></div></section>`
+<tbody id="timeline-body">${events.map((event) => timelineRow(event))}</tbody></table>`
+    )
+  }</section>`
 
 const deliveries = (rows: ReadonlyArray<JobDelivery>) =>
   html`<section aria-labelledby="deliveries-title"><h2 id="deliveries-title">Webhook deliveries</h2>${
     rows.length === 0
       ? html`<p class="none">none</p>`
-      : html`<div class="table-wrap"><table><thead><tr><th scope="col">Event</th><th scope="col">To</th><th scope="col">State</th><th scope="col">Attempts</th></tr></thead><tbody>${
+      : scrollRegion("Webhook deliveries table", html`<table><thead><tr><th scope="col">Event</th><th scope="col">To</th><th scope="col">State</th><th scope="col">Attempts</th></tr></thead><tbody>${
         rows.map((d) =>
           html`<tr><td>v${d.version} <code>${d.type ?? "—"}</code></td><td class="url">${d.url}</td><td>${d.status}${
             d.status === "pending" ? html`, next attempt ${when(d.nextAttemptAt)}` : ""
@@ -225,7 +230,7 @@ const deliveries = (rows: ReadonlyArray<JobDelivery>) =>
             )
           }</ol></td></tr>`
         )
-      }</tbody></table></div>`
+      }</tbody></table>`)
   }</section>`
 
 /** The actions a job's state allows: cancel (not finished), delete (not held by a worker), re-enqueue a copy. */

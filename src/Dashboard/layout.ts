@@ -165,10 +165,19 @@ export const jsonBlock = (value: unknown, label: string) => {
   if (value === null || value === undefined) return html`<p class="none">none</p>`
   const text = JSON.stringify(value, null, 2)
   const cut = text.length > shownJson
-  return html`<pre class="json" tabindex="0" aria-label="${label}"><code>${cut ? text.slice(0, shownJson) : text}</code></pre>${
+  // a tab stop so a keyboard can scroll it; a region, since a name on a bare <pre> is not allowed (ARIA 1.2)
+  return html`<pre class="json" tabindex="0" role="region" aria-label="${label} (JSON)"><code>${cut ? text.slice(0, shownJson) : text}</code></pre>${
     cut ? html`<p class="hint">Shown: the first ${shownJson} of ${text.length} characters (the API answers all of it).</p>` : ""
   }`
 }
+
+/**
+ * A table that may be wider than the screen, in a box that scrolls sideways, for a table with nothing focusable in
+ * it: a name and a tab stop let a keyboard scroll it too (WCAG 2.1.1). A table with links needs neither: tabbing
+ * through them scrolls it.
+ */
+export const scrollRegion = (label: string, table: Html) =>
+  html`<div class="table-wrap" role="region" aria-label="${label}" tabindex="0">${table}</div>`
 
 /** A notice at the top of a page (what an action did, or why it was refused); `role=status` or `alert`. */
 export const notice = (text: string | undefined, kind: "ok" | "error" = "ok") =>

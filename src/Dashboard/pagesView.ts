@@ -5,7 +5,7 @@ import type { JobStatus } from "../Domain/JobStatus.js"
 import type { Html } from "./html.js"
 import { html } from "./html.js"
 import { jobHref, queryOf } from "./jobsView.js"
-import { age, csrfInput, duration, notice, statusBadge, when } from "./layout.js"
+import { age, csrfInput, duration, notice, scrollRegion, statusBadge, when } from "./layout.js"
 import { basePath } from "./session.js"
 
 /** The overview, workers, webhooks and sign-in pages. */
@@ -46,11 +46,11 @@ ${bars}</svg>
 <figcaption><span class="key key-completed" aria-hidden="true"></span> completed (solid) · <span class="key key-failed" aria-hidden="true"></span> failed (hatched) · ${
     minutes.length > 0 ? `${hhmm(minutes[0]!.minute)}–${hhmm(minutes[minutes.length - 1]!.minute)} UTC` : ""
   } · most in a minute: ${most}</figcaption>
-<details><summary>The figures</summary><div class="table-wrap"><table><thead><tr><th scope="col">Minute (UTC)</th><th scope="col">Completed</th><th scope="col">Failed</th></tr></thead><tbody>${
+<details><summary>The figures</summary>${scrollRegion("Finished per minute table", html`<table><thead><tr><th scope="col">Minute (UTC)</th><th scope="col">Completed</th><th scope="col">Failed</th></tr></thead><tbody>${
     minutes.filter((m) => m.completed + m.failed > 0).map((m) =>
       html`<tr><td>${hhmm(m.minute)}</td><td>${m.completed}</td><td>${m.failed}</td></tr>`
     )
-  }</tbody></table></div></details></figure>`
+  }</tbody></table>`)}</details></figure>`
 }
 
 const countLink = (queue: string, status: JobStatus, count: number) =>
@@ -77,7 +77,7 @@ export const overviewStats = (stats: DashboardOverview) =>
       }</tbody></table></div>`
   }</section>
 <section aria-labelledby="minutes-title"><h2 id="minutes-title">Finished per minute, last hour</h2>${minuteChart(stats.perMinute)}</section>
-<p class="hint">As of ${when(stats.now)}; these figures refresh every 5 seconds. The <a href="${basePath}/jobs">jobs list</a> is live.</p></div>`
+<p class="hint">As of ${when(stats.now)}; these figures refresh every 5 seconds, but not while you are in them. The <a href="${basePath}/jobs">jobs list</a> is live.</p></div>`
 
 export const workersPage = (workers: ReadonlyArray<DashboardWorker>, now: Date) =>
   workers.length === 0

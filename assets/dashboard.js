@@ -44,14 +44,43 @@
     }
   }
 
-  document.addEventListener("htmx:sseBeforeMessage", function (event) {
-    var data = event.detail && event.detail.data
-    if (typeof data !== "string") return
-    event.preventDefault()
+  function apply(data) {
     var template = document.createElement("template")
     template.innerHTML = data
     var elements = template.content.querySelectorAll("[data-live]")
     for (var i = 0; i < elements.length; i++) place(elements[i])
+  }
+
+  // "Pause updates" (WCAG 2.2.2): messages wait, in order, and are applied on resume; past MAX_WAITING the page
+  // says to reload instead of holding more
+  var MAX_WAITING = 5000
+  var paused = false
+  var waiting = []
+  var overflowed = false
+
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    var data = event.detail && event.detail.data
+    if (typeof data !== "string") return
+    event.preventDefault()
+    if (!paused) return apply(data)
+    if (waiting.length < MAX_WAITING) waiting.push(data)
+    else overflowed = true
+    var buttons = document.querySelectorAll("[data-live-toggle]")
+    for (var i = 0; i < buttons.length; i++) buttons[i].textContent = "Resume updates (" + waiting.length + " waiting)"
+  })
+
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest ? event.target.closest("[data-live-toggle]") : null
+    if (!button) return
+    paused = !paused
+    button.setAttribute("aria-pressed", paused ? "true" : "false")
+    button.textContent = paused ? "Resume updates" : "Pause updates"
+    if (paused) return announce("Updates paused")
+    var held = waiting
+    waiting = []
+    for (var i = 0; i < held.length; i++) apply(held[i])
+    announce(overflowed ? "Updates resumed; some changes were missed while paused: reload the page to see them" : "Updates resumed")
+    overflowed = false
   })
 
   function setState(text, live) {
@@ -69,7 +98,7 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail && event.detail.elt
     if (!elt || elt.id !== "overview-stats") return
-    if (elt.contains(document.activeElement) || elt.querySelector("details[open]")) event.preventDefault()
+    if (paused || elt.contains(document.activeElement) || elt.querySelector("details[open]")) event.preventDefault()
   })
 
   // a fragment refused for an ended session: back to sign-in, then here again

@@ -132,7 +132,10 @@ const routes = Effect.gen(function*() {
   const jobIdParam = Effect.map(HttpRouter.params, (params) => params["id"] ?? "")
 
   const overview = signedIn("page", (session) =>
-    Effect.flatMap(repo.overview(session.user.ownerScope), (stats) => show(session, "overview", "Overview", overviewStats(stats))))
+    Effect.flatMap(repo.overview(session.user.ownerScope), (stats) =>
+      show(session, "overview", "Overview", html`<div class="live-bar"><button type="button" data-live-toggle aria-pressed="false">Pause updates</button></div>${
+        overviewStats(stats)
+      }`)))
 
   const overviewFragment = signedIn("fragment", (session) =>
     Effect.map(repo.overview(session.user.ownerScope), (stats) => respond(overviewStats(stats))))

@@ -80,6 +80,26 @@ describe("the dashboard in a browser", () => {
         assert.deepStrictEqual(errors, [])
       }))
 
+    it.scoped("Pause updates holds what the stream brings, in order, until Resume", () =>
+      Effect.gen(function*() {
+        const page = yield* openPage
+        const errors = yield* recordErrors(page)
+        const kim = yield* token("kim")
+        yield* signIn(page, kim)
+        yield* waitLive(page)
+        const pause = page.locator("[data-live-toggle]")
+        yield* promise(() => pause.click())
+        assert.strictEqual(yield* promise(() => pause.getAttribute("aria-pressed")), "true")
+        const queue = uniqueQueue("dash")
+        const id = yield* enqueue(kim, { name: "held-back", queue })
+        yield* promise(() => page.getByRole("button", { name: "Resume updates (1 waiting)" }).waitFor(bounded))
+        assert.strictEqual(yield* promise(() => rowOf(page, id).count()), 0)
+        yield* promise(() => pause.click())
+        yield* promise(() => rowOf(page, id).waitFor(bounded))
+        assert.strictEqual(yield* promise(() => pause.innerText()), "Pause updates")
+        assert.deepStrictEqual(errors, [])
+      }))
+
     it.scoped("a job's page shows every field, its timeline of versions, and updates live", () =>
       Effect.gen(function*() {
         const page = yield* openPage

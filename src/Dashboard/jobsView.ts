@@ -5,7 +5,7 @@ import { allStatuses, isTerminal } from "../Domain/JobStatus.js"
 import type { JobStatus } from "../Domain/JobStatus.js"
 import type { TailItem } from "../EventLog.js"
 import { html, trusted } from "./html.js"
-import { csrfInput, duration, jsonBlock, progressBar, scrollRegion, statusBadge, when } from "./layout.js"
+import { csrfInput, duration, jsonBlock, liveState, progressBar, scrollRegion, statusBadge, when } from "./layout.js"
 import type { Session } from "./session.js"
 import { basePath } from "./session.js"
 
@@ -122,7 +122,7 @@ export const jobsList = (options: {
   const firstPage = options.cursor === undefined
   return html`${filtersForm(filters)}
 <div class="live" hx-ext="sse" sse-connect="${live}"><div sse-swap="jobs" hidden></div>
-<p class="live-state" data-live-state>Connecting to live updates…</p>
+${liveState}
 <div class="table-wrap"><table class="jobs"><caption class="visually-hidden">Jobs, newest first${
     firstPage ? "; new jobs appear at the top as they are enqueued" : ""
   }</caption><thead><tr><th scope="col">Job</th><th scope="col">Name</th><th scope="col">Queue</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Attempt</th><th scope="col">Updated</th></tr></thead>
@@ -254,7 +254,7 @@ export const jobPage = (options: {
 }) =>
   html`<div class="live" hx-ext="sse" sse-connect="${basePath}/live${
     queryOf({ view: "job", id: options.job.id, after: options.after })
-  }"><div sse-swap="job" hidden></div><p class="live-state" data-live-state>Connecting to live updates…</p>
+  }"><div sse-swap="job" hidden></div>${liveState}
 <div class="job-layout">${jobSummary(options.job)}
 <section aria-labelledby="payload-title"><h2 id="payload-title">Payload</h2>${jsonBlock(options.job.payload, "Payload")}</section>
 ${actions(options.session, options.job)}</div>

@@ -184,3 +184,9 @@ export const notice = (text: string | undefined, kind: "ok" | "error" = "ok") =>
   text === undefined || text === ""
     ? ""
     : html`<p class="notice notice-${kind}" role="${kind === "ok" ? "status" : "alert"}">${text}</p>`
+
+/**
+ * Where a live page says whether it is connected, with the button that pauses its updates (WCAG 2.2.2): while
+ * paused, what arrives waits and is applied in order on resume.
+ */
+export const liveState = html`<div class="live-bar"><p class="live-state" data-live-state>Connecting to live updates…</p><button type="button" data-live-toggle aria-pressed="false">Pause updates</button></div>`

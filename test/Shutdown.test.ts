@@ -9,12 +9,13 @@ import { uniqueQueue } from "./support/fixtures.js"
 import * as Proxy from "./support/proxy.js"
 import { secret, token } from "./support/http.js"
 import {
+  baseOf,
   isRunning,
   openSse,
   postmasterOf,
   request,
-  type Service,
   startService,
+  stopWith,
   tempDir
 } from "./support/service.js"
 import { databaseUrl, dropSchema, freshSchema } from "./support/TestDb.js"
@@ -31,21 +32,6 @@ const eventually = (what: string, check: () => Promise<boolean> | boolean) =>
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     throw new Error(`still not so after 20 s: ${what}`)
-  })
-
-/** The service's base URL, once it listens. */
-const baseOf = (service: Service) =>
-  Effect.map(service.waitFor(/Listening on (http:\/\/127\.0\.0\.1:\d+)/), (m) => m[1]!)
-
-/** Sends `signal` (to the process group with `group`) and answers how long the process took to exit, and how. */
-const stopWith = (service: Service, signal: NodeJS.Signals, group = false) =>
-  Effect.gen(function*() {
-    const sent = Date.now()
-    process.kill(group ? -service.pid : service.pid, signal)
-    const exited = yield* Deferred.await(service.exited).pipe(
-      Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`no exit 30 s after ${signal}: ${service.output()}`) })
-    )
-    return { ...exited, took: exited.at - sent }
   })
 
 /**

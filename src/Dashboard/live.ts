@@ -26,6 +26,23 @@ const message = (event: string, id: string, text: string) =>
   `id: ${id}\nevent: ${event}\ndata: ${text.split(/\r\n|\r|\n/).join("\ndata: ")}\n\n`
 
 /**
+ * An event's message of the jobs list, rendered once however many lists write it (as `sseSink` encodes the API's):
+ * the tail writes each event to every matching stream in one synchronous step, and 2,000 open lists rendering its
+ * row each blocked the process for as long. By the item the tail hands to all of them, and whether it enters.
+ */
+const entering = new WeakMap<PositionedItem, string>()
+const replacing = new WeakMap<PositionedItem, string>()
+const rowMessage = (item: PositionedItem, enter: boolean) => {
+  const cache = enter ? entering : replacing
+  let text = cache.get(item)
+  if (text === undefined) {
+    text = message("jobs", streamCursor(item.position), toString(jobRow(rowOfItem(item), { enter })))
+    cache.set(item, text)
+  }
+  return text
+}
+
+/**
  * Whether an event brings its job into a list filtered by `statuses`: a new job (no previous status) in a status the
  * list shows, or a job moving from a status the list leaves out into one it shows. A row already listed is replaced.
  */
@@ -88,8 +105,9 @@ export const makeLive = Effect.gen(function*() {
       const where = yield* filterOf({ queue: params.queue, name: params.name, owner })
       const { statuses } = yield* filterOf({ status: params.status })
       const from = yield* startOf(lastEventId, params.after)
+      // live, the tail writes one event at a time; a stream catching up from the log writes its batches as one message
       const render = (items: ReadonlyArray<PositionedItem>) =>
-        items.length === 0 ? "" : message(
+        items.length === 0 ? "" : items.length === 1 ? rowMessage(items[0]!, enters(statuses, items[0]!)) : message(
           "jobs",
           streamCursor(items[items.length - 1]!.position),
           items.map((item) => rowHtml(item, enters(statuses, item))).join("")

@@ -125,6 +125,24 @@ export const startService = (
       })
   )
 
+/** The service's base URL, once it listens. */
+export const baseOf = (service: Service) =>
+  Effect.map(service.waitFor(/Listening on (http:\/\/127\.0\.0\.1:\d+)/), (m) => m[1]!)
+
+/** Sends `signal` (to the process group with `group`) and answers how long the process took to exit, and how. */
+export const stopWith = (service: Service, signal: NodeJS.Signals, group = false) =>
+  Effect.gen(function*() {
+    const sent = Date.now()
+    process.kill(group ? -service.pid : service.pid, signal)
+    const exited = yield* Deferred.await(service.exited).pipe(
+      Effect.timeoutFail({
+        duration: "30 seconds",
+        onTimeout: () => new Error(`no exit 30 s after ${signal}: ${service.output()}`)
+      })
+    )
+    return { ...exited, took: exited.at - sent }
+  })
+
 /** A `fetch` that resolves with the status, headers and body text (or the error's message). */
 export const request = (url: string, init: RequestInit = {}) =>
   Effect.promise(async () => {

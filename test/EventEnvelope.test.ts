@@ -11,6 +11,7 @@ import { WebhookDeliverer } from "../src/Webhooks/WebhookDeliverer.js"
 import { Webhooks } from "../src/Webhooks.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
+import { makeLatch } from "./support/latch.js"
 import { serverLayer, token } from "./support/http.js"
 import { receiver } from "./support/receiver.js"
 import * as TestDb from "./support/TestDb.js"
@@ -29,8 +30,8 @@ const live = (url: string, init: RequestInit = {}) =>
     const controller = new AbortController()
     yield* Effect.addFinalizer(() => Effect.sync(() => controller.abort()))
     const state = { text: "", done: false, error: undefined as string | undefined }
-    const listeners = new Set<() => void>()
-    const changed = () => listeners.forEach((l) => l())
+    const latch = makeLatch()
+    const changed = latch.notify
     void (async () => {
       try {
         const response = await fetch(url, { ...init, signal: controller.signal })
@@ -48,29 +49,18 @@ const live = (url: string, init: RequestInit = {}) =>
       state.done = true
       changed()
     })()
+    // answers when `check` holds; fails when the stream ended first, or after 20 s
     const until = (check: (text: string) => boolean, what: string) =>
-      Effect.async<string, Error>((resume) => {
-        const test = () => {
-          if (!check(state.text) && !state.done) return
-          listeners.delete(test)
-          clearTimeout(timer)
-          resume(
-            check(state.text)
-              ? Effect.succeed(state.text)
-              : Effect.fail(new Error(`${what}: ended first (${state.error ?? "closed"}): ${state.text}`))
-          )
-        }
-        const timer = setTimeout(() => {
-          listeners.delete(test)
-          resume(Effect.fail(new Error(`${what}: not so after 20 s: ${state.text}`)))
-        }, 20_000)
-        listeners.add(test)
-        test()
-        return Effect.sync(() => {
-          listeners.delete(test)
-          clearTimeout(timer)
-        })
-      })
+      latch.until(
+        () => (check(state.text) || state.done ? { held: check(state.text) } : undefined),
+        () => new Error(`${what}: not so after 20 s: ${state.text}`)
+      ).pipe(
+        Effect.flatMap(({ held }) =>
+          held
+            ? Effect.succeed(state.text)
+            : Effect.fail(new Error(`${what}: ended first (${state.error ?? "closed"}): ${state.text}`))
+        )
+      )
     return { until, text: () => state.text }
   })
 

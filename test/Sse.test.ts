@@ -11,6 +11,7 @@ import { Jobs } from "../src/Jobs.js"
 import { Repos } from "./support/repos.js"
 import { Workers } from "../src/Workers.js"
 import { uniqueQueue } from "./support/fixtures.js"
+import { makeLatch } from "./support/latch.js"
 import { raw, serverLayer, token } from "./support/http.js"
 import { databaseUrl } from "./support/TestDb.js"
 
@@ -43,7 +44,7 @@ const openStream = (url: string, bearer?: string) =>
       const received: Array<Received> = []
       const lastEventIds: Array<string | null> = []
       let drop: (() => void) | undefined
-      const listeners = new Set<() => void>()
+      const latch = makeLatch()
       const source = new EventSource(url, {
         fetch: async (input, init) => {
           const controller = new AbortController()
@@ -75,29 +76,14 @@ const openStream = (url: string, bearer?: string) =>
       for (const name of JobEventType.literals) {
         source.addEventListener(name, (message) => {
           received.push({ id: message.lastEventId, event: name, data: JSON.parse(message.data) })
-          listeners.forEach((l) => l())
+          latch.notify()
         })
       }
       /** Waits (up to 20 s) until `check` holds. */
       const until = (check: () => boolean) =>
-        Effect.async<void, Error>((resume) => {
-          const test = () => {
-            if (!check()) return
-            listeners.delete(test)
-            clearTimeout(timer)
-            resume(Effect.void)
-          }
-          const timer = setTimeout(() => {
-            listeners.delete(test)
-            resume(Effect.fail(new Error(`not so after 20 s; received ${JSON.stringify(received.map((r) => r.id))}`)))
-          }, 20_000)
-          listeners.add(test)
-          test()
-          return Effect.sync(() => {
-            listeners.delete(test)
-            clearTimeout(timer)
-          })
-        })
+        latch.until(check, () => new Error(`not so after 20 s; received ${JSON.stringify(received.map((r) => r.id))}`)).pipe(
+          Effect.asVoid
+        )
       return { source, received, lastEventIds, until, drop: () => drop?.() }
     }),
     ({ source }) => Effect.sync(() => source.close())

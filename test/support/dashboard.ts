@@ -1,4 +1,5 @@
 import { Deferred, Effect } from "effect"
+import { makeLatch } from "./latch.js"
 
 /** The dashboard as a browser uses it over HTTP: its sign-in form, its pages' live URLs and their event streams. */
 
@@ -89,8 +90,8 @@ export const openLive = (url: string, headers: Record<string, string>) =>
     const ended = yield* Deferred.make<{ readonly error?: string }>()
     const messages: Array<SseMessage> = []
     let raw = ""
-    const listeners = new Set<() => void>()
-    const notify = () => listeners.forEach((l) => l())
+    const latch = makeLatch()
+    const notify = latch.notify
     const parse = makeSseParser((message) => messages.push(message))
     const controller = new AbortController()
     yield* Effect.addFinalizer(() => Effect.sync(() => controller.abort()))
@@ -116,24 +117,7 @@ export const openLive = (url: string, headers: Record<string, string>) =>
       notify()
     })()
     const until = (what: string, check: () => boolean) =>
-      Effect.async<void, Error>((resume) => {
-        const test = () => {
-          if (!check()) return
-          listeners.delete(test)
-          clearTimeout(timer)
-          resume(Effect.void)
-        }
-        const timer = setTimeout(() => {
-          listeners.delete(test)
-          resume(Effect.fail(new Error(`not so after 20 s: ${what}; received ${raw.slice(-2000)}`)))
-        }, 20_000)
-        listeners.add(test)
-        test()
-        return Effect.sync(() => {
-          listeners.delete(test)
-          clearTimeout(timer)
-        })
-      })
+      latch.until(check, () => new Error(`not so after 20 s: ${what}; received ${raw.slice(-2000)}`)).pipe(Effect.asVoid)
     return {
       status,
       ended,

@@ -129,6 +129,9 @@ describe("the dashboard in a browser", () => {
         assert.include(timeline, "progress 0 % → 50 %")
         assert.include(timeline, "running → completed")
         yield* promise(() => page.locator(`#job-summary[data-version="${version}"]`).waitFor(bounded))
+        // the finished job's actions came with it: no Cancel any more
+        yield* promise(() => page.locator(`#job-actions[data-version="${version}"]`).waitFor(bounded))
+        assert.strictEqual(yield* promise(() => page.getByRole("button", { name: "Cancel" }).count()), 0)
         const summary = yield* promise(() => page.locator("#job-summary").innerText())
         assert.include(summary, "completed")
         assert.include(summary, "\"total\": 42")

@@ -233,11 +233,16 @@ const deliveries = (rows: ReadonlyArray<JobDelivery>) =>
       }</tbody></table>`)
   }</section>`
 
-/** The actions a job's state allows: cancel (not finished), delete (not held by a worker), re-enqueue a copy. */
-const actions = (session: Session, job: JobInfo) => {
+/**
+ * The actions a job's state allows: cancel (not finished), delete (not held by a worker), re-enqueue a copy; replaced
+ * live with the job's state (a job that finished meanwhile loses its Cancel button).
+ */
+export const jobActions = (session: Session, job: JobInfo, live = false) => {
   const form = (action: string, label: string, hint: string) =>
     html`<form method="post" action="${jobHref(job.id)}/${action}" class="action">${csrfInput(session)}<button type="submit" aria-describedby="hint-${action}">${label}</button><span id="hint-${action}" class="hint">${hint}</span></form>`
-  return html`<section aria-labelledby="actions-title" class="actions"><h2 id="actions-title">Actions</h2>${
+  return html`<section id="job-actions" aria-labelledby="actions-title" class="actions" data-version="${job.version}"${
+    live ? trusted(` data-live="replace"`) : ""
+  }><h2 id="actions-title">Actions</h2>${
     isTerminal(job.status) ? "" : form("cancel", "Cancel", "asks its worker to stop, or cancels it at once if no worker holds it")
   }${
     job.isActive ? "" : form("delete", "Delete", isTerminal(job.status) ? "removes it with its history" : "marks it deleted")
@@ -257,6 +262,6 @@ export const jobPage = (options: {
   }"><div sse-swap="job" hidden></div>${liveState}
 <div class="job-layout">${jobSummary(options.job)}
 <section aria-labelledby="payload-title"><h2 id="payload-title">Payload</h2>${jsonBlock(options.job.payload, "Payload")}</section>
-${actions(options.session, options.job)}</div>
+${jobActions(options.session, options.job)}</div>
 ${timeline(options.events)}</div>
 ${deliveries(options.deliveries)}`

@@ -11,7 +11,7 @@ import { sseSink, sseTextResponse } from "../Streams/Http.js"
 import type { PositionedItem } from "../Streams/Tail.js"
 import { StreamTail } from "../Streams/Tail.js"
 import { toString } from "./html.js"
-import { jobRow, jobSummary, rowOfItem, timelineRow } from "./jobsView.js"
+import { jobActions, jobRow, jobSummary, rowOfItem, timelineRow } from "./jobsView.js"
 import type { Session } from "./session.js"
 
 /**
@@ -129,7 +129,9 @@ export const makeLive = Effect.gen(function*() {
               "job",
               streamCursor(item.position),
               toString(timelineRow(item.event, true)) +
-                (Either.isRight(current) ? toString(jobSummary(current.right, true)) : "")
+                (Either.isRight(current)
+                  ? toString(jobSummary(current.right, true)) + toString(jobActions(session, current.right, true))
+                  : "")
             ))
         )
       )

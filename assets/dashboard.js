@@ -44,11 +44,18 @@
     }
   }
 
+  // a message's parts may come each in a <template> of its own (a <tr> and a <section> parsed side by side would not
+  // survive the parser whole): their [data-live] elements, in order
   function apply(data) {
     var template = document.createElement("template")
     template.innerHTML = data
-    var elements = template.content.querySelectorAll("[data-live]")
-    for (var i = 0; i < elements.length; i++) place(elements[i])
+    var parts = [template.content]
+    var nested = template.content.querySelectorAll("template")
+    for (var n = 0; n < nested.length; n++) parts.push(nested[n].content)
+    for (var p = 0; p < parts.length; p++) {
+      var elements = parts[p].querySelectorAll("[data-live]")
+      for (var i = 0; i < elements.length; i++) place(elements[i])
+    }
   }
 
   // "Pause updates" (WCAG 2.2.2): messages wait, in order, and are applied on resume; past MAX_WAITING the page

@@ -136,6 +136,10 @@ describe("the dashboard in a browser", () => {
         assert.include(summary, "completed")
         assert.include(summary, "\"total\": 42")
         yield* screenshot(page, "dashboard-job")
+        // the actions that came live are whole forms: enqueue a copy from them
+        yield* promise(() => page.locator("#job-actions").getByRole("button", { name: "Enqueue a copy" }).click())
+        yield* promise(() => page.waitForURL(/\/dashboard\/jobs\/[0-9a-f-]{36}\?notice=requeued$/, bounded))
+        assert.notInclude(page.url(), id)
         assert.deepStrictEqual(errors, [])
       }))
 

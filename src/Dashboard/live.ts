@@ -128,9 +128,12 @@ export const makeLive = Effect.gen(function*() {
             message(
               "job",
               streamCursor(item.position),
-              toString(timelineRow(item.event, true)) +
+              // each part in a template of its own: parsed beside a <tr>, a <section>'s forms lose their content
+              `<template>${toString(timelineRow(item.event, true))}</template>` +
                 (Either.isRight(current)
-                  ? toString(jobSummary(current.right, true)) + toString(jobActions(session, current.right, true))
+                  ? `<template>${toString(jobSummary(current.right, true))}</template><template>${
+                    toString(jobActions(session, current.right, true))
+                  }</template>`
                   : "")
             ))
         )

@@ -53,10 +53,6 @@ const param = (search: URLSearchParams, name: string) => {
   const value = search.get(name)?.trim()
   return value === undefined || value === "" ? undefined : value.slice(0, 400)
 }
-const pathOf = (request: HttpServerRequest.HttpServerRequest) => {
-  const at = request.url.search(/[?#]/)
-  return at === -1 ? request.url : request.url.slice(0, at)
-}
 /** Where sign-in may send the browser back to: a page of the dashboard, nothing else (no open redirect). */
 const safeNext = (next: string | undefined) =>
   next !== undefined && /^\/dashboard(?:[/?][^\s\\]*)?$/.test(next) && !next.includes("..") ? next : basePath
@@ -102,7 +98,7 @@ const routes = Effect.gen(function*() {
       if (Option.isNone(found)) {
         return Effect.succeed(
           kind === "page"
-            ? seeOther(`${basePath}/login?next=${encodeURIComponent(pathOf(request) + (request.url.includes("?") ? request.url.slice(request.url.indexOf("?")) : ""))}`)
+            ? seeOther(`${basePath}/login?next=${encodeURIComponent(request.url)}`)
             : respond(bare("Signed out", notice("Your session has ended: sign in again.", "error")), 401)
         )
       }

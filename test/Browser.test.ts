@@ -11,7 +11,8 @@ import {
   recordErrors,
   recordRequests,
   screenshot,
-  TestBrowser
+  TestBrowser,
+  hasChromium
 } from "./support/browser.js"
 
 /** The pages of the self-test; the main one runs under a strict CSP, like the dashboard will. */
@@ -75,7 +76,7 @@ class Site extends Context.Tag("jobwatch-test/BrowserSite")<Site, { readonly ori
 
 const bounded = { timeout: 10_000 } as const
 
-describe("the browser harness", () => {
+describe.skipIf(!hasChromium)("the browser harness", () => {
   layer(Layer.merge(TestBrowser.layer, Site.layer), { excludeTestServices: true, timeout: 60_000 })((it) => {
     it.scoped("clicks a button, waits for the fetched answer, logs the request, takes a screenshot", () =>
       Effect.gen(function*() {

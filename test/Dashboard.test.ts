@@ -4,7 +4,7 @@ import { Effect, Layer } from "effect"
 import type { Page } from "playwright-core"
 import { Jobs } from "../src/Jobs.js"
 import { Workers } from "../src/Workers.js"
-import { openPage, recordErrors, recordRequests, screenshot, TestBrowser } from "./support/browser.js"
+import { openPage, recordErrors, recordRequests, screenshot, TestBrowser, hasChromium } from "./support/browser.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
 
@@ -42,7 +42,7 @@ const enqueue = (bearer: string, body: Record<string, unknown>) =>
 
 const rowOf = (page: Page, id: string) => page.locator(`#job-${id}`)
 
-describe("the dashboard in a browser", () => {
+describe.skipIf(!hasChromium)("the dashboard in a browser", () => {
   layer(Layer.merge(TestBrowser.layer, serverLayer()), { excludeTestServices: true, timeout: 120_000 })((it) => {
     it.scoped("sign in; a job enqueued through the API appears and its progress goes to 100 % and completed, live, with no reload and no polling", () =>
       Effect.gen(function*() {

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 import type { Page } from "playwright-core"
 import { Workers } from "../src/Workers.js"
-import { openPage, recordErrors, TestBrowser } from "./support/browser.js"
+import { openPage, recordErrors, TestBrowser, hasChromium } from "./support/browser.js"
 import { uniqueQueue } from "./support/fixtures.js"
 import { raw, serverLayer, token } from "./support/http.js"
 
@@ -196,7 +196,7 @@ const includesInOrder = (stops: ReadonlyArray<string>, expected: ReadonlyArray<s
   }
 }
 
-describe("the dashboard's accessibility (axe-core, WCAG 2.1 A and AA)", () => {
+describe.skipIf(!hasChromium)("the dashboard's accessibility (axe-core, WCAG 2.1 A and AA)", () => {
   layer(
     Seeded.layer.pipe(Layer.provideMerge(Layer.merge(TestBrowser.layer, serverLayer({ webhooks: false })))),
     { excludeTestServices: true, timeout: 120_000 }

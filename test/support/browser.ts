@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs"
 import { Context, Data, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises"
@@ -12,6 +13,12 @@ export const chromiumPath = (): string => {
   const fromEnv = process.env.JOBWATCH_CHROMIUM
   return fromEnv === undefined || fromEnv === "" ? "/usr/bin/chromium" : fromEnv
 }
+
+/**
+ * Whether the browser is installed: without it `npm test` skips the browser tests (and says so in its counts);
+ * `.ci/run` installs it, and counts a failure when it cannot.
+ */
+export const hasChromium = existsSync(chromiumPath())
 
 /**
  * Headless, no sandbox (CI runs as root), and nothing that talks to the outside: the machines reach no network but
